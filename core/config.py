@@ -1,0 +1,239 @@
+"""One configuration file, read once, with environment overrides.
+
+The file is TOML (``E2A_CONFIG``, default ``/etc/e2a/e2a.toml``). Every key has
+an environment override ``E2A_<SECTION>_<KEY>``; secrets and URLs also have the
+short names operators expect (``E2A_DATABASE_URL``, ``E2A_HMAC_SECRET``,
+``E2A_PUBLIC_URL``). A bad value stops the program with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_PATH = "/etc/e2a/e2a.toml"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; str() is the one line to show."""
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+    return None
+
+
+def _address(value: str) -> str | None:
+    """``unix:/path``, ``inet:host:port`` or ``host:port``."""
+    if value.startswith("unix:"):
+        return None if value[5:].startswith("/") else "unix: needs an absolute path"
+    host, sep, port = value.removeprefix("inet:").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return "must be unix:/path or host:port"
+    return None
+
+
+def _secret(value: str) -> str | None:
+    if len(value) < 32:
+        return "must be at least 32 characters (generate one: openssl rand -hex 32)"
+    return None
+
+
+def _domain(value: str) -> str | None:
+    if value and ("." not in value or value != value.lower() or " " in value):
+        return "must be a lowercase domain name such as agents.example.com"
+    return None
+
+
+def _choice(*allowed: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}"
+
+    return check
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+@dataclass(frozen=True)
+class Key:
+    section: str
+    name: str
+    type: type
+    default: Any  # REQUIRED when there is no sane default
+    check: Callable[[Any], str | None] | None = None
+    env: str | None = None  # short alias besides E2A_<SECTION>_<KEY>
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        long = f"E2A_{self.section}_{self.name}".upper()
+        return (self.env, long) if self.env else (long,)
+
+
+REQUIRED = object()
+
+KEYS: tuple[Key, ...] = (
+    Key("database", "url", str, "postgresql:///e2a",
+        lambda v: _url(v, ("postgresql", "postgres")), env="E2A_DATABASE_URL"),
+    Key("database", "pool_size", int, 10, _positive),
+    Key("secrets", "hmac_secret", str, REQUIRED, _secret, env="E2A_HMAC_SECRET"),
+    # Encrypts DKIM private keys at rest; derived from hmac_secret when unset.
+    Key("secrets", "encryption_key", str, "", lambda v: v and _secret(v),
+        env="E2A_ENCRYPTION_KEY"),
+    Key("http", "listen", str, "127.0.0.1:8080", _address),
+    Key("http", "public_url", str, "http://127.0.0.1:8080",
+        lambda v: _url(v, ("http", "https")), env="E2A_PUBLIC_URL"),
+    Key("http", "workers", int, 2, _positive),
+    Key("mail", "hostname", str, "", _domain),
+    Key("mail", "authserv_id", str, ""),
+    Key("mail", "shared_domain", str, "", _domain),
+    Key("mail", "max_message_bytes", int, 10 * 1024 * 1024, _positive),
+    Key("mail", "max_recipients", int, 50, _positive),
+    Key("milter", "listen", str, "unix:/run/e2a/milter.sock", _address),
+    # milter_macro_daemon_name of our reinjection service: mail that Postfix
+    # hands the milter under this name came through our own content filter.
+    Key("milter", "own_daemon_name", str, "e2a-reinject"),
+    Key("policy", "listen", str, "unix:/run/e2a/policy.sock", _address),
+    Key("filter", "listen", str, "127.0.0.1:10025", _address),
+    Key("filter", "reinject", str, "127.0.0.1:10026", _address),
+    Key("submit", "address", str, "127.0.0.1:10027", _address),
+    # host:port of the one resolver every lookup of ours uses; empty means the
+    # system's /etc/resolv.conf.
+    Key("dns", "resolver", str, "", lambda v: v and _address(v)),
+    Key("dns", "timeout", float, 5.0, _positive),
+    Key("worker", "poll_interval", float, 1.0, _positive),
+    Key("log", "level", str, "info", _choice("debug", "info", "warning", "error")),
+    Key("log", "format", str, "text", _choice("text", "json")),
+)
+
+SECTIONS = sorted({k.section for k in KEYS})
+
+
+class Section:
+    """Attribute access to one section's values: ``cfg.database.url``."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return f"Section({self.__dict__!r})"
+
+
+class Config:
+    def __init__(self, values: Mapping[str, Mapping[str, Any]], source: str) -> None:
+        self.source = source
+        for section in SECTIONS:
+            setattr(self, section, Section(values[section]))
+        mail = self.mail  # type: ignore[attr-defined]
+        # Defaults that depend on the host, settled once here.
+        if not mail.hostname:
+            mail.hostname = socket.getfqdn().lower()
+        if not mail.authserv_id:
+            mail.authserv_id = mail.hostname
+
+    def get(self, dotted: str) -> Any:
+        section, name = dotted.split(".", 1)
+        return getattr(getattr(self, section), name)
+
+
+def _coerce(key: Key, raw: Any, origin: str) -> Any:
+    if key.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                     "no", "off"):
+            return raw.lower() in ("1", "true", "yes", "on")
+    elif key.type is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            return int(raw)
+    elif key.type is float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+    elif key.type is str:
+        if isinstance(raw, str):
+            return raw.strip()
+    raise ConfigError(f"{origin}: {key.dotted}: must be a {key.type.__name__}, got {raw!r}")
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         env: Mapping[str, str] | None = None) -> Config:
+    """Read the file (if any), apply environment overrides, validate everything."""
+    env = os.environ if env is None else env
+    explicit = path is not None or "E2A_CONFIG" in env
+    file = Path(path if path is not None else env.get("E2A_CONFIG", DEFAULT_PATH))
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    elif explicit:
+        raise ConfigError(f"{file}: no such configuration file (E2A_CONFIG)")
+    known = {k.dotted for k in KEYS}
+    for section, table in data.items():
+        if section not in SECTIONS or not isinstance(table, dict):
+            raise ConfigError(f"{file}: [{section}]: unknown section")
+        for name in table:
+            if f"{section}.{name}" not in known:
+                raise ConfigError(f"{file}: {section}.{name}: unknown key")
+    values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key in KEYS:
+        origin, raw = str(file), data.get(key.section, {}).get(key.name, key.default)
+        for name in key.env_names:
+            if env.get(name, "") != "":
+                origin, raw = f"environment {name}", env[name]
+                break
+        if raw is REQUIRED:
+            raise ConfigError(
+                f"{file}: {key.dotted}: required, not set (or set {key.env_names[0]})")
+        value = _coerce(key, raw, origin)
+        problem = key.check(value) if key.check else None
+        if problem:
+            raise ConfigError(f"{origin}: {key.dotted}: {problem}")
+        values[key.section][key.name] = value
+    return Config(values, str(file))
+
+
+def render_example() -> str:
+    """A commented TOML file with every key at its default (``e2a config example``)."""
+    lines = ["# e2a-postfix configuration. Every key shows its default.", ""]
+    for section in SECTIONS:
+        lines.append(f"[{section}]")
+        for key in (k for k in KEYS if k.section == section):
+            envs = ", ".join(key.env_names)
+            if key.default is REQUIRED:
+                lines.append(f"# {key.name} = \"...\"   # required; env {envs}")
+            else:
+                lines.append(f"# {key.name} = {_toml_value(key.default)}   # env {envs}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)

@@ -1,0 +1,49 @@
+"""Users and their API keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+Row = dict[str, Any]
+
+
+def create_user(conn: psycopg.Connection, user_id: str, email: str, name: str = "") -> Row:
+    return conn.execute(
+        "INSERT INTO users (id, email, name) VALUES (%s, %s, %s) RETURNING *",
+        (user_id, email, name)).fetchone()
+
+
+def user_by_email(conn: psycopg.Connection, email: str) -> Row | None:
+    return conn.execute("SELECT * FROM users WHERE lower(email) = lower(%s)",
+                        (email,)).fetchone()
+
+
+def user_by_id(conn: psycopg.Connection, user_id: str) -> Row | None:
+    return conn.execute("SELECT * FROM users WHERE id = %s", (user_id,)).fetchone()
+
+
+def create_api_key(conn: psycopg.Connection, key_id: str, user_id: str, key_hash: bytes,
+                   key_prefix: str, name: str = "", agent_id: str | None = None) -> Row:
+    return conn.execute(
+        """INSERT INTO api_keys (id, user_id, agent_id, name, key_hash, key_prefix)
+           VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
+        (key_id, user_id, agent_id, name, key_hash, key_prefix)).fetchone()
+
+
+def api_key_by_hash(conn: psycopg.Connection, key_hash: bytes) -> Row | None:
+    """The live key with this digest, with its owner's id and agent scope."""
+    return conn.execute(
+        """SELECT k.*, u.email AS user_email
+             FROM api_keys k JOIN users u ON u.id = k.user_id
+            WHERE k.key_hash = %s AND k.revoked_at IS NULL""",
+        (key_hash,)).fetchone()
+
+
+def touch_api_key(conn: psycopg.Connection, key_id: str) -> None:
+    # Once a minute is precise enough and spares a write on every request.
+    conn.execute(
+        """UPDATE api_keys SET last_used_at = now()
+            WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')""",
+        (key_id,))

@@ -1,0 +1,1 @@
+"""Numbered, idempotent schema migrations (plain SQL), applied by core.db.migrate."""
