@@ -169,9 +169,8 @@ def _coerce(key: Key, raw: Any, origin: str) -> Any:
                 return float(raw)
             except ValueError:
                 pass
-    elif key.type is str:
-        if isinstance(raw, str):
-            return raw.strip()
+    elif key.type is str and isinstance(raw, str):
+        return raw.strip()
     raise ConfigError(f"{origin}: {key.dotted}: must be a {key.type.__name__}, got {raw!r}")
 
 

@@ -1,0 +1,1 @@
+"""The inbound milter: Postfix hands it each message at end of data."""

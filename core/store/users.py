@@ -45,5 +45,6 @@ def touch_api_key(conn: psycopg.Connection, key_id: str) -> None:
     # Once a minute is precise enough and spares a write on every request.
     conn.execute(
         """UPDATE api_keys SET last_used_at = now()
-            WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')""",
+            WHERE id = %s
+              AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')""",
         (key_id,))

@@ -1,0 +1,47 @@
+"""`e2a serve milter`: libmilter's threads serving Postfix on a socket."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+import Milter
+
+from e2a.core import dns
+from e2a.core.config import Config
+from e2a.core.db import open_pool
+from e2a.milter.handler import InboundMilter
+
+log = logging.getLogger("e2a.milter")
+
+
+def _libmilter_address(listen: str) -> str:
+    if listen.startswith("unix:"):
+        return listen
+    host, _, port = listen.removeprefix("inet:").rpartition(":")
+    return f"inet:{port}@{host}"
+
+
+def run(cfg: Config) -> None:
+    dns.configure(cfg)
+    pool = open_pool(cfg, name="milter", min_size=2)
+    InboundMilter.cfg = cfg
+    InboundMilter.pool = pool
+    Milter.factory = InboundMilter
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT)
+    address = _libmilter_address(cfg.milter.listen)
+    # The socket is created inside libmilter; a permissive umask lets the
+    # postfix user connect. Access is guarded by the socket's directory.
+    old_umask = os.umask(0o111)
+    log.info("milter listening on %s", cfg.milter.listen)
+    try:
+        # libmilter handles SIGTERM/SIGINT itself and returns from main.
+        Milter.runmilter("e2a", address, timeout=600)
+    finally:
+        os.umask(old_umask)
+        pool.close()
+        if cfg.milter.listen.startswith("unix:"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(cfg.milter.listen[5:])
+        log.info("milter stopped")
