@@ -23,7 +23,7 @@ def pg_cluster() -> Iterator[Cluster]:
     Not under pytest's tmp dir: that is private to root, and the cluster runs
     as the unprivileged postgres user."""
     root = Path(tempfile.mkdtemp(prefix="e2a-test-pg-"))
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103 - the postgres user must reach it
     cluster = Cluster(root)
     try:
         cluster.init()
