@@ -159,6 +159,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_undispatched ON events (created_at) WHERE dispatched_at IS NULL;
 CREATE INDEX IF NOT EXISTS events_user_created ON events (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS events_created ON events (created_at);
 
 CREATE TABLE IF NOT EXISTS webhooks (
     id                          text PRIMARY KEY,

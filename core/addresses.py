@@ -1,0 +1,37 @@
+"""The socket addresses of the configuration: ``unix:/path``, ``inet:host:port``
+or ``host:port`` (config checks the syntax; this turns it into something to
+bind or connect to)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UnixAddress:
+    path: str
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+
+@dataclass(frozen=True)
+class InetAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+Address = UnixAddress | InetAddress
+
+
+def parse(value: str) -> Address:
+    if value.startswith("unix:"):
+        return UnixAddress(value[5:])
+    host, sep, port = value.removeprefix("inet:").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"not unix:/path or host:port: {value!r}")
+    # IPv6 literals may come bracketed ([::1]:10025) or bare (::1:10025).
+    return InetAddress(host.removeprefix("[").removesuffix("]"), int(port))

@@ -1,0 +1,88 @@
+"""`e2a serve worker`: runs the jobs of core.jobs in a loop.
+
+Safe with any number of workers on one database: jobs claim their rows with
+FOR UPDATE SKIP LOCKED. A failing job (database down, a bug) is logged and
+retried with a growing delay; it never stops the loop or the other jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from e2a.core import jobs, shutdown
+from e2a.core.config import Config
+from e2a.core.db import open_pool
+
+log = logging.getLogger("e2a.worker")
+
+MAX_BACKOFF = 60.0
+# How long a job waits for a pooled connection: short, so that SIGTERM during
+# a database outage is still answered within a second or two.
+DB_TIMEOUT = 1.0
+
+
+class Worker:
+    def __init__(self, pool: ConnectionPool, job_list: Sequence[jobs.Job], *,
+                 poll_interval: float, db_timeout: float = DB_TIMEOUT) -> None:
+        self.pool = pool
+        self.jobs = tuple(job_list)
+        self.poll_interval = poll_interval
+        self.db_timeout = db_timeout
+        self._due = {job.name: 0.0 for job in self.jobs}
+        self._failures = {job.name: 0 for job in self.jobs}
+
+    def run_due(self, stop: threading.Event | None = None) -> None:
+        """Run each job whose time has come, once."""
+        for job in self.jobs:
+            if stop is not None and stop.is_set():
+                return
+            now = time.monotonic()
+            if self._due[job.name] <= now:
+                self._due[job.name] = self._run(job, now)
+
+    def serve(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.run_due(stop)
+            pause = min(self._due.values(), default=0.0) - time.monotonic()
+            stop.wait(min(max(pause, 0.0), self.poll_interval))
+
+    def _run(self, job: jobs.Job, now: float) -> float:
+        """Run ``job``; when it is due next."""
+        try:
+            with self.pool.connection(timeout=self.db_timeout) as conn:
+                done = job.run(conn)
+        except psycopg.Error as exc:
+            delay = self._backoff(job)
+            log.warning("job %s: database error, retrying in %.1fs: %s", job.name, delay,
+                        " ".join(str(exc).split()))
+            return now + delay
+        except Exception:
+            delay = self._backoff(job)
+            log.exception("job %s failed, retrying in %.1fs", job.name, delay)
+            return now + delay
+        self._failures[job.name] = 0
+        if done:
+            log.info("job %s: %d done", job.name, done)
+            return now
+        return now + max(job.every, self.poll_interval)
+
+    def _backoff(self, job: jobs.Job) -> float:
+        self._failures[job.name] += 1
+        return min(MAX_BACKOFF, self.poll_interval * 2 ** min(self._failures[job.name], 16))
+
+
+def run(cfg: Config) -> None:
+    stop = shutdown.on_signals()
+    pool = open_pool(cfg, name="worker", max_size=2, wait=False)
+    try:
+        log.info("worker started, polling every %ss", cfg.worker.poll_interval)
+        Worker(pool, jobs.JOBS, poll_interval=cfg.worker.poll_interval).serve(stop)
+    finally:
+        pool.close()
+        log.info("worker stopped")
