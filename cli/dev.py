@@ -1,7 +1,97 @@
-"""Placeholder replaced by the sandbox work."""
+"""`e2a dev up|down|status`: the developer sandbox (what `make run` / `make stop` call)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from e2a.cli.sandbox.stack import Access, Sandbox
+
+root_option = click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+    show_default=True, help="Directory holding the sandbox's data, logs and sockets.")
 
 
 @click.group()
 def dev() -> None:
-    """Developer sandbox."""
+    """Developer sandbox: Postgres, Postfix, DNS, a capture server and all services."""
+
+
+@dev.command()
+@root_option
+@click.option("--json", "as_json", is_flag=True, help="Print sandbox.json instead of text.")
+def up(root: Path, as_json: bool) -> None:
+    """Start the sandbox (again): only what is not running is started."""
+    if os.geteuid() != 0:
+        raise click.ClickException("the sandbox runs a private Postfix instance: run as root")
+    sandbox = _sandbox(root)
+    try:
+        sandbox.up()
+        access = sandbox.bootstrap()
+    except RuntimeError as exc:  # a part that did not start; the message says which
+        raise click.ClickException(
+            f"{exc}\nThe parts already started keep running; `e2a dev down` stops them.") from None
+    if as_json:
+        click.echo(json.dumps(access.to_json(), indent=2))
+    else:
+        click.echo(describe(access, sandbox.summary_path))
+
+
+@dev.command()
+@root_option
+def down(root: Path) -> None:
+    """Stop every process of the sandbox; its data stays for the next `up`."""
+    sandbox = _sandbox(root)
+    try:
+        sandbox.down()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    left = [name for name, running in sandbox.status().items() if running]
+    if left:
+        raise click.ClickException(f"still running: {', '.join(left)}")
+    click.echo(f"sandbox in {sandbox.root} stopped")
+
+
+@dev.command()
+@root_option
+def status(root: Path) -> None:
+    """Say which parts of the sandbox are running."""
+    for name, running in _sandbox(root).status().items():
+        click.echo(f"{name:10} {'running' if running else 'stopped'}")
+
+
+def _sandbox(root: Path) -> Sandbox:
+    # Imported on use: every `e2a` command loads this module, and `e2a serve`
+    # has no business importing the sandbox.
+    from e2a.cli.sandbox.stack import Sandbox
+
+    return Sandbox(root)
+
+
+def describe(access: Access, summary: Path) -> str:
+    return f"""\
+The e2a sandbox is up.
+
+  API          {access.api_url}
+  API key      {access.api_key}
+  SMTP         {access.smtp_host}:{access.smtp_port}  (the sandbox Postfix)
+  Your user    {access.user_email}
+  Your agent   {access.agent_email}
+  Internet     {access.capture_dir}/*.eml  (mail leaving the sandbox lands here)
+  Logs         {access.log_dir}/  and  {access.maillog}
+
+Send a mail to your agent through Postfix:
+
+  {access.send_example}
+
+Read it through the API:
+
+  {access.read_example}
+
+The same as JSON: {summary}
+Stop everything: make stop  (or: e2a dev down)"""

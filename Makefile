@@ -1,0 +1,59 @@
+# The two commands of this repository: `make run` (a sandbox under ./var) and
+# `make test` (lint and the whole suite). Both install what is missing first.
+# Meant for Debian 12, as root: the sandbox runs a private Postfix.
+
+SHELL := /bin/bash
+# The repository's top-level milter/ would shadow pymilter's `milter` module
+# for any Python started here with the checkout on sys.path.
+export PYTHONSAFEPATH := 1
+
+VENV := .venv
+E2A := $(VENV)/bin/e2a
+SANDBOX := var
+# What the project needs from Debian: the servers the sandbox and the system
+# tests run, and what building pymilter in the virtualenv takes.
+DEBIAN_PACKAGES := postgresql postfix dnsmasq-base swaks libmilter-dev \
+                   python3-venv python3-dev gcc make
+
+.PHONY: run stop status test lint deps venv
+
+run: deps venv
+	$(E2A) dev up --root $(SANDBOX)
+
+stop:
+	@if [ -x $(E2A) ]; then $(E2A) dev down --root $(SANDBOX); \
+	else echo "no virtualenv: nothing was started"; fi
+
+status: venv
+	$(E2A) dev status --root $(SANDBOX)
+
+test: deps venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# apt only when something is missing, so a ready machine needs no network.
+# The debconf answer keeps the postfix package from configuring (and
+# starting) a system Postfix: the sandbox runs its own instance.
+deps:
+	@missing=$$(for pkg in $(DEBIAN_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$pkg 2>/dev/null | grep -q '^install ok installed$$' \
+	    || echo $$pkg; done); \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" != 0 ]; then \
+	        echo "missing Debian packages:" $$missing "- run 'make deps' as root"; exit 1; fi; \
+	    echo "installing Debian packages:" $$missing; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	        --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+# Redone only when the packaging changes.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(VENV)/bin/python || /usr/bin/python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -e '.[test]'
+	touch $@

@@ -1,0 +1,109 @@
+"""What system tests get from the ``sandbox`` fixture, and small helpers."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from e2a.cli.sandbox.capture import Store
+from e2a.cli.sandbox.dns import DnsServer
+from e2a.cli.sandbox.postfix import Instance
+from e2a.cli.sandbox.postgres import Cluster
+from e2a.cli.sandbox.stack import Access, Sandbox
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    """What system tests use: the parts, the addresses and the credentials."""
+
+    box: Sandbox                # the whole sandbox (config(), status(), down(), ...)
+    config_path: Path           # E2A_CONFIG of the services
+    smtp_port: int              # the sandbox Postfix's public smtpd on 127.0.0.1
+    api_url: str
+    api_key: str                # the bootstrapped user's
+    user_email: str
+    agent_email: str            # a local-mode agent of that user
+    capture: Store              # mail that left for the internet
+    cluster: Cluster            # stop()/start() for outages
+    postfix: Instance
+    maillog: Path
+    dns: DnsServer              # add records, then reload()
+
+    @classmethod
+    def of(cls, box: Sandbox, access: Access) -> RunningSandbox:
+        return cls(box=box, config_path=box.config_path, smtp_port=box.ports.smtp,
+                   api_url=box.api_url, api_key=access.api_key, user_email=access.user_email,
+                   agent_email=access.agent_email, capture=Store(box.capture_dir),
+                   cluster=box.cluster, postfix=box.postfix, maillog=box.postfix.maillog,
+                   dns=box.dns)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A request to our API with the bootstrapped user's key."""
+        headers = {"Authorization": f"Bearer {self.api_key}", **kwargs.pop("headers", {})}
+        return requests.request(method, self.api_url + path, headers=headers, timeout=15,
+                                **kwargs)
+
+    def agent_path(self, email: str | None = None) -> str:
+        return f"/api/v1/agents/{quote(email or self.agent_email, safe='')}"
+
+    def messages(self, email: str | None = None, **params: Any) -> list[dict[str, Any]]:
+        response = self.api("GET", self.agent_path(email) + "/messages", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()["messages"]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2,
+               what: str = "condition") -> Any:
+    """The first truthy result of ``check``, polling up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met after {timeout}s")
+        time.sleep(interval)
+
+
+def compose(sender: str, to: str, subject: str, body: str) -> bytes:
+    """A plain RFC 5322 message with CRLF line ends, as an MUA would send it."""
+    msg = EmailMessage()
+    msg["From"] = f"Ada Sender <{sender}>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(domain="sandbox.test")
+    msg.set_content(body)
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+@dataclass(frozen=True)
+class Reply:
+    stage: str   # the SMTP command that got the final answer: MAIL, RCPT or DATA
+    code: int
+    text: str
+
+
+def smtp_send(port: int, sender: str, rcpt: str, data: bytes) -> Reply:
+    """One SMTP transaction; stops at the first answer that is not a success."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        client.ehlo("client.sandbox.test")
+        code, text = client.mail(sender)
+        if code != 250:
+            return Reply("MAIL", code, text.decode())
+        code, text = client.rcpt(rcpt)
+        if code not in (250, 251):
+            return Reply("RCPT", code, text.decode())
+        try:
+            code, text = client.data(data)
+        except smtplib.SMTPDataError as exc:  # refused at DATA itself, before the body
+            code, text = exc.smtp_code, exc.smtp_error
+        return Reply("DATA", code, text.decode(errors="replace"))
