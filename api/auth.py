@@ -1,0 +1,56 @@
+"""Who is calling, and what they may touch.
+
+Ownership failures answer 404, never 403: a caller must not learn that another
+tenant's agent or message exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from e2a.api import errors
+from e2a.core import apikeys
+from e2a.core.store import agents as agent_store
+from e2a.core.store import users as user_store
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    key_id: str
+    agent_id: str | None  # set: the key acts for this one agent only
+
+    def may_use(self, agent: dict[str, Any]) -> bool:
+        return agent["user_id"] == self.user_id and self.agent_id in (None, agent["id"])
+
+
+def bearer_key(header: str | None) -> str:
+    if not header:
+        raise errors.unauthorized("missing API key (Authorization: Bearer e2a_...)")
+    scheme, _, key = header.strip().partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not apikeys.is_well_formed(key):
+        raise errors.unauthorized("invalid API key")
+    return key
+
+
+def authenticate(pool: ConnectionPool, header: str | None) -> Principal:
+    key = bearer_key(header)
+    with pool.connection() as conn:
+        row = user_store.api_key_by_hash(conn, apikeys.digest(key))
+        if row is None:
+            raise errors.unauthorized("invalid API key")
+        user_store.touch_api_key(conn, row["id"])
+    return Principal(user_id=row["user_id"], key_id=row["id"], agent_id=row["agent_id"])
+
+
+def agent_for(conn: psycopg.Connection, principal: Principal, email: str) -> dict[str, Any]:
+    """The agent at this address if the caller may use it, else 404."""
+    agent = agent_store.agent_for_user(conn, principal.user_id, email)
+    if agent is None or not principal.may_use(agent):
+        raise errors.not_found(f"agent {email} not found")
+    return agent

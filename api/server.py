@@ -1,0 +1,150 @@
+"""``e2a serve api``: gunicorn, gevent-websocket workers, one DB pool per worker.
+
+Why the master runs in a fresh interpreter: gevent patches the standard
+library in each worker right after fork, but psycopg settles how it waits on
+its socket when it is first imported. Imported before the patch (the ``e2a``
+CLI imports the store), it keeps the unpatched epoll selector for connection
+set-up, which the pool runs in the background whenever the database is slow or
+away: a database that accepts TCP but never answers froze every request of the
+worker for the whole connect timeout (tests/unit/test_api_server.py). With
+psycopg's C extension installed it would also keep its C wait loop, and every
+query would block the worker. So ``run`` re-executes itself as ``python -m
+e2a.api`` when psycopg is loaded; the master never imports it, and each worker
+imports it, opens its pool and builds the app after the patch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import falcon
+from gunicorn import glogging
+from gunicorn.app.base import BaseApplication
+
+from e2a.api import worker
+from e2a.core import config, logs
+from e2a.core.config import Config
+
+log = logging.getLogger("e2a.api")
+
+# gevent-websocket's worker, made to stop cleanly (see e2a.api.worker).
+WORKER_CLASS = "e2a.api.worker.ApiWorker"
+# Seconds a kept-alive connection may sit idle (also bounds how long an idle
+# client can delay a graceful stop).
+KEEPALIVE = 2
+DB_MODULES = ("psycopg", "psycopg_pool")
+# Seconds a worker gets to finish its requests after SIGTERM.
+GRACEFUL_TIMEOUT = 10
+
+
+def run(cfg: Config) -> None:
+    """Serve until SIGTERM, then exit 0. Replaces the process when psycopg is
+    already imported (see the module doc); the configuration is read again,
+    from the same file and environment."""
+    if any(name in sys.modules for name in DB_MODULES):
+        _reexec(cfg)
+    serve(cfg)
+
+
+def _reexec(cfg: Config) -> NoReturn:
+    env = dict(os.environ)
+    if Path(cfg.source).is_file():
+        env["E2A_CONFIG"] = cfg.source
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # -P: the working directory (a checkout holds a milter/ dir) stays off sys.path.
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "e2a.api"], env)  # noqa: S606
+
+
+def main() -> None:
+    """Entry point of ``python -m e2a.api``."""
+    try:
+        cfg = config.load()
+    except config.ConfigError as exc:
+        sys.exit(f"e2a: {exc}")
+    logs.setup(cfg.log.level, cfg.log.format)
+    serve(cfg)
+
+
+def serve(cfg: Config) -> None:
+    loaded = [name for name in DB_MODULES if name in sys.modules]
+    if loaded:
+        raise RuntimeError(f"{', '.join(loaded)} imported before the gevent patch")
+    debug = cfg.log.level == "debug"
+    # Access lines only when debugging; gevent-websocket logs them at INFO.
+    logging.getLogger("geventwebsocket.handler").setLevel(
+        logging.DEBUG if debug else logging.WARNING)
+    ApiServer(cfg).run()
+
+
+class GunicornLogs(glogging.Logger):
+    """gunicorn's own lines through our handlers and format (core.logs)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
+def _when_ready(arbiter: Any) -> None:
+    worker.hold_stop_signals_across_forks()  # the workers are forked next
+    # The one start line; gunicorn's own start chatter is INFO, below our level.
+    log.info("api listening on %s", ", ".join(str(s) for s in arbiter.LISTENERS))
+
+
+def _worker_exit(arbiter: Any, exiting: Any) -> None:
+    exiting.app.close_pool()
+
+
+def bind_address(listen: str) -> str:
+    """Our ``host:port`` / ``inet:host:port`` / ``unix:/path`` as gunicorn's bind."""
+    return listen.removeprefix("inet:")
+
+
+class ApiServer(BaseApplication):
+    def __init__(self, cfg: Config) -> None:
+        self.e2a_cfg = cfg
+        self._pool: Any = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        debug = self.e2a_cfg.log.level == "debug"
+        settings: dict[str, Any] = {
+            "bind": [bind_address(self.e2a_cfg.http.listen)],
+            "workers": self.e2a_cfg.http.workers,
+            "worker_class": WORKER_CLASS,
+            "graceful_timeout": GRACEFUL_TIMEOUT,
+            "keepalive": KEEPALIVE,
+            "proc_name": "e2a-api",
+            "loglevel": "debug" if debug else "warning",
+            "accesslog": None,
+            "logger_class": GunicornLogs,
+            "when_ready": _when_ready,
+            "worker_exit": _worker_exit,
+            # gunicorn >= 25 opens a control socket under $HOME by default: two
+            # instances on one host would fight over it, and we do not use it.
+            "control_socket_disable": True,
+        }
+        for name, value in settings.items():
+            if name in self.cfg.settings:
+                self.cfg.set(name, value)
+
+    def load(self) -> falcon.App:
+        # Runs in the worker, after gevent's patch (no preload_app).
+        from e2a.api.app import create_app
+        from e2a.core.db import open_pool
+
+        self._pool = open_pool(self.e2a_cfg, name="api")
+        return create_app(self.e2a_cfg, self._pool)
+
+    def close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+            log.debug("database pool closed")
