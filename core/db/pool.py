@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import select
 
 import psycopg
 from psycopg.rows import dict_row
@@ -13,20 +12,32 @@ from e2a.core.config import Config
 
 
 class Pool(ConnectionPool):
-    """A pool that drops its dead connections as soon as one is found dead.
+    """A pool that never hands out a connection the server has already closed.
 
-    After a database restart every idle connection is broken; without this,
-    each would fail one request (a 451, a 503) before the pool noticed.
-    psycopg_pool 3.2 can check on checkout, but Debian 12 ships 3.1."""
+    After a database restart every idle connection is dead; without this each
+    would fail one request (a 451, a 503) before the pool noticed. psycopg_pool
+    3.2 can check on checkout, but Debian 12 ships 3.1. The check is a poll of
+    the socket, not a query: an idle connection has nothing to read unless the
+    server said goodbye (or sent a notice, which costs only a reconnect)."""
 
-    @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
-        try:
-            with super().connection(timeout=timeout) as conn:
-                yield conn
-        except psycopg.OperationalError:
-            self.check()
-            raise
+    def getconn(self, timeout: float | None = None) -> psycopg.Connection:
+        conn = super().getconn(timeout)
+        if _server_spoke(conn):
+            conn.close()
+            self.putconn(conn)  # a closed connection is replaced, not reused
+            self.check()  # the others idle since the same restart are dead too
+            conn = super().getconn(timeout)
+        return conn
+
+
+def _server_spoke(conn: psycopg.Connection) -> bool:
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def open_pool(cfg: Config, *, name: str, min_size: int = 1,
