@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 
 import Milter
 
@@ -24,6 +25,12 @@ def _libmilter_address(listen: str) -> str:
 
 
 def run(cfg: Config) -> None:
+    # libmilter stops on SIGTERM/SIGINT through a thread that sigwait()s for
+    # them. Blocked first, in this thread and so in every thread started after
+    # (the pool's too), a stop signal waits for that thread instead of
+    # killing the process by default action, half-way through a message.
+    stop_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     dns.configure(cfg)
     pool = open_pool(cfg, name="milter", min_size=2)
     InboundMilter.cfg = cfg
@@ -36,9 +43,9 @@ def run(cfg: Config) -> None:
     old_umask = os.umask(0o111)
     log.info("milter listening on %s", cfg.milter.listen)
     try:
-        # libmilter handles SIGTERM/SIGINT itself and returns from main.
         Milter.runmilter("e2a", address, timeout=600)
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.umask(old_umask)
         pool.close()
         if cfg.milter.listen.startswith("unix:"):
