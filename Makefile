@@ -15,7 +15,7 @@ SANDBOX := var
 DEBIAN_PACKAGES := postgresql postfix dnsmasq-base swaks libmilter-dev \
                    python3-venv python3-dev gcc make
 
-.PHONY: run stop status test lint deps venv
+.PHONY: run stop status test lint deps venv deb
 
 run: deps venv
 	$(E2A) dev up --root $(SANDBOX)
@@ -33,6 +33,10 @@ test: deps venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# The Debian package, into dist/ (build dependencies installed by apt if missing).
+deb:
+	.ci/build-deb dist
 
 # apt only when something is missing, so a ready machine needs no network.
 # The debconf answer keeps the postfix package from configuring (and

@@ -5,18 +5,73 @@ from __future__ import annotations
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import errors, middleware
+from e2a.api import errors, middleware, throttle
+from e2a.api.realtime import Hub
+from e2a.api.resources.account import DataExport, Limits, Me
+from e2a.api.resources.agents import Agent, Agents
+from e2a.api.resources.conversations import AgentConversation, AgentConversations
+from e2a.api.resources.domains import Domain, Domains, DomainVerification
+from e2a.api.resources.events import Event, EventRedelivery, Events
 from e2a.api.resources.health import Health
 from e2a.api.resources.info import Info
-from e2a.api.resources.messages import AgentMessages
+from e2a.api.resources.messages import AgentMessage, AgentMessages
+from e2a.api.resources.openapi import OpenApiDocument
+from e2a.api.resources.send import AgentTest, Forward, Reply, Send
+from e2a.api.resources.signing_secrets import SigningSecret, SigningSecrets
+from e2a.api.resources.webhooks import (
+    Webhook,
+    WebhookDeliveries,
+    WebhookRedeliverSince,
+    Webhooks,
+    WebhookSecretRotation,
+    WebhookTest,
+)
+from e2a.api.resources.websocket import AgentSocket
 from e2a.core.config import Config
 
 
-def create_app(cfg: Config, pool: ConnectionPool) -> falcon.App:
-    app = falcon.App(middleware=[middleware.RequestId(), middleware.Authentication(pool)])
+def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> falcon.App:
+    """``hub``: the process's WebSocket hub (api/server.py stops it on SIGTERM);
+    one of its own when not given (tests)."""
+    app = falcon.App(middleware=[middleware.RequestId(), middleware.Authentication(pool),
+                                 throttle.RequestLimit(pool, cfg.http.requests_per_minute)])
     errors.install(app)
     app.add_route("/api/health", Health(pool))
     app.add_route("/api/v1/info", Info(cfg))
+    app.add_route("/api/openapi.json", OpenApiDocument(app, cfg.http.public_url))
+    # The account: limits, export, deletion, signing secrets.
+    app.add_route("/api/v1/users/me", Me(pool))
+    app.add_route("/api/v1/users/me/export", DataExport(pool))
+    app.add_route("/api/v1/users/me/limits", Limits(pool))
+    app.add_route("/api/v1/users/me/signing-secrets", SigningSecrets(pool))
+    app.add_route("/api/v1/users/me/signing-secrets/{id}", SigningSecret(pool))
+    # Domains and agents.
+    app.add_route("/api/v1/domains", Domains(cfg, pool))
+    app.add_route("/api/v1/domains/{domain}", Domain(cfg, pool))
+    app.add_route("/api/v1/domains/{domain}/verify", DomainVerification(cfg, pool))
+    app.add_route("/api/v1/agents", Agents(cfg, pool))
     # {email} arrives percent-decoded (bot%40example.com -> bot@example.com).
+    app.add_route("/api/v1/agents/{email}", Agent(cfg, pool))
+    # Inbox: messages, labels, conversations.
     app.add_route("/api/v1/agents/{email}/messages", AgentMessages(cfg, pool))
+    app.add_route("/api/v1/agents/{email}/messages/{id}", AgentMessage(pool))
+    app.add_route("/api/v1/agents/{email}/conversations", AgentConversations(pool))
+    app.add_route("/api/v1/agents/{email}/conversations/{id}", AgentConversation(pool))
+    # Sending: new mail, replies, forwards, an agent's test mail to itself.
+    app.add_route("/api/v1/send", Send(cfg, pool))
+    app.add_route("/api/v1/agents/{email}/messages/{id}/reply", Reply(cfg, pool))
+    app.add_route("/api/v1/agents/{email}/messages/{id}/forward", Forward(cfg, pool))
+    app.add_route("/api/v1/agents/{email}/test", AgentTest(cfg, pool))
+    # Real time: new mail pushed to local-mode agents.
+    app.add_route("/api/v1/agents/{email}/ws", AgentSocket(cfg, pool, hub or Hub(cfg)))
+    # Webhook subscriptions and the event log (account level).
+    app.add_route("/api/v1/webhooks", Webhooks(cfg, pool))
+    app.add_route("/api/v1/webhooks/{id}", Webhook(cfg, pool))
+    app.add_route("/api/v1/webhooks/{id}/rotate-secret", WebhookSecretRotation(cfg, pool))
+    app.add_route("/api/v1/webhooks/{id}/test", WebhookTest(cfg, pool))
+    app.add_route("/api/v1/webhooks/{id}/deliveries", WebhookDeliveries(cfg, pool))
+    app.add_route("/api/v1/webhooks/{id}/redeliver-since", WebhookRedeliverSince(cfg, pool))
+    app.add_route("/api/v1/events", Events(cfg, pool))
+    app.add_route("/api/v1/events/{id}", Event(pool))
+    app.add_route("/api/v1/events/{id}/redeliver", EventRedelivery(pool))
     return app

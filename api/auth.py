@@ -28,6 +28,13 @@ class Principal:
         return agent["user_id"] == self.user_id and self.agent_id in (None, agent["id"])
 
 
+def require_account_key(principal: Principal) -> None:
+    """Account endpoints are for account-wide keys. A 403 reveals nothing
+    here: the answer depends on the key alone, not on any resource."""
+    if principal.agent_id is not None:
+        raise errors.forbidden("an agent-scoped key cannot use account endpoints")
+
+
 def bearer_key(header: str | None) -> str:
     if not header:
         raise errors.unauthorized("missing API key (Authorization: Bearer e2a_...)")
@@ -39,7 +46,13 @@ def bearer_key(header: str | None) -> str:
 
 
 def authenticate(pool: ConnectionPool, header: str | None) -> Principal:
-    key = bearer_key(header)
+    return authenticate_key(pool, bearer_key(header))
+
+
+def authenticate_key(pool: ConnectionPool, key: str) -> Principal:
+    """The caller with this key (a header's, or a WebSocket's ?token=)."""
+    if not apikeys.is_well_formed(key):
+        raise errors.unauthorized("invalid API key")
     with pool.connection() as conn:
         row = user_store.api_key_by_hash(conn, apikeys.digest(key))
         if row is None:

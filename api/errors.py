@@ -11,6 +11,8 @@ from typing import Any
 import falcon
 import psycopg
 
+from e2a.core.accounts import AccountError
+
 log = logging.getLogger("e2a.api")
 
 # Falcon's own errors carry no code of ours; the status decides it.
@@ -51,8 +53,28 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
 def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
+
+
+def rate_limited(message: str, retry_after_seconds: int) -> ApiError:
+    """429 with Retry-After in delay-seconds form, as 2.x clients expect."""
+    return ApiError(429, "rate_limited", message,
+                    details={"retry_after_seconds": retry_after_seconds},
+                    headers={"Retry-After": str(retry_after_seconds)})
+
+
+# A broken rule's code (core.accounts.AccountError) decides the status; codes
+# not listed here are refusals of a well-formed request: 400.
+_RULE_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "gone": 410}
+
+
+def rule_broken(exc: AccountError) -> ApiError:
+    return ApiError(_RULE_STATUS.get(exc.code, 400), exc.code, str(exc))
 
 
 def _request_id(req: falcon.Request) -> str:

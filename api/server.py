@@ -28,6 +28,7 @@ from gunicorn.app.base import BaseApplication
 from e2a.api import worker
 from e2a.core import config, logs
 from e2a.core.config import Config
+from e2a.core.sdnotify import notify_ready
 
 log = logging.getLogger("e2a.api")
 
@@ -96,10 +97,11 @@ def _when_ready(arbiter: Any) -> None:
     worker.hold_stop_signals_across_forks()  # the workers are forked next
     # The one start line; gunicorn's own start chatter is INFO, below our level.
     log.info("api listening on %s", ", ".join(str(s) for s in arbiter.LISTENERS))
+    notify_ready()
 
 
 def _worker_exit(arbiter: Any, exiting: Any) -> None:
-    exiting.app.close_pool()
+    exiting.app.release()
 
 
 def bind_address(listen: str) -> str:
@@ -111,6 +113,7 @@ class ApiServer(BaseApplication):
     def __init__(self, cfg: Config) -> None:
         self.e2a_cfg = cfg
         self._pool: Any = None
+        self._hub: Any = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -138,12 +141,23 @@ class ApiServer(BaseApplication):
     def load(self) -> falcon.App:
         # Runs in the worker, after gevent's patch (no preload_app).
         from e2a.api.app import create_app
+        from e2a.api.realtime import Hub
+        from e2a.api.startup import prepare
         from e2a.core.db import open_pool
 
         self._pool = open_pool(self.e2a_cfg, name="api")
-        return create_app(self.e2a_cfg, self._pool)
+        prepare(self.e2a_cfg, self._pool)
+        self._hub = Hub(self.e2a_cfg)
+        # WebSocket clients never end on their own: told 1001 as soon as the
+        # stop begins, they do not hold the worker until the graceful timeout.
+        worker.on_stop(self._hub.stop)
+        return create_app(self.e2a_cfg, self._pool, hub=self._hub)
 
-    def close_pool(self) -> None:
+    def release(self) -> None:
+        """The worker is exiting: stop listening, close the pool."""
+        if self._hub is not None:
+            self._hub.stop()
+            self._hub = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None

@@ -6,8 +6,11 @@ into non-optional fields.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+from e2a.core import domaindns
+from e2a.core.config import Config
 from e2a.core.timefmt import rfc3339
 
 
@@ -26,10 +29,110 @@ def message_summary(row: dict[str, Any]) -> dict[str, Any]:
         "subject": row["subject"],
         "labels": list(row["labels"] or []),
         "size_bytes": row["size_bytes"],
-        # Inbox state for inbound rows, HITL state for outbound ones; each is
-        # empty on the other direction, as in e2a.
+        # Inbox state for inbound rows; empty on outbound ones, as in e2a.
         "status": (row["inbox_status"] or "") if inbound else "",
-        "hitl_status": "" if inbound else (row["status"] or ""),
-        "webhook_status": row["webhook_status"],
         "webhook_error": row["webhook_error"],
+        # Enumerations, left out when empty as e2a does: the 2.x Python SDK
+        # validates them against their values, and "" fails the whole page.
+        **_present("hitl_status", "" if inbound else (row["status"] or "")),
+        **_present("webhook_status", row["webhook_status"]),
+    }
+
+
+def _present(key: str, value: str) -> dict[str, str]:
+    return {key: value} if value else {}
+
+
+# MessageDetail shares these with MessageSummary, under the same rules.
+_DETAIL_FROM_SUMMARY = ("message_id", "conversation_id", "created_at", "from", "to", "cc",
+                        "reply_to", "recipient", "subject", "status", "labels")
+
+
+def message_detail(row: dict[str, Any]) -> dict[str, Any]:
+    summary = message_summary(row)
+    raw = row["raw_message"]
+    return {
+        **{key: summary[key] for key in _DETAIL_FROM_SUMMARY},
+        "auth_headers": dict(row["auth_headers"] or {}),
+        # The stored bytes exactly: X-E2A-Auth-Body-Hash is their SHA-256.
+        "raw_message": base64.b64encode(bytes(raw)).decode("ascii") if raw is not None else "",
+    }
+
+
+def labels_update(message_id: str, labels: list[str]) -> dict[str, Any]:
+    return {"message_id": message_id, "labels": labels}
+
+
+def conversation_summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "conversation_id": row["conversation_id"],
+        "first_message_at": rfc3339(row["first_message_at"]),
+        "last_message_at": rfc3339(row["last_message_at"]),
+        "message_count": row["message_count"],
+        "inbound_count": row["inbound_count"],
+        "outbound_count": row["outbound_count"],
+        "has_unread": row["has_unread"],
+        "latest_subject": row["latest_subject"],
+        "latest_sender": row["latest_sender"],
+    }
+
+
+def conversation_detail(row: dict[str, Any], members: list[dict[str, Any]], *,
+                        participants: list[str], labels: list[str]) -> dict[str, Any]:
+    return {**conversation_summary(row), "participants": participants, "labels": labels,
+            "messages": [message_summary(m) for m in members]}
+
+
+def domain(cfg: Config, row: dict[str, Any]) -> dict[str, Any]:
+    """A Domain. ``agent_count`` is filled by the list only (0 elsewhere), as in e2a."""
+    return {
+        "domain": row["domain"],
+        "verified": row["verified"],
+        "verification_token": row["verification_token"],
+        "dns_records": domaindns.records(cfg, row),
+        "created_at": rfc3339(row["created_at"]),
+        "verified_at": rfc3339(row["verified_at"]),
+        "is_primary": row["is_primary"],
+        "last_checked_at": rfc3339(row["last_checked_at"]),
+        "agent_count": row.get("agent_count", 0),
+    }
+
+
+def domain_verification(row: dict[str, Any], probe: domaindns.Probe) -> dict[str, Any]:
+    """A VerifyDomainResponse: the stored outcome plus what each probe saw."""
+    return {
+        "domain": row["domain"],
+        "verified": row["verified"],
+        "verified_at": rfc3339(row["verified_at"]) if row["verified"] else "",
+        "mx": probe.mx,
+        "spf": probe.spf,
+        "dkim": probe.dkim,
+    }
+
+
+def agent(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "email": row["email"],
+        "name": row["name"],
+        "domain": row["domain"],
+        "domain_verified": row["domain_verified"],
+        "agent_mode": row["agent_mode"],
+        "webhook_url": row["webhook_url"],
+        "hitl_enabled": row["hitl_enabled"],
+        "hitl_ttl_seconds": row["hitl_ttl_seconds"],
+        "hitl_expiration_action": row["hitl_expiration_action"],
+        "created_at": rfc3339(row["created_at"]),
+    }
+
+
+def notification(row: dict[str, Any]) -> dict[str, Any]:
+    """The WebSocket frame announcing one inbound message (CONTRACT.md)."""
+    return {
+        "message_id": row["id"],
+        "conversation_id": row["conversation_id"] or "",
+        "from": row["sender"],
+        "recipient": row["recipient"],
+        "subject": row["subject"],
+        "received_at": rfc3339(row["created_at"]),
     }

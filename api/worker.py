@@ -12,12 +12,18 @@ graceful timeout kills it (without closing its pool):
   where nobody reads it. Stop signals are blocked across the fork and
   unblocked once the worker's handlers are in place, so one that arrives while
   a worker boots is delivered then instead of lost.
+- A WebSocket never ends by itself. What registered with ``on_stop`` runs as
+  soon as SIGTERM arrives (the WebSocket hub closes its clients with 1001),
+  not after the graceful timeout.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+from collections.abc import Callable
+from types import FrameType
 from typing import ClassVar
 
 import gevent
@@ -25,6 +31,15 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+# A WebSocket's key travels in its URL (?token=); it must not reach a log line.
+_TOKEN_PARAM = re.compile(r"([?&]token=)[^&\s]*")
+
+_stop_callbacks: list[Callable[[], None]] = []
+
+
+def on_stop(callback: Callable[[], None]) -> None:
+    """Run ``callback`` in its own greenlet when this worker is told to stop."""
+    _stop_callbacks.append(callback)
 
 
 def _block_stop_signals() -> None:
@@ -49,6 +64,9 @@ class IdleLimitedHandler(WebSocketHandler):
             return super().read_requestline()
         return None  # idle too long: the handler closes the connection
 
+    def format_request(self) -> str:
+        return _TOKEN_PARAM.sub(r"\1[redacted]", super().format_request())
+
 
 class ApiWorker(GeventWebSocketWorker):
     wsgi_handler = IdleLimitedHandler
@@ -60,3 +78,9 @@ class ApiWorker(GeventWebSocketWorker):
     def init_signals(self) -> None:
         super().init_signals()
         _unblock_stop_signals()  # our handlers are in place: a held SIGTERM lands now
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # A signal handler may run in gevent's hub, where nothing may block.
+        for callback in _stop_callbacks:
+            gevent.spawn(callback)

@@ -7,6 +7,9 @@ import json
 import click
 
 from e2a.cli.context import load_config
+from e2a.cli.doctor import doctor
+from e2a.cli.keys import keys
+from e2a.cli.postfix_install import postfix_group
 from e2a.core import accounts, config
 from e2a.core.db import migrate, single_connection
 
@@ -124,6 +127,11 @@ def serve(service: str) -> None:
     else:
         from e2a.core.worker import run
     run(cfg)
+
+
+cli.add_command(keys)
+cli.add_command(postfix_group)
+cli.add_command(doctor)
 
 
 def _register_optional() -> None:

@@ -64,6 +64,10 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _off_or_positive(value: int) -> str | None:
+    return None if value >= 0 else "must be 0 (off) or greater"
+
+
 @dataclass(frozen=True)
 class Key:
     section: str
@@ -97,24 +101,58 @@ KEYS: tuple[Key, ...] = (
     Key("http", "public_url", str, "http://127.0.0.1:8080",
         lambda v: _url(v, ("http", "https")), env="E2A_PUBLIC_URL"),
     Key("http", "workers", int, 2, _positive),
+    # Seconds between the pings on an agent's WebSocket.
+    Key("http", "ws_ping_seconds", float, 30.0, _positive),
+    # Requests per minute per API key, counted in Postgres across every API
+    # process; 0 turns the limit off.
+    Key("http", "requests_per_minute", int, 600, _off_or_positive),
     Key("mail", "hostname", str, "", _domain),
     Key("mail", "authserv_id", str, ""),
     Key("mail", "shared_domain", str, "", _domain),
     Key("mail", "max_message_bytes", int, 10 * 1024 * 1024, _positive),
     Key("mail", "max_recipients", int, 50, _positive),
-    Key("milter", "listen", str, "unix:/run/e2a/milter.sock", _address),
+    # Inside Postfix's queue directory: Debian's smtpd runs chrooted there and
+    # could not reach /run (e2a postfix install writes it as e2a/milter.sock).
+    Key("milter", "listen", str, "unix:/var/spool/postfix/e2a/milter.sock", _address),
     # milter_macro_daemon_name of our reinjection service: mail that Postfix
     # hands the milter under this name came through our own content filter.
     Key("milter", "own_daemon_name", str, "e2a-reinject"),
-    Key("policy", "listen", str, "unix:/run/e2a/policy.sock", _address),
+    Key("policy", "listen", str, "unix:/var/spool/postfix/e2a/policy.sock", _address),
+    # Inbound recipients per minute, counted in Postgres so every MX host
+    # shares one count. IPv6 clients count per /64. 0 turns a limit off.
+    Key("policy", "rate_per_client_ip", int, 120, _off_or_positive),
+    Key("policy", "rate_per_agent", int, 600, _off_or_positive),
     Key("filter", "listen", str, "127.0.0.1:10025", _address),
     Key("filter", "reinject", str, "127.0.0.1:10026", _address),
     Key("submit", "address", str, "127.0.0.1:10027", _address),
+    # Seconds each SMTP step of a submission may take before the API gives up (503).
+    Key("submit", "timeout", float, 30.0, _positive),
+    # What one API send may carry (CONTRACT.md), and how many sends an agent
+    # may make per minute, counted in Postgres across every API process
+    # (0: no limit).
+    Key("send", "rate_per_agent", int, 60, _off_or_positive),
+    Key("send", "max_attachments", int, 10, _positive),
+    Key("send", "max_attachment_bytes", int, 10_000_000, _positive),
+    Key("send", "max_attachments_total_bytes", int, 25_000_000, _positive),
     # host:port of the one resolver every lookup of ours uses; empty means the
     # system's /etc/resolv.conf.
     Key("dns", "resolver", str, "", lambda v: v and _address(v)),
     Key("dns", "timeout", float, 5.0, _positive),
     Key("worker", "poll_interval", float, 1.0, _positive),
+    # Sandbox and tests only: lets agents' webhook URLs be http(s) on loopback
+    # (see e2a.core.webhookurl). Never on a deployment.
+    Key("webhooks", "allow_loopback", bool, False),
+    # Seconds one webhook POST may take in all (connect, send, the answer's head).
+    Key("webhooks", "timeout", float, 15.0, _positive),
+    # POSTs in flight at once per worker process.
+    Key("webhooks", "concurrency", int, 8, _positive),
+    # Subscriptions per user.
+    Key("webhooks", "max_per_user", int, 50, _positive),
+    # A subscription is switched off once its attempts have failed this many
+    # times in a row AND for this long (both, so a burst of events during a
+    # short outage does not do it); 0 failures: never.
+    Key("webhooks", "disable_after_failures", int, 20, _off_or_positive),
+    Key("webhooks", "disable_after_seconds", int, 86400, _positive),
     Key("log", "level", str, "info", _choice("debug", "info", "warning", "error")),
     Key("log", "format", str, "text", _choice("text", "json")),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-PREFIXES = frozenset({"usr", "key", "dom", "ag", "msg", "evt", "wh", "whd", "sec", "conv"})
+PREFIXES = frozenset({"usr", "key", "dom", "ag", "msg", "evt", "wh", "whd", "sec", "conv", "ws"})
 
 
 def new_id(prefix: str) -> str:

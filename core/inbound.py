@@ -56,45 +56,80 @@ class Stored:
 
 
 def parse(raw: bytes) -> EmailMessage:
+    """The header section only: everything we read is there, and a body of
+    malformed MIME (or 10 MiB of it) is then never parsed at all."""
+    if raw.startswith(b"\r\n"):
+        head = b""  # no header fields at all
+    else:
+        end = raw.find(b"\r\n\r\n")
+        head = raw if end < 0 else raw[:end + 4]
     # policy.default parses lazily and records defects instead of raising, so
     # malformed input still yields the headers we can read.
-    return BytesParser(policy=policy.default).parsebytes(raw)
+    return BytesParser(policy=policy.default).parsebytes(head, headersonly=True)
 
 
-def _header(msg: EmailMessage, name: str) -> str:
+def text(value: str) -> str:
+    """A string PostgreSQL takes. The parser keeps 8-bit bytes as lone
+    surrogates: UTF-8 among them is restored, other junk becomes U+FFFD; NUL,
+    which text columns refuse, goes."""
+    try:
+        data = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates no byte stands for (a decoded word)
+        data = value.encode("utf-8", "replace")
+    return data.decode("utf-8", "replace").replace("\x00", "")
+
+
+def _raw_values(msg: EmailMessage, name: str) -> list[str]:
+    return [str(v) for k, v in msg.raw_items() if k.lower() == name.lower()]
+
+
+def header_value(msg: EmailMessage, name: str) -> str:
     try:
         value = msg.get(name)
-    except (ValueError, IndexError, TypeError):
-        # A header too broken for the parser: fall back to the raw text.
-        raw = msg.get_all(name, failobj=[])
+    except Exception:
+        # A header too broken for the parser (it has raised more than ValueError
+        # on odd input): fall back to the raw text.
+        raw = _raw_values(msg, name)
         value = raw[0] if raw else None
-    return " ".join(str(value).split()) if value is not None else ""
+    return text(" ".join(str(value).split())) if value is not None else ""
 
 
-def _addresses(msg: EmailMessage, name: str) -> list[str]:
-    values = [str(v) for v in msg.get_all(name, failobj=[])]
-    return [addr for _, addr in getaddresses(values) if "@" in addr]
+def header_addresses(msg: EmailMessage, name: str) -> list[str]:
+    # The raw values: only the addr-specs are kept, and they need no decoding.
+    return [text(addr) for _, addr in getaddresses(_raw_values(msg, name)) if "@" in addr]
 
 
 def from_address(msg: EmailMessage) -> str:
-    found = _addresses(msg, "From")
+    found = header_addresses(msg, "From")
     return found[0] if found else ""
+
+
+def author_domains(msg: EmailMessage) -> tuple[str, ...]:
+    """The distinct domains of the From addresses, for DMARC."""
+    return tuple(dict.fromkeys(a.rpartition("@")[2].lower() for a in header_addresses(msg, "From")))
 
 
 def message_ids(value: str) -> list[str]:
     return _MSGID.findall(value)
 
 
-def dedupe_key(raw: bytes, envelope: Envelope, recipient: str) -> bytes:
+def content_digest(raw: bytes) -> bytes:
+    """What stays the same when a client retries the message: everything but
+    the headers relays add on the way."""
     head, _, body = raw.partition(b"\r\n\r\n")
     digest = hashlib.sha256()
-    digest.update(f"{envelope.mail_from}\0{recipient}\0".encode())
     for line in _unfold(head):
         name = line.split(b":", 1)[0].strip().lower()
         if name.decode("ascii", "replace") not in _TRANSIT_HEADERS:
             digest.update(line + b"\n")
     digest.update(b"\0" + body)
     return digest.digest()
+
+
+def dedupe_key(content: bytes, envelope: Envelope, recipient: str) -> bytes:
+    """``content``: content_digest(raw), computed once for all recipients."""
+    envelope_part = f"{envelope.mail_from}\0{recipient}\0".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(envelope_part + content).digest()
 
 
 def _unfold(head: bytes) -> list[bytes]:
@@ -111,32 +146,43 @@ def prepend_header(raw: bytes, name: str, value: str) -> bytes:
     return f"{name}: {value}\r\n".encode() + raw
 
 
-def _conversation(conn: Any, agent: dict[str, Any], msg: EmailMessage,
-                  envelope: Envelope) -> str | None:
-    if envelope.own_path:
-        # Only our own content filter can have put this header there.
-        claimed = _header(msg, "X-E2A-Conversation-Id")
+def conversation(conn: Any, agent_id: str, msg: EmailMessage, *,
+                 trust_header: bool) -> str | None:
+    """The conversation ``msg`` belongs to for this agent: the one its
+    X-E2A-Conversation-Id names when that header can be trusted, else the
+    one of the agent's message it replies to (None: a new thread)."""
+    if trust_header:
+        claimed = header_value(msg, "X-E2A-Conversation-Id")
         if claimed:
             return claimed[:200]
-    refs = message_ids(_header(msg, "In-Reply-To")) + message_ids(_header(msg, "References"))
-    return message_store.conversation_of(conn, agent["id"], refs)
+    refs = (message_ids(header_value(msg, "In-Reply-To"))
+            + message_ids(header_value(msg, "References")))
+    return message_store.conversation_of(conn, agent_id, refs)
 
 
 def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict,
-          deployment_secret: str) -> Stored:
+          deployment_secret: str, *, agents: list[dict[str, Any]] | None = None,
+          msg: EmailMessage | None = None) -> Stored:
     """Store the message for every agent among the recipients, all or nothing.
 
     ``raw`` is the message as it will be delivered (our Authentication-Results
-    first). Raises on any database error: the caller answers 4xx.
+    first); ``msg`` its headers when the caller parsed them already. ``agents``:
+    the recipients' agents when the caller looked them up already (an agent
+    deleted since then fails its insert, and the client retries).
+    Raises on any database error: the caller answers 4xx.
     """
     result = Stored()
-    msg = parse(raw)
+    msg = msg if msg is not None else parse(raw)
     sender = from_address(msg)
-    subject = _header(msg, "Subject")
-    email_message_id = (message_ids(_header(msg, "Message-ID")) or [""])[0]
+    subject = header_value(msg, "Subject")
+    email_message_id = (message_ids(header_value(msg, "Message-ID")) or [""])[0]
     now = datetime.now(UTC).replace(microsecond=0)
+    # Both hash the whole message: once for all recipients, not once each.
+    body_hash = attest.body_hash(raw)
+    content = content_digest(raw)
     with pool.connection() as conn, conn.transaction():
-        agents = agent_store.agents_by_emails(conn, envelope.recipients)
+        if agents is None:
+            agents = agent_store.agents_by_emails(conn, envelope.recipients)
         by_email = {a["email"]: a for a in agents}
         for rcpt in envelope.recipients:
             agent = by_email.get(rcpt.lower())
@@ -149,24 +195,26 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                 entity_type="agent" if envelope.own_path else "human",
                 domain_check=verdict.domain_check, delegation="",
                 timestamp=rfc3339(now), message_id=message_id,
-                body_hash=attest.body_hash(raw))
+                body_hash=body_hash)
             secret = signing_store.newest_secret(conn, agent["user_id"]) or deployment_secret
-            conversation_id = _conversation(conn, agent, msg, envelope)
+            # Only our own content filter can have put the header there.
+            conversation_id = conversation(conn, agent["id"], msg,
+                                           trust_header=envelope.own_path)
             stored_id = message_store.insert_inbound(conn, {
                 "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
                 "recipient": agent["email"], "sender": sender,
-                "envelope_sender": envelope.mail_from,
-                "to_recipients": _addresses(msg, "To"), "cc": _addresses(msg, "Cc"),
-                "reply_to": _addresses(msg, "Reply-To"), "subject": subject,
+                "envelope_sender": text(envelope.mail_from),
+                "to_recipients": header_addresses(msg, "To"), "cc": header_addresses(msg, "Cc"),
+                "reply_to": header_addresses(msg, "Reply-To"), "subject": subject,
                 "email_message_id": email_message_id,
-                "in_reply_to": (message_ids(_header(msg, "In-Reply-To")) or [""])[0],
-                "references_ids": message_ids(_header(msg, "References")),
+                "in_reply_to": (message_ids(header_value(msg, "In-Reply-To")) or [""])[0],
+                "references_ids": message_ids(header_value(msg, "References")),
                 "conversation_id": conversation_id, "raw_message": raw,
                 "size_bytes": len(raw), "auth_headers": att.headers(secret),
                 "spf": verdict.spf, "dkim": verdict.dkim, "dmarc": verdict.dmarc,
                 "verified": verdict.aligned, "entity_type": att.entity_type,
                 "queue_id": envelope.queue_id,
-                "dedupe_key": dedupe_key(raw, envelope, agent["email"]),
+                "dedupe_key": dedupe_key(content, envelope, agent["email"]),
             })
             if stored_id is None:
                 log.info("duplicate delivery ignored", extra={

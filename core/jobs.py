@@ -9,8 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
-from e2a.core import housekeeping
+from e2a.core import delivery, dispatch, housekeeping
+from e2a.core.config import Config
+from e2a.core.wakeup import Bell
 
 
 @dataclass(frozen=True)
@@ -18,12 +21,23 @@ class Job:
     name: str
     run: Callable[[psycopg.Connection], int]
     every: float = 0.0  # seconds between runs while idle; 0: every poll
+    wake: bool = False  # also run at once when the workers are notified of events
+    finish: Callable[[ConnectionPool], None] | None = None  # at shutdown
 
 
-# Webhook delivery and the expiry of held messages join here, run every poll.
-# Their batches must be claimed with FOR UPDATE SKIP LOCKED: several workers
-# may run the same job at the same moment.
+# The expiry of held messages joins here, run every poll. Batches must be
+# claimed with FOR UPDATE SKIP LOCKED: several workers may run the same job
+# at the same moment.
 JOBS: tuple[Job, ...] = tuple(
     Job(f"purge {table}", functools.partial(housekeeping.purge, table), every=60.0)
     for table in housekeeping.RETENTION
 )
+
+
+def for_worker(cfg: Config, bell: Bell) -> tuple[Job, ...]:
+    """Everything `e2a serve worker` runs. Dispatch comes before delivery, so
+    a new event's deliveries go out in the same pass."""
+    deliverer = delivery.Deliverer(cfg, on_done=bell.ring)
+    return (Job("dispatch", dispatch.dispatch, wake=True),
+            Job("deliver", deliverer.run, wake=True, finish=deliverer.finish),
+            *JOBS)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class Decision(enum.Enum):
@@ -16,6 +17,9 @@ class Outgoing:
     mail_from: str  # envelope sender, "" for the null sender
     recipients: Sequence[str]
     message: bytes  # exactly as submitted
+    # The sending agent's row (core/store/agents shape); None when the
+    # sender is no agent of ours (a host's own mail): nothing to hold it for.
+    agent: Mapping[str, Any] | None = None
 
 
 def decide(mail: Outgoing) -> Decision:
@@ -25,7 +29,8 @@ def decide(mail: Outgoing) -> Decision:
     message Postfix hands over (API sends and plain SMTP or sendmail
     submissions alike), and the API calls it to answer in step with what the
     filter will do. Human-in-the-loop adds a HOLD outcome here: when the
-    sending agent (the envelope sender or From on an agent address) has
+    sending agent (``mail.agent``: the agent of the API row, or of the
+    envelope sender or From of mail submitted otherwise) has
     ``hitl_enabled``, the message is held as ``pending_approval`` instead of
     leaving. Until then every message passes.
     """

@@ -15,13 +15,17 @@ from collections.abc import Sequence
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import jobs, shutdown
+from e2a.core import dns, jobs, shutdown, wakeup
 from e2a.core.config import Config
 from e2a.core.db import open_pool
+from e2a.core.sdnotify import notify_ready
+from e2a.core.store.events import EVENTS_CHANNEL
 
 log = logging.getLogger("e2a.worker")
 
 MAX_BACKOFF = 60.0
+# Longest wait for the bell, so SIGTERM is seen promptly meanwhile.
+STOP_CHECK = 0.5
 # How long a job waits for a pooled connection: short, so that SIGTERM during
 # a database outage is still answered within a second or two.
 DB_TIMEOUT = 1.0
@@ -46,11 +50,22 @@ class Worker:
             if self._due[job.name] <= now:
                 self._due[job.name] = self._run(job, now)
 
-    def serve(self, stop: threading.Event) -> None:
+    def serve(self, stop: threading.Event, bell: wakeup.Bell | None = None) -> None:
         while not stop.is_set():
             self.run_due(stop)
             pause = min(self._due.values(), default=0.0) - time.monotonic()
-            stop.wait(min(max(pause, 0.0), self.poll_interval))
+            wait = min(max(pause, 0.0), self.poll_interval)
+            if bell is None:
+                stop.wait(wait)
+            elif bell.wait(min(wait, STOP_CHECK)):
+                self.wake()
+
+    def wake(self) -> None:
+        """Make the waking jobs due now (not those backing off after errors)."""
+        now = time.monotonic()
+        for job in self.jobs:
+            if job.wake and not self._failures[job.name]:
+                self._due[job.name] = min(self._due[job.name], now)
 
     def _run(self, job: jobs.Job, now: float) -> float:
         """Run ``job``; when it is due next."""
@@ -79,10 +94,21 @@ class Worker:
 
 def run(cfg: Config) -> None:
     stop = shutdown.on_signals()
+    dns.configure(cfg)  # webhook hosts resolve through the configured resolver
+    bell = wakeup.Bell()
+    job_list = jobs.for_worker(cfg, bell)
     pool = open_pool(cfg, name="worker", max_size=2, wait=False)
+    listener = wakeup.Listener(cfg, EVENTS_CHANNEL, bell, stop)
+    listener.start()
     try:
         log.info("worker started, polling every %ss", cfg.worker.poll_interval)
-        Worker(pool, jobs.JOBS, poll_interval=cfg.worker.poll_interval).serve(stop)
+        notify_ready()
+        Worker(pool, job_list, poll_interval=cfg.worker.poll_interval).serve(stop, bell)
     finally:
+        stop.set()
+        for job in job_list:
+            if job.finish is not None:
+                job.finish(pool)
         pool.close()
+        listener.join(2 * wakeup.IDLE_CHECK)
         log.info("worker stopped")

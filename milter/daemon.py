@@ -12,6 +12,7 @@ import Milter
 from e2a.core import dns
 from e2a.core.config import Config
 from e2a.core.db import open_pool
+from e2a.core.sdnotify import notify_ready
 from e2a.milter.handler import InboundMilter
 
 log = logging.getLogger("e2a.milter")
@@ -31,8 +32,10 @@ def run(cfg: Config) -> None:
     # killing the process by default action, half-way through a message.
     stop_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    dns.configure(cfg)
-    pool = open_pool(cfg, name="milter", min_size=2)
+    dns.configure(cfg, cache=True)
+    # Autocommit: the recipient lookup is one round trip, not BEGIN, SELECT,
+    # COMMIT; inbound.store opens its one transaction explicitly.
+    pool = open_pool(cfg, name="milter", min_size=2, autocommit=True)
     InboundMilter.cfg = cfg
     InboundMilter.pool = pool
     Milter.factory = InboundMilter
@@ -42,6 +45,7 @@ def run(cfg: Config) -> None:
     # postfix user connect. Access is guarded by the socket's directory.
     old_umask = os.umask(0o111)
     log.info("milter listening on %s", cfg.milter.listen)
+    notify_ready()  # libmilter opens the socket within microseconds, before Postfix starts
     try:
         Milter.runmilter("e2a", address, timeout=600)
     finally:

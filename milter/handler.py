@@ -4,20 +4,43 @@ takes those recipients away from Postfix."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import inbound, mailauth
+from e2a.core import bounces, inbound, mailauth
 from e2a.core.config import Config
 from e2a.core.store import agents as agent_store
-from e2a.milter import rebuild
+from e2a.milter import forged, rebuild
 
 log = logging.getLogger("e2a.milter")
 
 AR = "Authentication-Results"
+
+Callback = TypeVar("Callback", bound=Callable[..., int])
+
+
+def _answered(callback: Callback) -> Callback:
+    """No exception leaves a callback: it is logged with the queue id and the
+    client hears 451 and keeps the message (libmilter's own handling would
+    tempfail too, but with a bare traceback on stderr)."""
+
+    @functools.wraps(callback)
+    def guarded(self: InboundMilter, *args: Any) -> int:
+        try:
+            return callback(self, *args)
+        except Exception:
+            log.exception("milter %s failed, answering 451", callback.__name__,
+                          extra={"queue_id": self.queue_id()})
+            self.tempfail()
+            return Milter.TEMPFAIL
+
+    return guarded  # type: ignore[return-value]
 
 
 @Milter.header_leading_space
@@ -40,42 +63,72 @@ class InboundMilter(Milter.Base):
         self.body_parts: list[bytes] = []
         self.size = 0
 
+    def queue_id(self) -> str:
+        """Postfix's queue id ({i}: from the first accepted RCPT on)."""
+        try:
+            return self.getsymval("i") or ""
+        except Exception:  # no context any more (connection gone)
+            return ""
+
+    def tempfail(self) -> None:
+        try:
+            self.setreply("451", "4.3.0", "Temporary failure, please try again later")
+        except Exception:  # not every stage takes a reply; TEMPFAIL still applies
+            log.debug("no reply text at this stage")
+
     # -- SMTP stages -----------------------------------------------------
 
+    @_answered
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         self.client_name = hostname or ""
-        # libmilter gives (ip, port[, flow, scope]); unix-socket clients give none.
-        if isinstance(hostaddr, tuple) and hostaddr:
-            self.client_addr = str(hostaddr[0])
-        else:
-            self.client_addr = hostaddr if isinstance(hostaddr, str) else ""
+        # libmilter gives (ip, port[, flow, scope]) for TCP clients; a local
+        # client has no address SPF could check.
+        if family in (socket.AF_INET, socket.AF_INET6):
+            addr = hostaddr[0] if isinstance(hostaddr, tuple) else hostaddr
+            self.client_addr = str(addr or "")
         # Postfix names the smtpd service in {daemon_name}; only our own
         # reinjection service carries this name, and a sender cannot set it.
+        # Read here: at end of data Postfix's cleanup reports its own name.
         self.own_path = self.getsymval("{daemon_name}") == self.cfg.milter.own_daemon_name
         return Milter.CONTINUE
 
+    @_answered
     def hello(self, heloname: str) -> int:
         self.helo = heloname or ""
         return Milter.CONTINUE
 
+    @_answered
     def envfrom(self, mail_from: str, *params: str) -> int:
         self._reset()
         self.mail_from = inbound.addr_spec(mail_from)
+        declared = Milter.param2dict(params).get("SIZE") or ""
+        if declared.isdigit() and int(declared) > self.cfg.mail.max_message_bytes:
+            return self._too_big(f"declared SIZE={declared}")
         return Milter.CONTINUE
 
+    @_answered
     def envrcpt(self, to: str, *params: str) -> int:
         if len(self.rcpts) >= self.cfg.mail.max_recipients:
+            # RFC 5321 4.5.3.1.10: the client sends the rest in another transaction.
+            log.info("recipient refused: over %d recipients", self.cfg.mail.max_recipients,
+                     extra={"queue_id": self.queue_id()})
             self.setreply("452", "4.5.3", "Too many recipients")
             return Milter.TEMPFAIL
         self.rcpts.append(to)
         return Milter.CONTINUE
 
+    @_answered
     @Milter.decode("bytes")
     def header(self, name: Any, value: Any) -> int:
         raw_name = name.encode("ascii", "surrogateescape") if isinstance(name, str) else name
         self.headers.append((raw_name, value))
-        return self._grow(len(raw_name) + len(value) + 3)
+        return self._grow(rebuild.line_size(raw_name, value))
 
+    @_answered
+    def eoh(self) -> int:
+        return self._grow(2)  # the empty line before the body
+
+    @_answered
     def body(self, chunk: bytes) -> int:
         self.body_parts.append(chunk)
         return self._grow(len(chunk))
@@ -83,22 +136,30 @@ class InboundMilter(Milter.Base):
     def _grow(self, n: int) -> int:
         self.size += n
         if self.size > self.cfg.mail.max_message_bytes:
-            self.setreply("552", "5.3.4", "Message size exceeds fixed limit")
-            return Milter.REJECT
+            return self._too_big("message")
         return Milter.CONTINUE
 
+    def _too_big(self, what: str) -> int:
+        log.info("refused: %s over %d bytes", what, self.cfg.mail.max_message_bytes,
+                 extra={"queue_id": self.queue_id()})
+        self.setreply("552", "5.3.4", "Message size exceeds fixed limit")
+        self._reset()  # nothing of it is needed any more
+        return Milter.REJECT
+
+    @_answered
     def eom(self) -> int:
-        queue_id = self.getsymval("i") or ""
+        queue_id = self.queue_id()
         try:
             return self._deliver(queue_id)
         except Exception:
             # Whatever went wrong, the sender keeps the message and retries.
             log.exception("inbound failed, answering 451", extra={"queue_id": queue_id})
-            self.setreply("451", "4.3.0", "Temporary failure, please try again later")
+            self.tempfail()
             return Milter.TEMPFAIL
         finally:
             self._reset()
 
+    @_answered
     def abort(self) -> int:
         self._reset()
         return Milter.CONTINUE
@@ -107,41 +168,75 @@ class InboundMilter(Milter.Base):
 
     def _deliver(self, queue_id: str) -> int:
         recipients = [inbound.addr_spec(r) for r in self.rcpts]
+        leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
+        body = b"".join(self.body_parts)
+        bounced = self._consume_bounces(recipients, body, leading_space, queue_id)
+        authserv_id = self.cfg.mail.authserv_id
+        fakes = [i for i, (name, value) in enumerate(self.headers)
+                 if forged.claims_ours(name, value, authserv_id)]
         with self.pool.connection() as conn:
-            agents = agent_store.agents_by_emails(conn, recipients)
+            agents = agent_store.agents_by_emails(
+                conn, [r for r in recipients if r.lower() not in bounced])
         if not agents:
-            return Milter.CONTINUE  # not ours: passes on untouched
-        ours = self.cfg.mail.authserv_id.lower()
-        kept = [(n, v) for n, v in self.headers if not _claims(n, v, ours)]
-        original = rebuild.message(kept, b"".join(self.body_parts),
-                                   bool(self._protocol & Milter.P_HDR_LEADSPC))
-        msg = inbound.parse(original)
+            # Not ours: no checks, nothing stored; it passes on as it came
+            # but for headers forged in our name.
+            log.debug("no agent among %d recipient(s): passed on", len(recipients),
+                      extra={"queue_id": queue_id})
+            if bounced and not self._take(recipients, bounced):
+                return Milter.DISCARD
+            self._delete_headers(fakes, queue_id)
+            return Milter.CONTINUE
+        # DKIM is checked on the bytes as they came; what we store and
+        # attest to leaves out the headers forged in our name.
+        received = rebuild.message(self.headers, body, leading_space)
+        drop = set(fakes)
+        kept = received if not drop else rebuild.message(
+            [h for i, h in enumerate(self.headers) if i not in drop], body, leading_space)
+        msg = inbound.parse(kept)
         who = mailauth.Identity(self.client_addr, self.helo, self.mail_from,
-                                inbound.from_address(msg).rpartition("@")[2])
-        verdict = mailauth.authenticate(original, who, self.cfg.mail.authserv_id)
-        delivered = inbound.prepend_header(original, AR, verdict.header)
+                                inbound.author_domains(msg))
+        verdict = mailauth.authenticate(received, who, authserv_id)
+        delivered = inbound.prepend_header(kept, AR, verdict.header)
         envelope = inbound.Envelope(
             mail_from=self.mail_from, recipients=recipients, client_addr=self.client_addr,
             client_name=self.client_name, helo=self.helo, queue_id=queue_id,
             own_path=self.own_path)
         stored = inbound.store(self.pool, delivered, envelope, verdict,
-                               self.cfg.secrets.hmac_secret)
+                               self.cfg.secrets.hmac_secret, agents=agents, msg=msg)
         log.info("stored for %d agent(s)", len(stored.agent_recipients), extra={
             "queue_id": queue_id, "message_ids": ",".join(stored.message_ids),
-            "spf": verdict.spf, "dkim": verdict.dkim, "dmarc": verdict.dmarc})
-        consumed = {r.lower() for r in stored.agent_recipients}
+            "spf": verdict.spf, "dkim": verdict.dkim, "dmarc": verdict.dmarc,
+            "verified": verdict.aligned, "forged_removed": len(fakes)})
+        consumed = bounced | {r.lower() for r in stored.agent_recipients}
+        if not self._take(recipients, consumed):
+            return Milter.DISCARD
+        self._delete_headers(fakes, queue_id)
+        return Milter.CONTINUE
+
+    def _take(self, recipients: list[str], consumed: set[str]) -> int:
+        """Take the ``consumed`` recipients (lowercase) away from Postfix;
+        return how many are left for it to deliver."""
         remaining = 0
         for original_rcpt, addr in zip(self.rcpts, recipients, strict=True):
             if addr.lower() in consumed:
                 self.delrcpt(original_rcpt)
             else:
                 remaining += 1
-        return Milter.CONTINUE if remaining else Milter.DISCARD
+        return remaining
 
+    def _consume_bounces(self, recipients: list[str], body: bytes, leading_space: bool,
+                         queue_id: str) -> set[str]:
+        """Mail for our VERP return paths (bounces of our outbound mail) goes
+        to core.bounces, never to anyone; the addresses it took, lowercase."""
+        if not bounces.verp_recipients(recipients):
+            return set()
+        raw = rebuild.message(self.headers, body, leading_space)
+        return {r.lower() for r in bounces.consume(self.pool, raw, recipients, queue_id)}
 
-def _claims(name: bytes, value: bytes, authserv_id: str) -> bool:
-    """An Authentication-Results header that pretends to be ours (forged)."""
-    if name.strip().lower() != AR.lower().encode():
-        return False
-    claimed = value.split(b";", 1)[0].strip().decode("utf-8", "replace")
-    return claimed.split()[0].lower() == authserv_id if claimed else False
+    def _delete_headers(self, positions: list[int], queue_id: str) -> None:
+        if not positions:
+            return
+        for name, occurrence in forged.deletions(self.headers, positions):
+            self.chgheader(name, occurrence, None)
+        log.info("removed %d header(s) forged in our name", len(positions),
+                 extra={"queue_id": queue_id})

@@ -20,6 +20,11 @@ def header_line(name: bytes, value: bytes, leading_space: bool) -> bytes:
     return name + b":" + _LINE_END.sub(b"\r\n", value) + b"\r\n"
 
 
+def line_size(name: bytes, value: bytes) -> int:
+    """len(header_line(...)) without building it: each LF gains a CR."""
+    return len(name) + 1 + len(value) + value.count(b"\n") - value.count(b"\r\n") + 2
+
+
 def message(headers: list[tuple[bytes, bytes]], body: bytes, leading_space: bool) -> bytes:
     head = b"".join(header_line(n, v, leading_space) for n, v in headers)
     return head + b"\r\n" + body

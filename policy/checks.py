@@ -9,6 +9,7 @@ applies smtpd_policy_service_default_action (a 4xx), never a silent accept.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,17 +17,37 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from e2a.core import ratelimit, verp
+from e2a.core.config import Config
 from e2a.core.store import agents as agent_store
+from e2a.core.store import usage as usage_store
 
 DUNNO = "DUNNO"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The inbound rate limits; None is off."""
+
+    per_client_ip: ratelimit.Limit | None = None
+    per_agent: ratelimit.Limit | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Limits:
+        ip, agent = cfg.policy.rate_per_client_ip, cfg.policy.rate_per_agent
+        return cls(per_client_ip=ratelimit.Limit("inbound-ip", ip) if ip else None,
+                   per_agent=ratelimit.Limit("inbound-agent", agent) if agent else None)
 
 
 @dataclass(frozen=True)
 class Rcpt:
     attrs: Mapping[str, str]  # the whole request, for checks that need the client
     recipient: str  # as Postfix sent it
-    agent: dict[str, Any] | None  # the agent at this address, None when there is none
+    # The agent at this address with its owner's quota (usage.agent_with_quota),
+    # None when there is none.
+    agent: dict[str, Any] | None
     domain_verified: bool  # of the agent domain the address is on
+    limits: Limits
 
 
 Check = Callable[[psycopg.Connection, Rcpt], str | None]
@@ -48,12 +69,61 @@ def domain_verified(conn: psycopg.Connection, rcpt: Rcpt) -> str | None:
     return None
 
 
-# In order; the first action wins. Owner quota (552 5.2.2) and inbound rate
-# limits (450 4.7.1) join here.
-RCPT_CHECKS: tuple[Check, ...] = (agent_exists, domain_verified)
+def within_quota(conn: psycopg.Connection, rcpt: Rcpt) -> str | None:
+    quota = rcpt.agent
+    if quota is None:
+        return None
+    if quota["messages_this_month"] >= quota["max_messages_month"]:
+        return "552 5.2.2 mailbox full: monthly message quota reached"
+    # The size the client declared in MAIL FROM (0 when it declared none).
+    if quota["storage_bytes"] + max(_declared_size(rcpt.attrs), 1) > quota["max_storage_bytes"]:
+        return "552 5.2.2 mailbox full: storage quota reached"
+    return None
 
 
-def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, db_timeout: float) -> str:
+def within_rate(conn: psycopg.Connection, rcpt: Rcpt) -> str | None:
+    """The client's limit before the agent's: a client refused for its own
+    flood does not use up the agent's rate (one statement for both)."""
+    hits = []
+    client = client_key(rcpt.attrs.get("client_address", ""))
+    if rcpt.limits.per_client_ip is not None and client:
+        hits.append((rcpt.limits.per_client_ip, client))
+    if rcpt.limits.per_agent is not None and rcpt.agent is not None:
+        hits.append((rcpt.limits.per_agent, rcpt.agent["id"]))
+    refusal = ratelimit.first_refusal(conn, hits) if hits else None
+    if refusal is None:
+        return None
+    if refusal[0] is rcpt.limits.per_client_ip:
+        return "450 4.7.1 too much mail from your address, try again later"
+    return "450 4.7.1 too much mail for this agent, try again later"
+
+
+# In order; the first action wins. The rate check comes last, so recipients
+# refused anyway do not use up anyone's rate.
+RCPT_CHECKS: tuple[Check, ...] = (agent_exists, domain_verified, within_quota, within_rate)
+
+
+def client_key(address: str) -> str:
+    """What one client is for the rate limit: its IPv4 address, or its IPv6
+    /64 (one host usually holds a whole /64, so single addresses are free)."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return ""  # "unknown", or nothing: no client to count
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _declared_size(attrs: Mapping[str, str]) -> int:
+    value = attrs.get("size", "").strip()
+    return int(value) if value.isdigit() else 0
+
+
+def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,
+           db_timeout: float) -> str:
     if attrs.get("protocol_state", "").upper() != "RCPT":
         return DUNNO
     recipient = attrs.get("recipient", "").strip()
@@ -63,15 +133,17 @@ def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, db_timeout: float)
     with pool.connection(timeout=db_timeout) as conn:
         # One query for the common case (an agent); the domain alone only
         # when there is no agent, to tell our domains from everyone else's.
-        agent = agent_store.agent_by_email(conn, recipient)
+        agent = usage_store.agent_with_quota(conn, recipient)
         if agent is not None:
             verified = agent["domain_verified"]
         else:
             domain = agent_store.domain_by_name(conn, domain_name.lower())
             if domain is None:
                 return DUNNO  # not one of our domains
+            if verp.parse(recipient):
+                return DUNNO  # a bounce of our outbound mail: the milter takes it
             verified = domain["verified"]
-        rcpt = Rcpt(attrs, recipient, agent, verified)
+        rcpt = Rcpt(attrs, recipient, agent, verified, limits)
         for check in RCPT_CHECKS:
             action = check(conn, rcpt)
             if action is not None:

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from e2a.core import addresses, shutdown
 from e2a.core.config import Config
 from e2a.core.db import open_pool
+from e2a.core.sdnotify import notify_ready
 from e2a.policy import checks, listen, protocol
 
 log = logging.getLogger("e2a.policy")
@@ -53,7 +54,8 @@ class PolicyHandler(socketserver.StreamRequestHandler):
             if attrs is None:
                 return
             try:
-                action = checks.decide(self.server.pool, attrs, db_timeout=self.server.db_timeout)
+                action = checks.decide(self.server.pool, attrs, limits=self.server.limits,
+                                       db_timeout=self.server.db_timeout)
                 answer = protocol.encode_action(action)
             except psycopg.Error as exc:  # PoolTimeout included: database unreachable
                 log.error("policy lookup failed, disconnecting (Postfix applies its "
@@ -78,13 +80,14 @@ class PolicyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     daemon_threads = True
 
-    def __init__(self, listener: listen.Listener, pool: ConnectionPool,
+    def __init__(self, listener: listen.Listener, pool: ConnectionPool, limits: checks.Limits,
                  db_timeout: float = DB_TIMEOUT) -> None:
         super().__init__(("", 0), PolicyHandler, bind_and_activate=False)
         self.socket.close()
         self.socket = listener.sock
         self.listener = listener
         self.pool = pool
+        self.limits = limits
         self.db_timeout = db_timeout
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._lock = threading.Lock()
@@ -135,6 +138,13 @@ class PolicyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.listener.close()
 
 
+def open_policy_pool(cfg: Config, *, wait: bool = False) -> ConnectionPool:
+    # Autocommit: a rate counter's row is locked only while its UPSERT runs,
+    # not until this thread gets round to a COMMIT. Nothing here needs more
+    # than one statement to be consistent.
+    return open_pool(cfg, name="policy", wait=wait, autocommit=True)
+
+
 def run(cfg: Config) -> None:
     stop = shutdown.on_signals()
     try:
@@ -142,10 +152,11 @@ def run(cfg: Config) -> None:
     except listen.ListenError as exc:
         log.error("policy: %s", exc)
         raise SystemExit(1) from None
-    pool = open_pool(cfg, name="policy", wait=False)
-    server = PolicyServer(listener, pool)
+    pool = open_policy_pool(cfg)
+    server = PolicyServer(listener, pool, checks.Limits.from_config(cfg))
     server.start()
     log.info("policy listening on %s", listener.address)
+    notify_ready()
     try:
         shutdown.wait(stop)
     finally:

@@ -1,11 +1,13 @@
 """`e2a serve filter`: the after-queue content filter.
 
 Postfix's e2a-filter transport delivers every outbound message here over
-SMTP (with XFORWARD). For each message the one outbound decision is asked,
-then the message goes back to Postfix's reinjection service with the same
-envelope and exactly the same bytes. Postfix hears 250 only once the
-reinjection service has answered 250 for the data; anything else is 451,
-and the message stays in Postfix's queue to be retried.
+SMTP (with XFORWARD). Each message goes through the outbound gate
+(policy/gate.py: its row, the hold decision, the DKIM signature) and back to
+Postfix's reinjection service with its recipients and XFORWARD attributes
+and, but for our signature and return path, exactly the same bytes.
+Postfix hears 250 only once the reinjection service has answered 250 for
+the data and the row records it; anything else is 451, and the message
+stays in Postfix's queue to be retried.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
-from e2a.core import addresses, outbound
+from e2a.core import addresses
 from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
+from e2a.core.db import open_pool
+from e2a.core.sdnotify import notify_ready
 from e2a.policy import listen, xforward
-from e2a.policy.reinject import ReinjectError, Transaction, reinject
+from e2a.policy.gate import Gate
+from e2a.policy.reinject import ReinjectError, Transaction
 
 log = logging.getLogger("e2a.filter")
 
@@ -81,12 +87,9 @@ class FilterSMTP(SMTP):
 
 
 class FilterHandler:
-    def __init__(self, reinject_to: InetAddress, *, helo: str,
-                 executor: ThreadPoolExecutor, timeout: float = REINJECT_TIMEOUT) -> None:
-        self.reinject_to = reinject_to
-        self.helo = helo
+    def __init__(self, gate: Gate, *, executor: ThreadPoolExecutor) -> None:
+        self.gate = gate
         self.executor = executor
-        self.timeout = timeout
         self.in_flight = 0
         self.stopping = False
 
@@ -103,9 +106,13 @@ class FilterHandler:
         self.in_flight += 1
         try:
             loop = asyncio.get_running_loop()
-            reply = await loop.run_in_executor(self.executor, self._pass_on, txn)
+            reply = await loop.run_in_executor(self.executor, self.gate.pass_on, txn)
         except ReinjectError as exc:
             log.warning("reinjection failed, Postfix keeps the message: %s", exc,
+                        extra={"queue_id": queue_id})
+            return TEMPFAIL
+        except psycopg.Error as exc:  # the pool's timeout too: the database is away
+            log.warning("database unavailable, Postfix keeps the message: %s", exc,
                         extra={"queue_id": queue_id})
             return TEMPFAIL
         except Exception:
@@ -121,12 +128,6 @@ class FilterHandler:
     async def handle_exception(self, error: Exception) -> str:
         log.error("filter session failed", exc_info=error)
         return TEMPFAIL
-
-    def _pass_on(self, txn: Transaction) -> str:
-        decision = outbound.decide(outbound.Outgoing(txn.mail_from, txn.recipients, txn.data))
-        if decision is not outbound.Decision.PASS:
-            raise RuntimeError(f"the filter cannot handle outbound decision {decision}")
-        return reinject(self.reinject_to, txn, helo=self.helo, timeout=self.timeout)
 
 
 def _transaction(envelope: Envelope) -> Transaction:
@@ -147,13 +148,12 @@ def _transaction(envelope: Envelope) -> Transaction:
 
 
 class ContentFilter:
-    def __init__(self, listener: listen.Listener, reinject_to: InetAddress, *, helo: str,
-                 max_message_bytes: int, timeout: float = REINJECT_TIMEOUT) -> None:
+    def __init__(self, listener: listen.Listener, gate: Gate, *,
+                 max_message_bytes: int) -> None:
         self.listener = listener
         self.max_message_bytes = max_message_bytes
         self.executor = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="e2a-reinject")
-        self.handler = FilterHandler(reinject_to, helo=helo, executor=self.executor,
-                                     timeout=timeout)
+        self.handler = FilterHandler(gate, executor=self.executor)
 
     def _protocol(self) -> FilterSMTP:
         return FilterSMTP(self.handler, data_size_limit=self.max_message_bytes,
@@ -165,7 +165,8 @@ class ContentFilter:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(self._protocol, sock=self.listener.sock)
         log.info("filter listening on %s, reinjecting to %s", self.listener.address,
-                 self.handler.reinject_to)
+                 self.handler.gate.reinject_to)
+        notify_ready()
         try:
             await stop.wait()
         finally:
@@ -198,7 +199,13 @@ def run(cfg: Config) -> None:
     except listen.ListenError as exc:
         log.error("filter: %s", exc)
         raise SystemExit(1) from None
-    content_filter = ContentFilter(listener, reinject_to, helo=cfg.mail.hostname,
-                                   max_message_bytes=cfg.mail.max_message_bytes)
-    asyncio.run(_serve_until_signalled(content_filter))
+    # Up while the database is down: messages then get 451 until it is back.
+    pool = open_pool(cfg, name="filter", max_size=MAX_WORKERS, autocommit=True)
+    try:
+        gate = Gate(pool, cfg, reinject_to, helo=cfg.mail.hostname, timeout=REINJECT_TIMEOUT)
+        content_filter = ContentFilter(listener, gate,
+                                       max_message_bytes=cfg.mail.max_message_bytes)
+        asyncio.run(_serve_until_signalled(content_filter))
+    finally:
+        pool.close()
     log.info("filter stopped")

@@ -12,9 +12,10 @@ from typing import Any
 from falcon import testing
 
 from e2a.api.app import create_app
-from e2a.core import accounts
+from e2a.core import accounts, domains
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
+from e2a.core.store import domains as domain_store
 from e2a.core.store import messages as message_store
 
 
@@ -34,7 +35,7 @@ class Tenant:
 
 
 def messages_path(email: str) -> str:
-    return "/api/v1/agents/" + email.replace("@", "%40") + "/messages"
+    return agent_path(email) + "/messages"
 
 
 def make_tenant(cfg: Any) -> Tenant:
@@ -89,3 +90,30 @@ def api_client(cfg: Any) -> Iterator[testing.TestClient]:
         yield testing.TestClient(create_app(cfg, pool))
     finally:
         pool.close()
+
+
+def domain_path(name: str) -> str:
+    return "/api/v1/domains/" + name
+
+
+def agent_path(email: str) -> str:
+    return "/api/v1/agents/" + email.replace("@", "%40")
+
+
+def add_domain(cfg: Any, tenant: Tenant, *, verified: bool = True) -> dict[str, Any]:
+    """A custom domain of the tenant (made as the API makes one), marked
+    verified without DNS: for tests about what a verified domain allows."""
+    with single_connection(cfg) as conn:
+        row = domains.register(conn, cfg, tenant.user["id"],
+                               f"d{secrets.token_hex(4)}.example.com")
+        if verified:
+            row = domain_store.record_check(conn, row["id"], True)
+    return row
+
+
+def assert_error(result: Any, status: int, code: str) -> dict[str, Any]:
+    """The error object of a response that must be this status and code."""
+    assert result.status_code == status, result.text
+    error = result.json["error"]
+    assert error["code"] == code, error
+    return error

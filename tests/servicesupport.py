@@ -24,6 +24,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_udp_tcp_port() -> int:
+    """A loopback port free for both UDP and TCP (a DNS server takes both)."""
+    while True:
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
 def write_config(cfg: Config, path: Path, extra: str = "", database_url: str = "") -> Path:
     """A config file for a subprocess: the test cluster, plus ``extra`` TOML."""
     path.write_text(

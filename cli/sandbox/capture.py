@@ -6,6 +6,10 @@ dot-stuffing undone), next to ``<timestamp>-<n>.json`` with the envelope.
 The ``.json`` is written first and the ``.eml`` appears by rename, so a
 reader that sees a ``.eml`` always finds it complete and its envelope there.
 
+Like a real peer it can refuse: a recipient whose local part is
+``bounce-me`` gets 550 at RCPT (Postfix then writes the DSN itself), one
+whose local part is ``defer-me`` gets 450 (the message stays queued).
+
 Run as ``python -m e2a.cli.sandbox.capture --dir D --listen 127.0.0.1:PORT``.
 """
 
@@ -89,11 +93,26 @@ class Store:
             time.sleep(0.1)
 
 
+# Local parts the stand-in internet refuses, and how.
+REFUSALS = {
+    "bounce-me": "550 5.1.1 <{address}>: Recipient address rejected: the sandbox bounces it",
+    "defer-me": "450 4.2.0 <{address}>: Recipient address rejected: the sandbox defers it",
+}
+
+
 class Handler:
-    """aiosmtpd handler: accept every recipient, store every message."""
+    """aiosmtpd handler: accept every recipient but REFUSALS, store every message."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        refusal = REFUSALS.get(address.rpartition("@")[0].lower())
+        if refusal:
+            return refusal.format(address=address)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session,
                           envelope: Envelope) -> str:

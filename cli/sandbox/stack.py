@@ -34,7 +34,7 @@ from e2a.cli.sandbox import supervisor
 from e2a.cli.sandbox.dns import DnsServer
 from e2a.cli.sandbox.postfix import Instance
 from e2a.cli.sandbox.postgres import Cluster
-from e2a.core import accounts, apikeys, config
+from e2a.core import accounts, apikeys, config, dkimkeys
 from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import users as user_store
@@ -48,6 +48,9 @@ AGENT_SLUG = "hello"
 READY_TIMEOUT = 60.0
 # libmilter needs ~5 s to leave on SIGTERM; the others are quicker.
 STOP_TIMEOUT = 15.0
+# Inbound recipients per minute, per client and per agent (policy.rate_*), and
+# sends per agent per minute (send.rate_per_agent).
+SANDBOX_RATE = 100_000
 
 
 @dataclass(frozen=True)
@@ -184,9 +187,10 @@ class Sandbox:
         self.cluster.start()
         self.write_config()
         self.migrate()
+        self._publish_dkim_key()
         self.dns.start()
         self._start_capture()
-        self._start_services()
+        self.start_services()
         if not self.postfix.running():
             self.postfix.write_config()
             self.postfix.start()
@@ -202,10 +206,17 @@ class Sandbox:
             "mail": {"hostname": MX_HOST, "authserv_id": MX_HOST,
                      "shared_domain": SHARED_DOMAIN},
             "milter": {"listen": self.listen("milter")},
-            "policy": {"listen": self.listen("policy")},
+            # Every sandbox client is 127.0.0.1: the production defaults would
+            # throttle a developer's (or a test's or bench's) bursts.
+            "policy": {"listen": self.listen("policy"), "rate_per_client_ip": SANDBOX_RATE,
+                       "rate_per_agent": SANDBOX_RATE},
             "filter": {"listen": self.listen("filter"), "reinject": f"127.0.0.1:{p.reinject}"},
             "submit": {"address": f"127.0.0.1:{p.submit}"},
+            # Sends per agent per minute: bench/outbound sends bursts from one agent.
+            "send": {"rate_per_agent": SANDBOX_RATE},
             "dns": {"resolver": self.dns.address},
+            # Webhook receivers of a developer (and of tests) listen on loopback.
+            "webhooks": {"allow_loopback": True},
             "log": {"level": "info"},
         }
         lines = ["# Written by `e2a dev up` for the sandbox; rewritten on every run."]
@@ -238,6 +249,19 @@ class Sandbox:
         if done.returncode != 0:
             raise RuntimeError(f"e2a db migrate failed: {(done.stderr or done.stdout).strip()}")
 
+    def _publish_dkim_key(self) -> None:
+        """The shared domain's DKIM key (made by the seed in `e2a db migrate`)
+        in the sandbox DNS: receivers, our milter among them, verify the
+        signatures of agents' mail against it."""
+        with single_connection(self.config()) as conn:
+            domain = agent_store.domain_by_name(conn, SHARED_DOMAIN)
+        if domain is None or not domain["dkim_public_key"]:
+            return
+        self.dns.set_txt(dkimkeys.record_host(SHARED_DOMAIN, domain["dkim_selector"]),
+                         dkimkeys.public_record(domain["dkim_public_key"]))
+        if self.dns.running() and self.dns.conf.read_text() != self.dns.records.render():
+            self.dns.reload()  # a new database made a new key
+
     def _start_capture(self) -> None:
         pidfile, logfile = self.pidfile("capture"), self.logfile("capture")
         if supervisor.running(pidfile):
@@ -250,7 +274,8 @@ class Sandbox:
         supervisor.wait_ready(lambda: supervisor.accepts(address), pidfile=pidfile,
                               logfile=logfile, name="capture", timeout=READY_TIMEOUT)
 
-    def _start_services(self) -> None:
+    def start_services(self) -> None:
+        """Start those of our services that are not running (after a crash, say)."""
         started: dict[str, int] = {}
         for name in SERVICES:
             if supervisor.running(self.pidfile(name)):

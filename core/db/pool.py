@@ -41,18 +41,20 @@ def _server_spoke(conn: psycopg.Connection) -> bool:
 
 
 def open_pool(cfg: Config, *, name: str, min_size: int = 1,
-              max_size: int | None = None, wait: bool = False) -> Pool:
+              max_size: int | None = None, wait: bool = False,
+              autocommit: bool = False) -> Pool:
     """A pool whose connections return rows as dicts.
 
     ``wait=False`` lets a service start while the database is down: the mail
-    paths must answer 4xx then, not refuse to exist.
+    paths must answer 4xx then, not refuse to exist. ``autocommit``: every
+    statement is its own transaction.
     """
     pool = Pool(
         cfg.database.url,
         min_size=min_size,
         max_size=max_size or cfg.database.pool_size,
         kwargs={"row_factory": dict_row, "application_name": f"e2a-{name}",
-                "connect_timeout": 5},
+                "connect_timeout": 5, "autocommit": autocommit},
         name=f"e2a-{name}",
         timeout=10.0,
         reconnect_timeout=float("inf"),  # keep trying: an outage is not our end
@@ -62,7 +64,9 @@ def open_pool(cfg: Config, *, name: str, min_size: int = 1,
     return pool
 
 
-def single_connection(cfg: Config, *, autocommit: bool = False) -> psycopg.Connection:
-    """One connection for short-lived commands (migrate, bootstrap, CLI)."""
+def single_connection(cfg: Config, *, autocommit: bool = False,
+                      name: str = "cli") -> psycopg.Connection:
+    """One connection outside any pool: short-lived commands (migrate,
+    bootstrap, CLI), or one that must stay apart (an API process's LISTEN)."""
     return psycopg.connect(cfg.database.url, row_factory=dict_row, autocommit=autocommit,
-                           application_name="e2a-cli", connect_timeout=5)
+                           application_name=f"e2a-{name}", connect_timeout=5)

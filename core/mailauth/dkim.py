@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import dkim
 
+from e2a.core.mailauth.lookups import DnsTempFail, Lookups
+
 _SIG = re.compile(rb"^dkim-signature\s*:", re.IGNORECASE | re.MULTILINE)
 
 
@@ -22,24 +24,33 @@ def signature_count(raw: bytes) -> int:
     return len(_SIG.findall(head))
 
 
-def check(raw: bytes) -> list[DkimResult]:
+def _verify(raw: bytes, idx: int, lookups: Lookups) -> tuple[str, dict[bytes, bytes]]:
+    verifier: dkim.DKIM | None = None
+    try:
+        verifier = dkim.DKIM(raw)
+        ok = verifier.verify(idx=idx, dnsfunc=lookups.dkim_key)
+        # dkimpy answers False both for a bad signature and for a key it could
+        # not get (missing or unparsable): only the first is a "fail".
+        result = "pass" if ok else "fail" if hasattr(verifier, "pk") else "permerror"
+    except DnsTempFail:
+        result = "temperror"
+    except dkim.MessageFormatError:
+        # RFC 8601 2.7.1: a signature with syntax errors is "neutral".
+        result = "neutral"
+    except (dkim.KeyFormatError, dkim.UnknownKeyTypeError, dkim.ParameterError):
+        result = "permerror"
+    except dkim.DKIMException:
+        # ValidationError above all: body hash mismatch, expired signature.
+        result = "fail"
+    except Exception:  # input so broken dkimpy trips over it: no pass, and no retry helps
+        result = "permerror"
+    return result, getattr(verifier, "signature_fields", None) or {}
+
+
+def check(raw: bytes, lookups: Lookups) -> list[DkimResult]:
     results = []
     for idx in range(signature_count(raw)):
-        verifier = dkim.DKIM(raw)
-        try:
-            ok = verifier.verify(idx=idx)
-            result = "pass" if ok else "fail"
-        except dkim.ValidationError:
-            result = "permerror"
-        except dkim.KeyFormatError:
-            result = "permerror"
-        except dkim.DnsTimeoutError:
-            result = "temperror"
-        except dkim.DKIMException:
-            result = "fail"
-        except Exception:  # a key or message so broken dkimpy trips over it
-            result = "permerror"
-        fields = verifier.signature_fields or {}
+        result, fields = _verify(raw, idx, lookups)
         results.append(DkimResult(
             result,
             fields.get(b"d", b"").decode("ascii", "replace").lower(),

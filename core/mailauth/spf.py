@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dns.resolver
 import spf
 
 
@@ -25,8 +26,13 @@ def check(client_addr: str, mail_from: str, helo: str) -> SpfResult:
         identity, scope = f"postmaster@{helo}", "helo"
     if not client_addr or not identity.rpartition("@")[2]:
         return SpfResult("none", identity, scope)
+    # pyspf resolves through dnspython's default resolver (core.dns), but
+    # passes its own lifetime: give it the configured one for every lookup
+    # (querytime=0), not pyspf's 20 s.
+    lifetime = dns.resolver.get_default_resolver().lifetime
     try:
-        result, _explanation = spf.check2(i=client_addr, s=identity, h=helo or "unknown")
+        result, _explanation = spf.check2(i=client_addr, s=identity, h=helo or "unknown",
+                                          timeout=lifetime, querytime=0)
     except Exception:  # pyspf raises on some malformed input; that is no pass
         result = "permerror"
     return SpfResult(result or "none", identity, scope)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from e2a.core.mailauth import dkim, dmarc, spf
+from e2a.core.mailauth.lookups import Lookups
 
 
 @dataclass(frozen=True)
@@ -24,34 +26,47 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Identity:
-    """What the SMTP session told us about the sender."""
+    """What the SMTP session and the From header tell us about the sender."""
 
     client_addr: str
     helo: str
     mail_from: str
-    from_domain: str
+    from_domains: tuple[str, ...]  # distinct domains of the From addresses
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9.\-_@+]+")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _ptype(value: str) -> str:
-    # RFC 8601 property values are tokens; anything odd is quoted.
-    return value if value and all(c.isalnum() or c in ".-_@+" for c in value) else f'"{value}"'
+    """An RFC 8601 property value: a token, else a quoted-string."""
+    # Lone surrogates stand for 8-bit junk the client sent: shown as "?".
+    value = _UNSAFE.sub("?", value.encode("utf-8", "replace").decode("utf-8"))
+    if _TOKEN.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def authenticate(raw: bytes, who: Identity, authserv_id: str) -> Verdict:
+    """``raw``: the message exactly as the client sent it (DKIM needs the bytes)."""
+    lookups = Lookups()
     spf_result = spf.check(who.client_addr, who.mail_from, who.helo)
-    dkim_results = dkim.check(raw)
-    dmarc_result = dmarc.check(who.from_domain, spf_result, dkim_results)
+    dkim_results = dkim.check(raw, lookups)
+    dmarc_result = dmarc.check(list(who.from_domains), spf_result, dkim_results, lookups)
     parts = [authserv_id]
-    parts.append(f"spf={spf_result.result} smtp.{spf_result.scope}="
-                 f"{_ptype(spf_result.identity if spf_result.scope == 'mailfrom' else who.helo)}")
+    checked = spf_result.identity if spf_result.scope == "mailfrom" else who.helo
+    parts.append(f"spf={spf_result.result} smtp.{spf_result.scope}={_ptype(checked)}")
     if dkim_results:
         parts += [f"dkim={d.result} header.d={_ptype(d.domain)} header.s={_ptype(d.selector)}"
                   for d in dkim_results]
     else:
         parts.append("dkim=none")
-    parts.append(f"dmarc={dmarc_result.result}"
-                 + (f" (p={dmarc_result.policy})" if dmarc_result.policy else "")
-                 + f" header.from={_ptype(who.from_domain)}")
+    dmarc_part = f"dmarc={dmarc_result.result}"
+    if dmarc_result.policy:
+        dmarc_part += f" (p={dmarc_result.policy})"
+    if dmarc_result.from_domain:
+        dmarc_part += f" header.from={_ptype(dmarc_result.from_domain)}"
+    parts.append(dmarc_part)
     return Verdict(spf=spf_result.result, dkim=dkim.summary(dkim_results),
                    dmarc=dmarc_result.result, aligned=dmarc_result.aligned,
                    header=";\r\n\t".join(parts))

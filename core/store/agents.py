@@ -27,12 +27,15 @@ def domain_by_name(conn: psycopg.Connection, domain: str) -> Row | None:
 
 
 def create_agent(conn: psycopg.Connection, agent_id: str, user_id: str, domain_id: str,
-                 email: str, name: str, agent_mode: str, webhook_url: str = "") -> Row:
-    conn.execute(
+                 email: str, name: str, agent_mode: str, webhook_url: str = "") -> Row | None:
+    """The new agent, or None when the address is taken."""
+    created = conn.execute(
         """INSERT INTO agents (id, user_id, domain_id, email, name, agent_mode, webhook_url)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-        (agent_id, user_id, domain_id, email, name, agent_mode, webhook_url))
-    return agent_by_email(conn, email)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (email) DO NOTHING
+           RETURNING id""",
+        (agent_id, user_id, domain_id, email, name, agent_mode, webhook_url)).fetchone()
+    return agent_by_email(conn, email) if created else None
 
 
 def agent_by_email(conn: psycopg.Connection, email: str) -> Row | None:
@@ -58,3 +61,37 @@ def agents_by_emails(conn: psycopg.Connection, emails: list[str]) -> list[Row]:
         f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
              WHERE a.email = ANY(%s)""",
         ([e.lower() for e in emails],)).fetchall()
+
+
+def agents_for_user(conn: psycopg.Connection, user_id: str) -> list[Row]:
+    return conn.execute(
+        f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
+             WHERE a.user_id = %s ORDER BY a.created_at, a.id""",
+        (user_id,)).fetchall()
+
+
+def count_for_user(conn: psycopg.Connection, user_id: str) -> int:
+    return conn.execute("SELECT count(*) AS n FROM agents WHERE user_id = %s",
+                        (user_id,)).fetchone()["n"]
+
+
+# What an update may change; the keys are the only column names put in SQL.
+UPDATABLE = ("agent_mode", "webhook_url", "hitl_enabled", "hitl_ttl_seconds",
+             "hitl_expiration_action")
+
+
+def update_agent(conn: psycopg.Connection, agent_id: str, changes: dict[str, Any]) -> None:
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    if not changes:
+        return
+    columns = [c for c in UPDATABLE if c in changes]
+    assignments = ", ".join(f"{c} = %({c})s" for c in columns)
+    conn.execute(f"UPDATE agents SET {assignments} WHERE id = %(agent_id)s",
+                 {**changes, "agent_id": agent_id})
+
+
+def delete_agent(conn: psycopg.Connection, agent_id: str) -> bool:
+    """Its messages, keys and deliveries go with it (ON DELETE CASCADE)."""
+    return conn.execute("DELETE FROM agents WHERE id = %s", (agent_id,)).rowcount == 1

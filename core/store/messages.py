@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,26 +16,43 @@ Row = dict[str, Any]
 INBOUND_CHANNEL = "e2a_inbound"
 
 
+_INSERT_INBOUND = """
+    INSERT INTO messages (
+        id, user_id, agent_id, direction, recipient, sender, envelope_sender,
+        to_recipients, cc, reply_to, subject, email_message_id, in_reply_to,
+        references_ids, conversation_id, raw_message, size_bytes, auth_headers,
+        spf, dkim, dmarc, verified, entity_type, inbox_status, queue_id, dedupe_key)
+    VALUES (
+        %(id)s, %(user_id)s, %(agent_id)s, 'inbound', %(recipient)s, %(sender)s,
+        %(envelope_sender)s, %(to_recipients)s, %(cc)s, %(reply_to)s, %(subject)s,
+        %(email_message_id)s, %(in_reply_to)s, %(references_ids)s,
+        %(conversation_id)s, %(raw_message)s, %(size_bytes)s, %(auth_headers)s,
+        %(spf)s, %(dkim)s, %(dmarc)s, %(verified)s, %(entity_type)s, 'unread',
+        %(queue_id)s, %(dedupe_key)s)
+    ON CONFLICT (agent_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING"""
+
+
+def _inbound_params(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "auth_headers": Jsonb(row["auth_headers"])}
+
+
 def insert_inbound(conn: psycopg.Connection, row: dict[str, Any]) -> str | None:
     """Store one delivery to one agent; None when this delivery is already stored
     (a client retrying after a 4xx whose first transaction had committed)."""
-    found = conn.execute(
-        """INSERT INTO messages (
-               id, user_id, agent_id, direction, recipient, sender, envelope_sender,
-               to_recipients, cc, reply_to, subject, email_message_id, in_reply_to,
-               references_ids, conversation_id, raw_message, size_bytes, auth_headers,
-               spf, dkim, dmarc, verified, entity_type, inbox_status, queue_id, dedupe_key)
-           VALUES (
-               %(id)s, %(user_id)s, %(agent_id)s, 'inbound', %(recipient)s, %(sender)s,
-               %(envelope_sender)s, %(to_recipients)s, %(cc)s, %(reply_to)s, %(subject)s,
-               %(email_message_id)s, %(in_reply_to)s, %(references_ids)s,
-               %(conversation_id)s, %(raw_message)s, %(size_bytes)s, %(auth_headers)s,
-               %(spf)s, %(dkim)s, %(dmarc)s, %(verified)s, %(entity_type)s, 'unread',
-               %(queue_id)s, %(dedupe_key)s)
-           ON CONFLICT (agent_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-           RETURNING id""",
-        {**row, "auth_headers": Jsonb(row["auth_headers"])}).fetchone()
+    found = conn.execute(_INSERT_INBOUND + " RETURNING id", _inbound_params(row)).fetchone()
     return found["id"] if found else None
+
+
+def insert_inbound_many(conn: psycopg.Connection, rows: Iterable[dict[str, Any]]) -> None:
+    """``insert_inbound`` for a batch in one round trip (bulk loads such as
+    bench/api); duplicates are skipped silently."""
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT_INBOUND, [_inbound_params(row) for row in rows])
+
+
+def count_for_agent(conn: psycopg.Connection, agent_id: str) -> int:
+    return conn.execute("SELECT count(*) AS n FROM messages WHERE agent_id = %s",
+                        (agent_id,)).fetchone()["n"]
 
 
 def notify_inbound(conn: psycopg.Connection, payload: str) -> None:
@@ -56,31 +75,230 @@ def conversation_of(conn: psycopg.Connection, agent_id: str,
     return row["conversation_id"] if row else None
 
 
-def list_for_agent(conn: psycopg.Connection, agent_id: str, *, direction: str | None,
-                   status: str | None, ascending: bool, limit: int,
+# What a listing shows of each message (api/views.message_summary).
+_SUMMARY_COLUMNS = """id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
+                      conversation_id, size_bytes, inbox_status, status, labels,
+                      webhook_status, webhook_error, created_at"""
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Which of an agent's messages a listing holds; empty fields do not narrow."""
+
+    direction: str | None = None  # inbound | outbound; None: both
+    status: str | None = None  # unread | read
+    sender_contains: str = ""  # case-insensitive substring of the From address
+    subject_contains: str = ""  # case-insensitive substring
+    conversation_id: str = ""
+    since: datetime | None = None  # created_at >= since
+    until: datetime | None = None  # created_at < until
+    labels: tuple[str, ...] = ()  # the message carries every one of these
+
+
+def _contains_pattern(text: str) -> str:
+    """An ILIKE pattern (ESCAPE '\\') matching ``text`` anywhere, its own
+    ``%``, ``_`` and ``\\`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _filter_sql(agent_id: str, filt: MessageFilter) -> tuple[list[str], dict[str, Any]]:
+    # (condition, its parameter, the value; a falsy value means "no filter")
+    conditions: list[tuple[str, str, Any]] = [
+        ("direction = %(direction)s", "direction", filt.direction),
+        # With 'unread' this matches the partial index messages_agent_unread.
+        ("inbox_status = %(status)s", "status", filt.status),
+        ("sender ILIKE %(sender_like)s ESCAPE '\\'", "sender_like",
+         filt.sender_contains and _contains_pattern(filt.sender_contains)),
+        ("subject ILIKE %(subject_like)s ESCAPE '\\'", "subject_like",
+         filt.subject_contains and _contains_pattern(filt.subject_contains)),
+        ("conversation_id = %(conversation_id)s", "conversation_id", filt.conversation_id),
+        ("created_at >= %(since)s", "since", filt.since),
+        ("created_at < %(until)s", "until", filt.until),
+        ("labels @> %(labels)s::text[]", "labels", list(filt.labels)),
+    ]
+    clauses = ["agent_id = %(agent_id)s"]
+    params: dict[str, Any] = {"agent_id": agent_id}
+    for condition, name, value in conditions:
+        if value:
+            clauses.append(condition)
+            params[name] = value
+    return clauses, params
+
+
+def list_for_agent(conn: psycopg.Connection, agent_id: str, filt: MessageFilter, *,
+                   ascending: bool, limit: int,
                    after: tuple[datetime, str] | None) -> list[Row]:
     """One page of an agent's messages, newest first unless ``ascending``.
 
     ``after`` is the (created_at, id) of the last row of the previous page:
-    keyset pagination stays correct while new mail arrives.
+    keyset pagination stays correct while new mail arrives, and a deep page
+    costs what the first one does (an index range scan on
+    (agent_id, created_at, id), never an OFFSET).
     """
-    clauses = ["agent_id = %(agent_id)s"]
-    params: dict[str, Any] = {"agent_id": agent_id, "limit": limit}
-    if direction:
-        clauses.append("direction = %(direction)s")
-        params["direction"] = direction
-    if status:
-        clauses.append("inbox_status = %(status)s")
-        params["status"] = status
+    clauses, params = _filter_sql(agent_id, filt)
+    params["limit"] = limit
     if after:
         op = ">" if ascending else "<"
         clauses.append(f"(created_at, id) {op} (%(after_at)s, %(after_id)s)")
         params["after_at"], params["after_id"] = after
     order = "ASC" if ascending else "DESC"
     return conn.execute(
-        f"""SELECT id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
-                   conversation_id, size_bytes, inbox_status, status, labels,
-                   webhook_status, webhook_error, created_at
+        f"""SELECT {_SUMMARY_COLUMNS}
               FROM messages WHERE {' AND '.join(clauses)}
              ORDER BY created_at {order}, id {order} LIMIT %(limit)s""",
         params).fetchall()
+
+
+def open_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """One of this agent's messages in full; None when it has none by that id.
+
+    Reading marks an unread inbound message read in the same statement: no
+    window in which it was served but still counts as unread. The row shows the
+    state this read leaves (an inbound message is read from now on), also to a
+    concurrent reader whose snapshot predates the other's mark."""
+    return conn.execute(
+        """WITH marked AS (
+                UPDATE messages SET inbox_status = 'read'
+                 WHERE id = %(id)s AND agent_id = %(agent_id)s
+                   AND direction = 'inbound' AND inbox_status = 'unread')
+            SELECT id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
+                   conversation_id, size_bytes, status, labels, webhook_status,
+                   webhook_error, created_at, auth_headers, raw_message,
+                   CASE WHEN direction = 'inbound' THEN 'read' END AS inbox_status
+              FROM messages WHERE id = %(id)s AND agent_id = %(agent_id)s""",
+        {"id": message_id, "agent_id": agent_id}).fetchone()
+
+
+def labels_for_update(conn: psycopg.Connection, agent_id: str,
+                      message_id: str) -> list[str] | None:
+    """A message's labels, its row locked until the transaction ends so that
+    concurrent label changes apply one after the other; None when missing."""
+    row = conn.execute(
+        "SELECT labels FROM messages WHERE id = %s AND agent_id = %s FOR UPDATE",
+        (message_id, agent_id)).fetchone()
+    return list(row["labels"]) if row else None
+
+
+def set_labels(conn: psycopg.Connection, message_id: str, labels: list[str]) -> None:
+    conn.execute("UPDATE messages SET labels = %s::text[] WHERE id = %s", (labels, message_id))
+
+
+def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
+                           conversation_id: str = "", since: datetime | None = None,
+                           until: datetime | None = None, limit: int = 100) -> list[Row]:
+    """Per conversation (messages sharing a non-empty conversation_id), latest
+    activity first: first/last message time, counts by direction, whether an
+    inbound member is unread (outbound rows never count), and the newest
+    member's subject and sender. ``since``/``until`` bound the last message.
+
+    The conversations are picked from the index alone; only theirs are read."""
+    having = []
+    params: dict[str, Any] = {"agent_id": agent_id, "limit": limit}
+    narrow = ""
+    if conversation_id:
+        narrow = "AND conversation_id = %(conversation_id)s"
+        params["conversation_id"] = conversation_id
+    if since:
+        having.append("max(created_at) >= %(since)s")
+        params["since"] = since
+    if until:
+        having.append("max(created_at) < %(until)s")
+        params["until"] = until
+    having_sql = f"HAVING {' AND '.join(having)}" if having else ""
+    return conn.execute(
+        f"""WITH latest AS (
+                SELECT conversation_id, max(created_at) AS last_message_at
+                  FROM messages
+                 WHERE agent_id = %(agent_id)s AND conversation_id IS NOT NULL
+                   AND conversation_id <> '' {narrow}
+                 GROUP BY conversation_id {having_sql}
+                 ORDER BY last_message_at DESC, conversation_id DESC
+                 LIMIT %(limit)s)
+            SELECT l.conversation_id, l.last_message_at, agg.first_message_at,
+                   agg.message_count, agg.inbound_count, agg.outbound_count, agg.has_unread,
+                   newest.subject AS latest_subject, newest.sender AS latest_sender
+              FROM latest l
+             CROSS JOIN LATERAL (
+                   SELECT min(created_at) AS first_message_at, count(*) AS message_count,
+                          count(*) FILTER (WHERE direction = 'inbound') AS inbound_count,
+                          count(*) FILTER (WHERE direction = 'outbound') AS outbound_count,
+                          coalesce(bool_or(direction = 'inbound'
+                                           AND inbox_status = 'unread'), false) AS has_unread
+                     FROM messages m
+                    WHERE m.agent_id = %(agent_id)s
+                      AND m.conversation_id = l.conversation_id) agg
+             CROSS JOIN LATERAL (
+                   SELECT subject, sender FROM messages m
+                    WHERE m.agent_id = %(agent_id)s AND m.conversation_id = l.conversation_id
+                    ORDER BY created_at DESC, id DESC LIMIT 1) newest
+             ORDER BY l.last_message_at DESC, l.conversation_id DESC""",
+        params).fetchall()
+
+
+def conversation_messages(conn: psycopg.Connection, agent_id: str,
+                          conversation_id: str) -> list[Row]:
+    """Every message of one of this agent's conversations, oldest first."""
+    return conn.execute(
+        f"""SELECT {_SUMMARY_COLUMNS} FROM messages
+             WHERE agent_id = %s AND conversation_id = %s
+             ORDER BY created_at, id""",
+        (agent_id, conversation_id)).fetchall()
+
+
+def vacuum_analyze(conn: psycopg.Connection) -> None:
+    """Fresh planner statistics and visibility map for the messages table, as
+    autovacuum would leave them, right after a bulk load. ``conn`` is autocommit."""
+    conn.execute("VACUUM (ANALYZE) messages")
+
+
+def summaries_by_ids(conn: psycopg.Connection, agent_id: str, message_ids: list[str]) -> list[Row]:
+    """These of the agent's messages (the ones a notification named), oldest first."""
+    return conn.execute(
+        f"""SELECT {_SUMMARY_COLUMNS} FROM messages
+             WHERE agent_id = %s AND id = ANY(%s)
+             ORDER BY created_at, id""",
+        (agent_id, message_ids)).fetchall()
+
+
+_INSERT_OUTBOUND = """
+    INSERT INTO messages (
+        id, user_id, agent_id, direction, type, recipient, sender, envelope_sender,
+        to_recipients, cc, bcc, reply_to, subject, email_message_id, in_reply_to,
+        references_ids, conversation_id, raw_message, size_bytes, entity_type, status,
+        delivery_status, method, queue_id, dedupe_key)
+    VALUES (
+        %(id)s, %(user_id)s, %(agent_id)s, 'outbound', %(type)s, %(recipient)s, %(sender)s,
+        %(envelope_sender)s, %(to_recipients)s, %(cc)s, %(bcc)s, %(reply_to)s, %(subject)s,
+        %(email_message_id)s, %(in_reply_to)s, %(references_ids)s, %(conversation_id)s,
+        %(raw_message)s, %(size_bytes)s, 'agent', %(status)s, %(delivery_status)s,
+        %(method)s, %(queue_id)s, %(dedupe_key)s)
+    ON CONFLICT DO NOTHING
+    RETURNING id"""
+# What a caller may leave out of an outbound row.
+_OUTBOUND_DEFAULTS: dict[str, Any] = {"reply_to": [], "queue_id": "", "dedupe_key": None}
+
+
+def insert_outbound(conn: psycopg.Connection, row: dict[str, Any]) -> str | None:
+    """One message an agent sends (core/sending.py; core/outgoing.py for mail
+    sent without the API). None when its id or its (agent_id, dedupe_key) is
+    taken already. An id taken by a transaction still in progress makes this
+    wait for its end: the API holds its row uncommitted while Postfix takes
+    the message, and the content filter may ask for the same id meanwhile."""
+    found = conn.execute(_INSERT_OUTBOUND, {**_OUTBOUND_DEFAULTS, **row}).fetchone()
+    return found["id"] if found else None
+
+
+def set_queue_id(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
+    conn.execute("UPDATE messages SET queue_id = %s WHERE id = %s", (queue_id, message_id))
+
+
+def inbound_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """One of this agent's received messages, for a reply or a forward; its
+    inbox state is left alone (a reply is not a read)."""
+    return conn.execute(
+        """SELECT id, sender, reply_to, to_recipients, cc, subject, email_message_id,
+                  in_reply_to, references_ids, conversation_id, raw_message, created_at
+             FROM messages
+            WHERE id = %s AND agent_id = %s AND direction = 'inbound'""",
+        (message_id, agent_id)).fetchone()

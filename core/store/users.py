@@ -48,3 +48,11 @@ def touch_api_key(conn: psycopg.Connection, key_id: str) -> None:
             WHERE id = %s
               AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')""",
         (key_id,))
+
+
+def lock_user(conn: psycopg.Connection, user_id: str) -> bool:
+    """Serialize changes to one user's account until the transaction ends
+    (counted caps such as "at most 5 signing secrets" stay exact under
+    concurrent requests). False when the user is gone."""
+    return conn.execute("SELECT id FROM users WHERE id = %s FOR UPDATE",
+                        (user_id,)).fetchone() is not None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import smtplib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import dns.resolver
 import requests
 
 from e2a.cli.sandbox.capture import Store
@@ -19,6 +21,7 @@ from e2a.cli.sandbox.dns import DnsServer
 from e2a.cli.sandbox.postfix import Instance
 from e2a.cli.sandbox.postgres import Cluster
 from e2a.cli.sandbox.stack import Access, Sandbox
+from e2a.core import dns as core_dns
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,18 @@ class RunningSandbox:
         response = self.api("GET", self.agent_path(email) + "/messages", params=params)
         assert response.status_code == 200, response.text
         return response.json()["messages"]
+
+
+@contextmanager
+def sandbox_resolver(sandbox: RunningSandbox) -> Iterator[None]:
+    """dnspython (and so dkimpy) asks the sandbox's DNS meanwhile, as a
+    receiver on the internet would ask the internet's."""
+    previous = dns.resolver.default_resolver
+    core_dns.configure(sandbox.box.config())
+    try:
+        yield
+    finally:
+        dns.resolver.default_resolver = previous
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2,

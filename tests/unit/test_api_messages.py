@@ -68,7 +68,8 @@ def test_summary_shape(client, mailbox):
     messages = result.json["messages"]
     assert len(messages) == COUNT
     for summary in messages:
-        assert set(summary) == SUMMARY_FIELDS
+        # Empty enumerations are left out (the 2.x SDK refuses "").
+        assert set(summary) == SUMMARY_FIELDS - {"hitl_status", "webhook_status"}
         assert None not in summary.values()
         assert RFC3339_Z.match(summary["created_at"])
     newest = next(m for m in messages if m["message_id"] == ids[-1])
@@ -77,8 +78,7 @@ def test_summary_shape(client, mailbox):
         "direction": "inbound", "from": "alice@example.org",
         "to": [tenant.agent["email"]], "cc": [], "reply_to": [],
         "recipient": tenant.agent["email"], "subject": f"m{COUNT - 1}", "labels": [],
-        "size_bytes": newest["size_bytes"], "status": "unread", "hitl_status": "",
-        "webhook_status": "", "webhook_error": ""}
+        "size_bytes": newest["size_bytes"], "status": "unread", "webhook_error": ""}
     assert newest["size_bytes"] > 0
     tied = [m for m in messages if m["message_id"] in ids[2:5]]
     assert {m["created_at"] for m in tied} == {"2026-06-01T12:00:00Z"}

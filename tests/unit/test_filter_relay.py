@@ -1,32 +1,33 @@
 """The content filter between a real SMTP client (standing in for Postfix's
 e2a-filter transport) and a real aiosmtpd server standing in for Postfix's
-reinjection service, all on loopback sockets."""
+reinjection service, all on loopback sockets: mail of no agent of ours (the
+host's own) passes on exactly as it came."""
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from filtersupport import (
+    QUEUED_AS,
+    Reinjection,
+    ReinjectionController,
+    RunningFilter,
+    reinjection_service,
+    send,
+)
 from servicesupport import free_port
 
-from e2a.core.addresses import InetAddress
-from e2a.policy import listen
-from e2a.policy.filter import GREETING_NAME, ContentFilter
-
-XFORWARD_ATTRS = "NAME ADDR PORT PROTO HELO IDENT SOURCE"
+from e2a.core.db import open_pool
+from e2a.policy.filter import GREETING_NAME
 
 # Every shape of line that SMTP transparency, 8-bit transport or a careless
 # rewrite could change: leading dots, a lone dot, trailing blanks, tabs,
 # folded headers, UTF-8 and Latin-1 bytes, empty lines, a 998-octet line.
 MESSAGE = (
-    b"From: Agent <bot@agents.test.example>\r\n"
+    b"From: Agent <bot@relay.example>\r\n"
     b"To: someone@example.org,\r\n\t other@example.org\r\n"
     b"Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?=   \r\n"
     b"X-Odd:  two  spaces \t\r\n"
@@ -48,114 +49,24 @@ MESSAGE = (
 )
 
 
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    data: bytes
-    mail_options: list[str]
-
-
-@dataclass
-class Reinjection:
-    """What Postfix's reinjection service would have been told."""
-
-    messages: list[Received] = field(default_factory=list)
-    xforward: list[str] = field(default_factory=list)
-    refuse_rcpt: set[str] = field(default_factory=set)
-    data_reply: str = ""
-    delay: float = 0.0
-    data_started: threading.Event = field(default_factory=threading.Event)
-
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                          responses: list[str]) -> list[str]:
-        session.host_name = hostname
-        return [*responses[:-1], f"250-XFORWARD {XFORWARD_ATTRS}", responses[-1]]
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:
-        if address in self.refuse_rcpt:
-            return "550 5.1.1 refused for the test"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.data_started.set()
-        await asyncio.sleep(self.delay)
-        if self.data_reply:
-            return self.data_reply
-        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                      envelope.original_content, list(envelope.mail_options)))
-        return "250 2.0.0 Ok: queued as 4ABCDEF"
-
-
-class XforwardSMTP(SMTP):
-    async def smtp_XFORWARD(self, arg: str) -> None:
-        self.event_handler.xforward.append(arg)
-        await self.push("250 2.0.0 Ok")
-
-
-class ReinjectionController(Controller):
-    def factory(self) -> SMTP:
-        return XforwardSMTP(self.handler, **self.SMTP_kwargs)
+@pytest.fixture(scope="module")
+def pool(cfg):
+    pool = open_pool(cfg, name="test-filter", wait=True, autocommit=True)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture
 def reinjection() -> Iterator[tuple[Reinjection, int]]:
-    handler = Reinjection()
-    port = free_port()
-    controller = ReinjectionController(handler, hostname="127.0.0.1", port=port,
-                                       server_hostname="reinject.test")
-    controller.start()
-    yield handler, port
-    controller.stop()
-
-
-class RunningFilter:
-    def __init__(self, reinject_port: int, max_bytes: int = 10 * 1024 * 1024) -> None:
-        listener = listen.bind(InetAddress("127.0.0.1", 0))
-        self.port = listener.address.port  # type: ignore[union-attr]
-        self.filter = ContentFilter(listener, InetAddress("127.0.0.1", reinject_port),
-                                    helo="filter.test", max_message_bytes=max_bytes,
-                                    timeout=10)
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._ready.set()
-        await self.filter.serve(self._stop)
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
-        assert not self._thread.is_alive()
-
-    def client(self) -> smtplib.SMTP:
-        smtp = smtplib.SMTP("127.0.0.1", self.port, local_hostname="postfix.test", timeout=20)
-        smtp.ehlo()
-        return smtp
+    with reinjection_service() as service:
+        yield service
 
 
 @pytest.fixture
-def running(reinjection: tuple[Reinjection, int]) -> Iterator[RunningFilter]:
-    f = RunningFilter(reinjection[1])
+def running(cfg, pool, reinjection: tuple[Reinjection, int]) -> Iterator[RunningFilter]:
+    f = RunningFilter(cfg, pool, reinjection[1])
     yield f
     f.stop()
-
-
-def send(smtp: smtplib.SMTP, mail_from: str, rcpts: list[str], data: bytes,
-         params: str = " BODY=8BITMIME") -> tuple[int, str]:
-    code, reply = smtp.docmd("MAIL", f"FROM:<{mail_from}>{params}")
-    assert code == 250, reply
-    for rcpt in rcpts:
-        code, reply = smtp.docmd("RCPT", f"TO:<{rcpt}>")
-        assert code == 250, reply
-    code, reply = smtp.data(data)
-    return code, reply.decode()
 
 
 def test_message_passes_byte_identical_with_envelope_and_xforward(running, reinjection):
@@ -167,14 +78,14 @@ def test_message_passes_byte_identical_with_envelope_and_xforward(running, reinj
         assert smtp.docmd("XFORWARD", "NAME=client.example ADDR=192.0.2.7 PORT=41000 "
                                       "PROTO=ESMTP HELO=client.example")[0] == 250
         assert smtp.docmd("XFORWARD", "IDENT=3F1C2A SOURCE=REMOTE")[0] == 250
-        code, reply = send(smtp, "bot@agents.test.example",
+        code, reply = send(smtp, "bot@relay.example",
                            ["someone@example.org", "other@example.org", "Third@Example.NET"],
                            MESSAGE)
     assert code == 250
-    assert "queued as 4ABCDEF" in reply  # the reinjection's queue id, for Postfix's log
+    assert f"queued as {QUEUED_AS}" in reply  # the reinjection's queue id, for Postfix's log
     [got] = handler.messages
     assert got.data == MESSAGE
-    assert got.mail_from == "bot@agents.test.example"
+    assert got.mail_from == "bot@relay.example"
     assert got.rcpt_tos == ["someone@example.org", "other@example.org", "Third@Example.NET"]
     assert "BODY=8BITMIME" in got.mail_options
     assert f"SIZE={len(MESSAGE)}" in got.mail_options
@@ -198,10 +109,10 @@ def test_null_sender_and_several_messages_on_one_connection(running, reinjection
     assert handler.xforward == ["IDENT=FIRST"]
 
 
-def test_reinjection_down_is_451_and_the_filter_keeps_serving(reinjection):
+def test_reinjection_down_is_451_and_the_filter_keeps_serving(cfg, pool, reinjection):
     handler = Reinjection()
     port = free_port()  # nothing listens here yet
-    running = RunningFilter(port)
+    running = RunningFilter(cfg, pool, port)
     try:
         with running.client() as smtp:
             code, reply = send(smtp, "a@example.org", ["b@example.org"], MESSAGE)
@@ -240,9 +151,9 @@ def test_one_refused_recipient_tempfails_the_whole_message(running, reinjection)
     assert handler.messages == []  # nothing was delivered to the accepted subset
 
 
-def test_oversize_message_is_552_5_3_4(reinjection):
+def test_oversize_message_is_552_5_3_4(cfg, pool, reinjection):
     handler, port = reinjection
-    running = RunningFilter(port, max_bytes=2000)
+    running = RunningFilter(cfg, pool, port, max_bytes=2000)
     try:
         with running.client() as smtp:
             assert smtp.esmtp_features["size"] == "2000"
@@ -272,19 +183,19 @@ def test_smtputf8_envelope_is_passed_on(running, reinjection):
     with running.client() as smtp:
         assert "smtputf8" in smtp.esmtp_features
         smtp.command_encoding = "utf-8"
-        code, _ = send(smtp, "bøt@agents.test.example", ["empfänger@example.org"],
+        code, _ = send(smtp, "bøt@relay.example", ["empfänger@example.org"],
                        MESSAGE, params=" BODY=8BITMIME SMTPUTF8")
     assert code == 250
     [got] = handler.messages
-    assert (got.mail_from, got.rcpt_tos) == ("bøt@agents.test.example", ["empfänger@example.org"])
+    assert (got.mail_from, got.rcpt_tos) == ("bøt@relay.example", ["empfänger@example.org"])
     assert "SMTPUTF8" in got.mail_options
     assert got.data == MESSAGE
 
 
-def test_stop_lets_a_message_in_flight_finish(reinjection):
+def test_stop_lets_a_message_in_flight_finish(cfg, pool, reinjection):
     handler, port = reinjection
     handler.delay = 1.0
-    running = RunningFilter(port)
+    running = RunningFilter(cfg, pool, port)
     result: list[int] = []
 
     def postfix() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import Milter
 import pytest
-from milterdriver import feed
+from mailworld import zones_served
+from milterdriver import feed, installed
 
 from e2a.core import accounts
 from e2a.core.db import open_pool, single_connection
@@ -26,14 +27,17 @@ def agent(cfg):
         return accounts.register_agent(conn, cfg, user["id"], slug="hello")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def zones(tmp_path_factory):
+    # The test zones answer every lookup at once (example.org: NXDOMAIN).
+    with zones_served(tmp_path_factory.mktemp("zones")) as server:
+        yield server
+
+
 @pytest.fixture
 def milter(cfg, agent):
-    pool = open_pool(cfg, name="test-milter", wait=True)
-    InboundMilter.cfg = cfg
-    InboundMilter.pool = pool
-    Milter.factory = InboundMilter
-    yield
-    pool.close()
+    with installed(cfg):
+        yield
 
 
 def rows(cfg, agent_id):

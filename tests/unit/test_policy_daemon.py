@@ -7,7 +7,6 @@ import grp
 import os
 import secrets
 import shutil
-import socket
 import stat
 import tempfile
 import threading
@@ -17,49 +16,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from policysupport import Client, running_policy
 from servicesupport import write_config
 
-from e2a.core import accounts, config
+from e2a.core import accounts, config, verp
 from e2a.core.addresses import UnixAddress
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
 from e2a.policy import listen
+from e2a.policy.checks import Limits
 from e2a.policy.daemon import PolicyServer
-
-
-class Client:
-    """What Postfix's smtpd does: one connection, many requests."""
-
-    def __init__(self, path: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(15)
-        self.sock.connect(path)
-        self.rfile = self.sock.makefile("rb")
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def ask(self, **attrs: str) -> str:
-        request = {"request": "smtpd_access_policy", "protocol_name": "ESMTP",
-                   "client_address": "192.0.2.10", "sender": "someone@example.org", **attrs}
-        self.send(b"".join(f"{k}={v}\n".encode() for k, v in request.items()) + b"\n")
-        line = self.rfile.readline()
-        assert line.startswith(b"action="), line
-        assert self.rfile.readline() == b"\n"
-        return line[len("action="):-1].decode()
-
-    def rcpt(self, recipient: str) -> str:
-        return self.ask(protocol_state="RCPT", recipient=recipient)
-
-    def closed_without_answer(self) -> bool:
-        try:
-            return self.rfile.read() == b""
-        except ConnectionResetError:
-            return True  # closed with our unread request still in its buffer
-
-    def close(self) -> None:
-        self.rfile.close()
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +57,8 @@ def agents(cfg: config.Config) -> SimpleNamespace:
 
 @pytest.fixture(scope="module")
 def policy(cfg: config.Config, sockdir: Path) -> Iterator[str]:
-    pool = open_pool(cfg, name="test-policy", wait=True)
-    listener = listen.bind(UnixAddress(str(sockdir / "policy.sock")))
-    server = PolicyServer(listener, pool)
-    server.start()
-    yield str(sockdir / "policy.sock")
-    server.stop()
-    pool.close()
+    with running_policy(cfg, sockdir / "policy.sock", Limits()) as path:
+        yield path
 
 
 @pytest.fixture
@@ -116,6 +77,15 @@ def test_unknown_agent_on_shared_domain_is_550_5_1_1(client, agents):
 def test_existing_agent_is_dunno_in_any_case(client, agents):
     assert client.rcpt(agents.shared) == "DUNNO"
     assert client.rcpt(agents.shared.upper()) == "DUNNO"
+
+
+def test_bounce_address_on_our_domain_is_dunno(client, agents):
+    # A DSN for our outbound mail: the milter consumes it, nobody is refused.
+    return_path = verp.return_path(new_id("msg"), agents.domain)
+    assert client.rcpt(return_path) == "DUNNO"
+    assert client.rcpt(return_path.upper()) == "DUNNO"
+    # Only a real return path: anything else there is an unknown agent.
+    assert client.rcpt(f"bounces+msg_123@{agents.domain}") == "550 5.1.1 no such agent"
 
 
 def test_foreign_domain_is_dunno(client):
@@ -214,7 +184,7 @@ def test_database_down_disconnects_without_an_action(cfg, sockdir, tmp_path):
         database_url=f"postgresql://e2a@/e2a?host={tmp_path}/nowhere&port=1"), env={})
     pool = open_pool(bad, name="test-policy-down")
     listener = listen.bind(UnixAddress(str(sockdir / "down.sock")))
-    server = PolicyServer(listener, pool, db_timeout=0.5)
+    server = PolicyServer(listener, pool, Limits(), db_timeout=0.5)
     server.start()
     try:
         c = Client(str(sockdir / "down.sock"))

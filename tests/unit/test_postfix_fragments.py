@@ -53,6 +53,9 @@ def test_placeholders_lists_what_a_fragment_needs() -> None:
 def test_main_cf_params() -> None:
     params = postfix.main_cf_params(**VALUES)
     assert params["smtpd_milters"] == "unix:/run/e2a/milter.sock"
+    # Postfix's own bounces reach the milter too (they carry no smtpd).
+    assert params["non_smtpd_milters"] == "unix:/run/e2a/milter.sock"
+    assert params["internal_mail_filter_classes"] == "bounce"
     assert params["milter_default_action"] == "tempfail"
     assert params["milter_protocol"] == "6"
     assert params["smtpd_recipient_restrictions"] == (

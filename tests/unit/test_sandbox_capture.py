@@ -78,3 +78,18 @@ def test_messages_come_back_in_arrival_order(capture: tuple[int, Store]) -> None
 def test_wait_for_times_out(tmp_path: Path) -> None:
     with pytest.raises(TimeoutError):
         Store(tmp_path).wait_for(lambda c: True, timeout=0.2)
+
+
+def test_bounce_me_and_defer_me_are_refused_like_a_real_peer(capture: tuple[int, Store]) -> None:
+    port, store = capture
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail("bounces+msg_0123456789abcdef0123456789abcdef@agents.sandbox.test")
+        code, text = client.rcpt("Bounce-Me@elsewhere.test")
+        assert (code, text[:5]) == (550, b"5.1.1")
+        code, text = client.rcpt("defer-me@elsewhere.test")
+        assert (code, text[:5]) == (450, b"4.2.0")
+        assert client.rcpt("friend@elsewhere.test")[0] == 250
+        assert client.data(b"Subject: x\r\n\r\ny\r\n")[0] == 250
+    [captured] = store.messages()
+    assert captured.rcpt_tos == ["friend@elsewhere.test"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import dns.resolver
 import pytest
+from servicesupport import free_udp_tcp_port
 
 from e2a.cli.sandbox import supervisor
 from e2a.cli.sandbox.dns import DnsServer, Records, split_txt
@@ -49,23 +49,9 @@ def test_values_that_would_break_the_config_are_refused(tmp_path: Path) -> None:
     assert server.records == Records()
 
 
-def _free_port() -> int:
-    """A port free for both UDP and TCP on loopback."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[DnsServer]:
-    dns_server = DnsServer(tmp_path / "dns", _free_port(), pidfile=tmp_path / "dnsmasq.pid",
+    dns_server = DnsServer(tmp_path / "dns", free_udp_tcp_port(), pidfile=tmp_path / "dnsmasq.pid",
                            logfile=tmp_path / "dnsmasq.log")
     try:
         yield dns_server

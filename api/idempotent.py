@@ -1,0 +1,109 @@
+"""The ``Idempotency-Key`` header on endpoints that do something once (send,
+reply, forward; approve later), over core/idempotency.py.
+
+A responder hands its work to ``respond``. The work gets ``keep``, to call
+inside its own transaction with the answer it is about to give, so the
+answer is recorded exactly when the work commits. Only successes are kept:
+a request that fails releases the key, and the client may retry with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from e2a.api import errors, inputs, opdoc
+from e2a.core import idempotency
+from e2a.core.idempotency import Outcome
+
+log = logging.getLogger("e2a.api")
+
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+PARAMETER = opdoc.header_param(
+    HEADER, "Caller-generated unique key (a UUIDv4, say), at most "
+    f"{idempotency.MAX_KEY_LENGTH} characters. A retry with the same key and body within "
+    "24 h replays the first response (with Idempotent-Replayed: true); the same key with "
+    "another body is a 422; while the first request runs, a 409.")
+RESPONSES = {
+    "409": opdoc.error("Another request with this Idempotency-Key is in progress"),
+    "422": opdoc.error("Idempotency-Key reused with a different request body"),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    media: dict[str, Any]
+
+
+# keep(conn, answer): record the answer in the work's transaction on conn.
+Keep = Callable[[psycopg.Connection, Answer], None]
+Work = Callable[[Keep], Answer]
+
+
+def _write(resp: falcon.Response, answer: Answer) -> None:
+    resp.status = falcon.code_to_http_status(answer.status)
+    resp.media = answer.media
+
+
+def _canonical_body(req: falcon.Request) -> bytes:
+    """The JSON body in one spelling: key order and spacing do not make two
+    requests different."""
+    body = inputs.json_object(req)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def respond(pool: ConnectionPool, req: falcon.Request, resp: falcon.Response,
+            work: Work) -> None:
+    key = req.get_header(HEADER)
+    if key is None:
+        _write(resp, work(lambda conn, answer: None))
+        return
+    if not idempotency.valid_key(key):
+        raise errors.bad_request(f"{HEADER} must be 1 to {idempotency.MAX_KEY_LENGTH} "
+                                 "printable ASCII characters", param=HEADER)
+    user_id = req.context.principal.user_id
+    digest = idempotency.request_hash(req.method.encode(), req.path.encode(),
+                                      _canonical_body(req))
+    with pool.connection() as conn:
+        claim = idempotency.claim(conn, user_id, key, digest)
+    if claim.outcome is Outcome.REPLAY:
+        _write(resp, Answer(claim.status_code, claim.response))
+        resp.set_header(REPLAYED, "true")
+        return
+    if claim.outcome is Outcome.MISMATCH:
+        raise errors.ApiError(422, "idempotency_key_reused",
+                              f"this {HEADER} was used with a different request")
+    if claim.outcome is Outcome.IN_PROGRESS:
+        raise errors.ApiError(409, "idempotency_key_in_progress",
+                              f"a request with this {HEADER} is still in progress; "
+                              "retry later")
+    kept = False
+
+    def keep(conn: psycopg.Connection, answer: Answer) -> None:
+        nonlocal kept
+        idempotency.record(conn, user_id, key, answer.status, answer.media)
+        kept = True
+
+    try:
+        answer = work(keep)
+        if not kept:
+            with pool.connection() as conn:
+                idempotency.record(conn, user_id, key, answer.status, answer.media)
+    except BaseException:
+        # A rolled-back keep() left the claim unanswered: free the key. Were
+        # the database gone, the claim counts as dead after STALE.
+        with contextlib.suppress(psycopg.Error), pool.connection() as conn:
+            idempotency.release(conn, user_id, key)
+        raise
+    _write(resp, answer)

@@ -1,0 +1,210 @@
+"""``/api/v1/domains``: a user's own mail domains.
+
+Account endpoints: an agent-scoped key gets 403 on every one of them, before
+any lookup, so the answer says nothing about which domains exist. Another
+user's domain is a 404, the same as no domain at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from e2a.api import auth, errors, inputs, opdoc, views
+from e2a.core import domaindns, domainname, domains
+from e2a.core.accounts import AccountError
+from e2a.core.config import Config
+from e2a.core.store import domains as domain_store
+
+TAGS = ["Domains"]
+DOMAIN = opdoc.path_param("domain", "Domain name")
+_FORBIDDEN = opdoc.error("The key is scoped to one agent")
+_NOT_FOUND = opdoc.error("Domain not found")
+# A resolver that does not answer is usually back within the minute.
+DNS_RETRY_AFTER = 30
+
+
+def _owned(conn: psycopg.Connection, principal: auth.Principal, name: str) -> dict[str, Any]:
+    """The caller's domain by the name in the path, else 404."""
+    try:
+        domain = domainname.normalize(name)
+    except domainname.DomainNameError:
+        raise errors.not_found(f"domain {name} not found") from None
+    row = domain_store.domain_for_user(conn, principal.user_id, domain)
+    if row is None:
+        raise errors.not_found(f"domain {domain} not found")
+    return row
+
+
+class Domains:
+    doc = {
+        "get": {
+            "operationId": "listDomains",
+            "summary": "List your domains",
+            "description": "Returns all domains owned by the authenticated user, each with "
+                           "its agent_count.",
+            "tags": TAGS,
+            "responses": {"200": opdoc.ok("ListDomainsResponse"), "401": opdoc.UNAUTHORIZED,
+                          "403": _FORBIDDEN},
+        },
+        "post": {
+            "operationId": "registerDomain",
+            "summary": "Register a domain",
+            "description": "Registers a custom domain and makes its DKIM key pair. Returns "
+                           "the DNS records to publish: MX to this deployment's mail host, "
+                           "the ownership TXT record at _e2a.<domain>, and the DKIM key "
+                           "record.",
+            "tags": TAGS,
+            "requestBody": opdoc.body("RegisterDomainRequest", "Domain to register"),
+            "responses": {"201": opdoc.ok("Domain", "Created"),
+                          "400": opdoc.error("Invalid domain name, or the cap is reached"),
+                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN,
+                          "409": opdoc.error("Registered already, or reserved")},
+        },
+    }
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self._cfg = cfg
+        self._pool = pool
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        auth.require_account_key(req.context.principal)
+        with self._pool.connection() as conn:
+            rows = domain_store.domains_for_user(conn, req.context.principal.user_id)
+        resp.media = {"domains": [views.domain(self._cfg, r) for r in rows]}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = req.context.principal
+        auth.require_account_key(principal)
+        body = inputs.json_object(req)
+        if not body.get("domain"):
+            raise errors.bad_request("domain is required", param="domain")
+        try:
+            with self._pool.connection() as conn:
+                row = domains.register(conn, self._cfg, principal.user_id, body["domain"])
+        except AccountError as exc:
+            raise errors.rule_broken(exc) from None
+        resp.status = falcon.HTTP_201
+        resp.media = views.domain(self._cfg, row)
+
+
+class Domain:
+    doc = {
+        "get": {
+            "operationId": "getDomain",
+            "summary": "Get a domain",
+            "description": "Returns the authenticated user's view of a single domain.",
+            "tags": TAGS,
+            "parameters": [DOMAIN],
+            "responses": {"200": opdoc.ok("Domain"), "401": opdoc.UNAUTHORIZED,
+                          "403": _FORBIDDEN, "404": _NOT_FOUND},
+        },
+        "patch": {
+            "operationId": "updateDomain",
+            "summary": "Update a domain",
+            "description": "is_primary true makes this the user's primary domain and clears "
+                           "the flag on the previous one, in one transaction; false changes "
+                           "nothing.",
+            "tags": TAGS,
+            "parameters": [DOMAIN],
+            "requestBody": opdoc.body("UpdateDomainRequest", "Fields to update"),
+            "responses": {"200": opdoc.ok("Domain"), "400": opdoc.error("Invalid request"),
+                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN, "404": _NOT_FOUND},
+        },
+        "delete": {
+            "operationId": "deleteDomain",
+            "summary": "Delete a domain",
+            "tags": TAGS,
+            "parameters": [DOMAIN],
+            "responses": {"204": {"description": "Domain deleted"},
+                          "400": opdoc.error("Agents still exist on this domain"),
+                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN, "404": _NOT_FOUND},
+        },
+    }
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self._cfg = cfg
+        self._pool = pool
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, domain: str) -> None:
+        principal = req.context.principal
+        auth.require_account_key(principal)
+        with self._pool.connection() as conn:
+            row = _owned(conn, principal, domain)
+            count = domain_store.agent_count(conn, row["id"])
+        resp.media = views.domain(self._cfg, {**row, "agent_count": count})
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, domain: str) -> None:
+        principal = req.context.principal
+        auth.require_account_key(principal)
+        body = inputs.json_object(req)
+        primary = body.get("is_primary")
+        if primary is not None and not isinstance(primary, bool):
+            raise errors.bad_request("is_primary must be true or false", param="is_primary")
+        with self._pool.connection() as conn:
+            row = _owned(conn, principal, domain)
+            if primary:
+                row = domains.make_primary(conn, principal.user_id, row)
+            count = domain_store.agent_count(conn, row["id"])
+        resp.media = views.domain(self._cfg, {**row, "agent_count": count})
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, domain: str) -> None:
+        principal = req.context.principal
+        auth.require_account_key(principal)
+        try:
+            with self._pool.connection() as conn:
+                domains.delete(conn, principal.user_id, _owned(conn, principal, domain))
+        except AccountError as exc:
+            raise errors.rule_broken(exc) from None
+        resp.status = falcon.HTTP_204
+
+
+class DomainVerification:
+    doc = {
+        "post": {
+            "operationId": "verifyDomain",
+            "summary": "Verify domain ownership + DNS diagnostic",
+            "description": "Looks the domain's records up through the deployment's resolver. "
+                           "The ownership TXT token alone decides verified: 200 when it is "
+                           "published, else 412 with the same body. mx is found when an MX "
+                           "record names the deployment's mail host; spf when a v=spf1 "
+                           "record holds include:, a: or redirect= of that host (or a bare "
+                           "mx while the MX is ours); dkim when the published key equals the "
+                           "stored one.",
+            "tags": TAGS,
+            "parameters": [DOMAIN],
+            "responses": {"200": opdoc.ok("VerifyDomainResponse"),
+                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN, "404": _NOT_FOUND,
+                          "412": opdoc.ok("VerifyDomainResponse",
+                                          "TXT record not found; the body holds the "
+                                          "per-record diagnostic"),
+                          "503": opdoc.error("DNS did not answer; retry later")},
+        },
+    }
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self._cfg = cfg
+        self._pool = pool
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, domain: str) -> None:
+        principal = req.context.principal
+        auth.require_account_key(principal)
+        with self._pool.connection() as conn:
+            row = _owned(conn, principal, domain)
+        # No pooled connection is held while DNS takes its time.
+        try:
+            probe = domaindns.probe(self._cfg, row)
+        except domaindns.DnsUnavailable as exc:
+            with self._pool.connection() as conn:
+                domain_store.touch_checked(conn, row["id"])
+            raise errors.ApiError(503, "dns_unavailable", f"{exc}; try again later",
+                                  headers={"Retry-After": str(DNS_RETRY_AFTER)}) from None
+        with self._pool.connection() as conn:
+            checked = domains.record_probe(conn, row["id"], probe)
+        if checked is None:
+            raise errors.not_found(f"domain {row['domain']} not found")
+        resp.status = falcon.HTTP_200 if checked["verified"] else falcon.HTTP_412
+        resp.media = views.domain_verification(checked, probe)

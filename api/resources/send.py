@@ -1,0 +1,301 @@
+"""Sending: ``POST /api/v1/send``, ``.../messages/{id}/reply``,
+``.../messages/{id}/forward`` and ``/api/v1/agents/{email}/test``.
+
+Each one: the agent (another tenant's is a 404), its domain verified (403),
+the message composed and checked (400: nothing is sent), the agent's send
+rate (429), then recorded and submitted to Postfix in one go (503 when
+Postfix does not take it: nothing is recorded as sent).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+from psycopg_pool import ConnectionPool
+
+from e2a.api import auth, errors, idempotent, inputs, opdoc
+from e2a.api.idempotent import Answer, Keep
+from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
+from e2a.core import compose, ratelimit, replies, sending, submit
+from e2a.core.compose import ComposeError, Draft, Mailbox
+from e2a.core.config import Config
+from e2a.core.ids import new_id
+from e2a.core.store import messages as message_store
+
+log = logging.getLogger("e2a.api")
+
+TAGS = ["Sending"]
+WINDOW_SECONDS = 60
+# How long a client should wait before retrying after Postfix did not take a message.
+SUBMIT_RETRY_AFTER = 30
+TEST_SUBJECT = "Test email from e2a"
+
+
+def _errors(not_found: str) -> dict[str, Any]:
+    return {
+        "400": opdoc.error("Missing or invalid fields (addresses, header characters, "
+                           "sizes); nothing was sent"),
+        "401": opdoc.UNAUTHORIZED,
+        "403": opdoc.error("Agent domain not verified"),
+        "404": opdoc.error(not_found),
+        **idempotent.RESPONSES,
+        "429": opdoc.error("Rate limit exceeded: send.rate_per_agent sends per agent per "
+                           "minute (default 60); see Retry-After"),
+        "503": opdoc.error("The mail server did not take the message; it was not sent"),
+    }
+
+
+def _sent_responses(what: str) -> dict[str, Any]:
+    return {"200": opdoc.ok("SendEmailResponse", f"{what} sent (handed to the mail server)")}
+
+
+class Outbox:
+    """What the sending resources share: the send rate, composing, and
+    handing over to core/sending with the idempotent answer."""
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.limits = compose.Limits.of(cfg)
+        self.rate = ratelimit.Limit("send-agent", cfg.send.rate_per_agent, WINDOW_SECONDS)
+
+    @staticmethod
+    def sender(agent: dict[str, Any]) -> Mailbox:
+        """The agent may send only once its domain is verified."""
+        if not agent["domain_verified"]:
+            raise errors.ApiError(403, "domain_not_verified",
+                                  f"domain {agent['domain']} is not verified")
+        return Mailbox(agent["email"], agent["name"])
+
+    def _count(self, agent: dict[str, Any]) -> None:
+        if self.rate.per_window <= 0:
+            return
+        with self.pool.connection() as conn:
+            outcome = ratelimit.hit(conn, self.rate, agent["id"])
+        if not outcome.allowed:
+            raise errors.rate_limited(
+                f"agent {agent['email']} may send at most {outcome.limit} messages per "
+                f"{WINDOW_SECONDS} s; retry in {outcome.retry_after_seconds} s",
+                outcome.retry_after_seconds)
+
+    def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep) -> Answer:
+        message_id = new_id("msg")
+        with refusals():
+            composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
+                                       limits=self.limits)
+        self._count(agent)
+
+        def answer(sent: sending.Sent) -> Answer:
+            return Answer(200, {"message_id": sent.message_id, "status": sent.status,
+                                "method": sent.method, "approval_expires_at": ""})
+
+        try:
+            sent = sending.send(self.pool, self.cfg,
+                                sending.Outgoing(message_id, kind, agent, composed),
+                                in_transaction=lambda conn, s: keep(conn, answer(s)))
+        except submit.SubmitError as exc:
+            log.warning("submission failed, nothing sent: %s", exc,
+                        extra={"message_id": message_id, "agent": agent["email"]})
+            raise errors.ApiError(503, "submit_unavailable",
+                                  "the mail server did not take the message; it was not "
+                                  "sent, retry later",
+                                  headers={"Retry-After": str(SUBMIT_RETRY_AFTER)}) from None
+        return answer(sent)
+
+    def content(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What every kind of send takes from the body alike."""
+        return {"cc": mailboxes(body, "cc"), "bcc": mailboxes(body, "bcc"),
+                "attachments": attachments(body, self.limits)}
+
+
+def _conversation(given: str, inherited: str | None = None) -> str:
+    """The caller's id, else the thread's, else a new one."""
+    return given or inherited or new_id("conv")
+
+
+def _without(boxes: tuple[Mailbox, ...], taken: set[str]) -> tuple[Mailbox, ...]:
+    """``boxes`` minus the addresses in ``taken`` (lowercase), each once."""
+    kept = []
+    for box in boxes:
+        if box.address.lower() not in taken:
+            taken.add(box.address.lower())
+            kept.append(box)
+    return tuple(kept)
+
+
+class Send:
+    doc = {
+        "post": {
+            "operationId": "sendEmail",
+            "summary": "Send a new email",
+            "description": "Sends from `from`, an agent of yours on a verified domain, through "
+                           "the mail server (DKIM-signed on the way out). The message gets a "
+                           "conversation_id (yours, or a new conv_...). Attachments: base64 "
+                           "`data`, at most 10 files, 10 MB each, 25 MB in all.",
+            "tags": TAGS,
+            "parameters": [idempotent.PARAMETER],
+            "requestBody": opdoc.body("SendEmailRequest", "Email to send"),
+            "responses": {**_sent_responses("Message"),
+                          **_errors("No agent of yours at the `from` address")},
+        },
+    }
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self._outbox = Outbox(cfg, pool)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        idempotent.respond(self._outbox.pool, req, resp, lambda keep: self._send(req, keep))
+
+    def _send(self, req: falcon.Request, keep: Keep) -> Answer:
+        body = inputs.json_object(req)
+        with refusals():
+            given = text(body, "from")
+            if not given:
+                raise ComposeError("from", "required: the address of the agent that sends")
+            address = compose.mailbox(given, "from").address.lower()
+        with self._outbox.pool.connection() as conn:
+            agent = auth.agent_for(conn, req.context.principal, address)
+        with refusals():
+            draft = Draft(
+                sender=self._outbox.sender(agent), to=mailboxes(body, "to"),
+                subject=text(body, "subject"), text=text(body, "body"),
+                html=text(body, "html_body"),
+                conversation_id=_conversation(text(body, "conversation_id")),
+                **self._outbox.content(body))
+        return self._outbox.deliver(agent, "send", draft, keep)
+
+
+_MESSAGE_ID = opdoc.path_param("id", "Message ID (msg_...) of a received message")
+
+
+class _AboutReceived:
+    """Reply and Forward: a new message about one the agent received."""
+
+    kind = ""
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self._outbox = Outbox(cfg, pool)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, email: str,
+                id: str) -> None:
+        idempotent.respond(self._outbox.pool, req, resp,
+                           lambda keep: self._act(req, keep, email, id))
+
+    def _act(self, req: falcon.Request, keep: Keep, email: str, message_id: str) -> Answer:
+        body = inputs.json_object(req)
+        with self._outbox.pool.connection() as conn:
+            agent = auth.agent_for(conn, req.context.principal, email)
+            inbound = message_store.inbound_for_agent(conn, agent["id"], message_id)
+        if inbound is None:
+            raise errors.not_found(f"message {message_id} not found")
+        with refusals():
+            draft = self.draft(body, self._outbox.sender(agent), agent, inbound)
+        return self._outbox.deliver(agent, self.kind, draft, keep)
+
+    def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
+              inbound: dict[str, Any]) -> Draft:
+        raise NotImplementedError
+
+
+class Reply(_AboutReceived):
+    kind = "reply"
+    doc = {
+        "post": {
+            "operationId": "replyToMessage",
+            "summary": "Reply to an inbound email",
+            "description": "Goes to the message's Reply-To (else From); with reply_all also "
+                           "to its other To and Cc addresses, never the agent itself. "
+                           "Subject Re: (not doubled), In-Reply-To and References thread it; "
+                           "it keeps the message's conversation_id unless you pass one.",
+            "tags": TAGS,
+            "parameters": [opdoc.AGENT_EMAIL, _MESSAGE_ID, idempotent.PARAMETER],
+            "requestBody": opdoc.body("ReplyToMessageRequest", "Reply content"),
+            "responses": {**_sent_responses("Reply"),
+                          **_errors("Message not found or does not belong to this agent")},
+        },
+    }
+
+    def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
+              inbound: dict[str, Any]) -> Draft:
+        content = self._outbox.content(body)
+        to, auto_cc = replies.reply_recipients(inbound, agent["email"], flag(body, "reply_all"))
+        to_boxes = tuple(Mailbox(address) for address in to)
+        taken = {box.address.lower() for box in to_boxes}
+        cc = _without((*(Mailbox(a) for a in auto_cc), *content.pop("cc")), taken)
+        in_reply_to, references = replies.threading(inbound)
+        return Draft(
+            sender=sender, to=to_boxes, cc=cc, subject=replies.reply_subject(inbound["subject"]),
+            text=text(body, "body"), html=text(body, "html_body"),
+            conversation_id=_conversation(text(body, "conversation_id"),
+                                          inbound["conversation_id"]),
+            in_reply_to=in_reply_to, references=references, **content)
+
+
+class Forward(_AboutReceived):
+    kind = "forward"
+    doc = {
+        "post": {
+            "operationId": "forwardMessage",
+            "summary": "Forward an inbound email",
+            "description": "Your optional comment, then a \"Forwarded message\" block with "
+                           "the original's From, Date, Subject and To and its text. A new "
+                           "thread (no In-Reply-To/References, a new conversation_id) unless "
+                           "you pass conversation_id.",
+            "tags": TAGS,
+            "parameters": [opdoc.AGENT_EMAIL, _MESSAGE_ID, idempotent.PARAMETER],
+            "requestBody": opdoc.body("ForwardMessageRequest", "Forward content"),
+            "responses": {**_sent_responses("Forward"),
+                          **_errors("Message not found or does not belong to this agent")},
+        },
+    }
+
+    def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
+              inbound: dict[str, Any]) -> Draft:
+        comment_html = text(body, "html_body")
+        return Draft(
+            sender=sender, to=mailboxes(body, "to"),
+            subject=replies.forward_subject(inbound["subject"]),
+            text=replies.forward_text(text(body, "body"), inbound),
+            html=replies.forward_html(comment_html, inbound) if comment_html else "",
+            conversation_id=_conversation(text(body, "conversation_id")),
+            **self._outbox.content(body))
+
+
+class AgentTest:
+    doc = {
+        "post": {
+            "operationId": "sendTestEmail",
+            "summary": "Send a test email",
+            "description": "The agent sends a short message to its own address, through the "
+                           "mail server and back in: it shows up in the agent's inbox (and "
+                           "on its WebSocket or webhook).",
+            "tags": TAGS,
+            "parameters": [opdoc.AGENT_EMAIL],
+            "responses": {
+                "200": opdoc.ok("SendEmailResponse", "Sent: status and message_id"),
+                "401": opdoc.UNAUTHORIZED,
+                "403": opdoc.error("Agent domain not verified"),
+                "404": opdoc.error("Agent not found"),
+                "429": opdoc.error("Rate limit exceeded"),
+                "503": opdoc.error("The mail server did not take the message"),
+            },
+        },
+    }
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self._outbox = Outbox(cfg, pool)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
+        with self._outbox.pool.connection() as conn:
+            agent = auth.agent_for(conn, req.context.principal, email)
+        sender = self._outbox.sender(agent)
+        draft = Draft(
+            sender=sender, to=(Mailbox(agent["email"]),), subject=TEST_SUBJECT,
+            text=f"This is a test email from e2a. {agent['email']} sent it to itself to "
+                 "show that its mail goes out and comes back in.\n",
+            conversation_id=new_id("conv"))
+        answer = self._outbox.deliver(agent, "test", draft, lambda conn, answer: None)
+        resp.status = falcon.code_to_http_status(answer.status)
+        resp.media = answer.media

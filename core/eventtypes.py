@@ -1,0 +1,29 @@
+"""The event types of the event log and of webhook subscriptions.
+
+Whatever writes an event (core/store/events.insert_event) uses one of these
+names; a subscription may only ask for these. A new kind of event is added
+here first.
+"""
+
+from __future__ import annotations
+
+EMAIL_RECEIVED = "email.received"
+EMAIL_SENT = "email.sent"
+EMAIL_BOUNCED = "email.bounced"
+
+TYPES: tuple[str, ...] = (
+    EMAIL_RECEIVED,
+    EMAIL_SENT,
+    "email.delivered",
+    EMAIL_BOUNCED,
+    "email.pending_approval",
+    "email.approved",
+    "email.rejected",
+    "email.expired",
+)
+
+SCHEMA_VERSION = 1
+
+
+def is_known(name: object) -> bool:
+    return isinstance(name, str) and name in TYPES

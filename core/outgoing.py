@@ -1,0 +1,161 @@
+"""Which outbound message the content filter is passing on, and the return
+path it leaves with.
+
+Mail from the API arrives with the VERP return path of the row the API
+stored (core/verp.py): the row is looked up by that id. Mail an agent sent
+by plain SMTP or sendmail has no row: one is made here (type ``smtp``) when
+its envelope sender or From is an agent's address, so that every message
+an agent sends is recorded, and it then leaves with a VERP return path too,
+so its bounces come back to it. Mail of nobody we know (the host's own)
+gets no row and keeps its envelope.
+
+Postfix retries a message we answered 4xx, so a second pass must find the
+row of the first one: API rows by id, the others by a key made of Postfix's
+queue id and the content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import psycopg
+
+from e2a.core import eventtypes, inbound, sending, verp
+from e2a.core.ids import new_id
+from e2a.core.store import agents as agent_store
+from e2a.core.store import events as event_store
+from e2a.core.store import messages as message_store
+from e2a.core.store import outbound as outbound_store
+
+log = logging.getLogger("e2a.outgoing")
+
+Row = dict[str, Any]
+
+SMTP_TYPE = "smtp"  # messages.type of mail an agent sent without the API
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A message as Postfix hands it to the filter."""
+
+    mail_from: str  # "" for the null sender
+    recipients: Sequence[str]
+    raw: bytes
+    headers: EmailMessage  # inbound.parse(raw)
+    queue_id: str = ""  # Postfix's, from XFORWARD IDENT ("" when not told)
+
+
+@dataclass(frozen=True)
+class Sending:
+    """The outbound message a submission is."""
+
+    message_id: str
+    agent: Row  # core/store/agents shape
+    return_path: str  # VERP on the agent's domain: the envelope sender it leaves with
+    passed_on_as: str  # Postfix's queue id from an earlier pass, "" when none
+
+
+def identify(conn: psycopg.Connection, sub: Submission) -> Sending | None:
+    """The outbound message ``sub`` is, its row made when it has none; None
+    when no agent of ours sent it. One transaction."""
+    with conn.transaction():
+        claimed = verp.parse(sub.mail_from)
+        if claimed:
+            found = _api_message(conn, sub, claimed)
+            if found is not None:
+                return found
+        agent = _sending_agent(conn, sub)
+        if agent is None:
+            return None
+        key = dedupe_key(sub)
+        message_id = new_id("msg")
+        if _create(conn, sub, agent, message_id, key) is None:
+            row = outbound_store.outbound_by_dedupe_key(conn, agent["id"], key)
+            if row is None:
+                raise RuntimeError("outbound row neither created nor found")
+            return _from_row(row, agent)
+        return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "")
+
+
+def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str) -> Sending | None:
+    row = outbound_store.outbound_by_id(conn, message_id)
+    if row is None:
+        # The API's commit failed after Postfix took the message (or is
+        # still on its way: creating the row waits for that transaction).
+        # It leaves recorded all the same, under the id it carries.
+        agent = _agent(conn, inbound.from_address(sub.headers))
+        if agent is None:
+            return None
+        if _create(conn, sub, agent, message_id, None) is not None:
+            log.warning("no row for the message's return path: recorded from the message",
+                        extra={"queue_id": sub.queue_id, "message_id": message_id})
+            return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "")
+        row = outbound_store.outbound_by_id(conn, message_id)
+        if row is None:
+            return None  # the id is an inbound message's: not a return path of ours
+    agent = agent_store.agent_by_email(conn, row["agent_email"])
+    return _from_row(row, agent) if agent is not None else None
+
+
+def _from_row(row: Row, agent: Row) -> Sending:
+    return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"]),
+                   row["provider_message_id"])
+
+
+def _agent(conn: psycopg.Connection, address: str) -> Row | None:
+    return agent_store.agent_by_email(conn, address) if "@" in address else None
+
+
+def _sending_agent(conn: psycopg.Connection, sub: Submission) -> Row | None:
+    """The agent whose address is the envelope sender, else the From."""
+    return _agent(conn, sub.mail_from) or _agent(conn, inbound.from_address(sub.headers))
+
+
+def dedupe_key(sub: Submission) -> bytes:
+    """The same for every pass of one queued message: its queue id stays
+    while Postfix retries it, and the content keeps a reused id apart."""
+    envelope = "\0".join([sub.queue_id, sub.mail_from, *sub.recipients])
+    return hashlib.sha256(b"outbound\0" + envelope.encode("utf-8", "surrogateescape")
+                          + b"\0" + inbound.content_digest(sub.raw)).digest()
+
+
+def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
+            key: bytes | None) -> str | None:
+    """The row and its email.sent event; None when the id or key is taken."""
+    msg = sub.headers
+    to = inbound.header_addresses(msg, "To")
+    cc = inbound.header_addresses(msg, "Cc")
+    listed = {a.lower() for a in to + cc}
+    sender = inbound.from_address(msg) or agent["email"]
+    subject = inbound.header_value(msg, "Subject")
+    # The submit service takes mail from this host only: its header is ours to trust.
+    conversation_id = inbound.conversation(conn, agent["id"], msg, trust_header=True)
+    stored = message_store.insert_outbound(conn, {
+        "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
+        "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],
+        "sender": sender, "envelope_sender": verp.return_path(message_id, agent["domain"]),
+        "to_recipients": to, "cc": cc,
+        "bcc": [inbound.text(r) for r in sub.recipients if r.lower() not in listed],
+        "reply_to": inbound.header_addresses(msg, "Reply-To"), "subject": subject,
+        "email_message_id": (inbound.message_ids(inbound.header_value(msg, "Message-ID"))
+                             or [""])[0],
+        "in_reply_to": (inbound.message_ids(inbound.header_value(msg, "In-Reply-To"))
+                        or [""])[0],
+        "references_ids": inbound.message_ids(inbound.header_value(msg, "References")),
+        "conversation_id": conversation_id, "raw_message": sub.raw,
+        "size_bytes": len(sub.raw), "status": "sent", "delivery_status": "queued",
+        "method": sending.METHOD, "queue_id": sub.queue_id, "dedupe_key": key,
+    })
+    if stored is None:
+        return None
+    event_store.insert_event(
+        conn, new_id("evt"), agent["user_id"], eventtypes.EMAIL_SENT,
+        {"message_id": message_id, "agent_id": agent["id"], "from": sender, "to": to,
+         "subject": subject, "conversation_id": conversation_id or ""},
+        agent_id=agent["id"], message_id=message_id, conversation_id=conversation_id)
+    return stored

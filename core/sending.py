@@ -1,0 +1,108 @@
+"""Sending a composed message for an agent: recorded and handed to Postfix,
+all or nothing.
+
+The outbound row and its ``email.sent`` event are written in one transaction
+that stays open while Postfix's submit service takes the message, and commits
+only after its 250. Postfix unreachable or refusing: the transaction rolls
+back and nothing says "sent". Were the commit to fail after the 250, the
+content filter finds no row for the message's VERP id and records it
+itself, so nothing leaves unrecorded. (Commit first, then submit, would
+leave a "sent" row for a message that never went; submit first, then insert,
+a sent message nobody recorded.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from e2a.core import eventtypes, outbound, submit, verp
+from e2a.core.compose import Composed
+from e2a.core.config import Config
+from e2a.core.ids import new_id
+from e2a.core.store import events as event_store
+from e2a.core.store import messages as message_store
+
+log = logging.getLogger("e2a.sending")
+
+METHOD = "smtp"
+KINDS = ("send", "reply", "forward", "test")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    message_id: str  # msg_..., also in the Message-ID and the VERP return path
+    kind: str  # one of KINDS
+    agent: dict[str, Any]  # the sending agent's row (with its domain)
+    composed: Composed
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: str
+    status: str  # "sent"
+    method: str
+    queue_id: str  # Postfix's, on its submit service
+
+
+# Called inside the sending transaction, before the submission: whatever it
+# writes commits with the message or not at all (an idempotent answer).
+InTransaction = Callable[[psycopg.Connection, Sent], None]
+
+
+def _row(out: Outgoing, return_path: str) -> dict[str, Any]:
+    draft = out.composed.draft
+    to = [box.address for box in draft.to]
+    return {
+        "id": out.message_id, "user_id": out.agent["user_id"], "agent_id": out.agent["id"],
+        "type": out.kind, "recipient": to[0], "sender": out.agent["email"],
+        "envelope_sender": return_path, "to_recipients": to,
+        "cc": [box.address for box in draft.cc], "bcc": [box.address for box in draft.bcc],
+        "subject": out.composed.subject, "email_message_id": out.composed.email_message_id,
+        "in_reply_to": draft.in_reply_to, "references_ids": list(draft.references),
+        "conversation_id": draft.conversation_id or None, "raw_message": out.composed.raw,
+        "size_bytes": len(out.composed.raw), "status": "sent", "delivery_status": "queued",
+        "method": METHOD,
+    }
+
+
+def _event_data(row: dict[str, Any]) -> dict[str, Any]:
+    return {"message_id": row["id"], "agent_id": row["agent_id"], "from": row["sender"],
+            "to": row["to_recipients"], "cc": row["cc"], "subject": row["subject"],
+            "conversation_id": row["conversation_id"] or "", "type": row["type"]}
+
+
+def send(pool: ConnectionPool, cfg: Config, out: Outgoing, *,
+         in_transaction: InTransaction | None = None) -> Sent:
+    """Record and submit ``out``. Raises submit.SubmitError when Postfix did
+    not take it (nothing recorded then) and psycopg errors when the database
+    failed."""
+    if out.kind not in KINDS:
+        raise ValueError(f"unknown kind of outbound message {out.kind!r}")
+    return_path = verp.return_path(out.message_id, out.agent["domain"])
+    recipients = out.composed.recipients
+    decision = outbound.decide(outbound.Outgoing(return_path, recipients, out.composed.raw,
+                                                 agent=out.agent))
+    if decision is not outbound.Decision.PASS:
+        raise RuntimeError(f"sending cannot handle outbound decision {decision}")
+    row = _row(out, return_path)
+    with pool.connection() as conn, conn.transaction():
+        if message_store.insert_outbound(conn, row) is None:
+            raise RuntimeError(f"message id {out.message_id} is taken")
+        event_store.insert_event(conn, new_id("evt"), row["user_id"], eventtypes.EMAIL_SENT,
+                                 _event_data(row), agent_id=row["agent_id"],
+                                 message_id=row["id"], conversation_id=row["conversation_id"])
+        if in_transaction is not None:
+            in_transaction(conn, Sent(out.message_id, "sent", METHOD, ""))
+        answer = submit.submit(cfg.submit.address, return_path, recipients, out.composed.raw,
+                               helo=cfg.mail.hostname, timeout=cfg.submit.timeout)
+        queue_id = submit.queue_id(answer)
+        message_store.set_queue_id(conn, out.message_id, queue_id)
+    log.info("submitted", extra={"message_id": out.message_id, "queue_id": queue_id,
+                                 "kind": out.kind, "recipients": len(recipients)})
+    return Sent(out.message_id, "sent", METHOD, queue_id)

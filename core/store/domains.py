@@ -1,0 +1,95 @@
+"""Users' mail domains (the shared domain's row lives in agents.py's
+ensure_shared_domain; it has no owner, so no query here returns it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+Row = dict[str, Any]
+
+
+def create_domain(conn: psycopg.Connection, domain_id: str, user_id: str, domain: str,
+                  token: str, selector: str, public_key: str,
+                  private_key_enc: bytes) -> Row | None:
+    """The new row, or None when the name is taken (by anyone)."""
+    return conn.execute(
+        """INSERT INTO domains (id, user_id, domain, verification_token, dkim_selector,
+                                dkim_public_key, dkim_private_key_enc)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (domain) DO NOTHING
+           RETURNING *""",
+        (domain_id, user_id, domain, token, selector, public_key, private_key_enc)).fetchone()
+
+
+def domains_for_user(conn: psycopg.Connection, user_id: str) -> list[Row]:
+    return conn.execute(
+        """SELECT d.*, (SELECT count(*) FROM agents a WHERE a.domain_id = d.id) AS agent_count
+             FROM domains d
+            WHERE d.user_id = %s
+            ORDER BY d.created_at, d.id""",
+        (user_id,)).fetchall()
+
+
+def domain_for_user(conn: psycopg.Connection, user_id: str, domain: str) -> Row | None:
+    """The domain only when this user owns it: other tenants see nothing."""
+    return conn.execute("SELECT * FROM domains WHERE domain = %s AND user_id = %s",
+                        (domain, user_id)).fetchone()
+
+
+def count_for_user(conn: psycopg.Connection, user_id: str) -> int:
+    return conn.execute("SELECT count(*) AS n FROM domains WHERE user_id = %s",
+                        (user_id,)).fetchone()["n"]
+
+
+def agent_count(conn: psycopg.Connection, domain_id: str) -> int:
+    return conn.execute("SELECT count(*) AS n FROM agents WHERE domain_id = %s",
+                        (domain_id,)).fetchone()["n"]
+
+
+def make_primary(conn: psycopg.Connection, user_id: str, domain_id: str) -> Row:
+    """This domain becomes the user's only primary one. The caller holds the
+    user's lock (users.lock_user): two promotions at once would otherwise
+    both clear the old flag and then collide on domains_one_primary."""
+    conn.execute(
+        "UPDATE domains SET is_primary = false WHERE user_id = %s AND is_primary AND id <> %s",
+        (user_id, domain_id))
+    return conn.execute("UPDATE domains SET is_primary = true WHERE id = %s RETURNING *",
+                        (domain_id,)).fetchone()
+
+
+def record_check(conn: psycopg.Connection, domain_id: str, verified: bool) -> Row:
+    """The outcome of an ownership probe: ``verified_at`` moves only on success."""
+    return conn.execute(
+        """UPDATE domains
+              SET verified = %(ok)s, last_checked_at = now(),
+                  verified_at = CASE WHEN %(ok)s THEN now() ELSE verified_at END
+            WHERE id = %(id)s
+        RETURNING *""",
+        {"ok": verified, "id": domain_id}).fetchone()
+
+
+def touch_checked(conn: psycopg.Connection, domain_id: str) -> None:
+    """A probe ran but DNS could not answer: only the time changes."""
+    conn.execute("UPDATE domains SET last_checked_at = now() WHERE id = %s", (domain_id,))
+
+
+def delete_domain(conn: psycopg.Connection, domain_id: str) -> bool:
+    return conn.execute("DELETE FROM domains WHERE id = %s", (domain_id,)).rowcount == 1
+
+
+def set_dkim_key(conn: psycopg.Connection, domain_id: str, selector: str, public_key: str,
+                 private_key_enc: bytes) -> bool:
+    """Store a key pair on a domain that has none (True), never replacing one."""
+    return conn.execute(
+        """UPDATE domains SET dkim_selector = %s, dkim_public_key = %s,
+                              dkim_private_key_enc = %s
+            WHERE id = %s AND dkim_private_key_enc IS NULL""",
+        (selector, public_key, private_key_enc, domain_id)).rowcount == 1
+
+
+def dkim_key(conn: psycopg.Connection, domain: str) -> Row | None:
+    return conn.execute(
+        "SELECT domain, dkim_selector, dkim_private_key_enc FROM domains WHERE domain = %s",
+        (domain,)).fetchone()

@@ -1,0 +1,58 @@
+"""Outbound messages as the content filter and the bounce handler see them:
+found by id or retry key, and their transport fate (queued -> sent ->
+bounced). They are inserted by core/store/messages.insert_outbound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+Row = dict[str, Any]
+
+# What the filter and the bounce handler need of a row: never its body.
+_COLUMNS = """m.id, m.user_id, m.agent_id, m.status, m.delivery_status,
+              m.provider_message_id, m.conversation_id, m.subject,
+              a.email AS agent_email, d.domain AS agent_domain"""
+
+
+def outbound_by_id(conn: psycopg.Connection, message_id: str) -> Row | None:
+    """The outbound message with this id and its agent's address and domain;
+    None when there is none (or the id is an inbound message's)."""
+    return conn.execute(
+        f"""SELECT {_COLUMNS}
+              FROM messages m JOIN agents a ON a.id = m.agent_id
+                              JOIN domains d ON d.id = a.domain_id
+             WHERE m.id = %s AND m.direction = 'outbound'""",
+        (message_id,)).fetchone()
+
+
+def outbound_by_dedupe_key(conn: psycopg.Connection, agent_id: str,
+                           dedupe_key: bytes) -> Row | None:
+    return conn.execute(
+        f"""SELECT {_COLUMNS}
+              FROM messages m JOIN agents a ON a.id = m.agent_id
+                              JOIN domains d ON d.id = a.domain_id
+             WHERE m.agent_id = %s AND m.dedupe_key = %s AND m.direction = 'outbound'""",
+        (agent_id, dedupe_key)).fetchone()
+
+
+def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
+    """Postfix took the message for delivery under ``queue_id``. A bounce that
+    came back first keeps its mark: the fate only moves forward."""
+    conn.execute(
+        """UPDATE messages
+              SET delivery_status = CASE WHEN delivery_status = 'bounced'
+                                         THEN delivery_status ELSE 'sent' END,
+                  provider_message_id = %s
+            WHERE id = %s AND direction = 'outbound'""",
+        (queue_id, message_id))
+
+
+def record_bounced(conn: psycopg.Connection, message_id: str, error: str) -> bool:
+    """Mark the message bounced; False when it was already (a DSN delivered
+    twice), so that its event is written once."""
+    return conn.execute(
+        """UPDATE messages SET delivery_status = 'bounced', delivery_error = %s
+            WHERE id = %s AND direction = 'outbound' AND delivery_status <> 'bounced'""",
+        (error, message_id)).rowcount == 1

@@ -1,0 +1,232 @@
+"""Webhooks end to end: mail through the real Postfix, the real worker
+processes, a real HTTP receiver on loopback (the sandbox allows loopback
+webhook URLs; production does not).
+
+Retries wait a minute and more; where a test has to wait one out it moves the
+delivery's next_attempt_at to now (time travel) rather than sleep.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
+from servicesupport import serve, write_config
+from webhooksupport import Receiver
+
+from e2a.cli.sandbox import supervisor
+from e2a.core import accounts, attest, config, delivery, signing_secrets, webhooksig
+from e2a.core.db import single_connection
+
+pytestmark = pytest.mark.system
+
+SENDER = "ada@sandbox.test"
+# Our own workers: short timeouts, so a lease (delivery.lease) lasts 11 s.
+WORKER_TOML = ("[webhooks]\nallow_loopback = true\ntimeout = 2.0\n"
+               "[dns]\ntimeout = 1.0\n[worker]\npoll_interval = 0.2\n")
+
+
+@dataclass
+class Tenant:
+    sandbox: RunningSandbox
+    key: str
+    user_id: str
+    secret: str  # the user's signing secret (X-E2A-Auth-*)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(method, self.sandbox.api_url + path, timeout=15,
+                                headers={"Authorization": f"Bearer {self.key}"}, **kwargs)
+
+    def agent(self, **body: Any) -> str:
+        result = self.api("POST", "/api/v1/agents",
+                          json={"slug": f"wh-{secrets.token_hex(4)}", "agent_mode": "local",
+                                **body})
+        assert result.status_code in (200, 201), result.text
+        return result.json()["email"]
+
+    def subscribe(self, url: str) -> dict[str, Any]:
+        result = self.api("POST", "/api/v1/webhooks",
+                          json={"url": url, "events": ["email.received"]})
+        assert result.status_code == 201, result.text
+        return result.json()
+
+    def deliveries(self, webhook_id: str) -> list[dict[str, Any]]:
+        result = self.api("GET", f"/api/v1/webhooks/{webhook_id}/deliveries",
+                          params={"limit": 100})
+        assert result.status_code == 200, result.text
+        return result.json()["deliveries"]
+
+
+@pytest.fixture
+def tenant(sandbox: RunningSandbox) -> Tenant:
+    with single_connection(sandbox.box.config()) as conn:
+        user = accounts.create_user(conn, f"hooks-{secrets.token_hex(4)}@sandbox.test")
+        key = accounts.issue_key(conn, user["id"], name="webhooks").key
+        secret = signing_secrets.create(conn, user["id"]).secret
+    return Tenant(sandbox, key, user["id"], secret)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.behaviour.hang = None
+    r.stop()
+
+
+def send(sandbox: RunningSandbox, rcpt: str, subject: str) -> float:
+    """One mail through Postfix; when its 250 came."""
+    reply = smtp_send(sandbox.smtp_port, SENDER, rcpt, compose(SENDER, rcpt, subject, "Hi.\n"))
+    assert reply.code == 250, reply
+    return time.monotonic()
+
+
+def event_ids(requests_seen: list) -> list[str]:
+    return [r.json()["id"] for r in requests_seen]
+
+
+def time_travel(sandbox: RunningSandbox, webhook_id: str) -> None:
+    """Let the retry wait of the webhook's pending deliveries pass."""
+    with single_connection(sandbox.box.config()) as conn:
+        conn.execute("""UPDATE deliveries SET next_attempt_at = now()
+                         WHERE webhook_id = %s AND status = 'pending'""", (webhook_id,))
+
+
+def test_a_cloud_agent_gets_its_mail_with_valid_attestation(sandbox, tenant, receiver):
+    agent = tenant.agent(agent_mode="cloud", webhook_url=receiver.url("/agent"))
+    subject = f"cloud {uuid.uuid4().hex}"
+    send(sandbox, agent, subject)
+    (got,) = receiver.wait_for(1, timeout=20)
+    payload = got.json()
+    assert payload["recipient"] == agent and SENDER in payload["from"]
+    auth = {k: v for k, v in got.headers.items() if k.startswith(attest.PREFIX)}
+    assert auth == payload["auth_headers"]
+    assert attest.verify(auth, tenant.secret)
+    assert not attest.verify(auth, sandbox.box.config().secrets.hmac_secret)
+    raw = base64.b64decode(payload["raw_message"])
+    assert auth[attest.PREFIX + "Body-Hash"] == attest.body_hash(raw)
+    assert auth[attest.PREFIX + "Message-Id"] == payload["message_id"]
+    assert subject.encode() in raw
+
+    def delivered() -> list[dict[str, Any]]:
+        listed = tenant.api("GET", f"/api/v1/agents/{agent.replace('@', '%40')}/messages")
+        return [m for m in listed.json()["messages"] if m["webhook_status"] == "delivered"]
+
+    (message,) = wait_until(delivered, timeout=10, what="webhook_status delivered")
+    assert message["message_id"] == payload["message_id"]
+
+
+def test_receiver_down_then_up_gets_every_event_once(sandbox, tenant, receiver):
+    agent = tenant.agent()
+    hook = tenant.subscribe(receiver.url("/events"))
+    receiver.stop()
+    count = 5
+    for i in range(count):
+        send(sandbox, agent, f"outage {i} {uuid.uuid4().hex}")
+
+    def failed_attempts(n: int) -> bool:
+        rows = tenant.deliveries(hook["id"])
+        return len(rows) == count and all(r["attempts"] >= n and r["status"] == "pending"
+                                           and r["last_error"] for r in rows)
+
+    wait_until(lambda: failed_attempts(1), timeout=20, what="first attempts failed")
+    time_travel(sandbox, hook["id"])  # still down: the retries fail as well
+    wait_until(lambda: failed_attempts(2), timeout=20, what="second attempts failed")
+    receiver.start()
+    time_travel(sandbox, hook["id"])
+    wait_until(lambda: all(r["status"] == "delivered" for r in tenant.deliveries(hook["id"])),
+               timeout=20, what="all delivered")
+    time.sleep(1.0)  # anything sent twice would have arrived by now
+    seen = event_ids(receiver.requests)
+    listed = tenant.api("GET", "/api/v1/events", params={"type": "email.received"}).json()
+    assert sorted(seen) == sorted(e["id"] for e in listed["events"])
+    assert len(seen) == len(set(seen)) == count
+    for got in receiver.requests:
+        assert webhooksig.verify(got.headers["X-E2A-Signature"], hook["signing_secret"],
+                                 got.body, int(time.time()))
+    assert {r["attempts"] for r in tenant.deliveries(hook["id"])} == {3}
+    assert all(e["delivery_status"] == {"matched_webhooks": 1, "delivered": 1, "pending": 0,
+                                        "failed": 0} for e in listed["events"])
+
+
+# -- tests that need the workers to be theirs alone ---------------------------
+
+
+@pytest.fixture
+def own_workers(sandbox: RunningSandbox, tmp_path: Path) -> Iterator[Any]:
+    """Stops the sandbox's worker; yields a starter of workers of the test's
+    own (killed at the end); starts the sandbox's worker again."""
+    box = sandbox.box
+    supervisor.stop(box.pidfile("worker"), timeout=15)
+    conf = write_config(box.config(), tmp_path / "worker.toml", WORKER_TOML)
+    started: list[Any] = []
+
+    def start(name: str) -> Any:
+        context = serve("worker", conf, tmp_path / f"{name}.log", "worker started")
+        proc = context.__enter__()
+        started.append(context)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for context in started:
+            context.__exit__(None, None, None)
+        box.up()
+
+
+def test_a_worker_killed_mid_delivery_leaves_it_to_another(sandbox, tenant, receiver,
+                                                          own_workers, tmp_path):
+    agent = tenant.agent()
+    hook = tenant.subscribe(receiver.url("/events"))
+    first = own_workers("a")
+    hold = threading.Event()
+    receiver.behaviour.hang = hold  # the first POST gets no answer
+    send(sandbox, agent, f"killed {uuid.uuid4().hex}")
+    (held,) = receiver.wait_for(1, timeout=20)
+    first.kill()  # SIGKILL while the POST is on the wire
+    first.wait()
+    receiver.behaviour.hang = None
+    hold.set()
+    own_workers("b")
+    lease = delivery.lease(config.load(tmp_path / "worker.toml", env={})).total_seconds()
+    (_, again) = receiver.wait_for(2, timeout=lease + 15)
+    assert again.json()["id"] == held.json()["id"]
+    # Not before the dead worker's lease ran out.
+    assert again.at - held.at >= lease - 1.0
+    wait_until(lambda: tenant.deliveries(hook["id"])[0]["status"] == "delivered", timeout=10,
+               what="delivered")
+    (row,) = tenant.deliveries(hook["id"])
+    assert row["attempts"] == 2
+
+
+def test_two_workers_never_deliver_twice(sandbox, tenant, receiver, own_workers):
+    agent = tenant.agent()
+    cloud = tenant.agent(agent_mode="cloud", webhook_url=receiver.url("/agent"))
+    hook = tenant.subscribe(receiver.url("/events"))
+    own_workers("a")
+    own_workers("b")
+    count = 15
+    for i in range(count):
+        send(sandbox, agent if i % 2 else cloud, f"pair {i} {uuid.uuid4().hex}")
+    # Every mail: one subscription delivery; the cloud agent's also its own.
+    expected = count + (count + 1) // 2
+    receiver.wait_for(expected, timeout=30)
+    time.sleep(2.0)  # a double delivery would show up meanwhile
+    events = [r for r in receiver.requests if r.path == "/events"]
+    agent_posts = [r for r in receiver.requests if r.path == "/agent"]
+    assert len(receiver.requests) == expected
+    assert len(set(event_ids(events))) == len(events) == count
+    assert len({r.json()["message_id"] for r in agent_posts}) == len(agent_posts)
+    assert {(r["status"], r["attempts"]) for r in tenant.deliveries(hook["id"])} == \
+        {("delivered", 1)}

@@ -1,0 +1,91 @@
+"""DKIM results that the golden messages do not show: signatures and keys that
+cannot be used as written, and the per-message lookup memory."""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.resolver
+import pytest
+from mailworld import dkim_record, eml
+
+from e2a.core import dns as core_dns
+from e2a.core.mailauth import dkim
+from e2a.core.mailauth.lookups import DnsTempFail, Lookups
+
+GOOD_KEY = dkim_record("dkim1")
+
+
+class KeyZone(Lookups):
+    """Lookups whose DNS is a dict."""
+
+    def __init__(self, records: dict[str, str]) -> None:
+        super().__init__()
+        self.records = records
+
+    def txt(self, name: str) -> list[str]:
+        name = name.rstrip(".")
+        return [self.records[name]] if name in self.records else []
+
+
+def results(raw: bytes, records: dict[str, str]) -> list[str]:
+    return [r.result for r in dkim.check(raw, KeyZone(records))]
+
+
+def test_the_golden_signature_passes_with_the_published_key() -> None:
+    assert results(eml("dkim_pass"), {"sel1._domainkey.good.example": GOOD_KEY}) == ["pass"]
+
+
+def test_a_signature_with_syntax_errors_is_neutral() -> None:
+    raw = b"DKIM-Signature: v=1; this is not a tag list\r\n" + eml("spf_pass")
+    assert results(raw, {}) == ["neutral"]
+
+
+def test_a_key_that_cannot_be_used_is_permerror() -> None:
+    raw = eml("dkim_pass")
+    assert results(raw, {"sel1._domainkey.good.example": "v=DKIM1; k=rsa; p=bm90IGEga2V5"}) \
+        == ["permerror"]
+    assert results(raw, {}) == ["permerror"]  # no key published
+
+
+def test_a_signature_missing_a_required_tag_fails() -> None:
+    raw = eml("dkim_pass").replace(b" bh=", b" xx=", 1)
+    outcome = dkim.check(raw, KeyZone({"sel1._domainkey.good.example": GOOD_KEY}))
+    assert [(r.result, r.domain, r.selector) for r in outcome] == [
+        ("fail", "good.example", "sel1")]
+
+
+def test_summary_is_the_best_outcome() -> None:
+    def of(*words: str) -> str:
+        return dkim.summary([dkim.DkimResult(w, "d.example", "s") for w in words])
+
+    assert of() == "none"
+    assert of("fail", "pass") == "pass"
+    assert of("permerror", "temperror") == "temperror"
+    assert of("neutral", "fail") == "fail"
+
+
+def test_lookups_ask_each_name_once_and_remember_temporary_failures(monkeypatch) -> None:
+    asked: list[str] = []
+
+    def answer(name: str) -> list[str]:
+        asked.append(name)
+        if name.startswith("slow."):
+            raise dns.exception.Timeout()
+        if name.startswith("servfail."):
+            raise dns.resolver.NoNameservers()
+        if name.startswith("bad-name."):
+            raise dns.name.EmptyLabel()
+        return ["v=spf1 -all"]
+
+    monkeypatch.setattr(core_dns, "txt", answer)
+    lookups = Lookups()
+    assert lookups.txt("A.example.") == lookups.txt("a.example") == ["v=spf1 -all"]
+    for name in ("slow.example", "servfail.example"):
+        for _ in range(2):
+            with pytest.raises(DnsTempFail):
+                lookups.txt(name)
+    # A name that cannot exist has no record; no temperror for it.
+    assert lookups.txt("bad-name.example") == []
+    assert asked == ["a.example", "slow.example", "servfail.example", "bad-name.example"]
+    assert lookups.dkim_key(b"s._domainkey.a.example") == b"v=spf1 -all"
+    assert lookups.dkim_key(b"\xff._domainkey.a.example") is None
