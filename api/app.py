@@ -15,6 +15,7 @@ from e2a.api.resources.events import Event, EventRedelivery, Events
 from e2a.api.resources.health import Health
 from e2a.api.resources.info import Info
 from e2a.api.resources.messages import AgentMessage, AgentMessages
+from e2a.api.resources.metrics import Metrics
 from e2a.api.resources.openapi import OpenApiDocument
 from e2a.api.resources.send import AgentTest, Forward, Reply, Send
 from e2a.api.resources.signing_secrets import SigningSecret, SigningSecrets
@@ -33,12 +34,14 @@ from e2a.core.config import Config
 def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> falcon.App:
     """``hub``: the process's WebSocket hub (api/server.py stops it on SIGTERM);
     one of its own when not given (tests)."""
-    app = falcon.App(middleware=[middleware.RequestId(), middleware.Authentication(pool),
+    app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(),
+                                 middleware.Authentication(pool),
                                  throttle.RequestLimit(pool, cfg.http.requests_per_minute)])
     errors.install(app)
     app.add_route("/api/health", Health(pool))
     app.add_route("/api/v1/info", Info(cfg))
     app.add_route("/api/openapi.json", OpenApiDocument(app, cfg.http.public_url))
+    app.add_route("/metrics", Metrics())
     # The account: limits, export, deletion, signing secrets.
     app.add_route("/api/v1/users/me", Me(pool))
     app.add_route("/api/v1/users/me/export", DataExport(pool))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from typing import Any
 
 import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth
+from e2a.core import metrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller's own id (from a proxy, say) is kept when it is short and plain, so
@@ -26,6 +28,20 @@ class RequestId:
     def process_response(self, req: falcon.Request, resp: falcon.Response,
                          resource: object, req_succeeded: bool) -> None:
         resp.set_header(REQUEST_ID_HEADER, req.context.request_id)
+
+
+class RequestTiming:
+    """Every request's time, as e2a_stage_seconds{stage="api_request"}."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response,
+                         resource: object, req_succeeded: bool) -> None:
+        started = getattr(req.context, "started", None)
+        if started is not None:
+            metrics.stage_seconds.labels(stage="api_request").observe(
+                time.perf_counter() - started)
 
 
 class Authentication:

@@ -15,9 +15,12 @@ imports it, opens its pool and builds the app after the patch.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,6 +43,10 @@ KEEPALIVE = 2
 DB_MODULES = ("psycopg", "psycopg_pool")
 # Seconds a worker gets to finish its requests after SIGTERM.
 GRACEFUL_TIMEOUT = 10
+# e2a.core.metrics.MULTIPROC_ENV, spelled here: importing prometheus_client in
+# the master before this is set would fix every forked worker in
+# single-process mode.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def run(cfg: Config) -> None:
@@ -79,7 +86,34 @@ def serve(cfg: Config) -> None:
     # Access lines only when debugging; gevent-websocket logs them at INFO.
     logging.getLogger("geventwebsocket.handler").setLevel(
         logging.DEBUG if debug else logging.WARNING)
+    metrics_dir()
     ApiServer(cfg).run()
+
+
+def metrics_dir() -> str:
+    """A fresh directory where every worker keeps its metric values, so
+    GET /metrics in any worker reports them all (prometheus-client's
+    multiprocess mode). An operator's PROMETHEUS_MULTIPROC_DIR is emptied
+    (values of an earlier run would count twice); otherwise a private temporary
+    one, removed when the master exits."""
+    given = os.environ.get(METRICS_DIR_ENV, "")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        return given
+    made = tempfile.mkdtemp(prefix="e2a-api-metrics-")
+    master = os.getpid()
+
+    def remove() -> None:
+        # Forked workers run exit handlers too; only the master's exit ends the run.
+        if os.getpid() == master:
+            shutil.rmtree(made, ignore_errors=True)
+
+    atexit.register(remove)
+    os.environ[METRICS_DIR_ENV] = made
+    return made
 
 
 class GunicornLogs(glogging.Logger):

@@ -47,6 +47,12 @@ def _secret(value: str) -> str | None:
     return None
 
 
+def _host_port(value: str) -> str | None:
+    if value.startswith("unix:"):
+        return "must be host:port (an HTTP listener)"
+    return _address(value)
+
+
 def _domain(value: str) -> str | None:
     if value and ("." not in value or value != value.lower() or " " in value):
         return "must be a lowercase domain name such as agents.example.com"
@@ -118,6 +124,10 @@ KEYS: tuple[Key, ...] = (
     # hands the milter under this name came through our own content filter.
     Key("milter", "own_daemon_name", str, "e2a-reinject"),
     Key("policy", "listen", str, "unix:/var/spool/postfix/e2a/policy.sock", _address),
+    # Postfix's relay_domains asks here (socketmap) which domains are ours,
+    # so a domain verified through the API is accepted without a reload.
+    Key("policy", "socketmap_listen", str, "unix:/var/spool/postfix/e2a/socketmap.sock",
+        _address),
     # Inbound recipients per minute, counted in Postgres so every MX host
     # shares one count. IPv6 clients count per /64. 0 turns a limit off.
     Key("policy", "rate_per_client_ip", int, 120, _off_or_positive),
@@ -153,6 +163,12 @@ KEYS: tuple[Key, ...] = (
     # short outage does not do it); 0 failures: never.
     Key("webhooks", "disable_after_failures", int, 20, _off_or_positive),
     Key("webhooks", "disable_after_seconds", int, 86400, _positive),
+    # Prometheus /metrics of each mail-side service, host:port; empty: off.
+    # Loopback by default: the numbers are not secret, but not for the world.
+    Key("metrics", "milter_listen", str, "127.0.0.1:9101", lambda v: v and _host_port(v)),
+    Key("metrics", "policy_listen", str, "127.0.0.1:9102", lambda v: v and _host_port(v)),
+    Key("metrics", "filter_listen", str, "127.0.0.1:9103", lambda v: v and _host_port(v)),
+    Key("metrics", "worker_listen", str, "127.0.0.1:9104", lambda v: v and _host_port(v)),
     Key("log", "level", str, "info", _choice("debug", "info", "warning", "error")),
     Key("log", "format", str, "text", _choice("text", "json")),
 )

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import webhookhttp, webhookpayload
+from e2a.core import metrics, webhookhttp, webhookpayload
 from e2a.core.config import Config
 from e2a.core.store import deliveries as delivery_store
 from e2a.core.store import signing as signing_store
@@ -184,7 +184,8 @@ class Deliverer:
 
     def _send(self, attempt: Attempt) -> None:
         try:
-            outcome = self._client.post(attempt.url, attempt.body, attempt.headers)
+            with metrics.timed("webhook_post"):
+                outcome = self._client.post(attempt.url, attempt.body, attempt.headers)
         except Exception:  # a bug must not lose the attempt's slot or outcome
             log.exception("webhook attempt %s failed unexpectedly", attempt.delivery["id"])
             outcome = webhookhttp.Outcome(None, "internal error")
@@ -229,6 +230,10 @@ class Deliverer:
                 conn, row["id"], number, outcome.status_code, outcome.error, retry)
         if not current:
             return  # the lease ran out and a later attempt owns the row now
+        metrics.webhook_deliveries.labels(
+            kind="subscription" if row["webhook_id"] else "agent",
+            result=metrics.DELIVERED if outcome.ok else metrics.RETRY if retry
+            else metrics.FAILED).inc()
         log.info("delivery %s of %s to %s, attempt %d: %s", row["id"], row["event_id"],
                  attempt.host, number,
                  f"HTTP {outcome.status_code}" if outcome.ok else

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import dns, jobs, shutdown, wakeup
+from e2a.core import dns, jobs, metrics, shutdown, wakeup
 from e2a.core.config import Config
 from e2a.core.db import open_pool
 from e2a.core.sdnotify import notify_ready
@@ -100,6 +100,7 @@ def run(cfg: Config) -> None:
     pool = open_pool(cfg, name="worker", max_size=2, wait=False)
     listener = wakeup.Listener(cfg, EVENTS_CHANNEL, bell, stop)
     listener.start()
+    metrics.serve(cfg.metrics.worker_listen, "worker")
     try:
         log.info("worker started, polling every %ss", cfg.worker.poll_interval)
         notify_ready()

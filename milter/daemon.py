@@ -9,7 +9,7 @@ import signal
 
 import Milter
 
-from e2a.core import dns
+from e2a.core import dns, metrics
 from e2a.core.config import Config
 from e2a.core.db import open_pool
 from e2a.core.sdnotify import notify_ready
@@ -33,6 +33,7 @@ def run(cfg: Config) -> None:
     stop_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     dns.configure(cfg, cache=True)
+    metrics.serve(cfg.metrics.milter_listen, "milter")  # its thread inherits the mask
     # Autocommit: the recipient lookup is one round trip, not BEGIN, SELECT,
     # COMMIT; inbound.store opens its one transaction explicitly.
     pool = open_pool(cfg, name="milter", min_size=2, autocommit=True)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import bounces, inbound, mailauth
+from e2a.core import bounces, inbound, mailauth, metrics
 from e2a.core.config import Config
 from e2a.core.store import agents as agent_store
 from e2a.milter import forged, rebuild
@@ -62,6 +62,7 @@ class InboundMilter(Milter.Base):
         self.headers: list[tuple[bytes, bytes]] = []
         self.body_parts: list[bytes] = []
         self.size = 0
+        self.verdict_label = metrics.UNVERIFIED  # until authenticated
 
     def queue_id(self) -> str:
         """Postfix's queue id ({i}: from the first accepted RCPT on)."""
@@ -143,6 +144,7 @@ class InboundMilter(Milter.Base):
         log.info("refused: %s over %d bytes", what, self.cfg.mail.max_message_bytes,
                  extra={"queue_id": self.queue_id()})
         self.setreply("552", "5.3.4", "Message size exceeds fixed limit")
+        metrics.inbound_messages.labels(verdict=metrics.UNVERIFIED, result=metrics.REJECTED).inc()
         self._reset()  # nothing of it is needed any more
         return Milter.REJECT
 
@@ -154,6 +156,8 @@ class InboundMilter(Milter.Base):
         except Exception:
             # Whatever went wrong, the sender keeps the message and retries.
             log.exception("inbound failed, answering 451", extra={"queue_id": queue_id})
+            metrics.inbound_messages.labels(verdict=self.verdict_label,
+                                            result=metrics.TEMPFAIL).inc()
             self.tempfail()
             return Milter.TEMPFAIL
         finally:
@@ -195,16 +199,22 @@ class InboundMilter(Milter.Base):
         msg = inbound.parse(kept)
         who = mailauth.Identity(self.client_addr, self.helo, self.mail_from,
                                 inbound.author_domains(msg))
-        verdict = mailauth.authenticate(received, who, authserv_id)
+        with metrics.timed("milter_auth"):
+            verdict = mailauth.authenticate(received, who, authserv_id)
+        self.verdict_label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
         delivered = inbound.prepend_header(kept, AR, verdict.header)
         envelope = inbound.Envelope(
             mail_from=self.mail_from, recipients=recipients, client_addr=self.client_addr,
             client_name=self.client_name, helo=self.helo, queue_id=queue_id,
             own_path=self.own_path)
-        stored = inbound.store(self.pool, delivered, envelope, verdict,
-                               self.cfg.secrets.hmac_secret, agents=agents, msg=msg)
+        with metrics.timed("milter_store"):
+            stored = inbound.store(self.pool, delivered, envelope, verdict,
+                                   self.cfg.secrets.hmac_secret, agents=agents, msg=msg)
+        metrics.inbound_messages.labels(
+            verdict=self.verdict_label,
+            result=metrics.STORED if stored.message_ids else metrics.DUPLICATE).inc()
         log.info("stored for %d agent(s)", len(stored.agent_recipients), extra={
-            "queue_id": queue_id, "message_ids": ",".join(stored.message_ids),
+            "queue_id": queue_id, "message_id": ",".join(stored.message_ids),
             "spf": verdict.spf, "dkim": verdict.dkim, "dmarc": verdict.dmarc,
             "verified": verdict.aligned, "forged_removed": len(fakes)})
         consumed = bounced | {r.lower() for r in stored.agent_recipients}

@@ -19,11 +19,11 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import addresses, shutdown
+from e2a.core import addresses, metrics, shutdown
 from e2a.core.config import Config
 from e2a.core.db import open_pool
 from e2a.core.sdnotify import notify_ready
-from e2a.policy import checks, listen, protocol
+from e2a.policy import checks, listen, protocol, socketmap
 
 log = logging.getLogger("e2a.policy")
 
@@ -54,8 +54,9 @@ class PolicyHandler(socketserver.StreamRequestHandler):
             if attrs is None:
                 return
             try:
-                action = checks.decide(self.server.pool, attrs, limits=self.server.limits,
-                                       db_timeout=self.server.db_timeout)
+                with metrics.timed("policy"):
+                    action = checks.decide(self.server.pool, attrs, limits=self.server.limits,
+                                           db_timeout=self.server.db_timeout)
                 answer = protocol.encode_action(action)
             except psycopg.Error as exc:  # PoolTimeout included: database unreachable
                 log.error("policy lookup failed, disconnecting (Postfix applies its "
@@ -79,10 +80,11 @@ class PolicyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     """Serves on a socket bound by ``listen.bind`` (unix or inet alike)."""
 
     daemon_threads = True
+    handler_class: type[socketserver.BaseRequestHandler] = PolicyHandler
 
     def __init__(self, listener: listen.Listener, pool: ConnectionPool, limits: checks.Limits,
                  db_timeout: float = DB_TIMEOUT) -> None:
-        super().__init__(("", 0), PolicyHandler, bind_and_activate=False)
+        super().__init__(("", 0), self.handler_class, bind_and_activate=False)
         self.socket.close()
         self.socket = listener.sock
         self.listener = listener
@@ -138,6 +140,17 @@ class PolicyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.listener.close()
 
 
+class SocketmapServer(PolicyServer):
+    """Postfix's relay_domains lookups (socketmap), on their own socket."""
+
+    handler_class = socketmap.SocketmapHandler
+
+    def __init__(self, listener: listen.Listener, pool: ConnectionPool, shared_domain: str,
+                 db_timeout: float = DB_TIMEOUT) -> None:
+        super().__init__(listener, pool, checks.Limits(), db_timeout)
+        self.shared_domain = shared_domain
+
+
 def open_policy_pool(cfg: Config, *, wait: bool = False) -> ConnectionPool:
     # Autocommit: a rate counter's row is locked only while its UPSERT runs,
     # not until this thread gets round to a COMMIT. Nothing here needs more
@@ -152,14 +165,24 @@ def run(cfg: Config) -> None:
     except listen.ListenError as exc:
         log.error("policy: %s", exc)
         raise SystemExit(1) from None
+    try:
+        map_listener = listen.bind(addresses.parse(cfg.policy.socketmap_listen))
+    except listen.ListenError as exc:
+        listener.close()
+        log.error("policy socketmap: %s", exc)
+        raise SystemExit(1) from None
     pool = open_policy_pool(cfg)
     server = PolicyServer(listener, pool, checks.Limits.from_config(cfg))
+    map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain)
     server.start()
-    log.info("policy listening on %s", listener.address)
+    map_server.start()
+    metrics.serve(cfg.metrics.policy_listen, "policy")
+    log.info("policy listening on %s, socketmap on %s", listener.address, map_listener.address)
     notify_ready()
     try:
         shutdown.wait(stop)
     finally:
         server.stop()
+        map_server.stop()
         pool.close()
         log.info("policy stopped")

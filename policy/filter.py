@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
-from e2a.core import addresses
+from e2a.core import addresses, metrics
 from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
 from e2a.core.db import open_pool
@@ -106,20 +106,25 @@ class FilterHandler:
         self.in_flight += 1
         try:
             loop = asyncio.get_running_loop()
-            reply = await loop.run_in_executor(self.executor, self.gate.pass_on, txn)
+            with metrics.timed("filter"):
+                reply = await loop.run_in_executor(self.executor, self.gate.pass_on, txn)
         except ReinjectError as exc:
+            metrics.outbound_messages.labels(status=metrics.TEMPFAIL).inc()
             log.warning("reinjection failed, Postfix keeps the message: %s", exc,
                         extra={"queue_id": queue_id})
             return TEMPFAIL
         except psycopg.Error as exc:  # the pool's timeout too: the database is away
+            metrics.outbound_messages.labels(status=metrics.TEMPFAIL).inc()
             log.warning("database unavailable, Postfix keeps the message: %s", exc,
                         extra={"queue_id": queue_id})
             return TEMPFAIL
         except Exception:
+            metrics.outbound_messages.labels(status=metrics.TEMPFAIL).inc()
             log.exception("filter failed, Postfix keeps the message", extra={"queue_id": queue_id})
             return TEMPFAIL
         finally:
             self.in_flight -= 1
+        metrics.outbound_messages.labels(status=metrics.SENT).inc()
         log.info("passed on: %s", reply, extra={"queue_id": queue_id,
                                                "recipients": len(txn.recipients)})
         # The reinjection's queue id in our answer links the two in Postfix's log.
@@ -201,6 +206,7 @@ def run(cfg: Config) -> None:
         raise SystemExit(1) from None
     # Up while the database is down: messages then get 451 until it is back.
     pool = open_pool(cfg, name="filter", max_size=MAX_WORKERS, autocommit=True)
+    metrics.serve(cfg.metrics.filter_listen, "filter")
     try:
         gate = Gate(pool, cfg, reinject_to, helo=cfg.mail.hostname, timeout=REINJECT_TIMEOUT)
         content_filter = ContentFilter(listener, gate,

@@ -93,3 +93,10 @@ def dkim_key(conn: psycopg.Connection, domain: str) -> Row | None:
     return conn.execute(
         "SELECT domain, dkim_selector, dkim_private_key_enc FROM domains WHERE domain = %s",
         (domain,)).fetchone()
+
+
+def accepts_mail_for(conn: psycopg.Connection, domain: str) -> bool:
+    """Postfix may take mail for this domain: the shared one, or a verified one."""
+    return conn.execute(
+        "SELECT 1 FROM domains WHERE domain = %s AND (is_shared OR verified)",
+        (domain,)).fetchone() is not None

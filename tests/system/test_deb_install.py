@@ -154,6 +154,7 @@ def host(package: Path, sandbox: RunningSandbox) -> Iterator[Host]:
         f'[mail]\nhostname = "{HOSTNAME}"\nshared_domain = "{SHARED_DOMAIN}"\n'
         f'[milter]\nlisten = "unix:{spool}/e2a/milter.sock"\n'
         f'[policy]\nlisten = "unix:{spool}/e2a/policy.sock"\n'
+        f'socketmap_listen = "unix:{spool}/e2a/socketmap.sock"\n'
         f'[filter]\nlisten = "127.0.0.1:{ports.filter}"\n'
         f'reinject = "127.0.0.1:{ports.reinject}"\n'
         f'[submit]\naddress = "127.0.0.1:{ports.submit}"\n'

@@ -125,6 +125,7 @@ def strict(sandbox: RunningSandbox) -> Iterator[StrictService]:
     sock = work / "policy.sock"
     config = write_config(sandbox.box.config(), work / "strict.toml",
                           f'[policy]\nlisten = "unix:{sock}"\n'
+                          f'socketmap_listen = "unix:{work / "socketmap.sock"}"\n'
                           f"rate_per_client_ip = {STRICT_PER_IP}\n"
                           f"rate_per_agent = {STRICT_PER_AGENT}\n")
     port = free_port()

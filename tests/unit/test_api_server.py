@@ -121,6 +121,8 @@ def test_a_silent_database_does_not_freeze_the_worker(cfg, tmp_path):
                           database_url=url)
         log = tmp_path / "api.log"
         with serve("api", conf, log, f"api listening on {base}") as proc:
+            # The first answer waits for the worker to boot; that is not the point.
+            assert requests.get(base + "/api/v1/info", timeout=30).ok
             slowest = 0.0
             for _ in range(10):
                 started = time.monotonic()
@@ -131,7 +133,9 @@ def test_a_silent_database_does_not_freeze_the_worker(cfg, tmp_path):
             assert health.status_code == 503
             assert health.json() == {"status": "unavailable"}
             code, _ = terminate(proc)
-    assert slowest < 0.5, log.read_text()
+    # A frozen worker waits out the 5 s connect timeout; a loaded machine
+    # answers well under 2 s.
+    assert slowest < 2.0, log.read_text()
     assert code == 0, log.read_text()
 
 

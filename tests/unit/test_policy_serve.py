@@ -19,7 +19,8 @@ def test_serve_policy_listens_answers_and_stops_on_sigterm(cfg, tmp_path):
     sockdir = Path(tempfile.mkdtemp(prefix="e2a-pols-"))
     try:
         path = sockdir / "policy.sock"
-        conf = write_config(cfg, tmp_path / "e2a.toml", f'[policy]\nlisten = "unix:{path}"\n')
+        conf = write_config(cfg, tmp_path / "e2a.toml", f'[policy]\nlisten = "unix:{path}"\n'
+                            f'socketmap_listen = "unix:{sockdir / "socketmap.sock"}"\n')
         line = f"policy listening on unix:{path}"
         with serve("policy", conf, tmp_path / "policy.log", line) as proc, \
                 socket.socket(socket.AF_UNIX) as sock:
@@ -28,11 +29,18 @@ def test_serve_policy_listens_answers_and_stops_on_sigterm(cfg, tmp_path):
             sock.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
                          b"recipient=nobody-at-all@agents.test.example\n\n")
             assert sock.recv(4096).startswith(b"action=550 5.1.1 ")
+            with socket.socket(socket.AF_UNIX) as lookup:
+                lookup.settimeout(10)
+                lookup.connect(str(sockdir / "socketmap.sock"))
+                request = f"relay_domains {cfg.mail.shared_domain}".encode()
+                lookup.sendall(b"%d:%s," % (len(request), request))
+                assert lookup.recv(4096).startswith(b"%d:OK " % (len(request) - 11))
             # An idle client connection must not hold up the stop.
             code, took = terminate(proc)
         assert code == 0
         assert took < 5
         assert not path.exists()
+        assert not (sockdir / "socketmap.sock").exists()
         log = (tmp_path / "policy.log").read_text()
         assert log.count("listening on") == 1
     finally:

@@ -128,7 +128,8 @@ def test_check_names_each_problem_and_passes_once_wired(host: Host) -> None:
     sockets = spool / "e2a"
     sockets.mkdir()
     host.set_config(f'[milter]\nlisten = "unix:{sockets}/milter.sock"\n'
-                    f'[policy]\nlisten = "unix:{sockets}/policy.sock"\n')
+                    f'[policy]\nlisten = "unix:{sockets}/policy.sock"\n'
+                    f'socketmap_listen = "unix:{sockets}/socketmap.sock"\n')
     done = host.postfix("check")
     assert done.returncode == 1
     lines = done.stdout.splitlines()

@@ -1,0 +1,80 @@
+"""Postfix socketmap lookups (socketmap_table(5)) for ``relay_domains``.
+
+Postfix asks ``relay_domains <domain>`` for every recipient domain; a domain
+verified through the API is then accepted at once, with no main.cf edit or
+reload. The answer ``TEMP`` on a database error makes Postfix defer (4xx)
+rather than refuse mail for a domain that is ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from e2a.core.store import domains
+from e2a.policy import netstring
+
+log = logging.getLogger("e2a.policy.socketmap")
+
+RELAY_DOMAINS = "relay_domains"
+# A request is "<map name> <key>": a domain is at most 253 bytes, so this
+# leaves room and still bounds what one client can make us buffer.
+MAX_REQUEST = 1024
+MAX_DOMAIN = 253
+
+
+def answer(pool: ConnectionPool, request: bytes, *, shared_domain: str,
+           db_timeout: float) -> bytes:
+    """The reply payload (not yet framed) to one request."""
+    name, sep, raw_key = request.partition(b" ")
+    if not sep:
+        return b"PERM malformed request"
+    if name.decode("ascii", "replace") != RELAY_DOMAINS:
+        return b"PERM unknown map"
+    key = raw_key.decode("utf-8", "replace").strip().lower()
+    if not key or len(key) > MAX_DOMAIN or "\x00" in key:
+        return b"NOTFOUND "
+    if key == shared_domain:
+        return b"OK " + key.encode()
+    try:
+        with pool.connection(timeout=db_timeout) as conn:
+            found = domains.accepts_mail_for(conn, key)
+    except psycopg.Error as exc:  # PoolTimeout included: database unreachable
+        log.error("socketmap lookup of %s failed, answering TEMP: %s", key, exc)
+        return b"TEMP database unavailable"
+    return b"OK " + key.encode() if found else b"NOTFOUND "
+
+
+class SocketmapHandler(socketserver.StreamRequestHandler):
+    """One Postfix client; it keeps the connection for many lookups."""
+
+    # Postfix closes an idle socketmap connection itself (after about 10 s);
+    # this only frees the thread of a client that vanished.
+    timeout = 600.0
+    server: Any  # daemon.SocketmapServer (it imports this module)
+
+    def handle(self) -> None:
+        while True:
+            try:
+                request = netstring.read(self.rfile, MAX_REQUEST)
+            except netstring.NetstringError as exc:
+                log.warning("socketmap client dropped: %s", exc)
+                return
+            except OSError:
+                return  # idle timeout, reset, or our own shutdown
+            if request is None:
+                return
+            try:
+                reply = answer(self.server.pool, request, shared_domain=self.server.shared_domain,
+                               db_timeout=self.server.db_timeout)
+            except Exception:
+                log.exception("socketmap lookup failed, answering TEMP")
+                reply = b"TEMP internal error"
+            try:
+                self.wfile.write(netstring.encode(reply))
+            except OSError:
+                return
