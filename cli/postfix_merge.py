@@ -1,7 +1,7 @@
 """How e2a's main.cf values join the operator's own, and how they leave again.
 
 A list parameter (``smtpd_milters``, the milter macro lists,
-``smtpd_recipient_restrictions``) keeps the operator's items, in their
+``smtpd_recipient_restrictions``, ``relay_domains``) keeps the operator's items, in their
 order and spelling; ours are inserted as text, with the separator the list
 already uses, so that taking them out again (``strip``) gives back exactly
 the text that was there. Any other parameter is a single value: ours replaces
@@ -149,6 +149,8 @@ RULES = {
     "milter_end_of_header_macros": Rule(list=True),
     "milter_end_of_data_macros": Rule(list=True),
     "smtpd_recipient_restrictions": Rule(list=True, restrictions=True),
+    # The operator's own relay domains stay; our socketmap is added beside them.
+    "relay_domains": Rule(list=True),
 }
 
 

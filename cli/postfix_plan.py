@@ -82,6 +82,7 @@ def wiring(cfg: Config, queue_directory: str, chroot: str) -> Wiring:
     values = {
         "milter_socket": postfix_address(cfg.milter.listen, queue_directory),
         "policy_socket": postfix_address(cfg.policy.listen, queue_directory),
+        "socketmap_socket": postfix_address(cfg.policy.socketmap_listen, queue_directory),
         "message_size_limit": str(cfg.mail.max_message_bytes),
         "reinject_address": str(_inet("filter.reinject", cfg.filter.reinject)),
         "submit_address": str(_inet("submit.address", cfg.submit.address)),

@@ -17,8 +17,8 @@ from e2a.core.store import agents as agent_store
 from e2a.core.store import domains as domain_store
 from e2a.core.store import users as user_store
 
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z")
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?\Z")
 AGENT_MODES = ("local", "cloud")
 EXPIRATION_ACTIONS = ("reject", "approve")
 HITL_MAX_TTL = 604800  # 7 days, the most a held message may wait for a human

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -31,7 +30,9 @@ from prometheus_client import (
 log = logging.getLogger("e2a.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# What generate_latest writes for our names on every client version (newer
+# clients' CONTENT_TYPE_LATEST announces 1.0.0, which 0.16 does not know).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Label values, spelled once.
 VERIFIED, UNVERIFIED = "verified", "unverified"

@@ -87,9 +87,11 @@ class Instance:
     submit_port: int                    # the API submits outbound mail here
     filter_address: str                 # 127.0.0.1:port of our content filter
     relayhost: str                      # [127.0.0.1]:port of the capture server
-    relay_domains: list[str] = field(default_factory=list)  # agent domains
+    # Static relay domains; the agent domains come from the socketmap.
+    relay_domains: list[str] = field(default_factory=list)
     milter_socket: str | None = None    # unix:/abs/path; None: no milter
     policy_socket: str | None = None    # unix:/abs/path; None: no policy service
+    socketmap_socket: str | None = None  # unix:/abs/path; None: static relay_domains only
     own_daemon_name: str = "e2a-reinject"
     message_size_limit: int = 10 * 1024 * 1024  # mail.max_message_bytes
 
@@ -138,6 +140,7 @@ class Instance:
         return {
             "milter_socket": self.milter_socket or "",
             "policy_socket": self.policy_socket or "",
+            "socketmap_socket": self.socketmap_socket or "",
             "message_size_limit": str(self.message_size_limit),
             "reinject_address": self.reinject_address,
             "submit_address": self.submit_address,
@@ -185,7 +188,12 @@ class Instance:
             "in_flow_delay": "0",
             "smtpd_error_sleep_time": "0",
         }
-        params.update(fragments.main_cf_params(**self._fragment_values()))
+        ours = fragments.main_cf_params(**self._fragment_values())
+        if self.socketmap_socket is not None:
+            ours["relay_domains"] = ", ".join([*self.relay_domains, ours["relay_domains"]])
+        else:
+            del ours["relay_domains"]
+        params.update(ours)
         if self.policy_socket is None:
             del params["smtpd_recipient_restrictions"]
         return params

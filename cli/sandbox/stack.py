@@ -131,7 +131,9 @@ class Sandbox:
             filter_address=f"127.0.0.1:{self.ports.filter}",
             milter_socket=self.listen("milter"), policy_socket=self.listen("policy"),
             relayhost=f"[127.0.0.1]:{self.ports.capture}",
-            relay_domains=[SHARED_DOMAIN, MAIL_DOMAIN])
+            socketmap_socket=self.listen("socketmap"),
+            # Agent domains (the shared one included) come from the socketmap.
+            relay_domains=[MAIL_DOMAIN])
 
     # -- layout ---------------------------------------------------------
 
@@ -170,6 +172,7 @@ class Sandbox:
         return {
             "milter": f"unix:{self.run_dir / 'milter.sock'}",
             "policy": f"unix:{self.run_dir / 'policy.sock'}",
+            "socketmap": f"unix:{self.run_dir / 'socketmap.sock'}",  # policy's second
             "filter": f"127.0.0.1:{self.ports.filter}",
             "api": f"127.0.0.1:{self.ports.api}",
         }.get(service, "")
@@ -208,7 +211,9 @@ class Sandbox:
             "milter": {"listen": self.listen("milter")},
             # Every sandbox client is 127.0.0.1: the production defaults would
             # throttle a developer's (or a test's or bench's) bursts.
-            "policy": {"listen": self.listen("policy"), "rate_per_client_ip": SANDBOX_RATE,
+            "policy": {"listen": self.listen("policy"),
+                       "socketmap_listen": self.listen("socketmap"),
+                       "rate_per_client_ip": SANDBOX_RATE,
                        "rate_per_agent": SANDBOX_RATE},
             "filter": {"listen": self.listen("filter"), "reinject": f"127.0.0.1:{p.reinject}"},
             "submit": {"address": f"127.0.0.1:{p.submit}"},
@@ -376,7 +381,7 @@ class Sandbox:
             errors.append(f"postfix: {exc}")
         supervisor.stop(*(self.pidfile(name) for name in SERVICES), timeout=STOP_TIMEOUT)
         supervisor.stop(self.pidfile("capture"), self.dns.pidfile, timeout=STOP_TIMEOUT)
-        for name in ("milter", "policy"):
+        for name in ("milter", "policy", "socketmap"):
             Path(self.listen(name)[5:]).unlink(missing_ok=True)
         self.cluster.stop()
         if self.cluster.running():

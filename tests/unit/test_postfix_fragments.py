@@ -9,6 +9,7 @@ from e2a import postfix
 VALUES = {
     "milter_socket": "unix:/run/e2a/milter.sock",
     "policy_socket": "unix:/run/e2a/policy.sock",
+    "socketmap_socket": "unix:/run/e2a/socketmap.sock",
     "message_size_limit": "10485760",
     "reinject_address": "127.0.0.1:10026",
     "submit_address": "127.0.0.1:10027",
@@ -46,7 +47,7 @@ def test_value_with_newline_is_refused() -> None:
 
 def test_placeholders_lists_what_a_fragment_needs() -> None:
     assert postfix.placeholders("main.cf") == {"milter_socket", "policy_socket",
-                                               "message_size_limit"}
+                                               "socketmap_socket", "message_size_limit"}
     assert "filter_port" in postfix.placeholders("master.cf")
 
 

@@ -91,5 +91,16 @@ def test_every_list_parameter_of_our_fragment_merges_as_a_list() -> None:
     restrictions or macros: each one our main.cf sets has a list rule."""
     values = {name: "x" for name in postfix.placeholders("main.cf")}
     for name in postfix.main_cf_params(**values):
-        if name.endswith(("_milters", "_macros", "_restrictions", "_classes")):
+        if name.endswith(("_milters", "_macros", "_restrictions", "_classes", "_domains")):
             assert merge.rule(name).list, name
+
+
+def test_relay_domains_keep_the_operators_and_gain_our_socketmap() -> None:
+    ours = "socketmap:unix:e2a/socketmap.sock:relay_domains"
+    value, added = merge.rule("relay_domains").merge("$mydestination, example.org", ours)
+    assert value == f"$mydestination, example.org, {ours}"
+    assert added == [(ours,)]
+    assert merge.rule("relay_domains").merge(value, ours) == (value, [])
+    assert merge.rule("relay_domains").unmerge(value, added) == "$mydestination, example.org"
+    # Postfix 3's default (compatibility_level >= 2) is empty: ours alone.
+    assert merge.rule("relay_domains").merge("", ours) == (ours, [(ours,)])

@@ -52,7 +52,9 @@ def test_postfix_relays_to_the_capture_server(tmp_path: Path) -> None:
     postfix = Sandbox(tmp_path, ports).postfix
     assert postfix.relayhost == f"[127.0.0.1]:{ports.capture}"
     assert postfix.smtp_port == ports.smtp
-    assert set(postfix.relay_domains) == {"agents.sandbox.test", "sandbox.test"}
+    assert postfix.relay_domains == ["sandbox.test"]
+    assert postfix.main_cf_params()["relay_domains"] == (
+        f"sandbox.test, socketmap:unix:{tmp_path.resolve()}/run/socketmap.sock:relay_domains")
     assert postfix.milter_socket == f"unix:{tmp_path.resolve()}/run/milter.sock"
 
 
