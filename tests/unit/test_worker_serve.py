@@ -13,7 +13,9 @@ def test_serve_worker_starts_and_stops_on_sigterm(cfg, tmp_path):
             as proc:
         code, took = terminate(proc)
     assert code == 0
-    assert took < 3
+    # Promptly, not at once: the pool may wait out a connection attempt
+    # (psycopg_pool's close() allows 5 s); a hang would hit terminate's 10 s.
+    assert took < 8
     assert "Traceback" not in (tmp_path / "worker.log").read_text()
 
 
@@ -30,4 +32,4 @@ def test_serve_worker_survives_a_database_that_is_down(cfg, tmp_path):
         assert proc.poll() is None
         code, took = terminate(proc)
     assert code == 0
-    assert took < 3
+    assert took < 8
