@@ -31,7 +31,7 @@ def parse(value: str) -> Address:
     if value.startswith("unix:"):
         return UnixAddress(value[5:])
     host, sep, port = value.removeprefix("inet:").rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"not unix:/path or host:port: {value!r}")
     # IPv6 literals may come bracketed ([::1]:10025) or bare (::1:10025).
     return InetAddress(host.removeprefix("[").removesuffix("]"), int(port))

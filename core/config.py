@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from e2a.core import addresses
+
 DEFAULT_PATH = "/etc/e2a/e2a.toml"
 
 
@@ -33,11 +35,12 @@ def _url(value: str, schemes: tuple[str, ...]) -> str | None:
 
 def _address(value: str) -> str | None:
     """``unix:/path``, ``inet:host:port`` or ``host:port``."""
-    if value.startswith("unix:"):
-        return None if value[5:].startswith("/") else "unix: needs an absolute path"
-    host, sep, port = value.removeprefix("inet:").rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    try:
+        parsed = addresses.parse(value)
+    except ValueError:
         return "must be unix:/path or host:port"
+    if isinstance(parsed, addresses.UnixAddress) and not parsed.path.startswith("/"):
+        return "unix: needs an absolute path"
     return None
 
 
@@ -49,7 +52,7 @@ def _secret(value: str) -> str | None:
 
 def _host_port(value: str) -> str | None:
     if value.startswith("unix:"):
-        return "must be host:port (an HTTP listener)"
+        return "must be host:port"
     return _address(value)
 
 
@@ -90,7 +93,7 @@ class Key:
     @property
     def env_names(self) -> tuple[str, ...]:
         long = f"E2A_{self.section}_{self.name}".upper()
-        return (self.env, long) if self.env else (long,)
+        return (self.env, long) if self.env and self.env != long else (long,)
 
 
 REQUIRED = object()
@@ -146,7 +149,7 @@ KEYS: tuple[Key, ...] = (
     Key("send", "max_attachments_total_bytes", int, 25_000_000, _positive),
     # host:port of the one resolver every lookup of ours uses; empty means the
     # system's /etc/resolv.conf.
-    Key("dns", "resolver", str, "", lambda v: v and _address(v)),
+    Key("dns", "resolver", str, "", lambda v: v and _host_port(v)),
     Key("dns", "timeout", float, 5.0, _positive),
     Key("worker", "poll_interval", float, 1.0, _positive),
     # Sandbox and tests only: lets agents' webhook URLs be http(s) on loopback

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dns.resolver
 
+from e2a.core.addresses import InetAddress
+from e2a.core.addresses import parse as parse_address
 from e2a.core.config import Config
 
 
@@ -17,9 +19,11 @@ def configure(cfg: Config, *, cache: bool = False) -> dns.resolver.Resolver:
     milter; not the API, whose domain checks must see a record at once)."""
     if cfg.dns.resolver:
         resolver = dns.resolver.Resolver(configure=False)
-        host, _, port = cfg.dns.resolver.removeprefix("inet:").rpartition(":")
-        resolver.nameservers = [host]
-        resolver.port = int(port)
+        address = parse_address(cfg.dns.resolver)
+        if not isinstance(address, InetAddress):
+            raise ValueError(f"dns.resolver must be host:port, not {cfg.dns.resolver!r}")
+        resolver.nameservers = [address.host]
+        resolver.port = address.port
     else:
         resolver = dns.resolver.Resolver()
     resolver.lifetime = cfg.dns.timeout

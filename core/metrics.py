@@ -27,6 +27,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from e2a.core import addresses
+
 log = logging.getLogger("e2a.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -84,9 +86,11 @@ def serve(listen: str, service: str) -> None:
     even when nobody can watch it."""
     if not listen:
         return
-    host, _, port = listen.removeprefix("inet:").rpartition(":")
+    address = addresses.parse(listen)
+    if not isinstance(address, addresses.InetAddress):
+        raise ValueError(f"metrics listen must be host:port, not {listen!r}")
     try:
-        start_http_server(int(port), addr=host.strip("[]"))
+        start_http_server(address.port, addr=address.host)
     except OSError as exc:
         log.warning("%s: cannot serve metrics on %s: %s", service, listen, exc.strerror)
         return

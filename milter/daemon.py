@@ -9,7 +9,7 @@ import signal
 
 import Milter
 
-from e2a.core import dns, metrics
+from e2a.core import addresses, dns, metrics
 from e2a.core.config import Config
 from e2a.core.db import open_pool
 from e2a.core.sdnotify import notify_ready
@@ -19,10 +19,10 @@ log = logging.getLogger("e2a.milter")
 
 
 def _libmilter_address(listen: str) -> str:
-    if listen.startswith("unix:"):
+    address = addresses.parse(listen)
+    if isinstance(address, addresses.UnixAddress):
         return listen
-    host, _, port = listen.removeprefix("inet:").rpartition(":")
-    return f"inet:{port}@{host}"
+    return f"inet:{address.port}@{address.host}"
 
 
 def run(cfg: Config) -> None:

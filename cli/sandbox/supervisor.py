@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from e2a.core import addresses
+
 # Processes this Python process started, so stop() can reap them.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -163,13 +165,13 @@ def wait_ready(ready: Callable[[], bool], *, pidfile: Path, logfile: Path, name:
 def accepts(address: str) -> bool:
     """Whether ``unix:/path`` or ``host:port`` accepts a connection right now."""
     try:
-        if address.startswith("unix:"):
+        parsed = addresses.parse(address)
+        if isinstance(parsed, addresses.UnixAddress):
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(1.0)
-                sock.connect(address[5:])
+                sock.connect(parsed.path)
         else:
-            host, _, port = address.removeprefix("inet:").rpartition(":")
-            with socket.create_connection((host, int(port)), timeout=1.0):
+            with socket.create_connection((parsed.host, parsed.port), timeout=1.0):
                 pass
     except OSError:
         return False
