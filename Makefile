@@ -11,9 +11,10 @@ VENV := .venv
 E2A := $(VENV)/bin/e2a
 SANDBOX := var
 # What the project needs from Debian: the servers the sandbox and the system
-# tests run, and what building pymilter in the virtualenv takes.
+# tests run, what building pymilter in the virtualenv takes, and the headless
+# browser that drives the magic-link pages (tests/system/test_hitl_browser.py).
 DEBIAN_PACKAGES := postgresql postfix dnsmasq-base swaks libmilter-dev \
-                   python3-venv python3-dev gcc make
+                   python3-venv python3-dev gcc make chromium chromium-driver
 
 .PHONY: run stop status test lint deps venv deb
 

@@ -14,9 +14,16 @@ from e2a.api.resources.domains import Domain, Domains, DomainVerification
 from e2a.api.resources.events import Event, EventRedelivery, Events
 from e2a.api.resources.health import Health
 from e2a.api.resources.info import Info
+from e2a.api.resources.magiclinks import ApproveLink, RejectLink
 from e2a.api.resources.messages import AgentMessage, AgentMessages
 from e2a.api.resources.metrics import Metrics
 from e2a.api.resources.openapi import OpenApiDocument
+from e2a.api.resources.pending import (
+    PendingApproval,
+    PendingMessage,
+    PendingMessages,
+    PendingRejection,
+)
 from e2a.api.resources.send import AgentTest, Forward, Reply, Send
 from e2a.api.resources.signing_secrets import SigningSecret, SigningSecrets
 from e2a.api.resources.webhooks import (
@@ -65,6 +72,14 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/agents/{email}/messages/{id}/reply", Reply(cfg, pool))
     app.add_route("/api/v1/agents/{email}/messages/{id}/forward", Forward(cfg, pool))
     app.add_route("/api/v1/agents/{email}/test", AgentTest(cfg, pool))
+    # Held outbound mail (human in the loop): the owner's queue, review, and
+    # the notification's magic links (public: the token is the credential).
+    app.add_route("/api/v1/messages", PendingMessages(pool))
+    app.add_route("/api/v1/messages/{id}", PendingMessage(pool))
+    app.add_route("/api/v1/messages/{id}/approve", PendingApproval(cfg, pool))
+    app.add_route("/api/v1/messages/{id}/reject", PendingRejection(pool))
+    app.add_route("/api/v1/approve", ApproveLink(cfg, pool))
+    app.add_route("/api/v1/reject", RejectLink(cfg, pool))
     # Real time: new mail pushed to local-mode agents.
     app.add_route("/api/v1/agents/{email}/ws", AgentSocket(cfg, pool, hub or Hub(cfg)))
     # Webhook subscriptions and the event log (account level).

@@ -136,3 +136,50 @@ def notification(row: dict[str, Any]) -> dict[str, Any]:
         "subject": row["subject"],
         "received_at": rfc3339(row["created_at"]),
     }
+
+
+def pending_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """A PendingMessageSummary: a held message without its content."""
+    return {
+        "id": row["id"],
+        "agent_id": row["agent_id"],
+        "direction": row["direction"],
+        "type": row["type"],
+        "status": row["status"],
+        "to": list(row["to_recipients"] or []),
+        "cc": list(row["cc"] or []),
+        "bcc": list(row["bcc"] or []),
+        "subject": row["subject"],
+        "conversation_id": row["conversation_id"] or "",
+        "approval_expires_at": rfc3339(row["approval_expires_at"]),
+        "created_at": rfc3339(row["created_at"]),
+    }
+
+
+def pending_detail(row: dict[str, Any], replied_to: dict[str, Any] | None) -> dict[str, Any]:
+    """A PendingMessageDetail. The body and attachments are there while the
+    message is held (a terminal transition wipes them: empty then);
+    ``inbound`` only for a reply whose received message is still stored."""
+    detail = {
+        **pending_summary(row),
+        "body_text": row["body_text"] or "",
+        "body_html": row["body_html"] or "",
+        "attachments": list(row["attachments"] or []),
+        "email_message_id": row["email_message_id"],
+        "edited": row["edited"],
+        "method": row["method"],
+        "provider_message_id": row["provider_message_id"],
+        "rejection_reason": row["rejection_reason"],
+        "reviewed_at": rfc3339(row["reviewed_at"]),
+        "reviewed_by_user_id": row["reviewed_by_user_id"] or "",
+        "reviewed_by_name": row["reviewed_by_name"] or "",
+    }
+    if replied_to is not None:
+        detail["inbound"] = {
+            "sender": replied_to["sender"],
+            "subject": replied_to["subject"],
+            "created_at": rfc3339(replied_to["created_at"]),
+            "auth_headers": {"spf": replied_to["spf"], "dkim": replied_to["dkim"],
+                             "dmarc": replied_to["dmarc"]},
+        }
+    return detail

@@ -128,13 +128,13 @@ def sink(workdir: Path, port: int) -> Iterator[Path]:
 
 @contextmanager
 def bare_postfix(workdir: Path, ports: Ports) -> Iterator[Instance]:
-    """Postfix as the sandbox runs it, minus our milter and policy service,
+    """Postfix as the sandbox runs it, minus our milter, policy service and filter,
     relaying everything to the sink on ``ports.capture``."""
     instance = Instance(
         root=workdir / "bare-postfix", hostname="bare.bench.example",
         smtp_port=ports.smtp, reinject_port=ports.reinject, submit_port=ports.submit,
         filter_address=f"127.0.0.1:{ports.filter}", relayhost=f"[127.0.0.1]:{ports.capture}",
-        milter_socket=None, policy_socket=None)
+        milter_socket=None, policy_socket=None, filter_all_mail=False)
     instance.write_config()
     instance.start()
     try:

@@ -9,6 +9,7 @@ import click
 from e2a.cli.context import load_config
 from e2a.cli.doctor import doctor
 from e2a.cli.keys import keys
+from e2a.cli.pending import pending
 from e2a.cli.postfix_install import postfix_group
 from e2a.core import accounts, config
 from e2a.core.db import migrate, single_connection
@@ -130,6 +131,7 @@ def serve(service: str) -> None:
 
 
 cli.add_command(keys)
+cli.add_command(pending)
 cli.add_command(postfix_group)
 cli.add_command(doctor)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from e2a.cli import postfix_merge as merge
 from e2a.cli.postconf import Postconf, PostconfError, same_entry
-from e2a.cli.postfix_plan import WiringError, postfix_address, read_wiring
+from e2a.cli.postfix_plan import WiringError, chained_filter, postfix_address, read_wiring
 from e2a.core import addresses
 from e2a.core.addresses import UnixAddress
 from e2a.core.config import Config
@@ -31,6 +31,8 @@ def wiring_problems(cfg: Config, pc: Postconf) -> list[str]:
         wiring = read_wiring(cfg, pc)
         values = pc.effective(*wiring.params)
         services = pc.services()
+        # The operator's own filter, chained after ours, is theirs to choose.
+        wiring = wiring.chained(chained_filter(services.get(wiring.reinject_key)))
     except (PostconfError, WiringError) as exc:
         return [f"postfix: {exc}"]
     found = []

@@ -4,7 +4,8 @@ The wiring is e2a's fragments (``e2a.postfix``) rendered with this host's
 configuration. A plan compares it with main.cf/master.cf as they are and
 with the record of an earlier install, so that:
 - the operator's values stay: list parameters get our items merged in, and
-  a value we replace is remembered to be put back;
+  a value we replace is remembered to be put back; their content_filter,
+  replaced by ours, moves onto our reinjection service so it runs after ours;
 - a second install with the same configuration changes nothing, and one with
   a changed configuration swaps our old values for the new ones;
 - uninstall takes out only what install put in; what the operator changed
@@ -14,7 +15,8 @@ with the record of an earlier install, so that:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 from e2a import postfix as fragments
 from e2a.cli import postfix_merge as merge
@@ -69,6 +71,31 @@ class Wiring:
     params: dict[str, str]    # main.cf name -> our value
     services: dict[str, str]  # master.cf "name/type" -> our entry
     chroot: str               # y or n, as our smtpd services run
+    values: dict[str, str]    # the fragments' placeholders, as rendered
+
+    @property
+    def reinject_key(self) -> str:
+        return f"{self.values['reinject_address']}/inet"
+
+    def chained(self, after_filter: str) -> Wiring:
+        """This wiring with the operator's own content_filter on our reinjection
+        service: ours replaces theirs in main.cf, so theirs runs after ours."""
+        if after_filter == self.params["content_filter"]:
+            after_filter = ""  # ours again on our reinjection would loop
+        if after_filter and after_filter.split() != [after_filter]:
+            raise WiringError(f"content_filter {after_filter!r}: a master.cf -o value "
+                              "cannot hold spaces; set it without them")
+        values = {**self.values, "after_filter": after_filter}
+        return replace(self, services=fragments.master_cf_services(**values), values=values)
+
+
+def chained_filter(entry: str | None) -> str:
+    """The content_filter a master.cf ``entry`` sets with ``-o`` ("" none)."""
+    fields = entry.split() if entry else []
+    for flag, option in pairwise(fields):
+        if flag == "-o" and option.startswith("content_filter="):
+            return option.partition("=")[2]
+    return ""
 
 
 def service_keys(cfg: Config) -> list[str]:
@@ -90,9 +117,11 @@ def wiring(cfg: Config, queue_directory: str, chroot: str) -> Wiring:
         "filter_port": str(filter_at.port),
         "own_daemon_name": cfg.milter.own_daemon_name,
         "chroot": chroot,
+        "after_filter": "",
     }
     return Wiring(params=fragments.main_cf_params(**values),
-                  services=fragments.master_cf_services(**values), chroot=chroot)
+                  services=fragments.master_cf_services(**values), chroot=chroot,
+                  values=values)
 
 
 def read_wiring(cfg: Config, pc: Postconf) -> Wiring:
@@ -158,13 +187,14 @@ def plan_install(state: State, wiring: Wiring, record: Record | None) -> Plan:
                         "backups": list(record["backups"]) if record else []})
     assert plan.record is not None
     old_params = record["params"] if record else {}
+    operators: dict[str, str] = {}  # in force as if we had never installed
     for name in [*wiring.params, *(n for n in old_params if n not in wiring.params)]:
         current = state.explicit.get(name)
         old = old_params.get(name)
         base = _theirs(name, current, old, state)
+        operators[name] = theirs = state.value(name, base)
         target, added = base, []
         if name in wiring.params:
-            theirs = state.value(name, base)
             merged, added = merge.rule(name).merge(theirs, wiring.params[name])
             if merged != theirs:
                 target = merged
@@ -173,6 +203,7 @@ def plan_install(state: State, wiring: Wiring, record: Record | None) -> Plan:
         if target != base:
             plan.record["params"][name] = {"before": base, "after": target,
                                            "added": [list(i) for i in added]}
+    wiring = wiring.chained(operators["content_filter"])
 
     old_services = record["services"] if record else {}
     for key in [*wiring.services, *(k for k in old_services if k not in wiring.services)]:

@@ -4,6 +4,7 @@ bind or connect to)."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 
@@ -35,3 +36,16 @@ def parse(value: str) -> Address:
         raise ValueError(f"not unix:/path or host:port: {value!r}")
     # IPv6 literals may come bracketed ([::1]:10025) or bare (::1:10025).
     return InetAddress(host.removeprefix("[").removesuffix("]"), int(port))
+
+
+def local_client(addr: str) -> bool:
+    """Whether a client address Postfix reports is this host's own: a
+    loopback address, or none at all (``sendmail``, which no network
+    client reaches). Postfix writes IPv6 clients as ``IPv6:...`` in XFORWARD."""
+    if not addr:
+        return True
+    addr = addr[5:] if addr[:5].upper() == "IPV6:" else addr
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False  # [UNAVAILABLE], or not an address at all

@@ -294,11 +294,15 @@ def trimmed_references(ids: list[str]) -> tuple[str, ...]:
 
 
 def compose(draft: Draft, *, message_id: str, domain: str, limits: Limits,
-            now: datetime | None = None) -> Composed:
+            now: datetime | None = None, email_message_id: str = "") -> Composed:
     """The message as it is submitted. ``message_id`` (``msg_...``) and the
-    sender's ``domain`` make its Message-ID."""
+    sender's ``domain`` make its Message-ID, unless ``email_message_id`` gives
+    the one to keep (a held message recomposed after edits: the recipients'
+    threads and our row already know it)."""
     check(draft, limits)
-    email_message_id = message_id_for(message_id, domain)
+    if email_message_id and not _MESSAGE_ID.fullmatch(email_message_id):
+        raise ComposeError("message_id", f"not a message id: {email_message_id!r}")
+    email_message_id = email_message_id or message_id_for(message_id, domain)
     subject = one_line(draft.subject)
     msg = EmailMessage(policy=POLICY)
     msg["From"] = _address(draft.sender)

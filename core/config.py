@@ -62,6 +62,13 @@ def _domain(value: str) -> str | None:
     return None
 
 
+def _mailbox(value: str) -> str | None:
+    local, at, domain = value.rpartition("@")
+    if not at or not local or " " in value or not domain or _domain(domain.lower()):
+        return "must be an email address such as approvals@agents.example.com"
+    return None
+
+
 def _choice(*allowed: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         return None if value in allowed else f"must be one of {', '.join(allowed)}"
@@ -152,6 +159,13 @@ KEYS: tuple[Key, ...] = (
     Key("dns", "resolver", str, "", lambda v: v and _host_port(v)),
     Key("dns", "timeout", float, 5.0, _positive),
     Key("worker", "poll_interval", float, 1.0, _positive),
+    # Held messages (human in the loop): the owner's notification comes from
+    # notify_from (default approvals@<reply_domain>); its Reply-To is an
+    # approve-...@<reply_domain> address that acts on the reply. The reply
+    # domain must be one this Postfix accepts mail for (default: the shared
+    # agent domain, else mail.hostname).
+    Key("hitl", "notify_from", str, "", lambda v: v and _mailbox(v)),
+    Key("hitl", "reply_domain", str, "", _domain),
     # Sandbox and tests only: lets agents' webhook URLs be http(s) on loopback
     # (see e2a.core.webhookurl). Never on a deployment.
     Key("webhooks", "allow_loopback", bool, False),
@@ -200,6 +214,11 @@ class Config:
             mail.hostname = socket.getfqdn().lower()
         if not mail.authserv_id:
             mail.authserv_id = mail.hostname
+        hitl = self.hitl  # type: ignore[attr-defined]
+        if not hitl.reply_domain:
+            hitl.reply_domain = mail.shared_domain or mail.hostname
+        if not hitl.notify_from:
+            hitl.notify_from = f"approvals@{hitl.reply_domain}"
 
     def get(self, dotted: str) -> Any:
         section, name = dotted.split(".", 1)

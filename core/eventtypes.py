@@ -10,16 +10,21 @@ from __future__ import annotations
 EMAIL_RECEIVED = "email.received"
 EMAIL_SENT = "email.sent"
 EMAIL_BOUNCED = "email.bounced"
+EMAIL_PENDING_APPROVAL = "email.pending_approval"
+# A held message's outcome (core/approval.py); data.status says which.
+EMAIL_APPROVED = "email.approved"
+EMAIL_REJECTED = "email.rejected"
+EMAIL_EXPIRED = "email.expired"
 
 TYPES: tuple[str, ...] = (
     EMAIL_RECEIVED,
     EMAIL_SENT,
     "email.delivered",
     EMAIL_BOUNCED,
-    "email.pending_approval",
-    "email.approved",
-    "email.rejected",
-    "email.expired",
+    EMAIL_PENDING_APPROVAL,
+    EMAIL_APPROVED,
+    EMAIL_REJECTED,
+    EMAIL_EXPIRED,
 )
 
 SCHEMA_VERSION = 1

@@ -6,6 +6,7 @@ row and a NOTIFY; the SMTP client hears 250 only after it commits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,9 +25,7 @@ from e2a.core import attest
 from e2a.core.ids import new_id
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import agents as agent_store
-from e2a.core.store import events as event_store
 from e2a.core.store import messages as message_store
-from e2a.core.store import signing as signing_store
 from e2a.core.timefmt import rfc3339
 
 log = logging.getLogger("e2a.inbound")
@@ -146,7 +145,14 @@ def prepend_header(raw: bytes, name: str, value: str) -> bytes:
     return f"{name}: {value}\r\n".encode() + raw
 
 
-def conversation(conn: Any, agent_id: str, msg: EmailMessage, *,
+def thread_refs(msg: EmailMessage) -> list[str]:
+    """The Message-IDs a reply names (In-Reply-To, then References): the
+    agents' lookup finds the conversation among them (agents_by_emails)."""
+    return (message_ids(header_value(msg, "In-Reply-To"))
+            + message_ids(header_value(msg, "References")))
+
+
+def conversation(agent: dict[str, Any], msg: EmailMessage, *,
                  trust_header: bool) -> str | None:
     """The conversation ``msg`` belongs to for this agent: the one its
     X-E2A-Conversation-Id names when that header can be trusted, else the
@@ -155,9 +161,7 @@ def conversation(conn: Any, agent_id: str, msg: EmailMessage, *,
         claimed = header_value(msg, "X-E2A-Conversation-Id")
         if claimed:
             return claimed[:200]
-    refs = (message_ids(header_value(msg, "In-Reply-To"))
-            + message_ids(header_value(msg, "References")))
-    return message_store.conversation_of(conn, agent_id, refs)
+    return agent["thread_conversation_id"]
 
 
 def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict,
@@ -167,8 +171,9 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
 
     ``raw`` is the message as it will be delivered (our Authentication-Results
     first); ``msg`` its headers when the caller parsed them already. ``agents``:
-    the recipients' agents when the caller looked them up already (an agent
-    deleted since then fails its insert, and the client retries).
+    the recipients' agents when the caller looked them up already, with
+    agents_by_emails(..., thread_refs(msg)) (an agent deleted since then fails
+    its insert, and the client retries).
     Raises on any database error: the caller answers 4xx.
     """
     result = Stored()
@@ -176,58 +181,62 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
     sender = from_address(msg)
     subject = header_value(msg, "Subject")
     email_message_id = (message_ids(header_value(msg, "Message-ID")) or [""])[0]
+    in_reply_to = (message_ids(header_value(msg, "In-Reply-To")) or [""])[0]
+    references = message_ids(header_value(msg, "References"))
+    to, cc, reply_to = (header_addresses(msg, name) for name in ("To", "Cc", "Reply-To"))
     now = datetime.now(UTC).replace(microsecond=0)
     # Both hash the whole message: once for all recipients, not once each.
     body_hash = attest.body_hash(raw)
     content = content_digest(raw)
-    with pool.connection() as conn, conn.transaction():
+    with pool.connection() as conn:
         if agents is None:
-            agents = agent_store.agents_by_emails(conn, envelope.recipients)
+            agents = agent_store.agents_by_emails(conn, envelope.recipients, thread_refs(msg))
         by_email = {a["email"]: a for a in agents}
-        for rcpt in envelope.recipients:
-            agent = by_email.get(rcpt.lower())
-            if agent is None:
-                continue
-            result.agent_recipients.append(rcpt)
-            message_id = new_id("msg")
-            att = attest.Attestation(
-                verified=verdict.aligned, sender=sender,
-                entity_type="agent" if envelope.own_path else "human",
-                domain_check=verdict.domain_check, delegation="",
-                timestamp=rfc3339(now), message_id=message_id,
-                body_hash=body_hash)
-            secret = signing_store.newest_secret(conn, agent["user_id"]) or deployment_secret
-            # Only our own content filter can have put the header there.
-            conversation_id = conversation(conn, agent["id"], msg,
-                                           trust_header=envelope.own_path)
-            stored_id = message_store.insert_inbound(conn, {
-                "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
-                "recipient": agent["email"], "sender": sender,
-                "envelope_sender": text(envelope.mail_from),
-                "to_recipients": header_addresses(msg, "To"), "cc": header_addresses(msg, "Cc"),
-                "reply_to": header_addresses(msg, "Reply-To"), "subject": subject,
-                "email_message_id": email_message_id,
-                "in_reply_to": (message_ids(header_value(msg, "In-Reply-To")) or [""])[0],
-                "references_ids": message_ids(header_value(msg, "References")),
-                "conversation_id": conversation_id, "raw_message": raw,
-                "size_bytes": len(raw), "auth_headers": att.headers(secret),
-                "spf": verdict.spf, "dkim": verdict.dkim, "dmarc": verdict.dmarc,
-                "verified": verdict.aligned, "entity_type": att.entity_type,
-                "queue_id": envelope.queue_id,
-                "dedupe_key": dedupe_key(content, envelope, agent["email"]),
-            })
-            if stored_id is None:
-                log.info("duplicate delivery ignored", extra={
-                    "queue_id": envelope.queue_id, "agent": agent["email"]})
-                continue
-            result.message_ids.append(stored_id)
-            event_store.insert_event(
-                conn, new_id("evt"), agent["user_id"], "email.received",
-                {"message_id": stored_id, "agent_id": agent["id"], "recipient": agent["email"],
-                 "from": sender, "subject": subject, "conversation_id": conversation_id or ""},
-                agent_id=agent["id"], message_id=stored_id, conversation_id=conversation_id)
-            message_store.notify_inbound(conn, json.dumps(
-                {"message_id": stored_id, "agent_id": agent["id"]}))
+        # Owner by owner: the rows two concurrent deliveries lock (each
+        # owner's usage counter at commit, a retry's dedupe index entries)
+        # are then taken in one order, and the two cannot deadlock.
+        targets = sorted(((by_email[rcpt.lower()], rcpt) for rcpt in envelope.recipients
+                          if rcpt.lower() in by_email),
+                         key=lambda target: (target[0]["user_id"], target[0]["email"]))
+        # One agent is one statement, a transaction of its own; several
+        # share one, so they are stored all or none.
+        with conn.transaction() if len(targets) > 1 else contextlib.nullcontext():
+            for agent, rcpt in targets:
+                result.agent_recipients.append(rcpt)
+                message_id = new_id("msg")
+                att = attest.Attestation(
+                    verified=verdict.aligned, sender=sender,
+                    entity_type="agent" if envelope.own_path else "human",
+                    domain_check=verdict.domain_check, delegation="",
+                    timestamp=rfc3339(now), message_id=message_id,
+                    body_hash=body_hash)
+                secret = agent["signing_secret"] or deployment_secret
+                # Only our own content filter can have put the header there.
+                conversation_id = conversation(agent, msg, trust_header=envelope.own_path)
+                stored_id = message_store.store_inbound(conn, {
+                    "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
+                    "recipient": agent["email"], "sender": sender,
+                    "envelope_sender": text(envelope.mail_from),
+                    "to_recipients": to, "cc": cc, "reply_to": reply_to, "subject": subject,
+                    "email_message_id": email_message_id, "in_reply_to": in_reply_to,
+                    "references_ids": references,
+                    "conversation_id": conversation_id, "raw_message": raw,
+                    "size_bytes": len(raw), "auth_headers": att.headers(secret),
+                    "spf": verdict.spf, "dkim": verdict.dkim, "dmarc": verdict.dmarc,
+                    "verified": verdict.aligned, "entity_type": att.entity_type,
+                    "queue_id": envelope.queue_id,
+                    "dedupe_key": dedupe_key(content, envelope, agent["email"]),
+                }, event_id=new_id("evt"), event_data={
+                    "message_id": message_id, "agent_id": agent["id"],
+                    "recipient": agent["email"], "from": sender, "subject": subject,
+                    "conversation_id": conversation_id or ""},
+                    notify_payload=json.dumps({"message_id": message_id,
+                                               "agent_id": agent["id"]}))
+                if stored_id is None:
+                    log.info("duplicate delivery ignored", extra={
+                        "queue_id": envelope.queue_id, "agent": agent["email"]})
+                    continue
+                result.message_ids.append(stored_id)
     return result
 
 

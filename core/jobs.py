@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import delivery, dispatch, housekeeping
+from e2a.core import approval, delivery, dispatch, housekeeping, notification
 from e2a.core.config import Config
 from e2a.core.wakeup import Bell
 
@@ -25,9 +25,8 @@ class Job:
     finish: Callable[[ConnectionPool], None] | None = None  # at shutdown
 
 
-# The expiry of held messages joins here, run every poll. Batches must be
-# claimed with FOR UPDATE SKIP LOCKED: several workers may run the same job
-# at the same moment.
+# Batches must be claimed with FOR UPDATE SKIP LOCKED: several workers may
+# run the same job at the same moment.
 JOBS: tuple[Job, ...] = tuple(
     Job(f"purge {table}", functools.partial(housekeeping.purge, table), every=60.0)
     for table in housekeeping.RETENTION
@@ -40,4 +39,7 @@ def for_worker(cfg: Config, bell: Bell) -> tuple[Job, ...]:
     deliverer = delivery.Deliverer(cfg, on_done=bell.ring)
     return (Job("dispatch", dispatch.dispatch, wake=True),
             Job("deliver", deliverer.run, wake=True, finish=deliverer.finish),
+            Job("notify owners", functools.partial(notification.notify_owners, cfg)),
+            # Every poll: an expired hold's action is due when its time is.
+            Job("expire holds", functools.partial(approval.expire_due, cfg=cfg)),
             *JOBS)

@@ -10,6 +10,7 @@ from typing import Any
 
 class Decision(enum.Enum):
     PASS = "pass"  # sign and reinject now  # noqa: S105 (not a password)
+    HOLD = "hold"  # keep as pending_approval until a person decides (core/holds.py)
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class Outgoing:
     # The sending agent's row (core/store/agents shape); None when the
     # sender is no agent of ours (a host's own mail): nothing to hold it for.
     agent: Mapping[str, Any] | None = None
+    # The status of the message's outbound row so far ("sent" when it has
+    # none yet, or it never waited for anyone).
+    status: str = "sent"
 
 
 def decide(mail: Outgoing) -> Decision:
@@ -32,6 +36,13 @@ def decide(mail: Outgoing) -> Decision:
     sending agent (``mail.agent``: the agent of the API row, or of the
     envelope sender or From of mail submitted otherwise) has
     ``hitl_enabled``, the message is held as ``pending_approval`` instead of
-    leaving. Until then every message passes.
+    leaving. A message that was held already stays held whatever the agent's
+    setting is now: only a person's approval (release) sends it, and one
+    rejected or expired meanwhile never leaves. Mail of no agent of ours is
+    never held.
     """
+    if mail.agent is not None and mail.agent.get("hitl_enabled"):
+        return Decision.HOLD
+    if mail.status != "sent":
+        return Decision.HOLD
     return Decision.PASS

@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from e2a.core import eventtypes, inbound, sending, verp
+from e2a.core import eventtypes, holds, inbound, outbound, sending, verp
 from e2a.core.ids import new_id
 from e2a.core.store import agents as agent_store
 from e2a.core.store import events as event_store
@@ -58,6 +58,9 @@ class Sending:
     agent: Row  # core/store/agents shape
     return_path: str  # VERP on the agent's domain: the envelope sender it leaves with
     passed_on_as: str  # Postfix's queue id from an earlier pass, "" when none
+    # The row's status: "sent" unless held for approval (pending_approval) or
+    # decided on while it waited (rejected, expired_...).
+    status: str = "sent"
 
 
 def identify(conn: psycopg.Connection, sub: Submission) -> Sending | None:
@@ -104,7 +107,7 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str) -> 
 
 def _from_row(row: Row, agent: Row) -> Sending:
     return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"]),
-                   row["provider_message_id"])
+                   row["provider_message_id"], row["status"])
 
 
 def _agent(conn: psycopg.Connection, address: str) -> Row | None:
@@ -126,15 +129,20 @@ def dedupe_key(sub: Submission) -> bytes:
 
 def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
             key: bytes | None) -> str | None:
-    """The row and its email.sent event; None when the id or key is taken."""
+    """The row and its email.sent event (held for approval: the row pending,
+    an email.pending_approval event); None when the id or key is taken."""
     msg = sub.headers
+    held = outbound.decide(outbound.Outgoing(sub.mail_from, sub.recipients, sub.raw,
+                                             agent=agent)) is outbound.Decision.HOLD
     to = inbound.header_addresses(msg, "To")
     cc = inbound.header_addresses(msg, "Cc")
     listed = {a.lower() for a in to + cc}
     sender = inbound.from_address(msg) or agent["email"]
     subject = inbound.header_value(msg, "Subject")
     # The submit service takes mail from this host only: its header is ours to trust.
-    conversation_id = inbound.conversation(conn, agent["id"], msg, trust_header=True)
+    threaded = agent_store.agents_by_emails(conn, [agent["email"]], inbound.thread_refs(msg))
+    conversation_id = inbound.conversation(threaded[0], msg, trust_header=True) \
+        if threaded else None
     stored = message_store.insert_outbound(conn, {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
         "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],
@@ -148,13 +156,15 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
                         or [""])[0],
         "references_ids": inbound.message_ids(inbound.header_value(msg, "References")),
         "conversation_id": conversation_id, "raw_message": sub.raw,
-        "size_bytes": len(sub.raw), "status": "sent", "delivery_status": "queued",
-        "method": sending.METHOD, "queue_id": sub.queue_id, "dedupe_key": key,
+        "size_bytes": len(sub.raw), "status": holds.PENDING if held else "sent",
+        "delivery_status": "queued", "method": sending.METHOD, "queue_id": sub.queue_id,
+        "dedupe_key": key,
     })
     if stored is None:
         return None
     event_store.insert_event(
-        conn, new_id("evt"), agent["user_id"], eventtypes.EMAIL_SENT,
+        conn, new_id("evt"), agent["user_id"],
+        eventtypes.EMAIL_PENDING_APPROVAL if held else eventtypes.EMAIL_SENT,
         {"message_id": message_id, "agent_id": agent["id"], "from": sender, "to": to,
          "subject": subject, "conversation_id": conversation_id or ""},
         agent_id=agent["id"], message_id=message_id, conversation_id=conversation_id)

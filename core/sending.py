@@ -9,6 +9,11 @@ content filter finds no row for the message's VERP id and records it
 itself, so nothing leaves unrecorded. (Commit first, then submit, would
 leave a "sent" row for a message that never went; submit first, then insert,
 a sent message nobody recorded.)
+
+An agent with HITL on: the row is inserted already held (pending_approval,
+the draft's bodies, the approval deadline; core/holds.py) with an
+``email.pending_approval`` event instead, and submitted all the same, so that
+the hold is the content filter's to enforce on every path.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import eventtypes, outbound, submit, verp
+from e2a.core import eventtypes, holds, outbound, submit, verp
 from e2a.core.compose import Composed
 from e2a.core.config import Config
 from e2a.core.ids import new_id
@@ -45,9 +51,10 @@ class Outgoing:
 @dataclass(frozen=True)
 class Sent:
     message_id: str
-    status: str  # "sent"
+    status: str  # "sent", or "pending_approval" when held for a person's approval
     method: str
     queue_id: str  # Postfix's, on its submit service
+    approval_expires_at: datetime | None = None  # when held
 
 
 # Called inside the sending transaction, before the submission: whatever it
@@ -55,7 +62,7 @@ class Sent:
 InTransaction = Callable[[psycopg.Connection, Sent], None]
 
 
-def _row(out: Outgoing, return_path: str) -> dict[str, Any]:
+def _row(out: Outgoing, return_path: str, status: str) -> dict[str, Any]:
     draft = out.composed.draft
     to = [box.address for box in draft.to]
     return {
@@ -66,7 +73,7 @@ def _row(out: Outgoing, return_path: str) -> dict[str, Any]:
         "subject": out.composed.subject, "email_message_id": out.composed.email_message_id,
         "in_reply_to": draft.in_reply_to, "references_ids": list(draft.references),
         "conversation_id": draft.conversation_id or None, "raw_message": out.composed.raw,
-        "size_bytes": len(out.composed.raw), "status": "sent", "delivery_status": "queued",
+        "size_bytes": len(out.composed.raw), "status": status, "delivery_status": "queued",
         "method": METHOD,
     }
 
@@ -86,23 +93,29 @@ def send(pool: ConnectionPool, cfg: Config, out: Outgoing, *,
         raise ValueError(f"unknown kind of outbound message {out.kind!r}")
     return_path = verp.return_path(out.message_id, out.agent["domain"])
     recipients = out.composed.recipients
-    decision = outbound.decide(outbound.Outgoing(return_path, recipients, out.composed.raw,
-                                                 agent=out.agent))
-    if decision is not outbound.Decision.PASS:
-        raise RuntimeError(f"sending cannot handle outbound decision {decision}")
-    row = _row(out, return_path)
+    held = outbound.decide(outbound.Outgoing(return_path, recipients, out.composed.raw,
+                                             agent=out.agent)) is outbound.Decision.HOLD
+    status = holds.PENDING if held else "sent"
+    expires: datetime | None = None
+    row = _row(out, return_path, status)
     with pool.connection() as conn, conn.transaction():
         if message_store.insert_outbound(conn, row) is None:
             raise RuntimeError(f"message id {out.message_id} is taken")
-        event_store.insert_event(conn, new_id("evt"), row["user_id"], eventtypes.EMAIL_SENT,
+        if held:
+            expires = holds.hold_draft(conn, out.message_id, out.composed,
+                                       out.agent).approval_expires_at
+        event_store.insert_event(conn, new_id("evt"), row["user_id"],
+                                 eventtypes.EMAIL_PENDING_APPROVAL if held
+                                 else eventtypes.EMAIL_SENT,
                                  _event_data(row), agent_id=row["agent_id"],
                                  message_id=row["id"], conversation_id=row["conversation_id"])
         if in_transaction is not None:
-            in_transaction(conn, Sent(out.message_id, "sent", METHOD, ""))
+            in_transaction(conn, Sent(out.message_id, status, METHOD, "", expires))
         answer = submit.submit(cfg.submit.address, return_path, recipients, out.composed.raw,
                                helo=cfg.mail.hostname, timeout=cfg.submit.timeout)
         queue_id = submit.queue_id(answer)
         message_store.set_queue_id(conn, out.message_id, queue_id)
     log.info("submitted", extra={"message_id": out.message_id, "queue_id": queue_id,
-                                 "kind": out.kind, "recipients": len(recipients)})
-    return Sent(out.message_id, "sent", METHOD, queue_id)
+                                 "kind": out.kind, "recipients": len(recipients),
+                                 "held": held})
+    return Sent(out.message_id, status, METHOD, queue_id, expires)

@@ -8,13 +8,15 @@ import functools
 import logging
 import socket
 from collections.abc import Callable
+from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import bounces, inbound, mailauth, metrics
+from e2a.core import addresses, bounces, inbound, mailauth, metrics, replyapproval
 from e2a.core.config import Config
+from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import agents as agent_store
 from e2a.milter import forged, rebuild
 
@@ -175,12 +177,28 @@ class InboundMilter(Milter.Base):
         leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
         body = b"".join(self.body_parts)
         bounced = self._consume_bounces(recipients, body, leading_space, queue_id)
+        bounced |= self._consume_replies(recipients, body, leading_space, queue_id)
         authserv_id = self.cfg.mail.authserv_id
         fakes = [i for i, (name, value) in enumerate(self.headers)
                  if forged.claims_ours(name, value, authserv_id)]
+        # DKIM is checked on the bytes as they came; what we store and
+        # attest to leaves out the headers forged in our name.
+        received = rebuild.message(self.headers, body, leading_space)
+        drop = set(fakes)
+        kept = received if not drop else rebuild.message(
+            [h for i, h in enumerate(self.headers) if i not in drop], body, leading_space)
+        msg = inbound.parse(kept)
         with self.pool.connection() as conn:
             agents = agent_store.agents_by_emails(
-                conn, [r for r in recipients if r.lower() not in bounced])
+                conn, [r for r in recipients if r.lower() not in bounced],
+                inbound.thread_refs(msg))
+        if agents and self._sent_by_held_agent(msg):
+            # Its agent recipients get it when a person releases it: it comes
+            # back through our reinjection service and is stored then.
+            log.info("from an agent under review: left for the content filter",
+                     extra={"queue_id": queue_id})
+            self._delete_headers(fakes, queue_id)
+            return Milter.CONTINUE
         if not agents:
             # Not ours: no checks, nothing stored; it passes on as it came
             # but for headers forged in our name.
@@ -190,17 +208,7 @@ class InboundMilter(Milter.Base):
                 return Milter.DISCARD
             self._delete_headers(fakes, queue_id)
             return Milter.CONTINUE
-        # DKIM is checked on the bytes as they came; what we store and
-        # attest to leaves out the headers forged in our name.
-        received = rebuild.message(self.headers, body, leading_space)
-        drop = set(fakes)
-        kept = received if not drop else rebuild.message(
-            [h for i, h in enumerate(self.headers) if i not in drop], body, leading_space)
-        msg = inbound.parse(kept)
-        who = mailauth.Identity(self.client_addr, self.helo, self.mail_from,
-                                inbound.author_domains(msg))
-        with metrics.timed("milter_auth"):
-            verdict = mailauth.authenticate(received, who, authserv_id)
+        verdict = self._authenticate(received, msg)
         self.verdict_label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
         delivered = inbound.prepend_header(kept, AR, verdict.header)
         envelope = inbound.Envelope(
@@ -223,6 +231,20 @@ class InboundMilter(Milter.Base):
         self._delete_headers(fakes, queue_id)
         return Milter.CONTINUE
 
+    def _sent_by_held_agent(self, msg: EmailMessage) -> bool:
+        """Whether an agent whose mail waits for a person sent this from this
+        host (plain SMTP, sendmail). Such mail is held by the content filter
+        after queueing; stored for agent recipients here, at its first pass,
+        it would reach them before anyone approved it."""
+        if self.own_path or not addresses.local_client(self.client_addr):
+            return False
+        senders = {a for a in (self.mail_from, inbound.from_address(msg)) if "@" in a}
+        if not senders:
+            return False
+        with self.pool.connection() as conn:
+            found = [agent_store.agent_by_email(conn, sender) for sender in senders]
+        return any(agent is not None and agent["hitl_enabled"] for agent in found)
+
     def _take(self, recipients: list[str], consumed: set[str]) -> int:
         """Take the ``consumed`` recipients (lowercase) away from Postfix;
         return how many are left for it to deliver."""
@@ -242,6 +264,25 @@ class InboundMilter(Milter.Base):
             return set()
         raw = rebuild.message(self.headers, body, leading_space)
         return {r.lower() for r in bounces.consume(self.pool, raw, recipients, queue_id)}
+
+    def _consume_replies(self, recipients: list[str], body: bytes, leading_space: bool,
+                         queue_id: str) -> set[str]:
+        """Mail for the reply addresses of owner notifications goes to
+        core.replyapproval (approve or reject by reply), never to anyone; the
+        addresses it took, lowercase."""
+        if not replyapproval.reply_recipients(recipients):
+            return set()
+        raw = rebuild.message(self.headers, body, leading_space)
+        verdict = self._authenticate(raw, inbound.parse(raw))
+        return {r.lower() for r in replyapproval.consume(self.pool, self.cfg, raw, verdict,
+                                                         recipients, queue_id)}
+
+    def _authenticate(self, received: bytes, msg: EmailMessage) -> Verdict:
+        """SPF, DKIM and DMARC of ``received`` (the bytes as they came)."""
+        who = mailauth.Identity(self.client_addr, self.helo, self.mail_from,
+                                inbound.author_domains(msg))
+        with metrics.timed("milter_auth"):
+            return mailauth.authenticate(received, who, self.cfg.mail.authserv_id)
 
     def _delete_headers(self, positions: list[int], queue_id: str) -> None:
         if not positions:

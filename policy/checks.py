@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import ratelimit, verp
+from e2a.core import ratelimit, replyaddress, verp
 from e2a.core.config import Config
 from e2a.core.store import agents as agent_store
 from e2a.core.store import usage as usage_store
@@ -142,6 +142,8 @@ def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,
                 return DUNNO  # not one of our domains
             if verp.parse(recipient):
                 return DUNNO  # a bounce of our outbound mail: the milter takes it
+            if replyaddress.parse(recipient):
+                return DUNNO  # a reply to an owner notification: the milter takes it
             verified = domain["verified"]
         rcpt = Rcpt(attrs, recipient, agent, verified, limits)
         for check in RCPT_CHECKS:

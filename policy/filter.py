@@ -27,7 +27,7 @@ from e2a.core.config import Config
 from e2a.core.db import open_pool
 from e2a.core.sdnotify import notify_ready
 from e2a.policy import listen, xforward
-from e2a.policy.gate import Gate
+from e2a.policy.gate import HELD, Gate
 from e2a.policy.reinject import ReinjectError, Transaction
 
 log = logging.getLogger("e2a.filter")
@@ -124,7 +124,8 @@ class FilterHandler:
             return TEMPFAIL
         finally:
             self.in_flight -= 1
-        metrics.outbound_messages.labels(status=metrics.SENT).inc()
+        held = reply.startswith(HELD)
+        metrics.outbound_messages.labels(status=metrics.HELD if held else metrics.SENT).inc()
         log.info("passed on: %s", reply, extra={"queue_id": queue_id,
                                                "recipients": len(txn.recipients)})
         # The reinjection's queue id in our answer links the two in Postfix's log.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from e2a.core import addresses
+
 ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 # xtext: printable ASCII except "=" (and space, which separates attributes).
 _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]{0,255}")
@@ -55,3 +57,13 @@ def commands(attrs: Mapping[str, str], supported: Iterable[str]) -> list[str]:
     if current:
         out.append(current)
     return out
+
+
+def from_this_host(attrs: Mapping[str, str]) -> bool:
+    """Whether the message was submitted on this host: by sendmail (SOURCE=LOCAL)
+    or by a client on a loopback address (the API, a local program). Without
+    XFORWARD's ADDR (no Postfix in front) it is taken as local too: only this
+    host reaches the filter's loopback port."""
+    if attrs.get("SOURCE", "").upper() == "LOCAL":
+        return True
+    return addresses.local_client(attrs.get("ADDR", ""))

@@ -4,7 +4,9 @@
 Each one: the agent (another tenant's is a 404), its domain verified (403),
 the message composed and checked (400: nothing is sent), the agent's send
 rate (429), then recorded and submitted to Postfix in one go (503 when
-Postfix does not take it: nothing is recorded as sent).
+Postfix does not take it: nothing is recorded as sent). An agent with HITL
+on gets 202 pending_approval with approval_expires_at: the content filter
+holds the message until a person approves it (core/holds.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, idempotent, inputs, opdoc
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
-from e2a.core import compose, ratelimit, replies, sending, submit
+from e2a.core import compose, holds, ratelimit, replies, sending, submit, timefmt
 from e2a.core.compose import ComposeError, Draft, Mailbox
 from e2a.core.config import Config
 from e2a.core.ids import new_id
@@ -48,7 +50,9 @@ def _errors(not_found: str) -> dict[str, Any]:
 
 
 def _sent_responses(what: str) -> dict[str, Any]:
-    return {"200": opdoc.ok("SendEmailResponse", f"{what} sent (handed to the mail server)")}
+    return {"200": opdoc.ok("SendEmailResponse", f"{what} sent (handed to the mail server)"),
+            "202": opdoc.ok("SendEmailResponse", f"{what} held for approval (the agent has "
+                            "HITL enabled): status pending_approval, approval_expires_at")}
 
 
 class Outbox:
@@ -88,8 +92,11 @@ class Outbox:
         self._count(agent)
 
         def answer(sent: sending.Sent) -> Answer:
-            return Answer(200, {"message_id": sent.message_id, "status": sent.status,
-                                "method": sent.method, "approval_expires_at": ""})
+            # 202: held for a person's approval (the agent's HITL), not sent yet.
+            return Answer(202 if sent.status == holds.PENDING else 200,
+                          {"message_id": sent.message_id, "status": sent.status,
+                           "method": sent.method,
+                           "approval_expires_at": timefmt.rfc3339(sent.approval_expires_at)})
 
         try:
             sent = sending.send(self.pool, self.cfg,
@@ -274,7 +281,7 @@ class AgentTest:
             "tags": TAGS,
             "parameters": [opdoc.AGENT_EMAIL],
             "responses": {
-                "200": opdoc.ok("SendEmailResponse", "Sent: status and message_id"),
+                **_sent_responses("Test email"),
                 "401": opdoc.UNAUTHORIZED,
                 "403": opdoc.error("Agent domain not verified"),
                 "404": opdoc.error("Agent not found"),

@@ -94,6 +94,9 @@ class Instance:
     socketmap_socket: str | None = None  # unix:/abs/path; None: static relay_domains only
     own_daemon_name: str = "e2a-reinject"
     message_size_limit: int = 10 * 1024 * 1024  # mail.max_message_bytes
+    # False: only the submit service hands mail to the filter, not the smtpd
+    # and sendmail (Postfix measured alone, with no filter running).
+    filter_all_mail: bool = True
 
     def __post_init__(self) -> None:
         # postfix -c with a relative directory fails without a word.
@@ -148,6 +151,7 @@ class Instance:
             "filter_port": filter_port,
             "own_daemon_name": self.own_daemon_name,
             "chroot": "n",
+            "after_filter": "",
         }
 
     def main_cf_params(self) -> dict[str, str]:
@@ -196,6 +200,8 @@ class Instance:
         params.update(ours)
         if self.policy_socket is None:
             del params["smtpd_recipient_restrictions"]
+        if not self.filter_all_mail:
+            del params["content_filter"]
         return params
 
     def master_cf(self) -> str:

@@ -53,14 +53,41 @@ def agent_for_user(conn: psycopg.Connection, user_id: str, email: str) -> Row | 
         (email, user_id)).fetchone()
 
 
-def agents_by_emails(conn: psycopg.Connection, emails: list[str]) -> list[Row]:
-    """The agents among these addresses (the milter's recipient lookup)."""
+# The conversation of the agent's newest message with one of the Message-IDs
+# a reply names; joined only when there are any.
+_THREAD_JOIN = """LEFT JOIN LATERAL (
+                   SELECT conversation_id FROM messages
+                    WHERE agent_id = a.id AND email_message_id = ANY(%(refs)s)
+                      AND conversation_id IS NOT NULL
+                    ORDER BY created_at DESC LIMIT 1) t ON true"""
+
+
+def agents_by_emails(conn: psycopg.Connection, emails: list[str],
+                     thread_refs: list[str] | None = None) -> list[Row]:
+    """The agents among these addresses: the milter's recipient lookup, one
+    statement per message whatever it needs about each agent. With each:
+    ``signing_secret``, its owner's newest signing secret (None: the owner has
+    none), and ``thread_conversation_id``, the conversation of the agent's
+    newest message whose Message-ID is among ``thread_refs`` (the In-Reply-To
+    and References of the mail; None when none is)."""
     if not emails:
         return []
+    thread, join = ("t.conversation_id", _THREAD_JOIN) if thread_refs else ("NULL::text", "")
+    # One placeholder per address, not `= ANY(%s)`: the generic plan of a
+    # prepared statement then knows how many rows to expect, and PostgreSQL
+    # uses it instead of planning the lookup afresh for every message.
+    params: dict[str, Any] = {f"email{n}": e.lower() for n, e in enumerate(emails)}
+    params["refs"] = list(thread_refs or [])
     return conn.execute(
-        f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
-             WHERE a.email = ANY(%s)""",
-        ([e.lower() for e in emails],)).fetchall()
+        f"""SELECT {_AGENT_COLUMNS}, s.secret AS signing_secret,
+                   {thread} AS thread_conversation_id
+              FROM agents a JOIN domains d ON d.id = a.domain_id
+              LEFT JOIN LATERAL (
+                   SELECT secret FROM signing_secrets WHERE user_id = a.user_id
+                    ORDER BY created_at DESC, id DESC LIMIT 1) s ON true
+              {join}
+             WHERE a.email IN ({", ".join(f"%(email{n})s" for n in range(len(emails)))})""",
+        params).fetchall()
 
 
 def agents_for_user(conn: psycopg.Connection, user_id: str) -> list[Row]:

@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from e2a.core.store.events import EVENTS_CHANNEL
+
 Row = dict[str, Any]
 
 # Channel the milter notifies on commit; API processes LISTEN for WebSocket push.
@@ -55,24 +57,30 @@ def count_for_agent(conn: psycopg.Connection, agent_id: str) -> int:
                         (agent_id,)).fetchone()["n"]
 
 
-def notify_inbound(conn: psycopg.Connection, payload: str) -> None:
-    """Queued in the transaction; Postgres delivers it only on commit."""
-    conn.execute("SELECT pg_notify(%s, %s)", (INBOUND_CHANNEL, payload))
+# One delivery to one agent in one statement (one round trip): the row, its
+# email.received event for the worker, and the two NOTIFYs (sent on commit).
+# A duplicate inserts nothing, so it has no event and notifies nobody.
+_STORE_INBOUND = f"""
+    WITH stored AS ({_INSERT_INBOUND} RETURNING id),
+         queued AS (
+             INSERT INTO events (id, user_id, agent_id, message_id, conversation_id, type, data)
+             SELECT %(event_id)s, %(user_id)s, %(agent_id)s, stored.id, %(conversation_id)s,
+                    'email.received', %(event_data)s
+               FROM stored)
+    SELECT stored.id, pg_notify('{INBOUND_CHANNEL}', %(notify_payload)s) AS inbound_notified,
+           pg_notify('{EVENTS_CHANNEL}', '') AS workers_notified
+      FROM stored"""
 
 
-def conversation_of(conn: psycopg.Connection, agent_id: str,
-                    email_message_ids: list[str]) -> str | None:
-    """The conversation of the newest of this agent's messages with one of these
-    RFC 5322 Message-IDs (threading by In-Reply-To / References)."""
-    if not email_message_ids:
-        return None
-    row = conn.execute(
-        """SELECT conversation_id FROM messages
-            WHERE agent_id = %s AND email_message_id = ANY(%s)
-              AND conversation_id IS NOT NULL
-            ORDER BY created_at DESC LIMIT 1""",
-        (agent_id, email_message_ids)).fetchone()
-    return row["conversation_id"] if row else None
+def store_inbound(conn: psycopg.Connection, row: dict[str, Any], *, event_id: str,
+                  event_data: dict[str, Any], notify_payload: str) -> str | None:
+    """``insert_inbound`` with its ``email.received`` event and the NOTIFYs of
+    the API (INBOUND_CHANNEL, ``notify_payload``) and the workers, all or
+    nothing in one statement; None for a duplicate (nothing written)."""
+    found = conn.execute(_STORE_INBOUND, {
+        **_inbound_params(row), "event_id": event_id, "event_data": Jsonb(event_data),
+        "notify_payload": notify_payload}).fetchone()
+    return found["id"] if found else None
 
 
 # What a listing shows of each message (api/views.message_summary).

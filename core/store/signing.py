@@ -15,6 +15,16 @@ def newest_secret(conn: psycopg.Connection, user_id: str) -> str | None:
     return row["secret"] if row else None
 
 
+def secrets_of(conn: psycopg.Connection, user_id: str) -> list[str]:
+    """Every secret the user has, newest first: a magic link signed with any
+    of them still verifies; one signed with a deleted secret no longer does."""
+    rows = conn.execute(
+        """SELECT secret FROM signing_secrets WHERE user_id = %s
+            ORDER BY created_at DESC, id DESC""",
+        (user_id,)).fetchall()
+    return [row["secret"] for row in rows]
+
+
 # Everything but the secret itself: lists and exports never carry it.
 _SUMMARY_COLUMNS = """id, user_id, name, left(secret, 12) AS secret_prefix, created_at,
                       last_signed_at"""

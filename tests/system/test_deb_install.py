@@ -354,6 +354,12 @@ def test_mail_reaches_an_agent_through_the_packaged_services(host: Host,
 
         [message] = wait_until(inbox, timeout=30, what="the message in the agent's inbox")
         assert message["from"].endswith("alice@sandbox.test")
+        # The magic-link pages: the package's templates, rendered by Debian's Jinja2.
+        page = requests.get(f"http://127.0.0.1:{host.ports.api}/api/v1/approve",
+                            params={"token": "not-a-token"}, timeout=15)
+        assert page.status_code == 400, page.text
+        assert page.headers["Content-Type"].startswith("text/html")
+        assert "This link is not valid" in page.text
         postfix(host.etc, "stop")
 
     undone = host.e2a("postfix", "uninstall", "-c", str(host.etc), *state)

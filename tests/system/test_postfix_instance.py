@@ -71,7 +71,9 @@ def _instance(root: Path, relay_port: int) -> Instance:
                     reinject_port=reinject, submit_port=submit,
                     filter_address=f"127.0.0.1:{content_filter}",
                     relayhost=f"[127.0.0.1]:{relay_port}",
-                    relay_domains=["agents.test.example"])
+                    relay_domains=["agents.test.example"],
+                    # No content filter runs here: Postfix alone relays.
+                    filter_all_mail=False)
 
 
 @pytest.fixture

@@ -81,8 +81,7 @@ def delivering(cfg) -> Iterator:
         result = inbound.store(
             pool, raw, inbound.Envelope(mail_from="alice@example.com",
                                         recipients=[agent["email"]]),
-            Verdict(spf="pass", dmarc="pass", aligned=True), cfg.secrets.hmac_secret,
-            agents=[agent])
+            Verdict(spf="pass", dmarc="pass", aligned=True), cfg.secrets.hmac_secret)
         [message_id] = result.message_ids
         return message_id
 

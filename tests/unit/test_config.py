@@ -77,3 +77,21 @@ def test_example_lists_every_key():
     example = config.render_example()
     for key in config.KEYS:
         assert f"{key.name} =" in example
+
+
+def test_hitl_addresses_default_to_the_shared_domain(tmp_path):
+    cfg = config.load(write(tmp_path, '[mail]\nshared_domain = "agents.example.com"\n'),
+                      env={"E2A_HMAC_SECRET": SECRET})
+    assert cfg.hitl.reply_domain == "agents.example.com"
+    assert cfg.hitl.notify_from == "approvals@agents.example.com"
+    bare = config.load(write(tmp_path, '[mail]\nhostname = "mx.example.com"\n'),
+                       env={"E2A_HMAC_SECRET": SECRET,
+                            "E2A_HITL_NOTIFY_FROM": "Review@Example.com"})
+    assert bare.hitl.reply_domain == "mx.example.com"
+    assert bare.hitl.notify_from == "Review@Example.com"
+
+
+def test_hitl_notify_from_must_be_an_address(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"hitl\.notify_from: must be an email"):
+        config.load(write(tmp_path, '[hitl]\nnotify_from = "nobody"\n'),
+                    env={"E2A_HMAC_SECRET": SECRET})

@@ -114,8 +114,12 @@ def test_every_data_file_is_covered_by_package_data() -> None:
         for path in directory.rglob("*"):
             if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
                 continue
-            owner = ".".join((name, *path.parent.relative_to(directory).parts))
-            assert any(fnmatch.fnmatch(path.name, p) for p in patterns.get(owner, [])), (
+            # A pattern of the file's package, or of a package above it with
+            # the path below (e2a.api = templates/*.html).
+            parts = path.relative_to(directory).parts
+            assert any(fnmatch.fnmatch("/".join(parts[i:]), p)
+                       for i in range(len(parts))
+                       for p in patterns.get(".".join((name, *parts[:i])), [])), (
                 f"{path.relative_to(REPO)} would be missing from the package: "
                 "add it to [options.package_data]")
 

@@ -9,16 +9,13 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import dkim
 import pytest
 from filtersupport import (
     QUEUED_AS,
-    Reinjection,
     RunningFilter,
-    reinjection_service,
     send,
     signature_tags,
 )
@@ -53,24 +50,6 @@ def zones(cfg, agent, tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def pool(cfg):
-    pool = open_pool(cfg, name="test-filter", wait=True, autocommit=True)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-def reinjection() -> Iterator[tuple[Reinjection, int]]:
-    with reinjection_service() as service:
-        yield service
-
-
-@pytest.fixture
-def running(cfg, pool, reinjection) -> Iterator[RunningFilter]:
-    f = RunningFilter(cfg, pool, reinjection[1])
-    yield f
-    f.stop()
 
 
 def message(sender: str, subject: str, *, to: str = "friend@elsewhere.example",
@@ -230,7 +209,7 @@ def test_retry_after_a_failed_reinjection_finds_the_same_row(cfg, agent, running
 def test_foreign_from_passes_unsigned_with_its_envelope(cfg, running, reinjection, caplog):
     handler, _ = reinjection
     raw = message("someone@relay.example", "foreign author")
-    with caplog.at_level(logging.INFO, logger="e2a.filter"), running.client() as smtp:
+    with caplog.at_level(logging.INFO, logger="e2a"), running.client() as smtp:
         assert send(smtp, "someone@relay.example", ["friend@elsewhere.example"], raw)[0] == 250
     [got] = handler.messages
     assert got.data == raw
@@ -295,7 +274,9 @@ def test_the_decision_gets_the_sending_agent(cfg, agent, running, reinjection, m
                     message(agent["email"], "decided"))[0] == 250
         assert send(smtp, "someone@relay.example", ["friend@elsewhere.example"],
                     message("someone@relay.example", "nobody's"))[0] == 250
-    assert [m.agent["email"] if m.agent else None for m in seen] == [agent["email"], None]
+    # The agent's: asked when its row is made (held or sent) and before it leaves.
+    assert [m.agent["email"] if m.agent else None for m in seen] == [
+        agent["email"], agent["email"], None]
 
 
 def test_database_down_is_451_and_nothing_is_passed_on(cfg, agent, tmp_path, reinjection):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import smtplib
 import threading
-from collections.abc import Iterator
 
 import pytest
 from filtersupport import (
@@ -15,12 +14,10 @@ from filtersupport import (
     Reinjection,
     ReinjectionController,
     RunningFilter,
-    reinjection_service,
     send,
 )
 from servicesupport import free_port
 
-from e2a.core.db import open_pool
 from e2a.policy.filter import GREETING_NAME
 
 # Every shape of line that SMTP transparency, 8-bit transport or a careless
@@ -49,24 +46,6 @@ MESSAGE = (
 )
 
 
-@pytest.fixture(scope="module")
-def pool(cfg):
-    pool = open_pool(cfg, name="test-filter", wait=True, autocommit=True)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-def reinjection() -> Iterator[tuple[Reinjection, int]]:
-    with reinjection_service() as service:
-        yield service
-
-
-@pytest.fixture
-def running(cfg, pool, reinjection: tuple[Reinjection, int]) -> Iterator[RunningFilter]:
-    f = RunningFilter(cfg, pool, reinjection[1])
-    yield f
-    f.stop()
 
 
 def test_message_passes_byte_identical_with_envelope_and_xforward(running, reinjection):

@@ -32,3 +32,16 @@ def test_commands_split_long_attribute_sets():
     assert len(lines) > 1
     assert all(len(f"XFORWARD {line}\r\n") <= 512 for line in lines)
     assert sorted(" ".join(lines).split()) == sorted(f"{n}={'v' * 255}" for n in attrs)
+
+
+@pytest.mark.parametrize(("attrs", "local"), [
+    ({"ADDR": "127.0.0.1", "SOURCE": "REMOTE"}, True),      # the API's submit service
+    ({"ADDR": "IPv6:::1"}, True),
+    ({"ADDR": "[UNAVAILABLE]", "SOURCE": "LOCAL"}, True),   # sendmail
+    ({}, True),                                             # no Postfix in front
+    ({"ADDR": "203.0.113.9", "SOURCE": "REMOTE"}, False),   # the internet
+    ({"ADDR": "IPv6:2001:db8::1"}, False),
+    ({"ADDR": "[UNAVAILABLE]", "SOURCE": "REMOTE"}, False),
+])
+def test_from_this_host(attrs: dict[str, str], local: bool) -> None:
+    assert xforward.from_this_host(attrs) is local

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import Milter
 import pytest
 from mailworld import zones_served
@@ -9,6 +11,9 @@ from milterdriver import feed, installed
 
 from e2a.core import accounts
 from e2a.core.db import open_pool, single_connection
+from e2a.core.store import events as event_store
+from e2a.core.store import messages as message_store
+from e2a.core.store import websockets as ws_store
 from e2a.milter.handler import InboundMilter
 
 RAW = (b"From: Alice <alice@example.org>\r\n"
@@ -76,6 +81,30 @@ def test_retry_after_tempfail_is_not_stored_twice(cfg, agent, milter):
         n = conn.execute("SELECT count(*) AS n FROM messages WHERE email_message_id = %s",
                          ("<m3@example.org>",)).fetchone()["n"]
     assert n == 1
+
+
+def test_a_delivery_queues_one_event_and_notifies_once(cfg, agent, milter):
+    """Row, event and both NOTIFYs go in one statement; the retry of a stored
+    message writes nothing and notifies nobody."""
+    raw = RAW.replace(b"<m1@", b"<m5@")
+    heard: list[tuple[str, str]] = []
+    with single_connection(cfg, autocommit=True) as listener:
+        listener.add_notify_handler(lambda n: heard.append((n.channel, n.payload)))
+        for channel in (message_store.INBOUND_CHANNEL, event_store.EVENTS_CHANNEL):
+            ws_store.listen(listener, channel)
+        feed(raw, "alice@example.org", ["hello@agents.test.example"], queue_id="Q5")
+        feed(raw, "alice@example.org", ["hello@agents.test.example"], queue_id="Q6")
+        ws_store.keepalive(listener)  # a round trip hands over what arrived
+    with single_connection(cfg) as conn:
+        [row] = conn.execute("SELECT id FROM messages WHERE email_message_id = %s",
+                             ("<m5@example.org>",)).fetchall()
+        events = conn.execute("SELECT type, agent_id, data FROM events WHERE message_id = %s",
+                              (row["id"],)).fetchall()
+    assert [(e["type"], e["agent_id"]) for e in events] == [("email.received", agent["id"])]
+    assert events[0]["data"]["message_id"] == row["id"]
+    inbound_notes = [json.loads(p) for c, p in heard if c == message_store.INBOUND_CHANNEL]
+    assert inbound_notes == [{"message_id": row["id"], "agent_id": agent["id"]}]
+    assert (event_store.EVENTS_CHANNEL, "") in heard
 
 
 def test_mixed_recipients_keep_the_non_agent(cfg, agent, milter):

@@ -19,7 +19,7 @@ import pytest
 from policysupport import Client, running_policy
 from servicesupport import write_config
 
-from e2a.core import accounts, config, verp
+from e2a.core import accounts, config, replyaddress, verp
 from e2a.core.addresses import UnixAddress
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
@@ -86,6 +86,14 @@ def test_bounce_address_on_our_domain_is_dunno(client, agents):
     assert client.rcpt(return_path.upper()) == "DUNNO"
     # Only a real return path: anything else there is an unknown agent.
     assert client.rcpt(f"bounces+msg_123@{agents.domain}") == "550 5.1.1 no such agent"
+
+
+def test_reply_address_on_our_domain_is_dunno(client, agents):
+    # A reply to an owner's notification (approve by reply): the milter takes it.
+    address = replyaddress.build(new_id("msg"), "s" * 32, agents.domain)
+    assert client.rcpt(address) == "DUNNO"
+    local = address.partition("@")[0]
+    assert client.rcpt(f"{local[:-1]}@{agents.domain}") == "550 5.1.1 no such agent"
 
 
 def test_foreign_domain_is_dunno(client):

@@ -17,6 +17,7 @@ VALUES = {
     "filter_port": "10025",
     "own_daemon_name": "e2a-reinject",
     "chroot": "n",
+    "after_filter": "",
 }
 
 
@@ -47,7 +48,8 @@ def test_value_with_newline_is_refused() -> None:
 
 def test_placeholders_lists_what_a_fragment_needs() -> None:
     assert postfix.placeholders("main.cf") == {"milter_socket", "policy_socket",
-                                               "socketmap_socket", "message_size_limit"}
+                                               "socketmap_socket", "message_size_limit",
+                                               "filter_host", "filter_port"}
     assert "filter_port" in postfix.placeholders("master.cf")
 
 
@@ -63,6 +65,9 @@ def test_main_cf_params() -> None:
         "check_policy_service unix:/run/e2a/policy.sock")
     assert params["smtpd_policy_service_default_action"].startswith("451 4.3.5 ")
     assert params["message_size_limit"] == "10485760"
+    # Mail by SMTP or sendmail meets the filter too (HITL holds every path);
+    # the reinjection service turns it off again.
+    assert params["content_filter"] == "e2a-filter:[127.0.0.1]:10025"
     assert params["milter_end_of_data_macros"].split()[0] == "i"
     # At end of data Postfix's cleanup would report its own daemon name.
     assert "{daemon_name}" not in params["milter_end_of_data_macros"]
@@ -98,6 +103,11 @@ def test_master_cf_services() -> None:
     assert transport[:8] == ["e2a-filter", "unix", "-", "-", "n", "-", "10", "smtp"]
     assert "smtp_send_xforward_command=yes" in transport
     assert "disable_mime_output_conversion=yes" in transport
+
+
+def test_reinjection_hands_on_to_the_operators_own_filter() -> None:
+    services = postfix.master_cf_services(**dict(VALUES, after_filter="amavis:[::1]:10024"))
+    assert "content_filter=amavis:[::1]:10024" in services["127.0.0.1:10026/inet"].split()
 
 
 def test_chroot_is_a_parameter() -> None:

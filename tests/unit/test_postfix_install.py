@@ -15,6 +15,10 @@ import pytest
 from servicesupport import E2A
 from stockpostfix import postconf, write_stock
 
+from e2a.cli import postfix_check
+from e2a.cli.postconf import Postconf
+from e2a.core import config
+
 pytestmark = pytest.mark.skipif(shutil.which("postconf") is None, reason="no Postfix")
 
 
@@ -169,3 +173,55 @@ def test_check_flags_a_socket_a_chrooted_smtpd_cannot_see(host: Host) -> None:
     done = host.postfix("check")
     assert (f"milter: unix:{outside}/milter.sock is outside /var/spool/postfix, where "
             "Postfix's chrooted smtpd cannot see it") in done.stdout.splitlines()
+
+
+def reinject_entry(host: Host) -> str:
+    return next(line for line in postconf(host.etc, "-M").splitlines()
+                if line.startswith("127.0.0.1:10026 "))
+
+
+def wiring_problems(host: Host) -> list[str]:
+    cfg = config.load(host.config, env={})
+    return postfix_check.wiring_problems(cfg, Postconf(host.etc))
+
+
+def test_an_operators_content_filter_is_chained_after_ours(host: Host) -> None:
+    amavis = "smtp-amavis:[127.0.0.1]:10024"
+    postconf(host.etc, "-e", f"content_filter={amavis}")
+    original = host.files()
+    dry = host.postfix("install", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"-content_filter = {amavis}" in dry.stdout
+    assert f"-o content_filter={amavis}" in dry.stdout
+    assert host.files() == original
+
+    done = host.postfix("install")
+    assert done.returncode == 0, done.stderr
+    assert postconf(host.etc, "-h", "content_filter") == "e2a-filter:[127.0.0.1]:10025\n"
+    assert f" -o content_filter={amavis} " in reinject_entry(host)
+    assert wiring_problems(host) == []
+    installed = host.files()
+
+    again = host.postfix("install")
+    assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
+    assert host.files() == installed
+
+    # Ours chained to itself would loop: that is drift, not the operator's filter.
+    postconf(host.etc, "-P", "127.0.0.1:10026/inet/content_filter=e2a-filter:[127.0.0.1]:10025")
+    assert wiring_problems(host) == [
+        f"master.cf: service 127.0.0.1:10026/inet is not e2a's: {reinject_entry(host)}"]
+    assert host.postfix("install").returncode == 0
+    assert host.files() == installed
+
+    undone = host.postfix("uninstall")
+    assert undone.returncode == 0, undone.stderr
+    assert host.files() == original
+
+
+def test_without_an_operators_content_filter_reinjection_sets_none(host: Host) -> None:
+    original = host.files()
+    assert host.postfix("install").returncode == 0
+    assert " -o content_filter= " in reinject_entry(host)
+    assert wiring_problems(host) == []
+    assert host.postfix("uninstall").returncode == 0
+    assert host.files() == original

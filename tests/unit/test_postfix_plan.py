@@ -12,6 +12,7 @@ from e2a.cli.postfix_plan import (
     State,
     Wiring,
     WiringError,
+    chained_filter,
     plan_install,
     plan_uninstall,
     postfix_address,
@@ -161,3 +162,60 @@ def test_uninstall_keeps_what_the_operator_changed_since(cfg: config.Config) -> 
     assert undone.explicit["message_size_limit"] == "50000000"
     assert any("message_size_limit" in note for note in undo.notes)
     assert "smtpd_recipient_restrictions" not in undone.explicit
+
+
+AMAVIS = "smtp-amavis:[127.0.0.1]:10024"
+
+
+def reinject_filter(cfg: config.Config, state: State) -> str:
+    return chained_filter(state.services[ours(cfg).reinject_key])
+
+
+def test_the_operators_content_filter_runs_after_ours(cfg: config.Config) -> None:
+    before = stock(content_filter=AMAVIS)
+    plan = plan_install(before, ours(cfg), None)
+    after = applied(before, plan)
+    assert after.explicit["content_filter"] == "e2a-filter:[127.0.0.1]:10025"
+    assert reinject_filter(cfg, after) == AMAVIS  # our reinjection hands on to amavis
+    assert plan.record is not None
+    again = plan_install(after, ours(cfg), plan.record)
+    assert again.changes == [] and again.record == plan.record
+    undone = applied(after, plan_uninstall(after, plan.record))
+    assert undone.explicit == before.explicit and undone.services == before.services
+
+
+def test_without_a_content_filter_of_theirs_our_reinjection_has_none(
+        cfg: config.Config) -> None:
+    after = applied(stock(), plan_install(stock(), ours(cfg), None))
+    assert "-o content_filter= " in after.services[ours(cfg).reinject_key]
+    assert reinject_filter(cfg, after) == ""
+
+
+def test_ours_already_in_main_cf_is_never_chained_to_itself(cfg: config.Config) -> None:
+    before = stock(content_filter="e2a-filter:[127.0.0.1]:10025")
+    after = applied(before, plan_install(before, ours(cfg), None))
+    assert reinject_filter(cfg, after) == ""
+
+
+def test_an_earlier_unchained_install_is_chained_on_reinstall(cfg: config.Config) -> None:
+    before = stock(content_filter=AMAVIS)
+    first = plan_install(before, ours(cfg), None)
+    assert first.record is not None
+    key = ours(cfg).reinject_key
+    unchained = ours(cfg).services[key]  # what install wrote before it chained
+    first.record["services"][key]["after"] = unchained
+    state = applied(before, first)
+    state.services[key] = unchained
+    second = plan_install(state, ours(cfg), first.record)
+    assert [c.name for c in second.changes] == [key]
+    after = applied(state, second)
+    assert reinject_filter(cfg, after) == AMAVIS
+    assert second.record is not None
+    undone = applied(after, plan_uninstall(after, second.record))
+    assert undone.explicit == before.explicit and undone.services == before.services
+
+
+def test_a_content_filter_with_spaces_cannot_be_chained(cfg: config.Config) -> None:
+    with pytest.raises(WiringError, match="spaces"):
+        plan_install(stock(content_filter="smtp-amavis:[127.0.0.1]:10024 x"),
+                     ours(cfg), None)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from e2a.core import accounts, jobs, wakeup
+from e2a.core import worker as worker_module
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
@@ -71,6 +72,36 @@ def test_waking_jobs_run_at_once_when_the_bell_rings(cfg, listening):
         assert len(runs["waking"]) == 2
         assert runs["waking"][1] - rung < 1.0
         assert len(runs["polled"]) == 1
+    finally:
+        stop.set()
+        thread.join(5)
+        pool.close()
+    assert not thread.is_alive()
+
+
+def test_a_pass_that_did_something_waits_a_moment_before_the_next(cfg):
+    """Under a stream of events the worker gathers them into batches: after a
+    pass with work it pauses BUSY_PAUSE, then goes on without waiting for a
+    bell or the poll interval."""
+    runs: list[float] = []
+
+    def busy_once(conn: psycopg.Connection) -> int:
+        runs.append(time.monotonic())
+        return 1 if len(runs) == 1 else 0
+
+    pool = open_pool(cfg, name="test-busy", wait=True)
+    stop = threading.Event()
+    worker = Worker(pool, [jobs.Job("busy", busy_once, wake=True)], poll_interval=30.0)
+    thread = threading.Thread(target=worker.serve, args=(stop,))
+    try:
+        thread.start()
+        deadline = time.monotonic() + 5
+        while len(runs) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(runs) == 2
+        assert runs[1] - runs[0] >= worker_module.BUSY_PAUSE
+        time.sleep(2 * worker_module.BUSY_PAUSE)
+        assert len(runs) == 2  # idle now: the next run waits for the poll interval
     finally:
         stop.set()
         thread.join(5)

@@ -1,0 +1,255 @@
+"""Held outbound messages (human in the loop): ``GET /api/v1/messages``
+(the owner's queue), ``GET /api/v1/messages/{id}``, and the reviewer's
+``POST .../approve`` (optionally with edits) and ``POST .../reject``.
+
+Another user's message is a 404. An agent-scoped key sees only its own
+agent's messages and may not approve or reject: the agent is who the human
+reviews.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+from psycopg_pool import ConnectionPool
+
+from e2a.api import auth, errors, idempotent, inputs, opdoc, views
+from e2a.api.idempotent import Answer, Keep
+from e2a.api.sendinputs import attachments, mailboxes, refusals, text
+from e2a.core import approval, compose
+from e2a.core.config import Config
+from e2a.core.release import ReleaseError
+from e2a.core.store import pending as pending_store
+
+log = logging.getLogger("e2a.api")
+
+TAGS = ["Approvals"]
+PENDING = "pending_approval"
+MAX_REASON_LENGTH = 1000
+# How long a client should wait before retrying an approval the mail server did not take.
+RELEASE_RETRY_AFTER = 30
+
+_MESSAGE_ID = opdoc.path_param("id", "Message ID (msg_...) of an outbound message")
+_NOT_YOURS = opdoc.error("Message not found or not owned by this user")
+_AGENT_KEY = opdoc.error("An agent-scoped key cannot approve or reject: a person reviews "
+                         "what the agent wrote")
+_NOT_PENDING = opdoc.error("The message is no longer pending approval (sent, rejected or "
+                           "expired)")
+
+
+def _reviewer(req: falcon.Request) -> str:
+    principal: auth.Principal = req.context.principal
+    if principal.agent_id is not None:
+        raise errors.forbidden("an agent-scoped key cannot approve or reject messages")
+    return principal.user_id
+
+
+def _resolving(message_id: str, act: Callable[[], approval.Resolved]) -> approval.Resolved:
+    """``act``'s outcome, or the error the API answers for it."""
+    try:
+        return act()
+    except approval.NotFound:
+        raise errors.not_found(f"message {message_id} not found") from None
+    except approval.NotPending as exc:
+        raise errors.ApiError(409, "not_pending",
+                              f"message {message_id} is no longer pending approval",
+                              details={"status": exc.status}) from None
+
+
+class PendingMessages:
+    doc = {
+        "get": {
+            "operationId": "listPendingMessages",
+            "summary": "List messages waiting for HITL approval",
+            "description": "Every held message of every agent of yours (an agent-scoped key: "
+                           "its agent's), the soonest to expire first. No bodies or "
+                           "attachments: the detail endpoint has them.",
+            "tags": TAGS,
+            "parameters": [{**opdoc.query_param(
+                "status", "Only pending_approval is supported",
+                {"type": "string", "enum": [PENDING]}), "required": True}],
+            "responses": {
+                "200": opdoc.ok("ListPendingMessagesResponse"),
+                "400": opdoc.error("Unsupported or missing status"),
+                "401": opdoc.UNAUTHORIZED,
+            },
+        },
+    }
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.get_param("status") != PENDING:
+            raise errors.bad_request(f"status must be {PENDING}", param="status")
+        principal: auth.Principal = req.context.principal
+        with self._pool.connection() as conn:
+            rows = pending_store.list_pending(conn, principal.user_id,
+                                              agent_id=principal.agent_id)
+        resp.media = {"messages": [views.pending_summary(row) for row in rows]}
+
+
+class PendingMessage:
+    doc = {
+        "get": {
+            "operationId": "getPendingMessage",
+            "summary": "Fetch a held outbound message",
+            "description": "Recipients, subject, body, attachments and review metadata of "
+                           "one of your outbound messages. Once it is sent, rejected or "
+                           "expired, the body, HTML and attachments are gone (empty). A "
+                           "reply carries `inbound`: the sender, subject, time and "
+                           "SPF/DKIM/DMARC verdicts of the message it answers.",
+            "tags": TAGS,
+            "parameters": [_MESSAGE_ID],
+            "responses": {
+                "200": opdoc.ok("PendingMessageDetail"),
+                "401": opdoc.UNAUTHORIZED,
+                "404": _NOT_YOURS,
+            },
+        },
+    }
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        principal: auth.Principal = req.context.principal
+        with self._pool.connection() as conn:
+            row = pending_store.outbound_message(conn, id, user_id=principal.user_id)
+            if row is None or principal.agent_id not in (None, row["agent_id"]):
+                raise errors.not_found(f"message {id} not found")
+            # A reply by the API or by plain SMTP alike: In-Reply-To names it.
+            replied_to = pending_store.replied_to(conn, row["agent_id"], row["in_reply_to"])
+        resp.media = views.pending_detail(row, replied_to)
+
+
+def _optional(body: dict[str, Any], name: str, read: Callable[[], Any]) -> Any:
+    """``read()`` when the request gives ``name`` (JSON null: not given)."""
+    return None if body.get(name) is None else read()
+
+
+def edits_of(body: dict[str, Any], limits: compose.Limits) -> approval.Edits | None:
+    """The overrides an ApprovePendingMessageRequest gives; None when none.
+    Malformed values raise ComposeError; whether a value really differs from
+    the draft is core/approval's to say."""
+    def addresses(name: str) -> list[str]:
+        return [box.address for box in mailboxes(body, name)]
+
+    given = {
+        "subject": _optional(body, "subject", lambda: text(body, "subject")),
+        "body_text": _optional(body, "body_text", lambda: text(body, "body_text")),
+        "body_html": _optional(body, "body_html", lambda: text(body, "body_html")),
+        "to": _optional(body, "to", lambda: addresses("to")),
+        "cc": _optional(body, "cc", lambda: addresses("cc")),
+        "bcc": _optional(body, "bcc", lambda: addresses("bcc")),
+        "attachments": _optional(body, "attachments",
+                                 lambda: list(attachments(body, limits))),
+    }
+    if all(value is None for value in given.values()):
+        return None
+    return approval.Edits(**given)
+
+
+class PendingApproval:
+    doc = {
+        "post": {
+            "operationId": "approvePendingMessage",
+            "summary": "Approve a held outbound message",
+            "description": "Sends the held message (DKIM-signed, through the mail server) and "
+                           "marks it sent. Any of subject, body_text, body_html, to, cc, bcc, "
+                           "attachments replace the draft's before it goes; `edited` says "
+                           "whether one really differed. An empty body sends the draft as "
+                           "it is. The body, HTML and attachments are then wiped.",
+            "tags": TAGS,
+            "parameters": [_MESSAGE_ID, idempotent.PARAMETER],
+            "requestBody": {**opdoc.body("ApprovePendingMessageRequest",
+                                         "Optional field overrides"), "required": False},
+            "responses": {
+                "200": opdoc.ok("ApprovePendingMessageResponse"),
+                "400": opdoc.error("Invalid overrides (addresses, header characters, sizes); "
+                                   "nothing was sent"),
+                "401": opdoc.UNAUTHORIZED,
+                "403": _AGENT_KEY,
+                "404": _NOT_YOURS,
+                "409": opdoc.error("The message is no longer pending approval, or another "
+                                   "request with this Idempotency-Key is in progress"),
+                "422": idempotent.RESPONSES["422"],
+                "503": opdoc.error("The mail server did not take the message; it is still "
+                                   "held, retry later"),
+            },
+        },
+    }
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self._cfg = cfg
+        self._pool = pool
+        self._limits = compose.Limits.of(cfg)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        reviewer = _reviewer(req)
+        idempotent.respond(self._pool, req, resp, lambda keep: self._approve(req, keep, id,
+                                                                             reviewer))
+
+    def _approve(self, req: falcon.Request, keep: Keep, message_id: str,
+                 reviewer: str) -> Answer:
+        body = inputs.json_object(req)
+        with refusals():
+            edits = edits_of(body, self._limits)
+            try:
+                done = _resolving(message_id, lambda: approval.approve(
+                    self._pool, self._cfg, message_id, owner_id=reviewer,
+                    reviewer_user_id=reviewer, edits=edits, via="api"))
+            except ReleaseError as exc:
+                log.warning("approved message not released: %s", exc,
+                            extra={"message_id": message_id})
+                raise errors.ApiError(503, "release_unavailable",
+                                      "the mail server did not take the message; it is still "
+                                      "held, retry later",
+                                      headers={"Retry-After": str(RELEASE_RETRY_AFTER)}) from None
+        return Answer(200, {"message_id": done.message_id, "status": done.status,
+                            "edited": done.edited, "method": done.method,
+                            "provider_message_id": done.provider_message_id})
+
+
+class PendingRejection:
+    doc = {
+        "post": {
+            "operationId": "rejectPendingMessage",
+            "summary": "Reject a held outbound message",
+            "description": "The message is never sent; its body, HTML, attachments and raw "
+                           f"copy are wiped. The optional reason (at most {MAX_REASON_LENGTH} "
+                           "characters) is kept.",
+            "tags": TAGS,
+            "parameters": [_MESSAGE_ID],
+            "requestBody": {**opdoc.body("RejectPendingMessageRequest",
+                                         "Optional rejection reason"), "required": False},
+            "responses": {
+                "200": opdoc.ok("RejectPendingMessageResponse"),
+                "400": opdoc.error("Invalid request body"),
+                "401": opdoc.UNAUTHORIZED,
+                "403": _AGENT_KEY,
+                "404": _NOT_YOURS,
+                "409": _NOT_PENDING,
+            },
+        },
+    }
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        reviewer = _reviewer(req)
+        body = inputs.json_object(req)
+        with refusals():
+            reason = text(body, "reason").strip()
+        if len(reason) > MAX_REASON_LENGTH:
+            raise errors.bad_request(f"reason is at most {MAX_REASON_LENGTH} characters",
+                                     param="reason")
+        done = _resolving(id, lambda: approval.reject(
+            self._pool, id, owner_id=reviewer, reviewer_user_id=reviewer, reason=reason,
+            via="api"))
+        resp.media = {"message_id": done.message_id, "status": done.status,
+                      "rejection_reason": done.rejection_reason}

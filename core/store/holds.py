@@ -1,0 +1,44 @@
+"""Outbound messages held for a person's approval: the content filter's
+side (core/holds.py). Resolving them is core/store/approvals.py's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+Row = dict[str, Any]
+
+
+def hold(conn: psycopg.Connection, message_id: str, *, raw: bytes, body_text: str,
+         body_html: str, attachments: list[dict[str, str]], ttl_seconds: int) -> Row | None:
+    """Mark the outbound message held; its id, status and approval_expires_at.
+
+    Only a message not yet passed on and not yet decided on is held: one the
+    API stored as pending already keeps its draft's bodies and its expiry
+    (a retry by Postfix changes nothing). None when the row is not holdable:
+    released or resolved already (``held_state`` says how)."""
+    return conn.execute(
+        """UPDATE messages
+              SET status = 'pending_approval',
+                  raw_message = %(raw)s,
+                  body_text = COALESCE(body_text, %(body_text)s),
+                  body_html = COALESCE(body_html, %(body_html)s),
+                  attachments = COALESCE(attachments, %(attachments)s),
+                  approval_expires_at = COALESCE(
+                      approval_expires_at, now() + %(ttl)s * interval '1 second')
+            WHERE id = %(id)s AND direction = 'outbound'
+              AND status IN ('sent', 'pending_approval')
+              AND COALESCE(provider_message_id, '') = ''
+        RETURNING id, status, approval_expires_at""",
+        {"id": message_id, "raw": raw, "body_text": body_text, "body_html": body_html,
+         "attachments": Jsonb(attachments), "ttl": ttl_seconds}).fetchone()
+
+
+def held_state(conn: psycopg.Connection, message_id: str) -> Row | None:
+    """The status, expiry and queue id of an outbound message; None when there is none."""
+    return conn.execute(
+        """SELECT id, status, approval_expires_at, provider_message_id
+             FROM messages WHERE id = %s AND direction = 'outbound'""",
+        (message_id,)).fetchone()

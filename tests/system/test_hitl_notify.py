@@ -1,0 +1,58 @@
+"""A held message's owner is emailed through the real Postfix by the
+sandbox's worker: one notification, with the approve and reject links, the
+review link and the reply address, and never the body."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import dkim
+import pytest
+import requests
+from hitlowner import held_and_notified, new_owner, status_of
+from sandbox_harness import RunningSandbox, sandbox_resolver
+
+from e2a.core import replyaddress, tokens
+from e2a.core.db import single_connection
+
+pytestmark = pytest.mark.system
+
+
+def test_held_message_notifies_its_owner_with_links_and_no_body(
+        sandbox: RunningSandbox) -> None:
+    owner = new_owner(sandbox)
+    held = held_and_notified(sandbox, owner, "Invoice")
+    note, message_id, subject = held.notification, held.message_id, held.subject
+    assert held.body.encode() not in note.data
+    assert note.mail_from == "<>"  # bounces of notifications go nowhere
+    msg = note.message
+    assert msg["Subject"] == f"Approval needed: {subject}"
+    text = msg.get_content()
+    assert owner.agent in text and "friend@elsewhere.test" in text
+
+    approve, reject, review = [line for line in text.splitlines()
+                               if line.startswith(sandbox.api_url)]
+    assert review == f"{sandbox.api_url}/api/v1/messages/{message_id}"
+    for action, url in (("approve", approve), ("reject", reject)):
+        assert url.startswith(f"{sandbox.api_url}/api/v1/{action}?token=")
+        link = tokens.verify_magic_link(owner.secret, parse_qs(urlsplit(url).query)["token"][0])
+        assert (link.message_id, link.action) == (message_id, action)
+        # The link opens the confirmation page; opening it changes nothing.
+        page = requests.get(url, timeout=15)
+        assert page.status_code == 200, page.text[:300]
+    assert status_of(sandbox, message_id) == "pending_approval"
+
+    reply_to = replyaddress.parse(str(msg["Reply-To"]))
+    assert reply_to is not None and reply_to.message_id == message_id
+    assert replyaddress.verify(reply_to, [owner.secret])
+    # Signed with the shared domain's key, which receivers find in DNS.
+    with sandbox_resolver(sandbox):
+        assert dkim.verify(note.data)
+
+    with single_connection(sandbox.box.config()) as conn:
+        row = conn.execute("SELECT notified_at FROM messages WHERE id = %s",
+                           (message_id,)).fetchone()
+    assert row["notified_at"] is not None
+    time.sleep(2.0)  # several worker polls: still one notification
+    assert sum(c.rcpt_tos == [owner.email] for c in sandbox.capture.messages()) == 1
