@@ -38,6 +38,15 @@ def parse(value: str) -> Address:
     return InetAddress(host.removeprefix("[").removesuffix("]"), int(port))
 
 
+
+def inet(value: str) -> InetAddress:
+    """``value`` as host:port; ValueError when it is a unix socket (the
+    configuration refuses that already for the keys that must be TCP)."""
+    address = parse(value)
+    if not isinstance(address, InetAddress):
+        raise ValueError(f"{value} is not host:port")
+    return address
+
 def local_client(addr: str) -> bool:
     """Whether a client address Postfix reports is this host's own: a
     loopback address, or none at all (``sendmail``, which no network

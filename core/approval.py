@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import compose, eventtypes, metrics, release
+from e2a.core import compose, eventtypes, holds, metrics, release
 from e2a.core.compose import Attachment, Mailbox
 from e2a.core.config import Config
 from e2a.core.ids import new_id
@@ -29,7 +29,7 @@ from e2a.core.store import events as event_store
 
 log = logging.getLogger("e2a.approval")
 
-PENDING = store.PENDING
+PENDING = holds.PENDING
 SENT, REJECTED = "sent", "rejected"
 EXPIRED_APPROVED, EXPIRED_REJECTED = "expired_approved", "expired_rejected"
 VIAS = ("api", "link", "reply", "cli", "expiry")

@@ -142,9 +142,9 @@ KEYS: tuple[Key, ...] = (
     # shares one count. IPv6 clients count per /64. 0 turns a limit off.
     Key("policy", "rate_per_client_ip", int, 120, _off_or_positive),
     Key("policy", "rate_per_agent", int, 600, _off_or_positive),
-    Key("filter", "listen", str, "127.0.0.1:10025", _address),
-    Key("filter", "reinject", str, "127.0.0.1:10026", _address),
-    Key("submit", "address", str, "127.0.0.1:10027", _address),
+    Key("filter", "listen", str, "127.0.0.1:10025", _host_port),
+    Key("filter", "reinject", str, "127.0.0.1:10026", _host_port),
+    Key("submit", "address", str, "127.0.0.1:10027", _host_port),
     # Seconds each SMTP step of a submission may take before the API gives up (503).
     Key("submit", "timeout", float, 30.0, _positive),
     # What one API send may carry (CONTRACT.md), and how many sends an agent

@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from e2a.core import mimetext
 from e2a.core.compose import Composed
 from e2a.core.store import holds as hold_store
 
@@ -58,16 +59,6 @@ def attachment_json(filename: str, content_type: str, data: bytes) -> dict[str, 
             "data": base64.b64encode(data).decode("ascii")}
 
 
-def _text(part: Message) -> str:
-    try:
-        content = part.get_content()  # type: ignore[attr-defined]
-    except (LookupError, UnicodeError, AssertionError):
-        # An unknown or lying charset: keep what can be read.
-        content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
-    # Line ends as a person (or the API's draft) writes them, not the wire's CRLF.
-    return content.replace("\r\n", "\n") if isinstance(content, str) else ""
-
-
 def _leaves(part: Message) -> Iterator[Message]:
     """The parts that carry content; an attached message stays whole."""
     if part.is_multipart() and part.get_content_type() != "message/rfc822":
@@ -97,8 +88,8 @@ def extract(raw: bytes) -> Content:
     attachments = [attachment_json(part.get_filename() or "", part.get_content_type(),
                                    _data(part))
                    for part in _leaves(msg) if not any(part is body for body in bodies)]
-    return Content(_text(text_part) if text_part is not None else "",
-                   _text(html_part) if html_part is not None else "", attachments)
+    return Content(mimetext.part_text(text_part) if text_part is not None else "",
+                   mimetext.part_text(html_part) if html_part is not None else "", attachments)
 
 
 def hold_draft(conn: psycopg.Connection, message_id: str, composed: Composed,

@@ -16,11 +16,10 @@ from typing import Any
 
 import psycopg
 
-from e2a.core import notification, tokens
+from e2a.core import holds, notification, tokens
 from e2a.core.config import Config
 from e2a.core.store import pending as pending_store
 
-PENDING = "pending_approval"
 # A real token is about 100 characters; anything far longer is not one.
 MAX_TOKEN_LENGTH = 512
 
@@ -99,6 +98,6 @@ def held_message(conn: psycopg.Connection, cfg: Config, token: str, action: str,
         raise BadLink("token names another message")
     if link.action != action:
         raise WrongAction(link.action, action)
-    if row["status"] != PENDING:
+    if row["status"] != holds.PENDING:
         raise AlreadyResolved(row["status"])
     return row

@@ -26,7 +26,6 @@ from typing import Any
 import psycopg
 
 from e2a.core import addresses, compose, dkimkeys, release, replyaddress, tokens
-from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
 from e2a.core.store import notifications as notification_store
 from e2a.core.store import signing as signing_store
@@ -117,9 +116,7 @@ def render(cfg: Config, held: Mapping[str, Any], *, secret: str,
 def send(conn: psycopg.Connection, cfg: Config, held: Mapping[str, Any], raw: bytes) -> str:
     """Mail the owner the notification ``raw`` about ``held``; Postfix's
     answer. Raises ReinjectError when it did not leave."""
-    target = addresses.parse(cfg.filter.reinject)
-    if not isinstance(target, InetAddress):
-        raise ReinjectError(f"filter.reinject must be host:port, not {cfg.filter.reinject}")
+    target = addresses.inet(cfg.filter.reinject)
     try:
         key = release.signing_key(conn, cfg, cfg.hitl.notify_from.rpartition("@")[2].lower())
     except dkimkeys.DkimKeyError as exc:

@@ -91,7 +91,7 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str) -> 
         # The API's commit failed after Postfix took the message (or is
         # still on its way: creating the row waits for that transaction).
         # It leaves recorded all the same, under the id it carries.
-        agent = _agent(conn, inbound.from_address(sub.headers))
+        agent = _agent(conn, inbound.from_address(sub.headers), sub)
         if agent is None:
             return None
         if _create(conn, sub, agent, message_id, None) is not None:
@@ -110,13 +110,17 @@ def _from_row(row: Row, agent: Row) -> Sending:
                    row["provider_message_id"], row["status"])
 
 
-def _agent(conn: psycopg.Connection, address: str) -> Row | None:
-    return agent_store.agent_by_email(conn, address) if "@" in address else None
+def _agent(conn: psycopg.Connection, address: str, sub: Submission) -> Row | None:
+    """The agent of ``address``, with the conversation ``sub`` replies to."""
+    if "@" not in address:
+        return None
+    found = agent_store.agents_by_emails(conn, [address], inbound.thread_refs(sub.headers))
+    return found[0] if found else None
 
 
 def _sending_agent(conn: psycopg.Connection, sub: Submission) -> Row | None:
     """The agent whose address is the envelope sender, else the From."""
-    return _agent(conn, sub.mail_from) or _agent(conn, inbound.from_address(sub.headers))
+    return _agent(conn, sub.mail_from, sub) or _agent(conn, inbound.from_address(sub.headers), sub)
 
 
 def dedupe_key(sub: Submission) -> bytes:
@@ -140,9 +144,7 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
     sender = inbound.from_address(msg) or agent["email"]
     subject = inbound.header_value(msg, "Subject")
     # The submit service takes mail from this host only: its header is ours to trust.
-    threaded = agent_store.agents_by_emails(conn, [agent["email"]], inbound.thread_refs(msg))
-    conversation_id = inbound.conversation(threaded[0], msg, trust_header=True) \
-        if threaded else None
+    conversation_id = inbound.conversation(agent, msg, trust_header=True)
     stored = message_store.insert_outbound(conn, {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
         "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],

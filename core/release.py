@@ -59,9 +59,7 @@ def release(conn: psycopg.Connection, cfg: Config, *, message_id: str, agent_dom
     """Send our outbound message ``message_id`` (held until now) with its VERP
     return path; Postfix's queue id for it. ``conn`` only reads the signing
     key. Raises ReleaseError when the message did not leave."""
-    target = addresses.parse(cfg.filter.reinject)
-    if not isinstance(target, InetAddress):
-        raise ReleaseError(f"filter.reinject must be host:port, not {cfg.filter.reinject}")
+    target = addresses.inet(cfg.filter.reinject)
     try:
         key = signing_key(conn, cfg, author_domain(raw))
     except dkimkeys.DkimKeyError as exc:

@@ -14,11 +14,9 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime
-from html.parser import HTMLParser
 from typing import Any
 
-from e2a.core import compose, inbound
-from e2a.core.inbound import text
+from e2a.core import compose, inbound, mimetext
 
 FORWARD_SEPARATOR = "---------- Forwarded message ---------"
 _REPLY_PREFIX = re.compile(r"\s*re\s*:", re.IGNORECASE)
@@ -100,56 +98,9 @@ def original_text(raw: bytes | None) -> str:
     if msg is None:
         return ""
     try:
-        part = msg.get_body(preferencelist=("plain", "html"))
-        if part is None:
-            return ""
-        try:
-            content = part.get_content()
-        except LookupError:  # an unknown charset: UTF-8 is the best guess
-            payload = part.get_payload(decode=True)
-            content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-        if not isinstance(content, str):
-            return ""
-        if part.get_content_subtype() == "html":
-            content = html_to_text(content)
+        return mimetext.readable_text(msg).strip("\n")
     except Exception:  # a body too broken to decode: forward the headers alone
         return ""
-    return text(content).replace("\r\n", "\n").strip("\n")
-
-
-class _TextOfHtml(HTMLParser):
-    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6",
-                         "blockquote", "pre", "table", "ul", "ol"})
-    _HIDDEN = frozenset({"script", "style", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._HIDDEN:
-            self.hidden += 1
-        elif tag in self._BREAKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._HIDDEN:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in self._BREAKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    parser = _TextOfHtml()
-    parser.feed(markup)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
 
 
 def forwarded_headers(inbound: Row) -> list[tuple[str, str]]:

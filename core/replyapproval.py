@@ -17,9 +17,7 @@ answers 4xx and the reply comes again, when it finds the message resolved.
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 from collections.abc import Sequence
 from email import policy
 from email.message import EmailMessage
@@ -27,7 +25,7 @@ from email.parser import BytesParser
 
 from psycopg_pool import ConnectionPool
 
-from e2a.core import approval, inbound, notification, replyaddress
+from e2a.core import approval, inbound, mimetext, notification, replyaddress
 from e2a.core.config import Config
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import agents as agent_store
@@ -38,7 +36,6 @@ log = logging.getLogger("e2a.replyapproval")
 APPROVE = frozenset({"approve", "yes", "lgtm", "ok"})
 REJECT = frozenset({"reject", "no"})
 REJECT_REASON = "rejected by email reply"
-_TAG = re.compile(r"<[^>]*>")
 
 
 def reply_recipients(recipients: Sequence[str]) -> list[str]:
@@ -46,23 +43,11 @@ def reply_recipients(recipients: Sequence[str]) -> list[str]:
     return [r for r in recipients if replyaddress.parse(r)]
 
 
-def _text(msg: EmailMessage) -> str:
-    part = msg.get_body(preferencelist=("plain", "html"))
-    if part is None:
-        return ""
-    content = part.get_content()
-    if not isinstance(content, str):
-        return ""
-    if part.get_content_type() == "text/html":
-        content = html.unescape(_TAG.sub("\n", content))
-    return content
-
-
 def command(msg: EmailMessage) -> str | None:
     """"approve", "reject" or None, from the first non-empty line of the
     reply's text; a quoted line first means there is nothing above the quote."""
     try:
-        text = _text(msg)
+        text = mimetext.readable_text(msg)
     except Exception:  # a body too broken to decode says nothing
         log.info("reply body unreadable")
         return None

@@ -22,7 +22,6 @@ import psycopg
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from e2a.core import addresses, metrics
-from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
 from e2a.core.db import open_pool
 from e2a.core.sdnotify import notify_ready
@@ -196,10 +195,7 @@ async def _serve_until_signalled(content_filter: ContentFilter) -> None:
 
 
 def run(cfg: Config) -> None:
-    reinject_to = addresses.parse(cfg.filter.reinject)
-    if not isinstance(reinject_to, InetAddress):
-        log.error("filter: filter.reinject must be host:port (Postfix's reinjection service)")
-        raise SystemExit(1)
+    reinject_to = addresses.inet(cfg.filter.reinject)
     try:
         listener = listen.bind(addresses.parse(cfg.filter.listen))
     except listen.ListenError as exc:

@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, idempotent, inputs, opdoc, views
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, mailboxes, refusals, text
-from e2a.core import approval, compose
+from e2a.core import approval, compose, holds
 from e2a.core.config import Config
 from e2a.core.release import ReleaseError
 from e2a.core.store import pending as pending_store
@@ -27,7 +27,7 @@ from e2a.core.store import pending as pending_store
 log = logging.getLogger("e2a.api")
 
 TAGS = ["Approvals"]
-PENDING = "pending_approval"
+PENDING = holds.PENDING
 MAX_REASON_LENGTH = 1000
 # How long a client should wait before retrying an approval the mail server did not take.
 RELEASE_RETRY_AFTER = 30

@@ -11,8 +11,6 @@ import psycopg
 
 Row = dict[str, Any]
 
-PENDING = "pending_approval"
-
 _COLUMNS = """m.id, m.user_id, m.agent_id, m.type, m.status, m.sender, m.to_recipients, m.cc, m.bcc,
               m.subject, m.email_message_id, m.in_reply_to, m.references_ids,
               m.conversation_id, m.raw_message, m.body_text, m.body_html, m.attachments,
@@ -40,7 +38,7 @@ def claim_due(conn: psycopg.Connection) -> Row | None:
     locked until the transaction ends; None when there is none."""
     return conn.execute(
         f"""SELECT {_COLUMNS} FROM {_FROM}
-             WHERE m.status = '{PENDING}' AND m.approval_expires_at <= now()
+             WHERE m.status = 'pending_approval' AND m.approval_expires_at <= now()
              ORDER BY m.approval_expires_at
              LIMIT 1
                FOR UPDATE OF m SKIP LOCKED""").fetchone()

@@ -22,7 +22,8 @@ from e2a.core.db import open_pool
 
 
 @pytest.fixture(scope="module")
-def hitl_postfix() -> Iterator[Any]:
+def postfix() -> Iterator[Any]:
+    """A fake of Postfix's submit service: it records what the API submits."""
     with running_fake_postfix() as fake:
         yield fake
 
@@ -34,10 +35,10 @@ def hitl_reinjection() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def hitl_cfg(cfg: Config, hitl_postfix: Any, hitl_reinjection: Any,
+def hitl_cfg(cfg: Config, postfix: Any, hitl_reinjection: Any,
          tmp_path_factory: pytest.TempPathFactory) -> Config:
     return hitl_config(cfg, tmp_path_factory.mktemp("hitl") / "e2a.toml",
-                       hitl_postfix.address, hitl_reinjection[1])
+                       postfix.address, hitl_reinjection[1])
 
 
 @pytest.fixture(scope="module")

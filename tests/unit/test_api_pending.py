@@ -31,8 +31,8 @@ def detail_path(message_id: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def fresh(hitl_postfix, hitl_reinjection):
-    reset(hitl_postfix, hitl_reinjection)
+def fresh(postfix, hitl_reinjection):
+    reset(postfix, hitl_reinjection)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from sendsupport import (
     reply_path,
     selftest_path,
 )
-from submitsupport import QUEUE_ID, running_fake_postfix, sending_config
+from submitsupport import QUEUE_ID, sending_config
 
 from e2a.core import accounts, verp
 from e2a.core.db import single_connection
@@ -35,12 +35,6 @@ from e2a.core.store import domains as domain_store
 
 CONV = re.compile(r"conv_[0-9a-f]{32}")
 PDF = b"%PDF-1.7\n\x00\x01\x02\xff binary bytes"
-
-
-@pytest.fixture(scope="module")
-def postfix():
-    with running_fake_postfix() as fake:
-        yield fake
 
 
 @pytest.fixture(autouse=True)

@@ -21,18 +21,12 @@ from sendsupport import (
     reply_path,
     sent_events_of_user,
 )
-from submitsupport import free_port, running_fake_postfix, sending_config
+from submitsupport import free_port, sending_config
 
 from e2a.api.idempotent import HEADER, REPLAYED
 
 LIMITS = {"max_attachments": 2, "max_attachment_bytes": 1000,
           "max_attachments_total_bytes": 1500}
-
-
-@pytest.fixture(scope="module")
-def postfix():
-    with running_fake_postfix() as fake:
-        yield fake
 
 
 @pytest.fixture(autouse=True)

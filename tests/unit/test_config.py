@@ -46,6 +46,8 @@ def test_environment_overrides_the_file(tmp_path):
 @pytest.mark.parametrize(("text", "fragment"), [
     ('[database]\nurl = "mysql://x"', "database.url: must be a URL"),
     ('[http]\nlisten = "nowhere"', "http.listen: must be unix:/path or host:port"),
+    # Postfix reaches these over TCP (master.cf inet services, content_filter).
+    ('[filter]\nreinject = "unix:/run/x.sock"', "filter.reinject: must be host:port"),
     ('[mail]\nmax_recipients = "many"', "mail.max_recipients: must be a int"),
     ('[mail]\nmax_recipients = 0', "mail.max_recipients: must be greater than 0"),
     ('[mail]\nshared_domain = "Not A Domain"', "mail.shared_domain"),

@@ -37,8 +37,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture(autouse=True)
-def fresh(hitl_postfix, hitl_reinjection):
-    reset(hitl_postfix, hitl_reinjection)
+def fresh(postfix, hitl_reinjection):
+    reset(postfix, hitl_reinjection)
 
 
 @pytest.fixture(scope="module")

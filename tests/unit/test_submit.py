@@ -6,19 +6,13 @@ import socket
 import threading
 
 import pytest
-from submitsupport import QUEUE_ID, free_port, running_fake_postfix
+from submitsupport import QUEUE_ID, free_port
 
 from e2a.core import submit
 from e2a.core.submit import SubmitError
 
 MESSAGE = (b"From: bot@agents.example.com\r\nTo: a@example.org\r\nSubject: hi\r\n\r\n"
            b".leading dot survives\r\nbody\r\n")
-
-
-@pytest.fixture(scope="module")
-def postfix():
-    with running_fake_postfix() as fake:
-        yield fake
 
 
 @pytest.fixture(autouse=True)
