@@ -122,6 +122,12 @@ KEYS: tuple[Key, ...] = (
     # Requests per minute per API key, counted in Postgres across every API
     # process; 0 turns the limit off.
     Key("http", "requests_per_minute", int, 600, _off_or_positive),
+    # Request bodies: larger ones are refused (413) before they are read.
+    # max_body_bytes holds every JSON body but a send's; max_send_body_bytes
+    # (send, reply, forward, approve with edits) 0 means: the largest send
+    # the send.* and mail.* limits allow, base64 and all (send_body_bound).
+    Key("http", "max_body_bytes", int, 1024 * 1024, _positive),
+    Key("http", "max_send_body_bytes", int, 0, _off_or_positive),
     Key("mail", "hostname", str, "", _domain),
     Key("mail", "authserv_id", str, ""),
     Key("mail", "shared_domain", str, "", _domain),
@@ -214,6 +220,11 @@ class Config:
             mail.hostname = socket.getfqdn().lower()
         if not mail.authserv_id:
             mail.authserv_id = mail.hostname
+        http = self.http  # type: ignore[attr-defined]
+        if not http.max_send_body_bytes:
+            http.max_send_body_bytes = send_body_bound(
+                max(self.send.max_attachments_total_bytes,  # type: ignore[attr-defined]
+                    mail.max_message_bytes), http.max_body_bytes)
         hitl = self.hitl  # type: ignore[attr-defined]
         if not hitl.reply_domain:
             hitl.reply_domain = mail.shared_domain or mail.hostname
@@ -223,6 +234,12 @@ class Config:
     def get(self, dotted: str) -> Any:
         section, name = dotted.split(".", 1)
         return getattr(getattr(self, section), name)
+
+
+def send_body_bound(content_bytes: int, other_bytes: int) -> int:
+    """The JSON body of a send carrying ``content_bytes`` of files, base64
+    encoded (4 characters per 3 bytes), beside ``other_bytes`` of the rest."""
+    return (content_bytes + 2) // 3 * 4 + other_bytes
 
 
 def _coerce(key: Key, raw: Any, origin: str) -> Any:
