@@ -79,7 +79,7 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/agents/{email}/test", AgentTest(cfg, pool))
     # Held outbound mail (human in the loop): the owner's queue, review, and
     # the notification's magic links (public: the token is the credential).
-    app.add_route("/api/v1/messages", PendingMessages(pool))
+    app.add_route("/api/v1/messages", PendingMessages(cfg, pool))
     app.add_route("/api/v1/messages/{id}", PendingMessage(pool))
     app.add_route("/api/v1/messages/{id}/approve", PendingApproval(cfg, pool))
     app.add_route("/api/v1/messages/{id}/reject", PendingRejection(pool))

@@ -19,6 +19,7 @@ from filtersupport import QUEUED_AS
 from hitlsupport import FRIEND, enable_hitl, hold, message_row, released, reset
 from sendsupport import received, reply_path
 
+from e2a.api.resources.pending import MAX_PENDING_PAGE
 from e2a.core import verp
 from e2a.core.db import single_connection
 
@@ -76,6 +77,51 @@ def test_the_queue_lists_held_messages_of_every_agent_soonest_expiry_first(
     assert not {"body_text", "body_html", "attachments"} & set(first)
 
 
+def _copies(cfg, message_id: str, count: int) -> list[str]:
+    """``count`` more held messages like this one, expiring a minute apart."""
+    ids = [f"msg_{secrets.token_hex(16)}" for _ in range(count)]
+    with single_connection(cfg) as conn:
+        conn.execute("CREATE TEMP TABLE held AS SELECT * FROM messages WHERE id = %s",
+                     (message_id,))
+        for n, new in enumerate(ids):
+            conn.execute("UPDATE held SET id = %s, dedupe_key = NULL, approval_expires_at = "
+                         "now() + interval '1 day' + %s * interval '1 minute'", (new, n))
+            conn.execute("INSERT INTO messages SELECT * FROM held")
+        conn.execute("DROP TABLE held")
+    return ids
+
+
+def test_the_queue_is_paged(hitl_cfg, hitl_client, tenant):
+    first = hold(hitl_client, tenant, tenant.agent, subject="soonest")
+    with single_connection(hitl_cfg) as conn:
+        conn.execute("UPDATE messages SET approval_expires_at = now() + interval '1 hour' "
+                     "WHERE id = %s", (first,))
+    held = [first, *_copies(hitl_cfg, first, MAX_PENDING_PAGE + 4)]
+
+    # Unpaged clients (the 2.x SDKs) get the first MAX_PENDING_PAGE, and a token.
+    whole = hitl_client.simulate_get(LIST, params={"status": "pending_approval"},
+                                     headers=tenant.auth)
+    assert [m["id"] for m in whole.json["messages"]] == held[:MAX_PENDING_PAGE]
+    assert whole.json["next_token"]
+
+    seen: list[str] = []
+    params = {"status": "pending_approval", "page_size": "40"}
+    while True:
+        page = hitl_client.simulate_get(LIST, params=params, headers=tenant.auth)
+        assert page.status_code == 200, page.text
+        seen += [m["id"] for m in page.json["messages"]]
+        if not page.json["next_token"]:
+            break
+        params["token"] = page.json["next_token"]
+    assert seen == held
+
+    # A token continues only the queue it came from.
+    scoped = {"Authorization": f"Bearer {agent_key(hitl_cfg, tenant, add_agent(hitl_cfg, tenant))}"}
+    other = hitl_client.simulate_get(LIST, params={**params, "token": whole.json["next_token"]},
+                                     headers=scoped)
+    assert_error(other, 400, "invalid_request")
+
+
 @pytest.mark.parametrize("params", [{}, {"status": "sent"}, {"status": "all"},
                                     {"status": "PENDING_APPROVAL"}])
 def test_the_queue_takes_only_status_pending_approval(hitl_client, tenant, params):
@@ -104,7 +150,7 @@ def test_another_users_held_messages_stay_out_of_sight(hitl_cfg, hitl_client, te
 
     listed = hitl_client.simulate_get(LIST, params={"status": "pending_approval"},
                                  headers=stranger.auth)
-    assert listed.json == {"messages": []}
+    assert listed.json == {"messages": [], "next_token": ""}
     for method, path in (("GET", detail_path(held)), ("POST", detail_path(held) + "/approve"),
                          ("POST", detail_path(held) + "/reject")):
         result = hitl_client.simulate_request(method, path, headers=stranger.auth, json={})
