@@ -164,6 +164,10 @@ KEYS: tuple[Key, ...] = (
     # system's /etc/resolv.conf.
     Key("dns", "resolver", str, "", lambda v: v and _host_port(v)),
     Key("dns", "timeout", float, 5.0, _positive),
+    # A domain registered but never verified is a claim on the name; after
+    # this many seconds (default 7 days) the worker removes it, and anyone
+    # may register the name again, so nobody holds a name they cannot prove.
+    Key("domains", "unverified_expiry_seconds", int, 7 * 24 * 3600, _positive),
     Key("worker", "poll_interval", float, 1.0, _positive),
     # Held messages (human in the loop): the owner's notification comes from
     # notify_from (default approvals@<reply_domain>); its Reply-To is an
