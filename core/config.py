@@ -8,6 +8,7 @@ short names operators expect (``E2A_DATABASE_URL``, ``E2A_HMAC_SECRET``,
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import tomllib
@@ -66,6 +67,15 @@ def _mailbox(value: str) -> str | None:
     local, at, domain = value.rpartition("@")
     if not at or not local or " " in value or not domain or _domain(domain.lower()):
         return "must be an email address such as approvals@agents.example.com"
+    return None
+
+
+def _networks(value: list[str]) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not an IP address or network (such as 10.0.0.0/8)"
     return None
 
 
@@ -128,6 +138,11 @@ KEYS: tuple[Key, ...] = (
     # the send.* and mail.* limits allow, base64 and all (send_body_bound).
     Key("http", "max_body_bytes", int, 1024 * 1024, _positive),
     Key("http", "max_send_body_bytes", int, 0, _off_or_positive),
+    # The reverse proxies in front of the API (addresses or networks): only a
+    # request from one of them has its X-Forwarded-For believed, which then
+    # names the client (the rightmost address that is not a trusted proxy).
+    # Empty: the connection's own peer is the client.
+    Key("http", "trusted_proxies", list, [], _networks),
     Key("mail", "hostname", str, "", _domain),
     Key("mail", "authserv_id", str, ""),
     Key("mail", "shared_domain", str, "", _domain),
@@ -268,6 +283,12 @@ def _coerce(key: Key, raw: Any, origin: str) -> Any:
                 pass
     elif key.type is str and isinstance(raw, str):
         return raw.strip()
+    elif key.type is list:
+        # A TOML array of strings, or (from the environment) a comma-separated string.
+        if isinstance(raw, str) and origin.startswith("environment"):
+            raw = raw.split(",")
+        if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            return [item.strip() for item in raw if item.strip()]
     raise ConfigError(f"{origin}: {key.dotted}: must be a {key.type.__name__}, got {raw!r}")
 
 
@@ -332,4 +353,6 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return repr(value)
