@@ -49,9 +49,7 @@ def timestamp(req: falcon.Request, name: str) -> datetime | None:
         return None
     try:
         return parse_rfc3339(raw)
-    # OverflowError: a valid date that leaves the calendar once in UTC
-    # (0001-01-01T00:00:00+01:00).
-    except (ValueError, OverflowError):
+    except ValueError:
         raise errors.bad_request(
             f"{name} must be an RFC 3339 timestamp such as 2026-06-01T12:00:00Z",
             param=name) from None
