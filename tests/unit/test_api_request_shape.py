@@ -201,21 +201,31 @@ def _limit_for(cfg, template: str) -> int:
     return cfg.http.max_body_bytes
 
 
+def _call(client, tenant, route: openapi.Route, method: str, stream: Any,
+          length: int | None) -> tuple[str, bytes]:
+    """The app called as a server would, the body read from ``stream``;
+    ``length`` None: sent chunked, with no Content-Length."""
+    framing = {"Content-Length": str(length)} if length is not None else {
+        "Transfer-Encoding": "chunked"}
+    env = testing.create_environ(path=_fill(route.template, tenant), method=method,
+                                 headers={**tenant.auth, "Content-Type": "application/json",
+                                          **framing})
+    if length is None:
+        env.pop("CONTENT_LENGTH", None)
+    env["wsgi.input"] = stream
+    srmock = testing.StartResponseMock()
+    body = b"".join(client.app(env, srmock))
+    return srmock.status, body
+
+
 def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(cfg, client,
                                                                             tenant):
     for route, method in _operations(client, BODY_METHODS):
-        limit = _limit_for(cfg, route.template)
         stream = _Endless()
-        env = testing.create_environ(path=_fill(route.template, tenant), method=method,
-                                     headers={**tenant.auth,
-                                              "Content-Type": "application/json",
-                                              "Content-Length": str(limit + 1)})
-        env["wsgi.input"] = stream
-        srmock = testing.StartResponseMock()
-        chunks = client.app(env, srmock)
-        body = b"".join(chunks)
+        status, body = _call(client, tenant, route, method, stream,
+                             _limit_for(cfg, route.template) + 1)
         where = f"{method} {route.template}"
-        assert srmock.status.startswith("413"), (where, srmock.status, body[:300])
+        assert status.startswith("413"), (where, status, body[:300])
         assert stream.read_bytes == 0, where
         if route.template in PAGES:
             assert b"<html" in body.lower(), where
@@ -225,32 +235,19 @@ def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(cfg, cl
 
 def test_a_body_without_a_length_is_read_up_to_the_limit_only(cfg, client, tenant):
     for route, method in _operations(client, BODY_METHODS):
-        limit = _limit_for(cfg, route.template)
         stream = _Endless()
-        env = testing.create_environ(path=_fill(route.template, tenant), method=method,
-                                     headers={**tenant.auth,
-                                              "Content-Type": "application/json",
-                                              "Transfer-Encoding": "chunked"})
-        env.pop("CONTENT_LENGTH", None)
-        env["wsgi.input"] = stream
-        srmock = testing.StartResponseMock()
-        b"".join(client.app(env, srmock))
+        status, _ = _call(client, tenant, route, method, stream, None)
         where = f"{method} {route.template}"
-        assert srmock.status.startswith("413"), (where, srmock.status)
-        assert stream.read_bytes <= limit + 64 * 1024, where
+        assert status.startswith("413"), (where, status)
+        assert stream.read_bytes <= _limit_for(cfg, route.template) + 64 * 1024, where
 
 
 def test_a_chunked_body_within_the_limit_is_read(cfg, client, tenant):
     payload = json.dumps({"hitl_ttl_seconds": 1234}).encode()
-    env = testing.create_environ(path=_fill("/api/v1/agents/{email}", tenant), method="PUT",
-                                 headers={**tenant.auth, "Content-Type": "application/json",
-                                          "Transfer-Encoding": "chunked"})
-    env.pop("CONTENT_LENGTH", None)
-    env["wsgi.input"] = io.BytesIO(payload)
-    srmock = testing.StartResponseMock()
-    body = json.loads(b"".join(client.app(env, srmock)))
-    assert srmock.status.startswith("200"), body
-    assert body["hitl_ttl_seconds"] == 1234
+    [route] = [r for r in _routes(client) if r.template == "/api/v1/agents/{email}"]
+    status, body = _call(client, tenant, route, "PUT", io.BytesIO(payload), None)
+    assert status.startswith("200"), body
+    assert json.loads(body)["hitl_ttl_seconds"] == 1234
 
 
 def test_the_send_limit_takes_the_largest_legitimate_send(cfg):
