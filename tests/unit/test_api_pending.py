@@ -16,7 +16,7 @@ import secrets
 import pytest
 from apisupport import add_agent, agent_key, assert_error, make_tenant
 from filtersupport import QUEUED_AS
-from hitlsupport import FRIEND, enable_hitl, hold, message_row, released, reset
+from hitlsupport import FRIEND, copies_of_hold, enable_hitl, hold, message_row, released, reset
 from sendsupport import received, reply_path
 
 from e2a.api.resources.pending import MAX_PENDING_PAGE
@@ -77,26 +77,12 @@ def test_the_queue_lists_held_messages_of_every_agent_soonest_expiry_first(
     assert not {"body_text", "body_html", "attachments"} & set(first)
 
 
-def _copies(cfg, message_id: str, count: int) -> list[str]:
-    """``count`` more held messages like this one, expiring a minute apart."""
-    ids = [f"msg_{secrets.token_hex(16)}" for _ in range(count)]
-    with single_connection(cfg) as conn:
-        conn.execute("CREATE TEMP TABLE held AS SELECT * FROM messages WHERE id = %s",
-                     (message_id,))
-        for n, new in enumerate(ids):
-            conn.execute("UPDATE held SET id = %s, dedupe_key = NULL, approval_expires_at = "
-                         "now() + interval '1 day' + %s * interval '1 minute'", (new, n))
-            conn.execute("INSERT INTO messages SELECT * FROM held")
-        conn.execute("DROP TABLE held")
-    return ids
-
-
 def test_the_queue_is_paged(hitl_cfg, hitl_client, tenant):
     first = hold(hitl_client, tenant, tenant.agent, subject="soonest")
     with single_connection(hitl_cfg) as conn:
         conn.execute("UPDATE messages SET approval_expires_at = now() + interval '1 hour' "
                      "WHERE id = %s", (first,))
-    held = [first, *_copies(hitl_cfg, first, MAX_PENDING_PAGE + 4)]
+    held = [first, *copies_of_hold(hitl_cfg, first, MAX_PENDING_PAGE + 4)]
 
     # Unpaged clients (the 2.x SDKs) get the first MAX_PENDING_PAGE, and a token.
     whole = hitl_client.simulate_get(LIST, params={"status": "pending_approval"},
