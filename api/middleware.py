@@ -110,17 +110,18 @@ class RequestShape:
             length = self._read_chunked(req, limit)
         if length is None or length <= limit:
             return
-        # The rest of the body is never read: tell the server not to keep the
+        # The rest of the body is never read: the server must not keep the
         # connection for a next request that would start inside it.
-        resp.set_header("Connection", "close")
-        message = f"the request body is over {limit} bytes"
+        close = {"Connection": "close"}
         if isinstance(resource, self._pages):
             pages.problem(resp, 413, "Too much data", "This form sends far less than that. "
                           "Open the link from the notification email again.")
+            resp.set_headers(close)
             resp.complete = True
             return
-        raise errors.ApiError(413, "payload_too_large", message,
-                              details={"max_bytes": limit})
+        raise errors.ApiError(413, "payload_too_large",
+                              f"the request body is over {limit} bytes",
+                              details={"max_bytes": limit}, headers=close)
 
     @staticmethod
     def _read_chunked(req: falcon.Request, limit: int) -> int:
