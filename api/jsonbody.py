@@ -5,6 +5,8 @@ installed as the app's media handlers: whatever a resource gets from
 - JSON nested deeper than MAX_DEPTH is a 400. Without the limit, deep
   nesting ends in a RecursionError (a 500) inside json.loads, or later in
   whatever walks the value (json.dumps of an idempotent request, psycopg).
+- NaN and Infinity, which Python's json module reads but JSON has not,
+  are malformed JSON (400).
 - A NUL character in any string or key is a 400: PostgreSQL text cannot
   hold one, so it would otherwise surface as a psycopg DataError (a 500)
   at the first INSERT, after part of the work was done.
@@ -59,6 +61,11 @@ def check(value: Any) -> None:
             stack.extend((child, f"{where}[{n}]", depth + 1) for n, child in enumerate(item))
 
 
+def _not_json(name: str) -> Any:
+    # Python reads NaN and Infinity; JSON (and PostgreSQL's jsonb) has no such thing.
+    raise ValueError(f"{name} is not JSON")
+
+
 class JsonBody(falcon.media.JSONHandler):
     def deserialize(self, stream: Any, content_type: str | None,
                     content_length: int | None) -> Any:
@@ -66,7 +73,7 @@ class JsonBody(falcon.media.JSONHandler):
         if not data:
             raise falcon.MediaNotFoundError("JSON")
         try:
-            value = json.loads(data)
+            value = json.loads(data, parse_constant=_not_json)
         except RecursionError:
             raise _too_deep() from None
         except ValueError as exc:  # UnicodeDecodeError included

@@ -156,6 +156,15 @@ def test_a_body_that_is_not_an_object_is_400_on_every_route(client, tenant, body
             assert result.json["error"]["code"] in ("invalid_request", "invalid_json"), where
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_standard_json_constants_are_400_on_every_route(client, tenant, constant):
+    for route, method in _json_operations(client):
+        result = client.simulate_request(
+            method, _fill(route.template, tenant), body=f'{{"since": {constant}}}',
+            headers={**tenant.auth, "Content-Type": "application/json"})
+        assert _envelope(result, 400, f"{method} {route.template}")["code"] == "invalid_json"
+
+
 def test_nul_inside_a_json_string_is_400_on_every_route(client, tenant):
     body = json.dumps({"name": "a\u0000b", "slug": "x\u0000", "url": "https://e\u0000x.com",
                        "from": "a\u0000@example.com", "domain": "e\u0000.com",
@@ -266,7 +275,8 @@ def _body_fields(client, route: openapi.Route, method: str) -> list[str]:
 
 def test_junk_in_any_json_field_is_never_a_500(client, tenant):
     junk = ("", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", -1,
-            10 ** 30, 1.5e308, True, [], {}, ["\u2603" * 3], {"a": {"b": 1}})
+            10 ** 30, 1.5e308, float("nan"), float("-inf"), True, [], {}, ["\u2603" * 3],
+            {"a": {"b": 1}})
     for route, method in _json_operations(client):
         if route.template.endswith(("/send", "/reply", "/forward", "/approve", "/test")):
             continue  # those send mail; their refusals have their own tests
