@@ -13,6 +13,7 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, pages
+from e2a.api.wschannel import POLICY_VIOLATION, Channel
 from e2a.core import metrics
 from e2a.core.config import Config
 
@@ -86,12 +87,25 @@ class RequestShape:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if "\x00" in req.path:
-            raise errors.bad_request("NUL characters are not allowed in the path")
+            self._refuse(req, resp, "NUL characters are not allowed in the path")
+            return
         for name, value in req.params.items():
             values = value if isinstance(value, list) else [value]
             if "\x00" in name or any("\x00" in v for v in values):
-                raise errors.bad_request(f"NUL characters are not allowed ({name})",
-                                         param=name.replace("\x00", ""))
+                self._refuse(req, resp, f"NUL characters are not allowed ({name})",
+                             param=name.replace("\x00", ""))
+                return
+
+    @staticmethod
+    def _refuse(req: falcon.Request, resp: falcon.Response, message: str,
+                **details: Any) -> None:
+        ws = req.env.get("wsgi.websocket")
+        if ws is None:
+            raise errors.bad_request(message, **details)
+        # gevent-websocket upgraded the connection before the app ran: a
+        # refusal is a close frame (1008, as for a bad key), not an HTTP answer.
+        Channel(ws).close(POLICY_VIOLATION, message)
+        resp.complete = True
 
     def limit_for(self, resource: object) -> int:
         if isinstance(resource, self._pages):

@@ -39,7 +39,7 @@ from e2a.api.realtime import (
     Resumed,
     Subscription,
 )
-from e2a.api.wschannel import Channel, ChannelClosed
+from e2a.api.wschannel import POLICY_VIOLATION, Channel, ChannelClosed
 from e2a.core.store import messages as message_store
 from e2a.core.store import users as user_store
 from e2a.core.store import websockets as ws_store
@@ -119,7 +119,7 @@ class Session:
         except Replaced:
             self._channel.close(4000, "replaced by a newer connection")
         except Revoked:
-            self._channel.close(1008, "API key revoked")
+            self._channel.close(POLICY_VIOLATION, "API key revoked")
         except ChannelClosed:
             pass
         except psycopg.Error as exc:

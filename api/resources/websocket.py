@@ -22,11 +22,10 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, opdoc
 from e2a.api.realtime import Hub, Unavailable
-from e2a.api.wschannel import Channel
+from e2a.api.wschannel import POLICY_VIOLATION, Channel
 from e2a.api.wsession import Session
 from e2a.core.config import Config
 
-POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 
 _TOKEN = opdoc.query_param("token", "An API key: the account key of the agent's owner, or a "

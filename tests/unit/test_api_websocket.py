@@ -165,7 +165,8 @@ def test_no_duplicates_or_gaps_when_mail_arrives_during_the_drain(cfg, api, deli
 
 
 @pytest.mark.parametrize("case", ["malformed", "unknown key", "other tenant", "other agent",
-                                  "no such agent", "cloud agent"])
+                                  "no such agent", "cloud agent", "NUL in key",
+                                  "NUL in address"])
 def test_refusals_are_close_1008_after_the_upgrade(cfg, api, case):
     tenant = make_tenant(cfg)
     email, key = tenant.agent["email"], tenant.key
@@ -180,6 +181,10 @@ def test_refusals_are_close_1008_after_the_upgrade(cfg, api, case):
         key = agent_key(cfg, tenant, add_agent(cfg, tenant))
     elif case == "no such agent":
         email = "nobody@" + cfg.mail.shared_domain
+    elif case == "NUL in key":
+        key = key[:10] + "\x00" + key[10:]
+    elif case == "NUL in address":
+        email = "\x00" + email
     elif case == "cloud agent":
         with single_connection(cfg) as conn:
             email = accounts.register_agent(
@@ -189,6 +194,8 @@ def test_refusals_are_close_1008_after_the_upgrade(cfg, api, case):
     assert closed.code == 1008, closed
     if case == "cloud agent":
         assert "webhook" in closed.reason
+    elif case.startswith("NUL"):
+        assert "NUL" in closed.reason
     elif case in ("other tenant", "other agent", "no such agent"):
         # Someone else's agent and no agent at all look the same.
         assert closed.reason == f"agent {email} not found"
