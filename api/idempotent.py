@@ -3,9 +3,9 @@ reply, forward; approve later), over core/idempotency.py.
 
 A responder hands its work to ``respond``, with the check of what the
 caller's key may touch: a replay is an answer like any other, and comes
-only after that check. The work gets ``keep``, to call
-inside its own transaction with the answer it is about to give, so the
-answer is recorded exactly when the work commits. Only successes are kept:
+only after that check. The work gets ``keep``, to call inside its own
+transaction with the answer it is about to give, so the answer is recorded
+exactly when the work commits. Only successes are kept:
 a request that fails releases the key, and the client may retry with it.
 """
 

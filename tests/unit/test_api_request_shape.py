@@ -179,9 +179,17 @@ def test_nul_inside_a_json_string_is_400_on_every_route(client, tenant):
 
 def test_a_required_object_body_that_is_missing_is_a_400_not_a_500(client, tenant):
     for route, method in _json_operations(client):
+        op = route.resource.doc[method.lower()]
         result = client.simulate_request(method, _fill(route.template, tenant),
                                          headers=tenant.auth)
-        _not_a_crash(result, f"{method} {route.template} (no body)")
+        where = f"{method} {route.template} (no body)"
+        # An absent body reads as {}: a POST that needs fields refuses it; an
+        # update (PUT, PATCH) without changes is a no-op, as clients rely on.
+        if op["requestBody"].get("required", False) and method == "POST":
+            # 404: the route's object (an unknown id here) is looked up first.
+            assert result.status_code in (400, 404), (where, result.text)
+        else:
+            _not_a_crash(result, where)
 
 
 # -- item: body size ------------------------------------------------------------
