@@ -1,9 +1,11 @@
 """The ``Idempotency-Key`` header on endpoints that do something once (send,
 reply, forward; approve later), over core/idempotency.py.
 
-A responder hands its work to ``respond``. The work gets ``keep``, to call
-inside its own transaction with the answer it is about to give, so the
-answer is recorded exactly when the work commits. Only successes are kept:
+A responder hands its work to ``respond``, with the check of what the
+caller's key may touch: a replay is an answer like any other, and comes
+only after that check. The work gets ``keep``, to call inside its own
+transaction with the answer it is about to give, so the answer is recorded
+exactly when the work commits. Only successes are kept:
 a request that fails releases the key, and the client may retry with it.
 """
 
@@ -64,7 +66,12 @@ def _canonical_body(req: falcon.Request) -> bytes:
 
 
 def respond(pool: ConnectionPool, req: falcon.Request, resp: falcon.Response,
-            work: Work) -> None:
+            work: Work, *, authorize: Callable[[], object]) -> None:
+    """``authorize`` raises when the caller's key may not do this at all (an
+    agent-scoped key naming another agent: 404). It runs before the key is
+    looked at: keys are per user, so without it any key of the user would
+    get any stored answer of the user's, whatever that key may touch."""
+    authorize()
     key = req.get_header(HEADER)
     if key is None:
         _write(resp, work(lambda conn, answer: None))

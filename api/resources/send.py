@@ -153,17 +153,22 @@ class Send:
         self._outbox = Outbox(cfg, pool)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        idempotent.respond(self._outbox.pool, req, resp, lambda keep: self._send(req, keep))
+        idempotent.respond(self._outbox.pool, req, resp, lambda keep: self._send(req, keep),
+                           authorize=lambda: self._sender(req))
 
-    def _send(self, req: falcon.Request, keep: Keep) -> Answer:
-        body = inputs.json_object(req)
+    def _sender(self, req: falcon.Request) -> dict[str, Any]:
+        """The agent at ``from``, if the caller's key may use it (else 404)."""
         with refusals():
-            given = text(body, "from")
+            given = text(inputs.json_object(req), "from")
             if not given:
                 raise ComposeError("from", "required: the address of the agent that sends")
             address = compose.mailbox(given, "from").address.lower()
         with self._outbox.pool.connection() as conn:
-            agent = auth.agent_for(conn, req.context.principal, address)
+            return auth.agent_for(conn, req.context.principal, address)
+
+    def _send(self, req: falcon.Request, keep: Keep) -> Answer:
+        body = inputs.json_object(req)
+        agent = self._sender(req)
         with refusals():
             draft = Draft(
                 sender=self._outbox.sender(agent), to=mailboxes(body, "to"),
@@ -188,7 +193,12 @@ class _AboutReceived:
     def on_post(self, req: falcon.Request, resp: falcon.Response, email: str,
                 id: str) -> None:
         idempotent.respond(self._outbox.pool, req, resp,
-                           lambda keep: self._act(req, keep, email, id))
+                           lambda keep: self._act(req, keep, email, id),
+                           authorize=lambda: self._authorize(req, email))
+
+    def _authorize(self, req: falcon.Request, email: str) -> None:
+        with self._outbox.pool.connection() as conn:
+            auth.agent_for(conn, req.context.principal, email)
 
     def _act(self, req: falcon.Request, keep: Keep, email: str, message_id: str) -> Answer:
         body = inputs.json_object(req)

@@ -16,9 +16,10 @@ import secrets
 import pytest
 from apisupport import add_agent, agent_key, assert_error, make_tenant
 from filtersupport import QUEUED_AS
-from hitlsupport import FRIEND, enable_hitl, hold, message_row, released, reset
+from hitlsupport import FRIEND, copies_of_hold, enable_hitl, hold, message_row, released, reset
 from sendsupport import received, reply_path
 
+from e2a.api.resources.pending import MAX_PENDING_PAGE
 from e2a.core import verp
 from e2a.core.db import single_connection
 
@@ -76,6 +77,37 @@ def test_the_queue_lists_held_messages_of_every_agent_soonest_expiry_first(
     assert not {"body_text", "body_html", "attachments"} & set(first)
 
 
+def test_the_queue_is_paged(hitl_cfg, hitl_client, tenant):
+    first = hold(hitl_client, tenant, tenant.agent, subject="soonest")
+    with single_connection(hitl_cfg) as conn:
+        conn.execute("UPDATE messages SET approval_expires_at = now() + interval '1 hour' "
+                     "WHERE id = %s", (first,))
+    held = [first, *copies_of_hold(hitl_cfg, first, MAX_PENDING_PAGE + 4)]
+
+    # Unpaged clients (the 2.x SDKs) get the first MAX_PENDING_PAGE, and a token.
+    whole = hitl_client.simulate_get(LIST, params={"status": "pending_approval"},
+                                     headers=tenant.auth)
+    assert [m["id"] for m in whole.json["messages"]] == held[:MAX_PENDING_PAGE]
+    assert whole.json["next_token"]
+
+    seen: list[str] = []
+    params = {"status": "pending_approval", "page_size": "40"}
+    while True:
+        page = hitl_client.simulate_get(LIST, params=params, headers=tenant.auth)
+        assert page.status_code == 200, page.text
+        seen += [m["id"] for m in page.json["messages"]]
+        if not page.json["next_token"]:
+            break
+        params["token"] = page.json["next_token"]
+    assert seen == held
+
+    # A token continues only the queue it came from.
+    scoped = {"Authorization": f"Bearer {agent_key(hitl_cfg, tenant, add_agent(hitl_cfg, tenant))}"}
+    other = hitl_client.simulate_get(LIST, params={**params, "token": whole.json["next_token"]},
+                                     headers=scoped)
+    assert_error(other, 400, "invalid_request")
+
+
 @pytest.mark.parametrize("params", [{}, {"status": "sent"}, {"status": "all"},
                                     {"status": "PENDING_APPROVAL"}])
 def test_the_queue_takes_only_status_pending_approval(hitl_client, tenant, params):
@@ -104,7 +136,7 @@ def test_another_users_held_messages_stay_out_of_sight(hitl_cfg, hitl_client, te
 
     listed = hitl_client.simulate_get(LIST, params={"status": "pending_approval"},
                                  headers=stranger.auth)
-    assert listed.json == {"messages": []}
+    assert listed.json == {"messages": [], "next_token": ""}
     for method, path in (("GET", detail_path(held)), ("POST", detail_path(held) + "/approve"),
                          ("POST", detail_path(held) + "/reject")):
         result = hitl_client.simulate_request(method, path, headers=stranger.auth, json={})
