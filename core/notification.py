@@ -25,10 +25,9 @@ from typing import Any
 
 import psycopg
 
-from e2a.core import addresses, compose, dkimkeys, release, replyaddress, tokens
+from e2a.core import addresses, compose, dkimkeys, keys, release, replyaddress, tokens
 from e2a.core.config import Config
 from e2a.core.store import notifications as notification_store
-from e2a.core.store import signing as signing_store
 from e2a.core.timefmt import rfc3339
 from e2a.policy.reinject import ReinjectError, Transaction
 
@@ -41,36 +40,27 @@ LINK_GRACE_SECONDS = 600
 REPLY_WORDS = "approve, yes, lgtm or ok; reject or no"
 
 
-def link_secret(conn: psycopg.Connection, cfg: Config, user_id: str) -> str:
-    """What the owner's links and reply address are signed with: their newest
-    signing secret, else (a user who never made one) the deployment's, as
-    for the X-E2A-Auth-* headers of their inbound mail."""
-    return signing_store.newest_secret(conn, user_id) or cfg.secrets.hmac_secret
-
-
-def reply_secrets(conn: psycopg.Connection, cfg: Config, user_id: str) -> list[str]:
-    """Every secret a reply address of this owner may have been made with."""
-    return [*signing_store.secrets_of(conn, user_id), cfg.secrets.hmac_secret]
-
-
-def links(cfg: Config, secret: str, message_id: str, expires_at: datetime) -> dict[str, str]:
+def links(cfg: Config, owner_id: str, message_id: str,
+          expires_at: datetime) -> dict[str, str]:
+    """The magic links for ``owner_id``'s held message, signed with the
+    owner's keys.MAGIC_LINK key (core/keys.py), never a secret agents hold."""
     base = cfg.http.public_url.rstrip("/")
     exp = int(expires_at.timestamp()) + LINK_GRACE_SECONDS
+    key = keys.for_owner(cfg, keys.MAGIC_LINK, owner_id)
     return {
         "approve": f"{base}/api/v1/approve?token="
-                   + tokens.magic_link(secret, message_id, "approve", exp),
+                   + tokens.magic_link(key, message_id, "approve", exp),
         "reject": f"{base}/api/v1/reject?token="
-                  + tokens.magic_link(secret, message_id, "reject", exp),
+                  + tokens.magic_link(key, message_id, "reject", exp),
         "review": f"{base}/api/v1/messages/{message_id}",
     }
 
 
-def render(cfg: Config, held: Mapping[str, Any], *, secret: str,
-           now: datetime | None = None) -> bytes:
+def render(cfg: Config, held: Mapping[str, Any], *, now: datetime | None = None) -> bytes:
     """The notification for ``held`` (a claim_unnotified row), CRLF line ends."""
     message_id = held["id"]
     subject = compose.one_line(held["subject"] or "") or "(no subject)"
-    urls = links(cfg, secret, message_id, held["approval_expires_at"])
+    urls = links(cfg, held["user_id"], message_id, held["approval_expires_at"])
     after = ("it is sent anyway" if held["hitl_expiration_action"] == "approve"
              else "it is discarded")
     lines = [
@@ -103,7 +93,9 @@ def render(cfg: Config, held: Mapping[str, Any], *, secret: str,
     msg = EmailMessage(policy=compose.POLICY)
     msg["From"] = Address("e2a approvals", addr_spec=cfg.hitl.notify_from)
     msg["To"] = held["owner_email"]
-    msg["Reply-To"] = replyaddress.build(message_id, secret, cfg.hitl.reply_domain)
+    msg["Reply-To"] = replyaddress.build(
+        message_id, keys.for_owner(cfg, keys.REPLY_ADDRESS, held["user_id"]),
+        cfg.hitl.reply_domain)
     msg["Subject"] = f"Approval needed: {subject}"
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=cfg.hitl.reply_domain)
@@ -143,9 +135,8 @@ def notify_owners(cfg: Config, conn: psycopg.Connection, limit: int = BATCH) -> 
             if held is None:
                 break
             extra = {"message_id": held["id"]}
-            secret = link_secret(conn, cfg, held["user_id"])
             try:
-                raw = render(cfg, held, secret=secret)
+                raw = render(cfg, held)
             except Exception:
                 log.exception("owner notification cannot be composed: skipped", extra=extra)
                 raw = None

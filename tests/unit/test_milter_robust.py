@@ -139,3 +139,21 @@ def test_an_error_at_end_of_data_answers_451_and_stores_nothing(
     # The client's retry is then stored, once.
     assert feed(raw, "alice@good.example", [AGENT], queue_id="QEOM2").code == Milter.DISCARD
     assert the_row(cfg, agent, "<eom-error@fixtures.example>")["queue_id"] == "QEOM2"
+
+
+def test_mail_to_a_made_up_reply_address_costs_no_authentication(cfg, agent, monkeypatch) -> None:
+    # A reply address's MAC is checked before any DNS or DKIM work: junk
+    # sent to made-up approve-... addresses must not make us do lookups.
+    from e2a.core.ids import new_id
+    to = f"approve-{new_id('msg').removeprefix('msg_')}-{'0' * 20}@{AGENT.partition('@')[2]}"
+    raw = (f"From: mallory@good.example\r\nTo: {to}\r\n"
+           "Message-ID: <made-up-reply@fixtures.example>\r\n\r\napprove\r\n").encode()
+
+    def expensive(*args: object) -> None:
+        raise AssertionError("authenticated mail to an address nobody was given")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(handler.mailauth, "authenticate", expensive)
+        out = feed(raw, "mallory@good.example", [to], client_ip=SENDER_NET_IP,
+                   queue_id="QMADEUP")
+    assert out.code == Milter.DISCARD

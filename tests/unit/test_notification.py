@@ -14,7 +14,7 @@ import pytest
 from apisupport import Tenant, make_tenant
 from filtersupport import reinjection_service
 
-from e2a.core import config, notification, replyaddress, signing_secrets, tokens
+from e2a.core import config, keys, notification, replyaddress, signing_secrets, tokens
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import messages as message_store
@@ -112,36 +112,42 @@ def test_one_notification_per_held_message_without_the_body(
     assert approve.startswith(f"{base}/api/v1/approve?token=")
     assert reject.startswith(f"{base}/api/v1/reject?token=")
     assert review == f"{base}/api/v1/messages/{message_id}"
-    # No signing secret of the owner's yet: the deployment's signs.
-    secret = notify_cfg.secrets.hmac_secret
+    # The owner's magic-link key signs, never the deployment secret itself.
+    key = keys.for_owner(notify_cfg, keys.MAGIC_LINK, tenant.user["id"])
     for url, action in ((approve, "approve"), (reject, "reject")):
-        link = tokens.verify_magic_link(secret, token_of(url))
+        link = tokens.verify_magic_link(key, token_of(url))
+        with pytest.raises(tokens.TokenError):
+            tokens.verify_magic_link(notify_cfg.secrets.hmac_secret.encode(), token_of(url))
         assert (link.message_id, link.action) == (message_id, action)
         assert link.expires_at == int(expires.timestamp()) + 600
 
     reply_to = replyaddress.parse(str(msg["Reply-To"]))
     assert reply_to is not None and reply_to.message_id == message_id
     assert reply_to.domain == notify_cfg.hitl.reply_domain
-    assert replyaddress.verify(reply_to, [secret])
+    assert replyaddress.verify(
+        reply_to, keys.for_owner(notify_cfg, keys.REPLY_ADDRESS, tenant.user["id"]))
 
     assert run_job(notify_cfg) == 0  # once only
     assert len(mine(service, tenant)) == 1
 
 
-def test_links_are_signed_with_the_owners_newest_secret(
+def test_links_are_never_signed_with_a_secret_agents_hold(
         notify_cfg: config.Config, tenant: Tenant, reinject: Any) -> None:
     service, _ = reinject
     with single_connection(notify_cfg) as conn:
-        signing_secrets.create(conn, tenant.user["id"], "old")
         newest = signing_secrets.create(conn, tenant.user["id"], "new").secret
     message_id = hold(notify_cfg, tenant)
     run_job(notify_cfg)
     [sent] = mine(service, tenant)
-    text = message_from_bytes(sent.data, policy=policy.default).get_content()
-    approve = next(line for line in text.splitlines() if "/api/v1/approve?token=" in line)
-    assert tokens.verify_magic_link(newest, token_of(approve)).message_id == message_id
+    msg = message_from_bytes(sent.data, policy=policy.default)
+    approve = next(line for line in msg.get_content().splitlines()
+                   if "/api/v1/approve?token=" in line)
+    key = keys.for_owner(notify_cfg, keys.MAGIC_LINK, tenant.user["id"])
+    assert tokens.verify_magic_link(key, token_of(approve)).message_id == message_id
     with pytest.raises(tokens.TokenError):
-        tokens.verify_magic_link(notify_cfg.secrets.hmac_secret, token_of(approve))
+        tokens.verify_magic_link(newest.encode(), token_of(approve))
+    reply_to = replyaddress.parse(str(msg["Reply-To"]))
+    assert reply_to is not None and not replyaddress.verify(reply_to, newest.encode())
 
 
 def test_nothing_marked_when_postfix_does_not_take_it(
@@ -189,11 +195,12 @@ def test_a_message_another_worker_is_notifying_is_skipped(
 
 
 def test_render_says_what_happens_at_expiry(notify_cfg: config.Config) -> None:
-    held = {"id": new_id("msg"), "subject": "", "to_recipients": ["a@example.org"], "cc": [],
+    held = {"id": new_id("msg"), "user_id": "usr_test", "subject": "",
+            "to_recipients": ["a@example.org"], "cc": [],
             "bcc": [], "agent_email": "bot@agents.test.example",
             "hitl_expiration_action": "approve", "owner_email": "o@example.org",
             "approval_expires_at": datetime.now(UTC) + timedelta(hours=1)}
-    msg = message_from_bytes(notification.render(notify_cfg, held, secret="s" * 32),
+    msg = message_from_bytes(notification.render(notify_cfg, held),
                              policy=policy.default)
     assert msg["Subject"] == "Approval needed: (no subject)"
     assert "it is sent anyway" in msg.get_content()
