@@ -13,6 +13,7 @@ Row = dict[str, Any]
 # What the filter and the bounce handler need of a row: never its body.
 _COLUMNS = """m.id, m.user_id, m.agent_id, m.status, m.delivery_status,
               m.provider_message_id, m.conversation_id, m.subject,
+              m.to_recipients, m.cc, m.bcc,
               a.email AS agent_email, d.domain AS agent_domain"""
 
 

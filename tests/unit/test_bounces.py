@@ -133,6 +133,24 @@ def test_failed_dsn_marks_the_message_bounced_once(cfg, agent, pool):
     assert event["data"]["delivery_error"] == row["delivery_error"]
 
 
+def test_only_reports_for_the_messages_own_recipients_count(cfg, agent, pool):
+    # Anyone who learnt a return path could otherwise mark a message bounced
+    # with a DSN about some address it was never sent to.
+    message_id = sent_message(cfg, agent)
+    rcpt = verp.return_path(message_id, agent["domain"])
+    stranger = dsn("failed").replace(b"rfc822; bounce-me@elsewhere.test",
+                                     b"rfc822; someone@unrelated.test")
+    assert bounces.consume(pool, stranger, [rcpt]) == [rcpt]
+    row, events = state(cfg, message_id)
+    assert (row["delivery_status"], events) == ("sent", [])
+    # A report naming one of its recipients among others counts for that one only.
+    assert bounces.consume(pool, dsn("partial"), [rcpt]) == [rcpt]
+    row, events = state(cfg, message_id)
+    assert row["delivery_status"] == "bounced"
+    assert [e["data"]["recipients"] for e in events] == [["bounce-me@elsewhere.test"]]
+    assert "other.test" not in row["delivery_error"]
+
+
 def test_sent_after_bounced_stays_bounced(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
     bounces.consume(pool, dsn("failed"), [verp.return_path(message_id, agent["domain"])])
