@@ -1,6 +1,6 @@
 """Bounces: delivery status notifications coming back to a VERP return path.
 
-Outbound mail leaves with the envelope sender ``bounces+<msg_id>@<agent's
+Outbound mail leaves with the envelope sender ``bounces+<msg_id>-<mac>@<agent's
 domain>`` (core/verp.py), so a DSN (RFC 3464) for that address reports on
 that message. A report with ``Action: failed`` whose Final-Recipient is one
 of that message's recipients marks the message bounced, with the reason,
@@ -51,7 +51,7 @@ class Report:
 
 def verp_recipients(recipients: Sequence[str]) -> list[str]:
     """The recipients that look like VERP return paths (no database asked)."""
-    return [r for r in recipients if verp.parse(r)]
+    return [r for r in recipients if verp.shaped(r)]
 
 
 def reports(raw: bytes) -> list[Report]:
@@ -104,7 +104,7 @@ def about(failed: Sequence[Report], row: Mapping[str, Any]) -> list[Report]:
     return [r for r in failed if r.recipient.lower() in own]
 
 
-def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str],
+def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str], verp_key: bytes,
             queue_id: str = "") -> list[str]:
     """Handle the mail for our VERP addresses among ``recipients``; return
     those addresses (the caller takes them away from Postfix). Raises on a
@@ -120,7 +120,7 @@ def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str],
             if agent_store.domain_by_name(conn, domain) is None:
                 continue  # not ours: it passes on like any other address
             consumed.append(rcpt)
-            message_id = verp.parse(rcpt)
+            message_id = verp.parse(rcpt, verp_key)  # None: a MAC not ours
             row = outbound_store.outbound_by_id(conn, message_id) if message_id else None
             if row is None or row["agent_domain"] != domain:
                 log.info("bounce for an unknown message consumed",

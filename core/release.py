@@ -65,7 +65,7 @@ def release(conn: psycopg.Connection, cfg: Config, *, message_id: str, agent_dom
     except dkimkeys.DkimKeyError as exc:
         raise ReleaseError(str(exc)) from None
     txn = Transaction(
-        verp.return_path(message_id, agent_domain), list(recipients), raw,
+        verp.return_path(message_id, agent_domain, verp.key(cfg)), list(recipients), raw,
         # What Postfix must be told of a held SMTP submission's 8-bit body
         # or UTF-8 addresses; a composed message is 7-bit ASCII.
         body_type="8BITMIME" if not raw.isascii() else "",

@@ -91,7 +91,7 @@ def send(pool: ConnectionPool, cfg: Config, out: Outgoing, *,
     failed."""
     if out.kind not in KINDS:
         raise ValueError(f"unknown kind of outbound message {out.kind!r}")
-    return_path = verp.return_path(out.message_id, out.agent["domain"])
+    return_path = verp.return_path(out.message_id, out.agent["domain"], verp.key(cfg))
     recipients = out.composed.recipients
     held = outbound.decide(outbound.Outgoing(return_path, recipients, out.composed.raw,
                                              agent=out.agent)) is outbound.Decision.HOLD

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import addresses, bounces, inbound, mailauth, metrics, replyapproval
+from e2a.core import addresses, bounces, inbound, mailauth, metrics, replyapproval, verp
 from e2a.core.config import Config
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import agents as agent_store
@@ -263,7 +263,8 @@ class InboundMilter(Milter.Base):
         if not bounces.verp_recipients(recipients):
             return set()
         raw = rebuild.message(self.headers, body, leading_space)
-        return {r.lower() for r in bounces.consume(self.pool, raw, recipients, queue_id)}
+        return {r.lower() for r in bounces.consume(self.pool, raw, recipients,
+                                                   verp.key(self.cfg), queue_id)}
 
     def _consume_replies(self, recipients: list[str], body: bytes, leading_space: bool,
                          queue_id: str) -> set[str]:

@@ -16,7 +16,7 @@ import logging
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import holds, inbound, metrics, outbound, outgoing, release, submit, timefmt
+from e2a.core import holds, inbound, metrics, outbound, outgoing, release, submit, timefmt, verp
 from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
 from e2a.core.store import outbound as outbound_store
@@ -41,6 +41,7 @@ class Gate:
         self.helo = helo
         self.timeout = timeout
         self.db_timeout = db_timeout
+        self.verp_key = verp.key(cfg)
 
     def pass_on(self, txn: Transaction) -> str:
         """Pass ``txn`` on; the reinjection service's answer (naming its queue id)."""
@@ -56,7 +57,7 @@ class Gate:
         sub = outgoing.Submission(txn.mail_from, txn.recipients, txn.data, headers, queue_id)
         author_domain = inbound.from_address(headers).rpartition("@")[2].lower()
         with self.pool.connection(timeout=self.db_timeout) as conn:
-            sending = outgoing.identify(conn, sub)
+            sending = outgoing.identify(conn, sub, self.verp_key)
             if sending is not None and sending.passed_on_as:
                 # Our earlier 250 was lost on its way to Postfix.
                 log.info("passed on before, not again", extra={

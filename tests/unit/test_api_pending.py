@@ -175,7 +175,7 @@ def test_approve_releases_the_held_message_once(hitl_cfg, hitl_client, tenant, h
     assert result.json == {"message_id": held, "status": "sent", "edited": False,
                            "method": "smtp", "provider_message_id": QUEUED_AS}
     [out] = released(hitl_reinjection)
-    assert out.mail_from == verp.return_path(held, tenant.agent["domain"])
+    assert out.mail_from == verp.return_path(held, tenant.agent["domain"], verp.key(hitl_cfg))
     assert out.rcpt_tos == [FRIEND]
     assert b"Subject: Draft for review" in out.data
     row = message_row(hitl_cfg, held)

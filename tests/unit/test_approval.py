@@ -89,7 +89,7 @@ def held(cfg: config.Config, agent: dict[str, Any], *, subject: str = "Draft for
         assert message_store.insert_outbound(conn, {
             "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
             "type": "send", "recipient": to[0], "sender": agent["email"],
-            "envelope_sender": verp.return_path(message_id, agent["domain"]),
+            "envelope_sender": verp.return_path(message_id, agent["domain"], verp.key(cfg)),
             "to_recipients": list(to), "cc": [], "bcc": list(bcc), "subject": composed.subject,
             "email_message_id": composed.email_message_id, "in_reply_to": in_reply_to,
             "references_ids": list(references), "conversation_id": conversation_id or None,
@@ -165,7 +165,7 @@ def test_approve_as_held_sends_the_held_bytes_signed_with_the_verp_path(
                             reviewer_user_id=tenant.user["id"], via="api")
     assert done == approval.Resolved(message_id, "sent", False, "smtp", QUEUED_AS, "")
     [sent] = handler.messages
-    assert sent.mail_from == verp.return_path(message_id, tenant.agent["domain"])
+    assert sent.mail_from == verp.return_path(message_id, tenant.agent["domain"], verp.key(rcfg))
     assert sent.rcpt_tos == [FRIEND, "hidden@elsewhere.example"]
     assert sent.data.startswith(b"DKIM-Signature:")
     assert sent.data.endswith(raw)
@@ -250,7 +250,7 @@ def held_submission(cfg: config.Config, agent: dict[str, Any], raw: bytes) -> st
         assert message_store.insert_outbound(conn, {
             "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
             "type": "smtp", "recipient": FRIEND, "sender": agent["email"],
-            "envelope_sender": verp.return_path(message_id, agent["domain"]),
+            "envelope_sender": verp.return_path(message_id, agent["domain"], verp.key(cfg)),
             "to_recipients": [FRIEND], "cc": [], "bcc": [], "subject": "From my mail client",
             "email_message_id": "<client-1234@laptop.example>",
             "in_reply_to": "<earlier@example.org>", "references_ids": ["<earlier@example.org>"],
@@ -433,7 +433,7 @@ def test_expiry_approves_once(rcfg, pool, reinjection):
     expire_all(rcfg, pool)
     [sent] = handler.messages
     assert sent.data.endswith(raw)
-    assert sent.mail_from == verp.return_path(message_id, own.agent["domain"])
+    assert sent.mail_from == verp.return_path(message_id, own.agent["domain"], verp.key(rcfg))
     found = row(rcfg, message_id)
     assert found["status"] == "expired_approved"
     assert found["provider_message_id"] == QUEUED_AS

@@ -67,12 +67,12 @@ def message(sender: str, subject: str, *, to: str = "friend@elsewhere.example",
             "Hello there,\r\n.a line with a leading dot\r\n").encode()
 
 
-def api_row(agent: dict[str, Any], message_id: str, raw: bytes) -> dict[str, Any]:
+def api_row(cfg, agent: dict[str, Any], message_id: str, raw: bytes) -> dict[str, Any]:
     """The row the API stores before it submits (type 'send')."""
     return {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"], "type": "send",
         "recipient": "friend@elsewhere.example", "sender": agent["email"],
-        "envelope_sender": verp.return_path(message_id, agent["domain"]),
+        "envelope_sender": verp.return_path(message_id, agent["domain"], verp.key(cfg)),
         "to_recipients": ["friend@elsewhere.example"], "cc": [], "bcc": [], "reply_to": [],
         "subject": "from the api", "email_message_id": "", "in_reply_to": "",
         "references_ids": [], "conversation_id": "conv_test", "raw_message": raw,
@@ -104,8 +104,8 @@ def test_api_message_is_signed_reinjected_with_its_return_path_and_recorded(
     message_id = new_id("msg")
     raw = message(agent["email"], "api send")
     with single_connection(cfg) as conn:
-        assert message_store.insert_outbound(conn, api_row(agent, message_id, raw))
-    return_path = verp.return_path(message_id, agent["domain"])
+        assert message_store.insert_outbound(conn, api_row(cfg, agent, message_id, raw))
+    return_path = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     with running.client() as smtp:
         smtp.docmd("XFORWARD", "NAME=localhost ADDR=127.0.0.1 IDENT=SUBMIT1")
         code, reply = send(smtp, return_path, ["friend@elsewhere.example"], raw)
@@ -152,7 +152,7 @@ def test_smtp_mail_of_an_agent_gets_a_row_a_return_path_and_an_event(
         assert send(smtp, agent["email"], rcpts, raw)[0] == 250
     [stored] = rows_by_subject(cfg, "plain smtp send")
     [got] = handler.messages
-    assert got.mail_from == verp.return_path(stored["id"], agent["domain"])
+    assert got.mail_from == verp.return_path(stored["id"], agent["domain"], verp.key(cfg))
     assert dkim.verify(got.data)
     assert stored["direction"] == "outbound"
     assert (stored["type"], stored["status"]) == ("smtp", "sent")
@@ -203,7 +203,7 @@ def test_retry_after_a_failed_reinjection_finds_the_same_row(cfg, agent, running
     assert again["id"] == first["id"]
     assert again["delivery_status"] == "sent"
     [got] = handler.messages
-    assert got.mail_from == verp.return_path(first["id"], agent["domain"])
+    assert got.mail_from == verp.return_path(first["id"], agent["domain"], verp.key(cfg))
 
 
 def test_foreign_from_passes_unsigned_with_its_envelope(cfg, running, reinjection, caplog):
@@ -223,7 +223,7 @@ def test_a_return_path_without_a_row_is_recorded_under_its_id(cfg, agent, runnin
     leaves recorded, under the id its return path carries."""
     handler, _ = reinjection
     message_id = new_id("msg")
-    return_path = verp.return_path(message_id, agent["domain"])
+    return_path = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     with running.client() as smtp:
         assert send(smtp, return_path, ["friend@elsewhere.example"],
                     message(agent["email"], "orphan"))[0] == 250
@@ -244,11 +244,11 @@ def test_the_filter_waits_for_the_api_transaction(cfg, agent, running, reinjecti
 
     def postfix() -> None:
         with running.client() as smtp:
-            results.append(send(smtp, verp.return_path(message_id, agent["domain"]),
+            results.append(send(smtp, verp.return_path(message_id, agent["domain"], verp.key(cfg)),
                                 ["friend@elsewhere.example"], raw)[0])
 
     with single_connection(cfg) as api:
-        message_store.insert_outbound(api, api_row(agent, message_id, raw))  # not committed
+        message_store.insert_outbound(api, api_row(cfg, agent, message_id, raw))  # not committed
         thread = threading.Thread(target=postfix)
         thread.start()
         time.sleep(1.0)
