@@ -21,7 +21,7 @@ from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
 from e2a.core.store import outbound as outbound_store
 from e2a.policy import xforward
-from e2a.policy.reinject import Transaction, reinject
+from e2a.policy.reinject import ReinjectError, Transaction, reinject
 
 log = logging.getLogger("e2a.filter")
 
@@ -74,8 +74,17 @@ class Gate:
             key = release.signing_key(conn, self.cfg, author_domain)
         if sending is not None:
             txn = dataclasses.replace(txn, mail_from=sending.return_path)
-        reply = release.sign_and_reinject(txn, key, to=self.reinject_to, helo=self.helo,
-                                          timeout=self.timeout, log_extra={"queue_id": queue_id})
+        try:
+            reply = release.sign_and_reinject(txn, key, to=self.reinject_to, helo=self.helo,
+                                              timeout=self.timeout,
+                                              log_extra={"queue_id": queue_id})
+        except ReinjectError as exc:
+            if exc.permanent and sending is not None:
+                # The filter answers with the 5xx and Postfix bounces the
+                # message: the row says so now, not after days of retries.
+                with self.pool.connection(timeout=self.db_timeout) as conn:
+                    outbound_store.record_failed(conn, sending.message_id, str(exc))
+            raise
         if sending is not None:
             new_queue_id = submit.queue_id(reply)
             if not new_queue_id:

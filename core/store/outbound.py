@@ -50,6 +50,15 @@ def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -
         (queue_id, message_id))
 
 
+def record_failed(conn: psycopg.Connection, message_id: str, error: str) -> None:
+    """Postfix's reinjection refused the message for good (it bounces it to
+    the sender with the reason); a bounce recorded already keeps its mark."""
+    conn.execute(
+        """UPDATE messages SET delivery_status = 'failed', delivery_error = %s
+            WHERE id = %s AND direction = 'outbound' AND delivery_status <> 'bounced'""",
+        (error, message_id))
+
+
 def record_bounced(conn: psycopg.Connection, message_id: str, error: str) -> bool:
     """Mark the message bounced; False when it was already (a DSN delivered
     twice), so that its event is written once."""

@@ -206,6 +206,28 @@ def test_retry_after_a_failed_reinjection_finds_the_same_row(cfg, agent, running
     assert got.mail_from == verp.return_path(first["id"], agent["domain"], verp.key(cfg))
 
 
+def test_a_permanent_refusal_downstream_is_a_permanent_failure(cfg, agent, running,
+                                                               reinjection):
+    """552 after our DKIM signature made the message too big: it will never
+    be taken, so Postfix must bounce it now (5xx), not retry it for days,
+    and the row says why it failed."""
+    handler, _ = reinjection
+    raw = message(agent["email"], "too big once signed")
+    handler.data_reply = "552 5.3.4 Message size exceeds fixed limit"
+    try:
+        with running.client() as smtp:
+            smtp.docmd("XFORWARD", "IDENT=PERM1")
+            code, reply = send(smtp, agent["email"], ["friend@elsewhere.example"], raw)
+    finally:
+        handler.data_reply = ""
+    assert code == 552, reply
+    assert reply.startswith("5.3.4") and "Message size exceeds fixed limit" in reply
+    [row] = rows_by_subject(cfg, "too big once signed")
+    assert row["delivery_status"] == "failed"
+    assert "552 5.3.4 Message size exceeds fixed limit" in row["delivery_error"]
+    assert handler.messages == []
+
+
 def test_foreign_from_passes_unsigned_with_its_envelope(cfg, running, reinjection, caplog):
     handler, _ = reinjection
     raw = message("someone@relay.example", "foreign author")
