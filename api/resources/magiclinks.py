@@ -81,6 +81,8 @@ def _doc(action: str) -> dict[str, Any]:
                                               "maxLength": MAX_REASON_LENGTH}}
                                   if action == "reject" else {})}}}}},
             "responses": {"200": _page(f"{word}d"), **errors,
+                          "422": _page("The mail server refused the message for good; it "
+                                       "is still held"),
                           "503": _page("The mail server did not take the message; it is "
                                        "still held")},
         },
@@ -172,6 +174,11 @@ class _MagicLink:
         except ReleaseError as exc:
             log.warning("approved message not released: %s", exc,
                         extra={"message_id": row["id"]})
+            if exc.permanent:
+                pages.problem(resp, 422, "The mail server refused this email",
+                              f"It said: {exc}. The email is still waiting for review: "
+                              "change it through the API, or reject it.")
+                return
             pages.problem(resp, 503, "Not sent yet",
                           "The mail server did not take the email just now. It is still "
                           "waiting for your approval: try again in a minute.")

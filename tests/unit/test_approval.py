@@ -13,6 +13,7 @@ from email import message_from_bytes, policy
 from typing import Any
 
 import dkim
+import psycopg
 import pytest
 from apisupport import Tenant, insert_message, make_tenant
 from filtersupport import QUEUED_AS, Reinjection, reinjection_service
@@ -463,6 +464,54 @@ def test_failed_automatic_send_ends_expired_rejected_with_the_error(rcfg, pool, 
     assert event["data"]["rejection_reason"] == found["rejection_reason"]
     assert_wiped(found, raw_kept=False)
     assert handler.messages == []
+
+
+def test_a_postfix_outage_during_expiry_retries_later_instead_of_rejecting(
+        rcfg, pool, reinjection):
+    """Only a permanent refusal ends an automatic approval as expired_rejected:
+    a brief outage (4xx, no answer) leaves the message for the next run."""
+    handler, _ = reinjection
+    own = make_tenant(rcfg)
+    message_id, raw = held(rcfg, own.agent)
+    make_due(rcfg, message_id, "approve")
+    handler.data_reply = "421 4.3.0 service not available, for the test"
+    expire_all(rcfg, pool)
+    found = row(rcfg, message_id)
+    assert found["status"] == "pending_approval"
+    assert "421" in found["delivery_error"]
+    assert outcome_events(rcfg, message_id) == []
+    assert found["raw_message"] is not None
+    handler.data_reply = ""
+    expire_all(rcfg, pool)
+    assert row(rcfg, message_id)["status"] == "expired_approved"
+    [sent] = handler.messages
+    assert sent.data.endswith(raw)
+
+
+def test_a_database_failure_after_postfixs_250_neither_sends_twice_nor_drops(
+        rcfg, pool, tenant, reinjection, monkeypatch):
+    handler, _ = reinjection
+    message_id, _ = held(rcfg, tenant.agent)
+
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise psycopg.OperationalError("the database went away after Postfix's 250")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(approval.store, "finish_sent", lost)
+        with pytest.raises(psycopg.OperationalError):
+            approval.approve(pool, rcfg, message_id, owner_id=tenant.user["id"],
+                             reviewer_user_id=tenant.user["id"], via="api")
+    assert len(handler.messages) == 1  # Postfix has it: not dropped
+    found = row(rcfg, message_id)
+    # The decision was committed before Postfix was asked: it is not pending,
+    # so neither another approval nor the expiry sends it a second time.
+    assert (found["status"], found["delivery_status"]) == ("sent", "submitting")
+    with pytest.raises(approval.NotPending):
+        approval.approve(pool, rcfg, message_id, owner_id=tenant.user["id"],
+                         reviewer_user_id=tenant.user["id"], via="link")
+    make_due(rcfg, message_id, "approve")
+    expire_all(rcfg, pool)
+    assert len(handler.messages) == 1
 
 
 def test_expiry_skips_a_message_someone_is_resolving(rcfg, pool, reinjection):
