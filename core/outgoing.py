@@ -105,6 +105,10 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
         row = outbound_store.outbound_by_id(conn, message_id)
         if row is None:
             return None  # the id is an inbound message's: not a return path of ours
+    # Postfix has the message: if the API has not heard its 250 (yet, or
+    # ever: its database failed after), the marker goes and the event is
+    # written here.
+    sending.confirm(conn, row["id"], sub.queue_id)
     agent = agent_store.agent_by_email(conn, row["agent_email"])
     return _from_row(row, agent, verp_key) if agent is not None else None
 

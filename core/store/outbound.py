@@ -38,6 +38,33 @@ def outbound_by_dedupe_key(conn: psycopg.Connection, agent_id: str,
         (agent_id, dedupe_key)).fetchone()
 
 
+SUBMITTING = "submitting"
+
+
+def confirm_submitted(conn: psycopg.Connection, message_id: str, queue_id: str) -> Row | None:
+    """Postfix took the message the API marked ``submitting``: the marker
+    goes. The row (what its event says) when this call took it away, None
+    when it was gone already (the other side came first)."""
+    return conn.execute(
+        """UPDATE messages
+              SET delivery_status = 'queued',
+                  queue_id = CASE WHEN COALESCE(queue_id, '') = '' THEN %s ELSE queue_id END
+            WHERE id = %s AND direction = 'outbound' AND delivery_status = 'submitting'
+        RETURNING id, user_id, agent_id, type, status, sender, to_recipients, cc, subject,
+                  conversation_id""",
+        (queue_id, message_id)).fetchone()
+
+
+def discard_unsubmitted(conn: psycopg.Connection, message_id: str) -> bool:
+    """Postfix did not take the message the API marked ``submitting``: the row
+    goes, as if never written. False when the filter met the message first
+    (then Postfix did take it, whatever the client heard)."""
+    return conn.execute(
+        """DELETE FROM messages
+            WHERE id = %s AND direction = 'outbound' AND delivery_status = 'submitting'""",
+        (message_id,)).rowcount == 1
+
+
 def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
     """Postfix took the message for delivery under ``queue_id``. A bounce that
     came back first keeps its mark: the fate only moves forward."""

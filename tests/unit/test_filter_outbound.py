@@ -132,6 +132,28 @@ def test_api_message_is_signed_reinjected_with_its_return_path_and_recorded(
     assert stored["provider_message_id"] == QUEUED_AS
 
 
+def test_the_filter_confirms_an_api_message_whose_250_the_api_never_heard(
+        cfg, agent, running, reinjection):
+    """The API committed its row marked ``submitting`` and lost its database
+    after Postfix's 250: the filter meeting the message takes the marker
+    away and writes the event, once."""
+    handler, _ = reinjection
+    message_id = new_id("msg")
+    raw = message(agent["email"], "api lost its 250")
+    with single_connection(cfg) as conn:
+        assert message_store.insert_outbound(conn, {
+            **api_row(cfg, agent, message_id, raw), "delivery_status": "submitting"})
+    return_path = verp.return_path(message_id, agent["domain"], verp.key(cfg))
+    for _ in range(2):  # and Postfix's retry after a lost 250 of ours
+        with running.client() as smtp:
+            smtp.docmd("XFORWARD", "NAME=localhost ADDR=127.0.0.1 IDENT=LOST250")
+            assert send(smtp, return_path, ["friend@elsewhere.example"], raw)[0] == 250
+    assert len(handler.messages) == 1
+    stored = row(cfg, message_id)
+    assert (stored["delivery_status"], stored["queue_id"]) == ("sent", "LOST250")
+    assert [e["type"] for e in events_of(cfg, message_id)] == ["email.sent"]
+
+
 def test_a_body_changed_after_signing_fails_verification(cfg, agent, running, reinjection):
     handler, _ = reinjection
     raw = message(agent["email"], "tamper check")
