@@ -222,3 +222,35 @@ def test_one_that_cannot_be_written_does_not_hold_up_the_others(
     assert row(notify_cfg, notified)["notified_at"] is not None
     assert row(notify_cfg, skipped)["notified_at"] is not None  # passed over for good
     assert not [m for m in service.messages if broken.user["email"] in str(m.rcpt_tos)]
+
+
+def test_a_looping_agent_cannot_flood_its_owner(
+        notify_cfg: config.Config, tenant: Tenant, reinject: Any) -> None:
+    """At most hitl.notify_per_hour (default 10) mails per owner in any hour;
+    what is held meanwhile waits and is summed up in the next mail."""
+    service, _ = reinject
+    per_hour = 10
+    held = []
+    for n in range(per_hour + 5):
+        held.append(hold(notify_cfg, tenant, subject=f"loop {n}"))
+        run_job(notify_cfg)
+    assert len(mine(service, tenant)) == per_hour
+    waiting = held[per_hour:]
+    assert all(row(notify_cfg, m)["notified_at"] is None for m in waiting)
+    # An hour later the window has room again: one mail names every one waiting.
+    with single_connection(notify_cfg) as conn:
+        conn.execute("UPDATE owner_notifications SET sent_at = sent_at - interval '1 hour'"
+                     " WHERE user_id = %s", (tenant.user["id"],))
+    run_job(notify_cfg)
+    sent = mine(service, tenant)
+    assert len(sent) == per_hour + 1
+    digest = message_from_bytes(sent[-1].data, policy=policy.default)
+    assert digest["Subject"] == f"Approval needed: {len(waiting)} messages of your agents"
+    assert digest["Reply-To"] is None  # a reply acts on one message: the links do here
+    text = digest.get_content()
+    for message_id, n in zip(waiting, range(per_hour, per_hour + 5), strict=True):
+        assert f"loop {n}" in text
+        assert f"/api/v1/messages/{message_id}" in text
+    assert text.count("/api/v1/approve?token=") == len(waiting)
+    assert BODY not in text
+    assert all(row(notify_cfg, m)["notified_at"] is not None for m in waiting)
