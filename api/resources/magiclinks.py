@@ -6,8 +6,9 @@ previews fetch URLs: nothing may happen then); the button POSTs the token
 back, and that acts, through core/approval.py like every other way of
 resolving, with the message's owner as the reviewer. A second use finds the
 message resolved (409): the state makes links single-use. No API key: the
-token is the credential, checked against the owner's signing secrets
-(core/linkcheck.py). Answers are pages for a person, also when refused.
+token is the credential, checked against the owner's magic-link key, which
+only the server holds (core/keys.py, core/linkcheck.py). Answers are pages
+for a person, also when refused.
 """
 
 from __future__ import annotations
