@@ -146,13 +146,15 @@ def expire_due(conn: psycopg.Connection, cfg: Config, limit: int = 20) -> int:
             row = store.claim_due(conn)
             if row is None:
                 break
-            if row["hitl_expiration_action"] != "approve":
-                _discard_expired(conn, row, EXPIRED_REASON)
-                row = None
-            else:
+            approving = row["hitl_expiration_action"] == "approve"
+            if approving:
                 store.mark_sending(conn, row["id"], status=EXPIRED_APPROVED,
                                    reviewer_user_id=None, reviewed=False)
-        if row is not None and not _expire_approved(conn, cfg, row):
+            else:
+                _discard_expired(conn, row, EXPIRED_REASON)
+        if not approving:
+            _done(row["id"], EXPIRED_REJECTED, "expiry", reason=EXPIRED_REASON)
+        elif not _expire_approved(conn, cfg, row):
             break
         done += 1
     return done
@@ -162,7 +164,6 @@ def _discard_expired(conn: psycopg.Connection, row: Row, reason: str) -> None:
     store.finish_discarded(conn, row["id"], status=EXPIRED_REJECTED, reason=reason,
                            reviewer_user_id=None, reviewed=False)
     _event(conn, row, EXPIRED_REJECTED, reason=reason)
-    _done(row["id"], EXPIRED_REJECTED, "expiry", reason=reason)
 
 
 def _expire_approved(conn: psycopg.Connection, cfg: Config, row: Row) -> bool:
@@ -171,12 +172,15 @@ def _expire_approved(conn: psycopg.Connection, cfg: Config, row: Row) -> bool:
     try:
         queue_id = _release(conn, cfg, row, None)
     except release.ReleaseError as exc:
+        if exc.permanent:
+            # Refused for good: it would be refused at every retry. The
+            # owner reads why.
+            reason = f"automatic approval failed: {exc}"
+            with conn.transaction():
+                _discard_expired(conn, row, reason)
+            _done(row["id"], EXPIRED_REJECTED, "expiry", reason=reason)
+            return True
         with conn.transaction():
-            if exc.permanent:
-                # Refused for good: it would be refused at every retry. The
-                # owner reads why.
-                _discard_expired(conn, row, f"automatic approval failed: {exc}")
-                return True
             store.unmark_sending(conn, row["id"], status=EXPIRED_APPROVED, error=str(exc))
         log.warning("automatic approval not sent, retrying at the next run: %s", exc,
                     extra={"message_id": row["id"]})
@@ -289,7 +293,7 @@ def _release(conn: psycopg.Connection, cfg: Config, row: Row, outgoing: Row | No
         raw, recipients = outgoing["raw"], outgoing["recipients"]
     else:
         if row["raw_message"] is None:
-            raise release.ReleaseError("the held message's content is gone")
+            raise release.ReleaseError("the held message's content is gone", permanent=True)
         raw = bytes(row["raw_message"])
         recipients = compose.unique_addresses(
             [Mailbox(a) for a in [*row["to_recipients"], *row["cc"], *row["bcc"]]])
