@@ -3,11 +3,11 @@ path it leaves with.
 
 Mail from the API arrives with the VERP return path of the row the API
 stored (core/verp.py): the row is looked up by that id, once the path's MAC
-says we made it (a return path typed by anyone else names no row). Mail an agent sent
-by plain SMTP or sendmail has no row: one is made here (type ``smtp``) when
-its envelope sender or From is an agent's address, so that every message
-an agent sends is recorded, and it then leaves with a VERP return path too,
-so its bounces come back to it. Mail of nobody we know (the host's own)
+says we made it (a return path typed by anyone else names no row). Mail an
+agent sent by plain SMTP or sendmail has no row: one is made here (type
+``smtp``) when its envelope sender or From is an agent's address, so that
+every message an agent sends is recorded, and it then leaves with a VERP
+return path too, so its bounces come back to it. Mail of nobody we know (the host's own)
 gets no row and keeps its envelope.
 
 Postfix retries a message we answered 4xx, so a second pass must find the
@@ -91,9 +91,11 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
                  verp_key: bytes) -> Sending | None:
     row = outbound_store.outbound_by_id(conn, message_id)
     if row is None:
-        # The API's commit failed after Postfix took the message (or is
-        # still on its way: creating the row waits for that transaction).
-        # It leaves recorded all the same, under the id it carries.
+        # The API commits its row before it submits, and deletes it again
+        # only when it heard no 250: here Postfix took the message all the
+        # same (the 250 lost to a timeout, say). It leaves recorded, under
+        # the id it carries (creating the row waits for a transaction of the
+        # API's still writing it).
         agent = _agent(conn, inbound.from_address(sub.headers), sub)
         if agent is None:
             return None
