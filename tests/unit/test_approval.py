@@ -514,6 +514,27 @@ def test_a_database_failure_after_postfixs_250_neither_sends_twice_nor_drops(
     assert len(handler.messages) == 1
 
 
+def test_a_database_failure_after_an_automatic_approval_does_not_send_twice(
+        rcfg, pool, reinjection, monkeypatch):
+    handler, _ = reinjection
+    own = make_tenant(rcfg)
+    message_id, _ = held(rcfg, own.agent)
+    make_due(rcfg, message_id, "approve")
+
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise psycopg.OperationalError("the database went away after Postfix's 250")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(approval.store, "finish_sent", lost)
+        with pytest.raises(psycopg.OperationalError):
+            expire_all(rcfg, pool)
+    assert len(handler.messages) == 1
+    found = row(rcfg, message_id)
+    assert (found["status"], found["delivery_status"]) == ("expired_approved", "submitting")
+    expire_all(rcfg, pool)  # the next run, the database back
+    assert len(handler.messages) == 1
+
+
 def test_expiry_skips_a_message_someone_is_resolving(rcfg, pool, reinjection):
     """SKIP LOCKED: a row an approval has locked is not the worker's; once the
     approval commits, the worker finds it no longer due."""
