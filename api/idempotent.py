@@ -47,8 +47,36 @@ class Answer:
     media: dict[str, Any]
 
 
-# keep(conn, answer): record the answer in the work's transaction on conn.
-Keep = Callable[[psycopg.Connection, Answer], None]
+class Keep:
+    """keep(conn, answer): record the answer in the work's transaction on
+    conn (``confirmed=False``: keep.confirm(conn) later makes it final).
+    keep.forget(conn): take a committed answer back, in the transaction that
+    undoes the work (core/sending commits its answer before Postfix is asked,
+    confirms it after Postfix's 250, and undoes both when Postfix does not
+    take the mail)."""
+
+    def __init__(self, user_id: str = "", key: str = "") -> None:
+        self.user_id = user_id
+        self.key = key
+        self.kept = False
+
+    def __call__(self, conn: psycopg.Connection, answer: Answer, *,
+                 confirmed: bool = True) -> None:
+        if self.key:
+            idempotency.record(conn, self.user_id, self.key, answer.status, answer.media,
+                               confirmed=confirmed)
+        self.kept = True
+
+    def confirm(self, conn: psycopg.Connection) -> None:
+        if self.key and self.kept:
+            idempotency.confirm(conn, self.user_id, self.key)
+
+    def forget(self, conn: psycopg.Connection) -> None:
+        if self.key and self.kept:
+            idempotency.forget(conn, self.user_id, self.key)
+        self.kept = False
+
+
 Work = Callable[[Keep], Answer]
 
 
@@ -74,7 +102,7 @@ def respond(pool: ConnectionPool, req: falcon.Request, resp: falcon.Response,
     authorize()
     key = req.get_header(HEADER)
     if key is None:
-        _write(resp, work(lambda conn, answer: None))
+        _write(resp, work(Keep()))
         return
     if not idempotency.valid_key(key):
         raise errors.bad_request(f"{HEADER} must be 1 to {idempotency.MAX_KEY_LENGTH} "
@@ -95,16 +123,10 @@ def respond(pool: ConnectionPool, req: falcon.Request, resp: falcon.Response,
         raise errors.ApiError(409, "idempotency_key_in_progress",
                               f"a request with this {HEADER} is still in progress; "
                               "retry later")
-    kept = False
-
-    def keep(conn: psycopg.Connection, answer: Answer) -> None:
-        nonlocal kept
-        idempotency.record(conn, user_id, key, answer.status, answer.media)
-        kept = True
-
+    keep = Keep(user_id, key)
     try:
         answer = work(keep)
-        if not kept:
+        if not keep.kept:
             with pool.connection() as conn:
                 idempotency.record(conn, user_id, key, answer.status, answer.media)
     except BaseException:

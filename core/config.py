@@ -191,6 +191,9 @@ KEYS: tuple[Key, ...] = (
     # agent domain, else mail.hostname).
     Key("hitl", "notify_from", str, "", lambda v: v and _mailbox(v)),
     Key("hitl", "reply_domain", str, "", _domain),
+    # Notification mails per owner in any hour: an agent looping on held
+    # sends must not flood its owner. What waits is summed up in the next one.
+    Key("hitl", "notify_per_hour", int, 10, _positive),
     # Sandbox and tests only: lets agents' webhook URLs be http(s) on loopback
     # (see e2a.core.webhookurl). Never on a deployment.
     Key("webhooks", "allow_loopback", bool, False),

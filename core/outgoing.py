@@ -2,11 +2,12 @@
 path it leaves with.
 
 Mail from the API arrives with the VERP return path of the row the API
-stored (core/verp.py): the row is looked up by that id. Mail an agent sent
-by plain SMTP or sendmail has no row: one is made here (type ``smtp``) when
-its envelope sender or From is an agent's address, so that every message
-an agent sends is recorded, and it then leaves with a VERP return path too,
-so its bounces come back to it. Mail of nobody we know (the host's own)
+stored (core/verp.py): the row is looked up by that id, once the path's MAC
+says we made it (a return path typed by anyone else names no row). Mail an
+agent sent by plain SMTP or sendmail has no row: one is made here (type
+``smtp``) when its envelope sender or From is an agent's address, so that
+every message an agent sends is recorded, and it then leaves with a VERP
+return path too, so its bounces come back to it. Mail of nobody we know (the host's own)
 gets no row and keeps its envelope.
 
 Postfix retries a message we answered 4xx, so a second pass must find the
@@ -63,13 +64,13 @@ class Sending:
     status: str = "sent"
 
 
-def identify(conn: psycopg.Connection, sub: Submission) -> Sending | None:
+def identify(conn: psycopg.Connection, sub: Submission, verp_key: bytes) -> Sending | None:
     """The outbound message ``sub`` is, its row made when it has none; None
     when no agent of ours sent it. One transaction."""
     with conn.transaction():
-        claimed = verp.parse(sub.mail_from)
+        claimed = verp.parse(sub.mail_from, verp_key)
         if claimed:
-            found = _api_message(conn, sub, claimed)
+            found = _api_message(conn, sub, claimed, verp_key)
             if found is not None:
                 return found
         agent = _sending_agent(conn, sub)
@@ -77,36 +78,45 @@ def identify(conn: psycopg.Connection, sub: Submission) -> Sending | None:
             return None
         key = dedupe_key(sub)
         message_id = new_id("msg")
-        if _create(conn, sub, agent, message_id, key) is None:
+        return_path = verp.return_path(message_id, agent["domain"], verp_key)
+        if _create(conn, sub, agent, message_id, return_path, key) is None:
             row = outbound_store.outbound_by_dedupe_key(conn, agent["id"], key)
             if row is None:
                 raise RuntimeError("outbound row neither created nor found")
-            return _from_row(row, agent)
-        return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "")
+            return _from_row(row, agent, verp_key)
+        return Sending(message_id, agent, return_path, "")
 
 
-def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str) -> Sending | None:
+def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
+                 verp_key: bytes) -> Sending | None:
     row = outbound_store.outbound_by_id(conn, message_id)
     if row is None:
-        # The API's commit failed after Postfix took the message (or is
-        # still on its way: creating the row waits for that transaction).
-        # It leaves recorded all the same, under the id it carries.
+        # The API commits its row before it submits, and deletes it again
+        # only when it heard no 250: here Postfix took the message all the
+        # same (the 250 lost to a timeout, say). It leaves recorded, under
+        # the id it carries (creating the row waits for a transaction of the
+        # API's still writing it).
         agent = _agent(conn, inbound.from_address(sub.headers), sub)
         if agent is None:
             return None
-        if _create(conn, sub, agent, message_id, None) is not None:
+        return_path = verp.return_path(message_id, agent["domain"], verp_key)
+        if _create(conn, sub, agent, message_id, return_path, None) is not None:
             log.warning("no row for the message's return path: recorded from the message",
                         extra={"queue_id": sub.queue_id, "message_id": message_id})
-            return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "")
+            return Sending(message_id, agent, return_path, "")
         row = outbound_store.outbound_by_id(conn, message_id)
         if row is None:
             return None  # the id is an inbound message's: not a return path of ours
+    # Postfix has the message: if the API has not heard its 250 (yet, or
+    # ever: its database failed after), the marker goes and the event is
+    # written here.
+    sending.confirm(conn, row["id"], sub.queue_id)
     agent = agent_store.agent_by_email(conn, row["agent_email"])
-    return _from_row(row, agent) if agent is not None else None
+    return _from_row(row, agent, verp_key) if agent is not None else None
 
 
-def _from_row(row: Row, agent: Row) -> Sending:
-    return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"]),
+def _from_row(row: Row, agent: Row, verp_key: bytes) -> Sending:
+    return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"], verp_key),
                    row["provider_message_id"], row["status"])
 
 
@@ -132,7 +142,7 @@ def dedupe_key(sub: Submission) -> bytes:
 
 
 def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
-            key: bytes | None) -> str | None:
+            return_path: str, key: bytes | None) -> str | None:
     """The row and its email.sent event (held for approval: the row pending,
     an email.pending_approval event); None when the id or key is taken."""
     msg = sub.headers
@@ -148,7 +158,7 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
     stored = message_store.insert_outbound(conn, {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
         "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],
-        "sender": sender, "envelope_sender": verp.return_path(message_id, agent["domain"]),
+        "sender": sender, "envelope_sender": return_path,
         "to_recipients": to, "cc": cc,
         "bcc": [inbound.text(r) for r in sub.recipients if r.lower() not in listed],
         "reply_to": inbound.header_addresses(msg, "Reply-To"), "subject": subject,

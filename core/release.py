@@ -28,7 +28,12 @@ log = logging.getLogger("e2a.release")
 class ReleaseError(Exception):
     """The message did not leave (reinjection refused or unreachable, or its
     signing key unreadable); str() is one line for a log or a reason, never
-    message content."""
+    message content. ``permanent``: Postfix refused it for good (a 5xx: it
+    would be refused again as it is)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
 
 
 def author_domain(raw: bytes) -> str:
@@ -58,14 +63,18 @@ def release(conn: psycopg.Connection, cfg: Config, *, message_id: str, agent_dom
             raw: bytes, recipients: Sequence[str]) -> str:
     """Send our outbound message ``message_id`` (held until now) with its VERP
     return path; Postfix's queue id for it. ``conn`` only reads the signing
-    key. Raises ReleaseError when the message did not leave."""
+    key, in a transaction of its own: none stays open across the SMTP
+    transaction (the caller's marker must be committed before it, and
+    nothing it writes after may hang on our read). Raises ReleaseError when
+    the message did not leave."""
     target = addresses.inet(cfg.filter.reinject)
     try:
-        key = signing_key(conn, cfg, author_domain(raw))
+        with conn.transaction():
+            key = signing_key(conn, cfg, author_domain(raw))
     except dkimkeys.DkimKeyError as exc:
         raise ReleaseError(str(exc)) from None
     txn = Transaction(
-        verp.return_path(message_id, agent_domain), list(recipients), raw,
+        verp.return_path(message_id, agent_domain, verp.key(cfg)), list(recipients), raw,
         # What Postfix must be told of a held SMTP submission's 8-bit body
         # or UTF-8 addresses; a composed message is 7-bit ASCII.
         body_type="8BITMIME" if not raw.isascii() else "",
@@ -74,7 +83,7 @@ def release(conn: psycopg.Connection, cfg: Config, *, message_id: str, agent_dom
         reply = sign_and_reinject(txn, key, to=target, helo=cfg.mail.hostname,
                                   timeout=cfg.submit.timeout, log_extra={"message_id": message_id})
     except ReinjectError as exc:
-        raise ReleaseError(str(exc)) from None
+        raise ReleaseError(str(exc), permanent=exc.permanent) from None
     queue_id = submit.queue_id(reply)
     if not queue_id:
         log.warning("no queue id in the reinjection's answer", extra={"message_id": message_id})

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import addresses, bounces, inbound, mailauth, metrics, replyapproval
+from e2a.core import addresses, bounces, inbound, mailauth, metrics, replyapproval, verp
 from e2a.core.config import Config
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import agents as agent_store
@@ -263,7 +263,8 @@ class InboundMilter(Milter.Base):
         if not bounces.verp_recipients(recipients):
             return set()
         raw = rebuild.message(self.headers, body, leading_space)
-        return {r.lower() for r in bounces.consume(self.pool, raw, recipients, queue_id)}
+        return {r.lower() for r in bounces.consume(self.pool, raw, recipients,
+                                                   verp.key(self.cfg), queue_id)}
 
     def _consume_replies(self, recipients: list[str], body: bytes, leading_space: bool,
                          queue_id: str) -> set[str]:
@@ -273,9 +274,11 @@ class InboundMilter(Milter.Base):
         if not replyapproval.reply_recipients(recipients):
             return set()
         raw = rebuild.message(self.headers, body, leading_space)
-        verdict = self._authenticate(raw, inbound.parse(raw))
-        return {r.lower() for r in replyapproval.consume(self.pool, self.cfg, raw, verdict,
-                                                         recipients, queue_id)}
+        # Authenticated only on demand: once the address's MAC says it is
+        # one we gave out, so junk to made-up addresses costs no DNS.
+        return {r.lower() for r in replyapproval.consume(
+            self.pool, self.cfg, raw, lambda: self._authenticate(raw, inbound.parse(raw)),
+            recipients, queue_id)}
 
     def _authenticate(self, received: bytes, msg: EmailMessage) -> Verdict:
         """SPF, DKIM and DMARC of ``received`` (the bytes as they came)."""

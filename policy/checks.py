@@ -140,7 +140,7 @@ def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,
             domain = agent_store.domain_by_name(conn, domain_name.lower())
             if domain is None:
                 return DUNNO  # not one of our domains
-            if verp.parse(recipient):
+            if verp.shaped(recipient):
                 return DUNNO  # a bounce of our outbound mail: the milter takes it
             if replyaddress.parse(recipient):
                 return DUNNO  # a reply to an owner notification: the milter takes it

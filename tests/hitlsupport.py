@@ -66,8 +66,8 @@ def hold(client: testing.TestClient, tenant: Tenant, agent: dict[str, Any],
 
 
 def owner_secret(cfg: Config, tenant: Tenant) -> str:
-    """A signing secret of the tenant's (made now), the newest: the one its
-    notifications sign links with."""
+    """A signing secret of the tenant's (made now): one its agents hold, so
+    one that must never sign a link."""
     with single_connection(cfg) as conn:
         return signing_secrets.create(conn, tenant.user["id"], "links").secret
 
@@ -76,8 +76,7 @@ def link_token(cfg: Config, message_id: str, action: str) -> str:
     """The token of the ``action`` link the owner's notification carries."""
     with single_connection(cfg) as conn:
         row = pending_store.outbound_message(conn, message_id, user_id=None)
-        secret = notification.link_secret(conn, cfg, row["user_id"])
-    url = notification.links(cfg, secret, message_id, row["approval_expires_at"])[action]
+    url = notification.links(cfg, row["user_id"], message_id, row["approval_expires_at"])[action]
     return url.partition("?token=")[2]
 
 

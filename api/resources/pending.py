@@ -198,7 +198,9 @@ class PendingApproval:
                 "404": _NOT_YOURS,
                 "409": opdoc.error("The message is no longer pending approval, or another "
                                    "request with this Idempotency-Key is in progress"),
-                "422": idempotent.RESPONSES["422"],
+                "422": opdoc.error("Idempotency-Key reused with a different request body, "
+                                   "or the mail server refused the message for good "
+                                   "(release_refused: it is still held, edit or reject it)"),
                 "503": opdoc.error("The mail server did not take the message; it is still "
                                    "held, retry later"),
             },
@@ -231,6 +233,12 @@ class PendingApproval:
             except ReleaseError as exc:
                 log.warning("approved message not released: %s", exc,
                             extra={"message_id": message_id})
+                if exc.permanent:
+                    raise errors.ApiError(
+                        422, "release_refused",
+                        f"the mail server refused the message for good ({exc}); it is still "
+                        "held: edit it (smaller attachments, fewer recipients) or reject it"
+                    ) from None
                 raise errors.ApiError(503, "release_unavailable",
                                       "the mail server did not take the message; it is still "
                                       "held, retry later",

@@ -101,7 +101,9 @@ class Outbox:
         try:
             sent = sending.send(self.pool, self.cfg,
                                 sending.Outgoing(message_id, kind, agent, composed),
-                                in_transaction=lambda conn, s: keep(conn, answer(s)))
+                                in_transaction=lambda conn, s: keep(conn, answer(s),
+                                                                    confirmed=False),
+                                confirmed=keep.confirm, undo=keep.forget)
         except submit.SubmitError as exc:
             log.warning("submission failed, nothing sent: %s", exc,
                         extra={"message_id": message_id, "agent": agent["email"]})
@@ -313,6 +315,6 @@ class AgentTest:
             text=f"This is a test email from e2a. {agent['email']} sent it to itself to "
                  "show that its mail goes out and comes back in.\n",
             conversation_id=new_id("conv"))
-        answer = self._outbox.deliver(agent, "test", draft, lambda conn, answer: None)
+        answer = self._outbox.deliver(agent, "test", draft, idempotent.Keep())
         resp.status = falcon.code_to_http_status(answer.status)
         resp.media = answer.media

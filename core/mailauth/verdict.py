@@ -17,6 +17,7 @@ class Verdict:
     dkim: str = "none"
     dmarc: str = "none"
     aligned: bool = False  # a DMARC-aligned SPF or DKIM pass
+    dkim_aligned: bool = False  # a DMARC-aligned DKIM pass (SPF plays no part)
     header: str = ""  # our Authentication-Results value (without the name)
 
     @property
@@ -69,4 +70,5 @@ def authenticate(raw: bytes, who: Identity, authserv_id: str) -> Verdict:
     parts.append(dmarc_part)
     return Verdict(spf=spf_result.result, dkim=dkim.summary(dkim_results),
                    dmarc=dmarc_result.result, aligned=dmarc_result.aligned,
+                   dkim_aligned=dmarc_result.dkim_aligned,
                    header=";\r\n\t".join(parts))

@@ -450,3 +450,35 @@ def test_no_key_is_401_everywhere(client, tenant):
                                            json={"slug": slug(), "agent_mode": "local"})
     for result in results.values():
         assert_error(result, 401, "unauthorized")
+
+
+def test_the_servers_own_addresses_cannot_be_agents(cfg, client, tenant):
+    # The owners' notifications come from hitl.notify_from (approvals@ the
+    # shared domain by default): an agent there could send fake approval
+    # requests or read the owners' replies.
+    assert cfg.hitl.notify_from == f"approvals@{cfg.mail.shared_domain}"
+    shaped = [f"approve-{'0' * 32}-{'1' * 20}", "approve-anything"]
+    for local in ("approvals", *shaped):
+        assert_error(register(client, tenant, slug=local), 409, "conflict")
+        result = register(client, tenant, email=f"{local}@{cfg.mail.shared_domain}")
+        assert_error(result, 409, "conflict")
+        assert "reserved" in result.json["error"]["message"]
+    domain = add_domain(cfg, tenant)["domain"]
+    for local in (*shaped, f"bounces+msg_{'0' * 32}"):
+        assert_error(register(client, tenant, email=f"{local}@{domain}"), 409, "conflict")
+
+
+def test_a_configured_notify_from_and_reply_domain_are_reserved(cfg, tmp_path):
+    owner = make_tenant(cfg)
+    reply_domain = add_domain(cfg, owner)["domain"]
+    notify_from = f"hitl-notices@{cfg.mail.shared_domain}"
+    configured = config.load(write_config(
+        cfg, tmp_path / "e2a.toml",
+        f'[hitl]\nnotify_from = "{notify_from}"\nreply_domain = "{reply_domain}"\n'), env={})
+    with api_client(configured) as configured_client:
+        assert_error(register(configured_client, owner, slug="hitl-notices"), 409, "conflict")
+        assert_error(register(configured_client, owner, email=f"anyone@{reply_domain}"),
+                     409, "conflict")
+        # approvals@ is an ordinary address when notifications come from elsewhere.
+        assert register(configured_client, owner, slug=f"approvals-{secrets.token_hex(2)}") \
+            .status_code == 201

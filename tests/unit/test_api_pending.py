@@ -207,7 +207,7 @@ def test_approve_releases_the_held_message_once(hitl_cfg, hitl_client, tenant, h
     assert result.json == {"message_id": held, "status": "sent", "edited": False,
                            "method": "smtp", "provider_message_id": QUEUED_AS}
     [out] = released(hitl_reinjection)
-    assert out.mail_from == verp.return_path(held, tenant.agent["domain"])
+    assert out.mail_from == verp.return_path(held, tenant.agent["domain"], verp.key(hitl_cfg))
     assert out.rcpt_tos == [FRIEND]
     assert b"Subject: Draft for review" in out.data
     row = message_row(hitl_cfg, held)
@@ -311,6 +311,23 @@ def test_an_approval_the_mail_server_refuses_leaves_the_message_held(hitl_cfg, h
     hitl_reinjection[0].data_reply = ""
     assert hitl_client.simulate_post(detail_path(held) + "/approve",
                                 headers=tenant.auth).status_code == 200
+
+
+def test_an_approval_the_mail_server_refuses_for_good_says_why(hitl_cfg, hitl_client, tenant,
+                                                              hitl_reinjection):
+    # 552 once our DKIM signature made it too big: retrying would not help;
+    # the reviewer reads why, the message stays held (to edit or reject).
+    held = hold(hitl_client, tenant, tenant.agent)
+    hitl_reinjection[0].data_reply = "552 5.3.4 Message size exceeds fixed limit"
+    try:
+        result = hitl_client.simulate_post(detail_path(held) + "/approve", headers=tenant.auth)
+    finally:
+        hitl_reinjection[0].data_reply = ""
+    assert_error(result, 422, "release_refused")
+    assert "552 5.3.4 Message size exceeds fixed limit" in result.json["error"]["message"]
+    found = message_row(hitl_cfg, held)
+    assert found["status"] == "pending_approval"
+    assert "552 5.3.4" in found["delivery_error"]
 
 
 # -- reject ----------------------------------------------------------------

@@ -365,3 +365,37 @@ def test_postfix_refusing_is_a_503_and_nothing_is_recorded(client, tenant, agent
         postfix.refuse_recipients = set()
         postfix.data_reply = "554 5.7.1 Error: message content rejected"
         assert_error(post(client, tenant, SEND, message(agent)), 503, "submit_unavailable")
+
+
+def test_a_database_failure_after_postfixs_250_neither_sends_twice_nor_drops(
+        cfg, client, tenant, agent, postfix):
+    """The database fails once Postfix has taken the message (here: it
+    refuses any change to the row, as a commit lost after the 250 would):
+    the client hears an error, but the message and its key's answer were
+    committed before Postfix was asked, so a retry with the key sends
+    nothing again."""
+    from e2a.core.db import single_connection
+
+    subject = "lost commit"
+    with single_connection(cfg, autocommit=True) as conn:
+        conn.execute("""
+            CREATE OR REPLACE FUNCTION test_lost_commit() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'the database failed after Postfix''s 250'; END
+            $$ LANGUAGE plpgsql""")
+        conn.execute(f"""
+            CREATE OR REPLACE TRIGGER test_lost_commit BEFORE UPDATE ON messages
+            FOR EACH ROW WHEN (OLD.subject = '{subject}') EXECUTE FUNCTION test_lost_commit()""")
+    try:
+        body = message(agent, subject=subject)
+        first = post(client, tenant, SEND, body, key="lost-commit")
+        assert first.status_code >= 500, first.text
+        assert len(postfix.received) == 1  # Postfix has it
+        [row] = [r for r in outbound_rows(cfg, agent["id"]) if r["subject"] == subject]
+        # Recorded, with the marker the filter takes away when it meets the message.
+        assert (row["status"], row["delivery_status"]) == ("sent", "submitting")
+        retried = post(client, tenant, SEND, body, key="lost-commit")
+        assert retried.status_code == 409, retried.text
+        assert len(postfix.received) == 1  # not sent twice
+    finally:
+        with single_connection(cfg, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER IF EXISTS test_lost_commit ON messages")

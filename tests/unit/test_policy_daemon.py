@@ -81,7 +81,7 @@ def test_existing_agent_is_dunno_in_any_case(client, agents):
 
 def test_bounce_address_on_our_domain_is_dunno(client, agents):
     # A DSN for our outbound mail: the milter consumes it, nobody is refused.
-    return_path = verp.return_path(new_id("msg"), agents.domain)
+    return_path = verp.return_path(new_id("msg"), agents.domain, b"k" * 32)
     assert client.rcpt(return_path) == "DUNNO"
     assert client.rcpt(return_path.upper()) == "DUNNO"
     # Only a real return path: anything else there is an unknown agent.
@@ -90,7 +90,7 @@ def test_bounce_address_on_our_domain_is_dunno(client, agents):
 
 def test_reply_address_on_our_domain_is_dunno(client, agents):
     # A reply to an owner's notification (approve by reply): the milter takes it.
-    address = replyaddress.build(new_id("msg"), "s" * 32, agents.domain)
+    address = replyaddress.build(new_id("msg"), b"s" * 32, agents.domain)
     assert client.rcpt(address) == "DUNNO"
     local = address.partition("@")[0]
     assert client.rcpt(f"{local[:-1]}@{agents.domain}") == "550 5.1.1 no such agent"
