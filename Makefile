@@ -61,4 +61,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(VENV)/bin/python || /usr/bin/python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -e '.[test]'
+	# The developer sandbox (devtools/sandbox) is not in the package: the
+	# virtualenv finds it in this checkout, for `e2a dev`, bench/ and tests.
+	$(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+	    | xargs -I{} sh -c 'echo "$(CURDIR)/devtools" > {}/e2a-devtools.pth'
 	touch $@

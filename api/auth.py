@@ -13,7 +13,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import errors
-from e2a.core import apikeys
+from e2a.core.accounts import apikeys
 from e2a.core.store import agents as agent_store
 from e2a.core.store import users as user_store
 

@@ -11,7 +11,7 @@ from typing import Any
 import falcon
 import psycopg
 
-from e2a.core.accounts import AccountError
+from e2a.core.accounts.registration import AccountError
 
 log = logging.getLogger("e2a.api")
 

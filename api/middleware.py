@@ -14,8 +14,8 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, pages
 from e2a.api.wschannel import POLICY_VIOLATION, Channel
-from e2a.core import metrics
 from e2a.core.config import Config
+from e2a.core.runtime import metrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller's own id (from a proxy, say) is kept when it is short and plain, so

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from e2a.api import errors
-from e2a.core import tokens
+from e2a.core.crypto import tokens
 
 PURPOSE = "cursor"
 VERSION = 1

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from e2a.api import errors
-from e2a.core import compose
-from e2a.core.compose import Attachment, ComposeError, Mailbox
+from e2a.core.outbound import compose
+from e2a.core.outbound.compose import Attachment, ComposeError, Mailbox
 
 
 @contextmanager

@@ -28,22 +28,23 @@ import falcon
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from e2a.api import worker
-from e2a.core import config, logs
+from e2a.api import gunicorn_worker as worker
+from e2a.core import config
 from e2a.core.config import Config
-from e2a.core.sdnotify import notify_ready
+from e2a.core.runtime import logs
+from e2a.core.runtime.sdnotify import notify_ready
 
 log = logging.getLogger("e2a.api")
 
-# gevent-websocket's worker, made to stop cleanly (see e2a.api.worker).
-WORKER_CLASS = "e2a.api.worker.ApiWorker"
+# gevent-websocket's worker, made to stop cleanly (see e2a.api.gunicorn_worker).
+WORKER_CLASS = "e2a.api.gunicorn_worker.ApiWorker"
 # Seconds a kept-alive connection may sit idle (also bounds how long an idle
 # client can delay a graceful stop).
 KEEPALIVE = 2
 DB_MODULES = ("psycopg", "psycopg_pool")
 # Seconds a worker gets to finish its requests after SIGTERM.
 GRACEFUL_TIMEOUT = 10
-# e2a.core.metrics.MULTIPROC_ENV, spelled here: importing prometheus_client in
+# e2a.core.runtime.metrics.MULTIPROC_ENV, spelled here: importing prometheus_client in
 # the master before this is set would fix every forked worker in
 # single-process mode.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"

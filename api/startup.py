@@ -9,8 +9,9 @@ import threading
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import accounts, dns
+from e2a.core.accounts import registration as accounts
 from e2a.core.config import Config
+from e2a.core.net import resolver as dns
 
 log = logging.getLogger("e2a.api")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from e2a.core import domaindns
+from e2a.core.accounts import domaindns
 from e2a.core.config import Config
 from e2a.core.timefmt import rfc3339
 
@@ -127,7 +127,7 @@ def agent(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def notification(row: dict[str, Any]) -> dict[str, Any]:
-    """The WebSocket frame announcing one inbound message (CONTRACT.md)."""
+    """The WebSocket frame announcing one inbound message (docs/contract.md)."""
     return {
         "message_id": row["id"],
         "conversation_id": row["conversation_id"] or "",

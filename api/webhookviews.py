@@ -9,7 +9,7 @@ from typing import Any
 
 from e2a.core.store.deliveries import PARKED
 from e2a.core.timefmt import rfc3339
-from e2a.core.webhooks import FILTER_KEYS
+from e2a.core.webhooks.subscriptions import FILTER_KEYS
 
 
 def webhook(row: dict[str, Any], *, secret: str = "") -> dict[str, Any]:

@@ -39,13 +39,15 @@ from pathlib import Path
 
 import requests
 
-from e2a.cli.sandbox.postgres import Cluster
-from e2a.core import accounts, attest, config
+from e2a.core import config
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import migrate, single_connection
 from e2a.core.ids import new_id
+from e2a.core.inbound import attest
 from e2a.core.store import agents as agent_store
 from e2a.core.store import messages as message_store
 from e2a.core.store import users as user_store
+from sandbox.postgres import Cluster
 
 BENCH_USER = "bench@bench.example"
 SLUG = "bench-inbox"

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from e2a.cli.sandbox import supervisor
-from e2a.cli.sandbox.postfix import Instance
-from e2a.cli.sandbox.stack import Ports, Sandbox
 from e2a.core.db import single_connection
+from sandbox import supervisor
+from sandbox.postfix import Instance
+from sandbox.stack import Ports, Sandbox
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inbound import sandbox_at
 from realtime_webhook import _interrupt, percentile
 
-from e2a.cli.sandbox.stack import Sandbox
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 from e2a.core.store import users as user_store
+from sandbox.stack import Sandbox
 
 RECIPIENT_DOMAIN = "elsewhere.test"  # not the sandbox's: relayed to the capture server
 # The API allows 600 requests a minute per key (http.requests_per_minute):

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inbound import sandbox_at
 from realtime_webhook import Arrivals, _interrupt, percentile, receiver, send_steadily, set_up
 
-from e2a.cli.sandbox.stack import Sandbox
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
+from sandbox.stack import Sandbox
 
 SUBJECT = re.compile(r"^rt-(\d+)-([0-9a-f]{8})$")
 

@@ -37,9 +37,9 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inbound import _interrupt, sandbox_at
 
-from e2a.cli.sandbox.stack import Sandbox
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
+from sandbox.stack import Sandbox
 
 SENDER = "bench@sandbox.test"
 TAG = re.compile(rb"rt-(\d+)-([0-9a-f]{8})")

@@ -6,7 +6,8 @@ import functools
 
 import click
 
-from e2a.core import config, logs
+from e2a.core import config
+from e2a.core.runtime import logs
 
 
 @functools.cache

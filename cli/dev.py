@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
-if TYPE_CHECKING:
-    from e2a.cli.sandbox.stack import Access, Sandbox
+# The sandbox's Sandbox and Access (devtools/sandbox/stack.py): loaded from
+# the checkout at run time, so the installed package names no such module.
+Sandbox = Any
+Access = Any
 
 root_option = click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
@@ -67,10 +71,28 @@ def status(root: Path) -> None:
 
 def _sandbox(root: Path) -> Sandbox:
     # Imported on use: every `e2a` command loads this module, and `e2a serve`
-    # has no business importing the sandbox.
-    from e2a.cli.sandbox.stack import Sandbox
+    # has no business importing the sandbox. The sandbox is developer tooling
+    # in the checkout (devtools/sandbox, on the virtualenv's path by `make
+    # venv`), never part of the installed package.
+    _devtools_on_path()
+    try:
+        stack = importlib.import_module("sandbox.stack")
+    except ImportError:
+        raise click.ClickException(
+            "the sandbox lives in a checkout of the repository (devtools/): "
+            "run `make run` there") from None
+    return stack.Sandbox(root)
 
-    return Sandbox(root)
+
+def _devtools_on_path() -> None:
+    """Put the checkout's devtools/ on sys.path when this module runs from one.
+
+    An editable install (`make venv`) also adds it with a .pth file; this
+    covers a virtualenv made by hand.
+    """
+    devtools = Path(__file__).resolve().parents[1] / "devtools"
+    if (devtools / "sandbox").is_dir() and str(devtools) not in sys.path:
+        sys.path.insert(0, str(devtools))
 
 
 def describe(access: Access, summary: Path) -> str:

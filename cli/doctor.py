@@ -18,12 +18,14 @@ import click
 import dns.exception
 import psycopg
 
-from e2a.cli import postfix_check
-from e2a.cli.postconf import Postconf
-from e2a.cli.postfix_install import DEFAULT_DIRECTORY
-from e2a.core import config, domaindns, logs
-from e2a.core import dns as e2a_dns
+from e2a.cli.postfix import check as postfix_check
+from e2a.cli.postfix.install import DEFAULT_DIRECTORY
+from e2a.cli.postfix.postconf import Postconf
+from e2a.core import config
+from e2a.core.accounts import domaindns
 from e2a.core.db import migrate, single_connection
+from e2a.core.net import resolver as e2a_dns
+from e2a.core.runtime import logs
 from e2a.core.store import agents as agent_store
 from e2a.core.store import health
 

@@ -9,7 +9,7 @@ import click
 import psycopg
 
 from e2a.cli.context import load_config
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import keys as key_store

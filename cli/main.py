@@ -10,8 +10,9 @@ from e2a.cli.context import load_config
 from e2a.cli.doctor import doctor
 from e2a.cli.keys import keys
 from e2a.cli.pending import pending
-from e2a.cli.postfix_install import postfix_group
-from e2a.core import accounts, config
+from e2a.cli.postfix.install import postfix_group
+from e2a.core import config
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import migrate, single_connection
 
 SERVICES = ("milter", "policy", "filter", "api", "worker")
@@ -122,11 +123,11 @@ def serve(service: str) -> None:
     elif service == "policy":
         from e2a.policy.daemon import run
     elif service == "filter":
-        from e2a.policy.filter import run
+        from e2a.filter.daemon import run
     elif service == "api":
         from e2a.api.server import run
     else:
-        from e2a.core.worker import run
+        from e2a.worker.daemon import run
     run(cfg)
 
 

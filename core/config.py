@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from e2a.core import addresses
+from e2a.core.net import addresses
 
 DEFAULT_PATH = "/etc/e2a/e2a.toml"
 
@@ -168,7 +168,7 @@ KEYS: tuple[Key, ...] = (
     Key("submit", "address", str, "127.0.0.1:10027", _host_port),
     # Seconds each SMTP step of a submission may take before the API gives up (503).
     Key("submit", "timeout", float, 30.0, _positive),
-    # What one API send may carry (CONTRACT.md), and how many sends an agent
+    # What one API send may carry (docs/contract.md), and how many sends an agent
     # may make per minute, counted in Postgres across every API process
     # (0: no limit).
     Key("send", "rate_per_agent", int, 60, _off_or_positive),
@@ -195,7 +195,7 @@ KEYS: tuple[Key, ...] = (
     # sends must not flood its owner. What waits is summed up in the next one.
     Key("hitl", "notify_per_hour", int, 10, _positive),
     # Sandbox and tests only: lets agents' webhook URLs be http(s) on loopback
-    # (see e2a.core.webhookurl). Never on a deployment.
+    # (see e2a.core.webhooks.urls). Never on a deployment.
     Key("webhooks", "allow_loopback", bool, False),
     # Seconds one webhook POST may take in all (connect, send, the answer's head).
     Key("webhooks", "timeout", float, 15.0, _positive),

@@ -11,7 +11,7 @@ from e2a.core.store import maintenance
 BATCH = 1000  # rows per transaction: short locks, small WAL bursts
 
 RETENTION: dict[str, timedelta] = {
-    # Idempotency keys replay a response for 24 h (CONTRACT.md).
+    # Idempotency keys replay a response for 24 h (docs/contract.md).
     "idempotency_keys": timedelta(hours=24),
     # Rate-limit windows are minutes long; a day is ample.
     "rate_limits": timedelta(days=1),
@@ -19,7 +19,7 @@ RETENTION: dict[str, timedelta] = {
     # so that a GET of an event that has just left the window is a 410, not
     # a 404 that would read as "no such event".
     "events": timedelta(days=31),
-    # The notification limit counts the last hour (core/notification.py).
+    # The notification limit counts the last hour (core/outbound/notification.py).
     "owner_notifications": timedelta(days=1),
 }
 

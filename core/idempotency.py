@@ -1,5 +1,5 @@
 """Idempotency-Key: a retried request gets the first one's answer instead of
-doing the work twice (CONTRACT.md).
+doing the work twice (docs/contract.md).
 
 Keys are per user. The first request with a key claims it (a committed row
 with no answer yet); its answer is recorded in the same transaction as its

@@ -1,6 +1,6 @@
 """Timestamps on the wire: RFC 3339, UTC, to the second, with Z.
 
-No fraction: older Python clients of e2a cannot parse one (CONTRACT.md)."""
+No fraction: older Python clients of e2a cannot parse one (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -9,10 +9,12 @@ import signal
 
 import Milter
 
-from e2a.core import addresses, dns, metrics
 from e2a.core.config import Config
 from e2a.core.db import open_pool
-from e2a.core.sdnotify import notify_ready
+from e2a.core.net import addresses
+from e2a.core.net import resolver as dns
+from e2a.core.runtime import metrics
+from e2a.core.runtime.sdnotify import notify_ready
 from e2a.milter.handler import InboundMilter
 
 log = logging.getLogger("e2a.milter")

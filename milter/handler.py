@@ -14,11 +14,16 @@ from typing import Any, TypeVar
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import addresses, bounces, inbound, mailauth, metrics, replyapproval, verp
+from e2a.core import mailauth
 from e2a.core.config import Config
+from e2a.core.inbound import agents as inbound
+from e2a.core.inbound import bounces, forged, replyapproval
+from e2a.core.mail import rebuild
 from e2a.core.mailauth.verdict import Verdict
+from e2a.core.mta import verp
+from e2a.core.net import addresses
+from e2a.core.runtime import metrics
 from e2a.core.store import agents as agent_store
-from e2a.milter import forged, rebuild
 
 log = logging.getLogger("e2a.milter")
 

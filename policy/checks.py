@@ -17,8 +17,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import ratelimit, replyaddress, verp
+from e2a.core import ratelimit
 from e2a.core.config import Config
+from e2a.core.mta import verp
+from e2a.core.outbound import replyaddress
 from e2a.core.store import agents as agent_store
 from e2a.core.store import usage as usage_store
 

@@ -19,11 +19,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import addresses, metrics, shutdown
 from e2a.core.config import Config
 from e2a.core.db import open_pool
-from e2a.core.sdnotify import notify_ready
-from e2a.policy import checks, listen, protocol, socketmap
+from e2a.core.net import addresses, listen
+from e2a.core.runtime import metrics, shutdown
+from e2a.core.runtime.sdnotify import notify_ready
+from e2a.policy import checks, protocol, socketmap
 
 log = logging.getLogger("e2a.policy")
 

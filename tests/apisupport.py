@@ -1,5 +1,5 @@
 """Shared set-up for the API tests: a real pool, tenants made through
-e2a.core.accounts, messages stored through the store like the milter does."""
+e2a.core.accounts.registration, messages stored through the store like the milter does."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 from falcon import testing
 
 from e2a.api.app import create_app
-from e2a.core import accounts, domains
+from e2a.core.accounts import domains
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import domains as domain_store

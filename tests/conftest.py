@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from e2a.cli.sandbox.postgres import Cluster
 from e2a.core import config
 from e2a.core.db import migrate, single_connection
+from sandbox.postgres import Cluster
 
 
 @pytest.fixture(scope="session")

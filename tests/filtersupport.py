@@ -18,11 +18,11 @@ from aiosmtpd.smtp import SMTP
 from psycopg_pool import ConnectionPool
 from servicesupport import free_port
 
-from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
-from e2a.policy import listen
-from e2a.policy.filter import ContentFilter
-from e2a.policy.gate import Gate
+from e2a.core.net import listen
+from e2a.core.net.addresses import InetAddress
+from e2a.filter.daemon import ContentFilter
+from e2a.filter.gate import Gate
 
 XFORWARD_ATTRS = "NAME ADDR PORT PROTO HELO IDENT SOURCE"
 QUEUED_AS = "4ABCDEF"  # the queue id the stand-in reinjection service reports

@@ -16,9 +16,11 @@ from filtersupport import Received, Reinjection
 from servicesupport import write_config
 from submitsupport import FakePostfix
 
-from e2a.core import config, notification, signing_secrets
+from e2a.core import config
+from e2a.core.accounts import signing_secrets
 from e2a.core.config import Config
 from e2a.core.db import single_connection
+from e2a.core.outbound import notification
 from e2a.core.store import pending as pending_store
 
 SEND = "/api/v1/send"

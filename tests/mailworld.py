@@ -17,9 +17,9 @@ from pathlib import Path
 import dns.resolver
 from servicesupport import free_udp_tcp_port
 
-from e2a.cli.sandbox.dns import DnsServer
 from e2a.core import config
-from e2a.core import dns as core_dns
+from e2a.core.net import resolver as core_dns
+from sandbox.dns import DnsServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MAIL = FIXTURES / "mail"

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from e2a.core import config
-from e2a.core.addresses import UnixAddress
-from e2a.policy import listen
+from e2a.core.net import listen
+from e2a.core.net.addresses import UnixAddress
 from e2a.policy.checks import Limits
 from e2a.policy.daemon import PolicyServer, open_policy_pool
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from apisupport import Tenant, agent_path, insert_message
 
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 
 SEND = "/api/v1/send"

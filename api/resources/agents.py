@@ -15,7 +15,8 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, opdoc, views
 from e2a.api.clientaddr import ClientAddress
-from e2a.core import accounts, ratelimit
+from e2a.core import ratelimit
+from e2a.core.accounts import registration as accounts
 from e2a.core.config import Config
 from e2a.core.store import agents as agent_store
 

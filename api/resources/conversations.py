@@ -7,7 +7,7 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, opdoc, views
-from e2a.core import conversations
+from e2a.core.messages import conversations
 from e2a.core.store import messages as message_store
 
 # No pagination (as in e2a): the latest conversations, at most this many.

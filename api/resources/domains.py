@@ -14,8 +14,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, opdoc, views
-from e2a.core import domaindns, domainname, domains
-from e2a.core.accounts import AccountError
+from e2a.core.accounts import domaindns, domainname, domains
+from e2a.core.accounts.registration import AccountError
 from e2a.core.config import Config
 from e2a.core.store import domains as domain_store
 

@@ -14,12 +14,14 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import errors, inputs, opdoc, pagination, webhookviews
 from e2a.api.resources.account import AccountResource
-from e2a.core import eventtypes, housekeeping, webhooks
-from e2a.core.accounts import AccountError
+from e2a.core import housekeeping
+from e2a.core.accounts.registration import AccountError
 from e2a.core.config import Config
 from e2a.core.store import deliveries as delivery_store
 from e2a.core.store import events as event_store
 from e2a.core.store.events import EventFilter
+from e2a.core.webhooks import eventtypes
+from e2a.core.webhooks import subscriptions as webhooks
 
 TAGS = ["Events"]
 DEFAULT_PAGE_SIZE = 50

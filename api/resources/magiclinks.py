@@ -3,11 +3,11 @@ and ``/api/v1/reject?token=…``.
 
 A GET only shows the held draft and one button (link scanners and mail
 previews fetch URLs: nothing may happen then); the button POSTs the token
-back, and that acts, through core/approval.py like every other way of
+back, and that acts, through core/outbound/approval.py like every other way of
 resolving, with the message's owner as the reviewer. A second use finds the
 message resolved (409): the state makes links single-use. No API key: the
 token is the credential, checked against the owner's magic-link key, which
-only the server holds (core/keys.py, core/linkcheck.py). Answers are pages
+only the server holds (core/crypto/serverkeys.py, core/outbound/magiclinks.py). Answers are pages
 for a person, also when refused.
 """
 
@@ -22,9 +22,10 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import pages
-from e2a.core import approval, linkcheck
 from e2a.core.config import Config
-from e2a.core.release import ReleaseError
+from e2a.core.outbound import approval
+from e2a.core.outbound import magiclinks as linkcheck
+from e2a.core.outbound.release import ReleaseError
 from e2a.core.timefmt import rfc3339
 
 log = logging.getLogger("e2a.api")

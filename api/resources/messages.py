@@ -11,15 +11,15 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, opdoc, pagination, views
-from e2a.core import labels
 from e2a.core.config import Config
+from e2a.core.messages import labels
 from e2a.core.store import messages as message_store
 from e2a.core.store.messages import MessageFilter
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 MAX_SEARCH_LENGTH = 200
-# Conversation ids arrive from other agents' sends (core/inbound.py keeps 200
+# Conversation ids arrive from other agents' sends (core/inbound/agents.py keeps 200
 # characters); the cap only stops absurd query strings.
 MAX_CONVERSATION_ID_LENGTH = 255
 

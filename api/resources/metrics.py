@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import falcon
 
-from e2a.core import metrics
+from e2a.core.runtime import metrics
 
 
 class Metrics:

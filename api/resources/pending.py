@@ -19,9 +19,9 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, idempotent, inputs, opdoc, pagination, views
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, mailboxes, refusals, text
-from e2a.core import approval, compose, holds
 from e2a.core.config import Config
-from e2a.core.release import ReleaseError
+from e2a.core.outbound import approval, compose, holds
+from e2a.core.outbound.release import ReleaseError
 from e2a.core.store import pending as pending_store
 
 log = logging.getLogger("e2a.api")

@@ -6,7 +6,7 @@ the message composed and checked (400: nothing is sent), the agent's send
 rate (429), then recorded and submitted to Postfix in one go (503 when
 Postfix does not take it: nothing is recorded as sent). An agent with HITL
 on gets 202 pending_approval with approval_expires_at: the content filter
-holds the message until a person approves it (core/holds.py).
+holds the message until a person approves it (core/outbound/holds.py).
 """
 
 from __future__ import annotations
@@ -20,10 +20,13 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, idempotent, inputs, opdoc
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
-from e2a.core import compose, holds, ratelimit, replies, sending, submit, timefmt
-from e2a.core.compose import ComposeError, Draft, Mailbox
+from e2a.core import ratelimit, timefmt
 from e2a.core.config import Config
 from e2a.core.ids import new_id
+from e2a.core.mta import submit
+from e2a.core.outbound import compose, holds, replies
+from e2a.core.outbound import send as sending
+from e2a.core.outbound.compose import ComposeError, Draft, Mailbox
 from e2a.core.store import messages as message_store
 
 log = logging.getLogger("e2a.api")

@@ -10,8 +10,8 @@ import falcon
 
 from e2a.api import errors, inputs, opdoc
 from e2a.api.resources.account import ACCOUNT_ERRORS, AccountResource
-from e2a.core import signing_secrets
-from e2a.core.accounts import AccountError
+from e2a.core.accounts import signing_secrets
+from e2a.core.accounts.registration import AccountError
 from e2a.core.store import signing as signing_store
 from e2a.core.timefmt import rfc3339
 

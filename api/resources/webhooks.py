@@ -2,7 +2,7 @@
 
 Account endpoints: an agent-scoped key gets 403 before any lookup; another
 user's subscription is a 404, the same as none. The rules are in
-e2a.core.webhooks; delivery is the worker's (e2a.core.delivery).
+e2a.core.webhooks.subscriptions; delivery is the worker's (e2a.core.webhooks.delivery).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import errors, inputs, opdoc, webhookviews
 from e2a.api.resources.account import AccountResource
-from e2a.core import eventtypes, ratelimit, webhooks
-from e2a.core.accounts import AccountError
+from e2a.core import ratelimit
+from e2a.core.accounts.registration import AccountError
 from e2a.core.config import Config
 from e2a.core.store import deliveries as delivery_store
 from e2a.core.store import webhooks as webhook_store
 from e2a.core.timefmt import parse_rfc3339, rfc3339
+from e2a.core.webhooks import eventtypes
+from e2a.core.webhooks import subscriptions as webhooks
 
 TAGS = ["Webhooks"]
 WEBHOOK_ID = opdoc.path_param("id", "Webhook ID (wh_...)")

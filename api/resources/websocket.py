@@ -1,6 +1,6 @@
 """``GET /api/v1/agents/{email}/ws?token=<key>``: a local-mode agent's
 notifications of new mail, pushed over a WebSocket (frames and close codes:
-CONTRACT.md; the session itself: api/wsession.py).
+docs/contract.md; the session itself: api/wsession.py).
 
 gevent-websocket has accepted the upgrade before the application runs, so
 every refusal is a close frame: 1008 for a bad key, an agent that is not the

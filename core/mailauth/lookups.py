@@ -10,7 +10,7 @@ from __future__ import annotations
 import dns.exception
 import dns.resolver
 
-from e2a.core import dns as our_dns
+from e2a.core.net import resolver as our_dns
 
 
 class DnsTempFail(Exception):

@@ -48,7 +48,7 @@ def mark_sending(conn: psycopg.Connection, message_id: str, *, status: str,
                  reviewer_user_id: str | None, reviewed: bool) -> None:
     """The decision to send, committed before Postfix is asked: ``status``
     (sent, expired_approved) with the in-flight marker delivery_status
-    'submitting' (core/approval.py says why)."""
+    'submitting' (core/outbound/approval.py says why)."""
     conn.execute(
         """UPDATE messages
               SET status = %(status)s, delivery_status = 'submitting', delivery_error = '',

@@ -1,5 +1,5 @@
 """Outbound messages held for a person's approval: the content filter's
-side (core/holds.py). Resolving them is core/store/approvals.py's."""
+side (core/outbound/holds.py). Resolving them is core/store/approvals.py's."""
 
 from __future__ import annotations
 

@@ -291,7 +291,7 @@ _OUTBOUND_DEFAULTS: dict[str, Any] = {"reply_to": [], "queue_id": "", "dedupe_ke
 
 
 def insert_outbound(conn: psycopg.Connection, row: dict[str, Any]) -> str | None:
-    """One message an agent sends (core/sending.py; core/outgoing.py for mail
+    """One message an agent sends (core/outbound/send.py; core/outbound/identify.py for mail
     sent without the API). None when its id or its (agent_id, dedupe_key) is
     taken already. An id taken by a transaction still in progress makes this
     wait for its end: the API holds its row uncommitted while Postfix takes

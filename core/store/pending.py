@@ -1,7 +1,7 @@
 """Reading held outbound messages for review: the owner's queue, one
 message with its draft, and the inbound message a held reply answers.
 
-Writes (approve, reject, expire) are core/approval.py's, over
+Writes (approve, reject, expire) are core/outbound/approval.py's, over
 core/store/approvals.py.
 """
 

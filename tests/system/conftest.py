@@ -19,7 +19,7 @@ from types import FrameType
 import pytest
 from sandbox_harness import RunningSandbox
 
-from e2a.cli.sandbox.stack import Ports, Sandbox
+from sandbox.stack import Ports, Sandbox
 
 
 def _interrupt_on_sigterm() -> None:

@@ -18,9 +18,10 @@ import requests
 from mailworld import KEYS, dkim_record
 from sandbox_harness import RunningSandbox, wait_until
 
-from e2a.cli.sandbox.capture import Captured
-from e2a.core import accounts, signing_secrets
+from e2a.core.accounts import registration as accounts
+from e2a.core.accounts import signing_secrets
 from e2a.core.db import single_connection
+from sandbox.capture import Captured
 
 SELECTOR = "sel1"
 KEY = "dkim1"

@@ -16,12 +16,12 @@ from urllib.parse import quote
 import dns.resolver
 import requests
 
-from e2a.cli.sandbox.capture import Store
-from e2a.cli.sandbox.dns import DnsServer
-from e2a.cli.sandbox.postfix import Instance
-from e2a.cli.sandbox.postgres import Cluster
-from e2a.cli.sandbox.stack import Access, Sandbox
-from e2a.core import dns as core_dns
+from e2a.core.net import resolver as core_dns
+from sandbox.capture import Store
+from sandbox.dns import DnsServer
+from sandbox.postfix import Instance
+from sandbox.postgres import Cluster
+from sandbox.stack import Access, Sandbox
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from stockpostfix import make_private, postfix, write_stock
 from unitfiles import SERVICES, environment_file, service
 
-from e2a.cli.sandbox.stack import Ports
+from sandbox.stack import Ports
 
 pytestmark = [
     pytest.mark.system,

@@ -15,7 +15,7 @@ from hitlowner import FRIEND, new_owner, notification_of, status_of, wait_held
 from sandbox_harness import RunningSandbox, sandbox_resolver
 from webdriver import headless_chromium
 
-from e2a.cli.sandbox.capture import Captured
+from sandbox.capture import Captured
 
 pytestmark = pytest.mark.system
 

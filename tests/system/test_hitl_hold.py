@@ -24,11 +24,11 @@ import pytest
 from filtersupport import signature_tags
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 
-from e2a.cli.sandbox.capture import Captured
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import users as user_store
+from sandbox.capture import Captured
 
 pytestmark = pytest.mark.system
 

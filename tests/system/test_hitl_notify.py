@@ -13,8 +13,10 @@ import requests
 from hitlowner import held_and_notified, new_owner, status_of
 from sandbox_harness import RunningSandbox, sandbox_resolver
 
-from e2a.core import keys, replyaddress, tokens
+from e2a.core.crypto import serverkeys as keys
+from e2a.core.crypto import tokens
 from e2a.core.db import single_connection
+from e2a.core.outbound import replyaddress
 
 pytestmark = pytest.mark.system
 

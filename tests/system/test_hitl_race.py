@@ -20,8 +20,8 @@ import requests
 from sandbox_harness import RunningSandbox, wait_until
 from servicesupport import serve, terminate
 
-from e2a.core import notification
 from e2a.core.db import single_connection
+from e2a.core.outbound import notification
 
 pytestmark = pytest.mark.system
 

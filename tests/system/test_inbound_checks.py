@@ -20,9 +20,9 @@ import pytest
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from servicesupport import free_port, serve, write_config
 
-from e2a.cli.sandbox import supervisor
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
+from sandbox import supervisor
 
 pytestmark = pytest.mark.system
 

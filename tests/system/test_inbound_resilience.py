@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pytest
 from sandbox_harness import Reply, RunningSandbox, compose, smtp_send
 
-from e2a.cli.sandbox import supervisor
 from e2a.core.db import single_connection
+from sandbox import supervisor
 
 pytestmark = pytest.mark.system
 # Both tests take parts of the sandbox down; run after the rest.

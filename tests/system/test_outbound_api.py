@@ -19,9 +19,9 @@ import dkim
 import pytest
 from sandbox_harness import RunningSandbox, compose, sandbox_resolver, smtp_send, wait_until
 
-from e2a.cli.sandbox.capture import Captured
-from e2a.core import verp
 from e2a.core.db import single_connection
+from e2a.core.mta import verp
+from sandbox.capture import Captured
 
 pytestmark = pytest.mark.system
 

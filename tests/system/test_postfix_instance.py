@@ -16,8 +16,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from e2a.cli.sandbox.postfix import Instance, PostfixError
-from e2a.cli.sandbox.supervisor import alive
+from sandbox.postfix import Instance, PostfixError
+from sandbox.supervisor import alive
 
 pytestmark = [
     pytest.mark.system,

@@ -10,8 +10,8 @@ import pytest
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from servicesupport import free_port
 
-from e2a.cli.sandbox import supervisor
-from e2a.cli.sandbox.stack import MX_HOST
+from sandbox import supervisor
+from sandbox.stack import MX_HOST
 
 pytestmark = pytest.mark.system
 

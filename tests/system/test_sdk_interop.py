@@ -17,7 +17,7 @@ import pytest
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from sdk_session import Sdk, SdkError, ensure_installed
 
-from e2a.cli.sandbox.stack import MX_HOST, SHARED_DOMAIN
+from sandbox.stack import MX_HOST, SHARED_DOMAIN
 
 pytestmark = pytest.mark.system
 

@@ -19,7 +19,7 @@ import requests
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from sdk_session import ensure_installed, start
 
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 
 pytestmark = pytest.mark.system

@@ -24,9 +24,14 @@ from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from servicesupport import serve, write_config
 from webhooksupport import Receiver
 
-from e2a.cli.sandbox import supervisor
-from e2a.core import accounts, attest, config, delivery, signing_secrets, webhooksig
+from e2a.core import config
+from e2a.core.accounts import registration as accounts
+from e2a.core.accounts import signing_secrets
 from e2a.core.db import single_connection
+from e2a.core.inbound import attest
+from e2a.core.webhooks import delivery
+from e2a.core.webhooks import signature as webhooksig
+from sandbox import supervisor
 
 pytestmark = pytest.mark.system
 

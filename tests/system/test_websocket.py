@@ -19,7 +19,7 @@ from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from servicesupport import free_port, serve, terminate
 from wsclient import AgentSocket, Closed
 
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 
 pytestmark = pytest.mark.system

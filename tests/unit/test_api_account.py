@@ -10,7 +10,8 @@ import pytest
 from apisupport import add_agent, agent_key, api_client, insert_message, make_tenant
 
 from e2a.api import export
-from e2a.core import accounts, apikeys, domains, signing_secrets
+from e2a.core.accounts import apikeys, domains, signing_secrets
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 
 EXPORT = "/api/v1/users/me/export"

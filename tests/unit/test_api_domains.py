@@ -22,10 +22,12 @@ from apisupport import (
 )
 from servicesupport import free_udp_tcp_port, write_config
 
-from e2a.cli.sandbox.dns import DnsServer
-from e2a.core import accounts, config, jobs, wakeup
-from e2a.core import dns as ourdns
-from e2a.core.db import single_connection
+from e2a.core import config
+from e2a.core.accounts import registration as accounts
+from e2a.core.db import single_connection, wakeup
+from e2a.core.net import resolver as ourdns
+from e2a.worker import jobs
+from sandbox.dns import DnsServer
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 DOMAIN_FIELDS = {"domain", "verified", "verification_token", "dns_records", "created_at",

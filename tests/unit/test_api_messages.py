@@ -8,7 +8,7 @@ import re
 import pytest
 from apisupport import add_agent, agent_key, api_client, insert_message, make_tenant, messages_path
 
-from e2a.core import tokens
+from e2a.core.crypto import tokens
 from e2a.core.db import single_connection
 
 SUMMARY_FIELDS = {"cc", "conversation_id", "created_at", "direction", "from", "hitl_status",

@@ -20,8 +20,8 @@ from hitlsupport import FRIEND, copies_of_hold, enable_hitl, hold, message_row, 
 from sendsupport import received, reply_path
 
 from e2a.api.resources.pending import MAX_PENDING_PAGE
-from e2a.core import verp
 from e2a.core.db import single_connection
+from e2a.core.mta import verp
 
 LIST = "/api/v1/messages"
 PDF = b"%PDF-1.7\n\x00\x01 binary"

@@ -29,8 +29,9 @@ from sendsupport import (
 )
 from submitsupport import QUEUE_ID, sending_config
 
-from e2a.core import accounts, verp
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
+from e2a.core.mta import verp
 from e2a.core.store import domains as domain_store
 
 CONV = re.compile(r"conv_[0-9a-f]{32}")

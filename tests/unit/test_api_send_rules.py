@@ -24,7 +24,7 @@ from sendsupport import (
 from submitsupport import free_port, sending_config
 
 from e2a.api.idempotent import HEADER, REPLAYED
-from e2a.core import apikeys
+from e2a.core.accounts import apikeys
 from e2a.core.db import single_connection
 from e2a.core.store import keys as key_store
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from apisupport import agent_key, api_client, make_tenant
 
-from e2a.core import signing_secrets
+from e2a.core.accounts import signing_secrets
 from e2a.core.db import single_connection
 from e2a.core.store import signing as signing_store
 

@@ -8,7 +8,8 @@ import dns.resolver
 from servicesupport import write_config
 
 from e2a.api.startup import prepare
-from e2a.core import config, dkimkeys
+from e2a.core import config
+from e2a.core.accounts import dkimkeys
 from e2a.core.db import open_pool, single_connection
 from e2a.core.store import agents as agent_store
 

@@ -30,7 +30,8 @@ from apisupport import Tenant, agent_key, api_client, insert_message, make_tenan
 
 from e2a.api import openapi
 from e2a.api.app import create_app
-from e2a.core import config, domains, signing_secrets
+from e2a.core import config
+from e2a.core.accounts import domains, signing_secrets
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store

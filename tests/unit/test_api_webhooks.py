@@ -10,10 +10,11 @@ import pytest
 from apisupport import agent_key, api_client, make_tenant
 from servicesupport import write_config
 
-from e2a.core import config, dispatch
+from e2a.core import config
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
+from e2a.core.webhooks import dispatch
 
 HOOKS = "/api/v1/webhooks"
 WEBHOOK_FIELDS = {"id", "url", "description", "events", "filters", "enabled",

@@ -1,7 +1,7 @@
 """The agent WebSocket against real `e2a serve api` processes: frames, drain
 without duplicates under concurrent mail, close codes, pings, replacement
 across two processes, SIGTERM, and the listener across a database restart.
-Mail is stored by e2a.core.inbound, as the milter stores it (NOTIFY included);
+Mail is stored by e2a.core.inbound.agents, as the milter stores it (NOTIFY included);
 tests/system/test_websocket.py does the same through Postfix."""
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ from apisupport import add_agent, agent_key, make_tenant
 from servicesupport import free_port, serve, terminate, write_config
 from wsclient import AgentSocket, Closed
 
-from e2a.cli.sandbox.postgres import Cluster
-from e2a.core import accounts, apikeys, config, inbound
+from e2a.core import config
+from e2a.core.accounts import apikeys
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import migrate, open_pool, single_connection
+from e2a.core.inbound import agents as inbound
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import keys as key_store
 from e2a.core.store import messages as message_store
+from sandbox.postgres import Cluster
 
 FRAME_FIELDS = {"message_id", "conversation_id", "from", "recipient", "subject", "received_at"}
 

@@ -1,4 +1,4 @@
-"""Resolving held messages (core/approval.py) on a real database, with a real
+"""Resolving held messages (core/outbound/approval.py) on a real database, with a real
 SMTP server (aiosmtpd) standing in for Postfix's reinjection service: what
 leaves, with which envelope and signature, what the row says afterwards,
 and that every outcome wipes the draft."""
@@ -20,10 +20,13 @@ from filtersupport import QUEUED_AS, Reinjection, reinjection_service
 from prometheus_client import REGISTRY
 from servicesupport import write_config
 
-from e2a.core import approval, compose, config, dkimkeys, holds, verp
-from e2a.core.compose import Attachment, ComposeError, Draft, Mailbox
+from e2a.core import config
+from e2a.core.accounts import dkimkeys
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
+from e2a.core.mta import verp
+from e2a.core.outbound import approval, compose, holds
+from e2a.core.outbound.compose import Attachment, ComposeError, Draft, Mailbox
 from e2a.core.store import agents as agent_store
 from e2a.core.store import messages as message_store
 

@@ -1,6 +1,6 @@
-"""CONTRACT.md's X-E2A-Auth-* vectors, byte for byte."""
+"""docs/contract.md's X-E2A-Auth-* vectors, byte for byte."""
 
-from e2a.core import attest
+from e2a.core.inbound import attest
 
 SECRET = "e2a-interop-test-secret-0123456789abcdef"
 RAW = b"From: alice@example.com\r\nTo: bot@agents.example.com\r\nSubject: hi\r\n\r\nhello bob\r\n"

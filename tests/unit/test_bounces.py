@@ -12,9 +12,11 @@ import pytest
 from mailworld import MAIL, zones_served
 from milterdriver import feed, installed
 
-from e2a.core import accounts, bounces, verp
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
+from e2a.core.inbound import bounces
+from e2a.core.mta import verp
 from e2a.core.store import messages as message_store
 from e2a.core.store import outbound as outbound_store
 

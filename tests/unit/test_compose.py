@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from e2a.core import compose
-from e2a.core.compose import Attachment, ComposeError, Draft, Limits, Mailbox
+from e2a.core.outbound import compose
+from e2a.core.outbound.compose import Attachment, ComposeError, Draft, Limits, Mailbox
 
 LIMITS = Limits(max_recipients=5, max_attachments=3, max_attachment_bytes=1000,
                 max_attachments_total_bytes=2000, max_message_bytes=200_000)

@@ -14,8 +14,8 @@ from email.message import EmailMessage
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from e2a.core import compose
-from e2a.core.compose import Attachment, ComposeError, Draft, Limits, Mailbox
+from e2a.core.outbound import compose
+from e2a.core.outbound.compose import Attachment, ComposeError, Draft, Limits, Mailbox
 
 LIMITS = Limits(max_recipients=50, max_attachments=10, max_attachment_bytes=10_000,
                 max_attachments_total_bytes=50_000, max_message_bytes=1_000_000)

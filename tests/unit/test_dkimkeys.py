@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import dkim
 import pytest
 
-from e2a.core import accounts, dkimkeys, domains
+from e2a.core.accounts import dkimkeys, domains
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
 

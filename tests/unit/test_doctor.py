@@ -16,11 +16,12 @@ import pytest
 from servicesupport import E2A, free_udp_tcp_port
 
 from e2a.cli import doctor
-from e2a.cli.sandbox.dns import DnsServer
-from e2a.cli.sandbox.postgres import Cluster
-from e2a.core import accounts, config
-from e2a.core import dns as core_dns
+from e2a.core import config
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import migrate, single_connection
+from e2a.core.net import resolver as core_dns
+from sandbox.dns import DnsServer
+from sandbox.postgres import Cluster
 
 SECRET = "f3b1c9d2e4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9"
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from e2a.core import domaindns
+from e2a.core.accounts import domaindns
 
 HOST = "mx.e2a.example"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2a.core.domainname import DomainNameError, is_within, normalize
+from e2a.core.accounts.domainname import DomainNameError, is_within, normalize
 
 
 @pytest.mark.parametrize(("given", "stored"), [

@@ -22,9 +22,13 @@ from filtersupport import (
 from mailworld import zones_served
 from servicesupport import free_port, write_config
 
-from e2a.core import accounts, config, dkimkeys, outbound, verp
+from e2a.core import config
+from e2a.core.accounts import dkimkeys
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
+from e2a.core.mta import verp
+from e2a.core.outbound import decision as outbound
 from e2a.core.store import agents as agent_store
 from e2a.core.store import messages as message_store
 

@@ -18,7 +18,7 @@ from filtersupport import (
 )
 from servicesupport import free_port
 
-from e2a.policy.filter import GREETING_NAME
+from e2a.filter.daemon import GREETING_NAME
 
 # Every shape of line that SMTP transparency, 8-bit transport or a careless
 # rewrite could change: leading dots, a lone dot, trailing blanks, tabs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2a.policy import xforward
+from e2a.core.mta import xforward
 
 
 def test_parse_upper_cases_names_and_keeps_xtext_values():

@@ -19,9 +19,13 @@ from filtersupport import send
 from sendsupport import SEND, events_for, named_agent, received, reply_path, selftest_path
 from submitsupport import sending_config
 
-from e2a.core import accounts, compose, holds, metrics, outbound, verp
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
+from e2a.core.mta import verp
+from e2a.core.outbound import compose, holds
+from e2a.core.outbound import decision as outbound
+from e2a.core.runtime import metrics
 from e2a.core.store import agents as agent_store
 from e2a.core.store import messages as message_store
 

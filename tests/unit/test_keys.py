@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2a.core import keys
+from e2a.core.crypto import serverkeys as keys
 
 SECRET = "deployment-secret-0123456789abcdef0123456789"
 

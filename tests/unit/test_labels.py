@@ -1,11 +1,11 @@
-"""core/labels.py: the label rules and how a delta applies, without a database."""
+"""core/messages/labels.py: the label rules and how a delta applies, without a database."""
 
 from __future__ import annotations
 
 import pytest
 
-from e2a.core import labels
-from e2a.core.labels import Delta, LabelError
+from e2a.core.messages import labels
+from e2a.core.messages.labels import Delta, LabelError
 
 
 @pytest.mark.parametrize("label", ["a", "urgent", "follow-up", "q1:2026", "x_y", "0",

@@ -14,7 +14,7 @@ from apisupport import api_client, make_tenant
 from mailworld import zones_served
 from milterdriver import feed, installed
 
-from e2a.core import logs
+from e2a.core.runtime import logs
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from hitlsupport import (
     reset,
 )
 
-from e2a.core import tokens
+from e2a.core.crypto import tokens
 from e2a.core.db import single_connection
 from e2a.core.store import signing as signing_store
 
@@ -95,7 +95,7 @@ def mint(key: bytes, message_id, action, exp=None):
 
 def link_key(cfg, tenant) -> bytes:
     """The tenant's magic-link key: what the server signs its links with."""
-    from e2a.core import keys
+    from e2a.core.crypto import serverkeys as keys
     return keys.for_owner(cfg, keys.MAGIC_LINK, tenant.user["id"])
 
 

@@ -8,9 +8,9 @@ import dns.resolver
 import pytest
 from mailworld import dkim_record, eml
 
-from e2a.core import dns as core_dns
 from e2a.core.mailauth import dkim
 from e2a.core.mailauth.lookups import DnsTempFail, Lookups
+from e2a.core.net import resolver as core_dns
 
 GOOD_KEY = dkim_record("dkim1")
 

@@ -9,8 +9,9 @@ import collections
 import pytest
 from mailworld import CASES, SENDER_NET_IP, Case, eml, zones_served
 
-from e2a.core import dns as core_dns
-from e2a.core import inbound, mailauth
+from e2a.core import mailauth
+from e2a.core.inbound import agents as inbound
+from e2a.core.net import resolver as core_dns
 
 AUTHSERV_ID = "mx.test.example"
 

@@ -19,7 +19,7 @@ from milterdriver import feed, installed
 from prometheus_client import REGISTRY
 from servicesupport import free_port, serve, terminate, write_config
 
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.milter.handler import InboundMilter
 
@@ -89,7 +89,7 @@ def test_metrics_endpoint_answers_prometheus_text(cfg):
     assert 'e2a_stage_seconds_count{stage="api_request"}' in text
 
 
-COUNT_ONE = ("from e2a.core import metrics; "
+COUNT_ONE = ("from e2a.core.runtime import metrics; "
              "metrics.outbound_messages.labels(status='sent').inc()")
 
 
@@ -99,7 +99,7 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path):
     python = [sys.executable, "-P", "-c"]
     for _ in range(2):
         subprocess.run([*python, COUNT_ONE], env=env, check=True, cwd=tmp_path)
-    shown = subprocess.run([*python, "from e2a.core import metrics; "
+    shown = subprocess.run([*python, "from e2a.core.runtime import metrics; "
                             "print(metrics.exposition().decode())"],
                            env=env, check=True, cwd=tmp_path, capture_output=True, text=True)
     assert 'e2a_outbound_messages_total{status="sent"} 2.0' in shown.stdout

@@ -21,9 +21,11 @@ import pytest
 from mailworld import CASES, MAIL, SENDER_NET_IP, Case, eml, zones_served
 from milterdriver import feed, installed, split_message
 
-from e2a.core import accounts, attest, signing_secrets
+from e2a.core.accounts import registration as accounts
+from e2a.core.accounts import signing_secrets
 from e2a.core.db import single_connection
-from e2a.milter import rebuild
+from e2a.core.inbound import attest
+from e2a.core.mail import rebuild
 
 AGENT = "golden@agents.test.example"
 PEER = "golden-peer@agents.test.example"  # another owner's agent

@@ -13,10 +13,11 @@ import pytest
 from mailworld import SENDER_NET_IP, SENDER_NET_IP6, eml, zones_served
 from milterdriver import feed, installed
 
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
-from e2a.milter import handler, rebuild
+from e2a.core.mail import rebuild
+from e2a.milter import handler
 
 AGENT = "robust@agents.test.example"
 

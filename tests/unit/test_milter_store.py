@@ -9,7 +9,7 @@ import pytest
 from mailworld import zones_served
 from milterdriver import feed, installed
 
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.core.store import events as event_store
 from e2a.core.store import messages as message_store

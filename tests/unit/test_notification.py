@@ -14,9 +14,13 @@ import pytest
 from apisupport import Tenant, make_tenant
 from filtersupport import reinjection_service
 
-from e2a.core import config, keys, notification, replyaddress, signing_secrets, tokens
+from e2a.core import config
+from e2a.core.accounts import signing_secrets
+from e2a.core.crypto import serverkeys as keys
+from e2a.core.crypto import tokens
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
+from e2a.core.outbound import notification, replyaddress
 from e2a.core.store import messages as message_store
 
 BODY = "The secret plan is in the attachment"

@@ -19,11 +19,14 @@ import pytest
 from policysupport import Client, running_policy
 from servicesupport import write_config
 
-from e2a.core import accounts, config, replyaddress, verp
-from e2a.core.addresses import UnixAddress
+from e2a.core import config
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
-from e2a.policy import listen
+from e2a.core.mta import verp
+from e2a.core.net import listen
+from e2a.core.net.addresses import UnixAddress
+from e2a.core.outbound import replyaddress
 from e2a.policy.checks import Limits
 from e2a.policy.daemon import PolicyServer
 

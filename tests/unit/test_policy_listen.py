@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from e2a.core import addresses
-from e2a.core.addresses import InetAddress, UnixAddress
-from e2a.policy import listen
+from e2a.core.net import addresses, listen
+from e2a.core.net.addresses import InetAddress, UnixAddress
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from servicesupport import serve, terminate, write_config
 
-from e2a.core import accounts
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 
 

@@ -14,11 +14,13 @@ from apisupport import add_domain, make_tenant
 from policysupport import Client
 from servicesupport import write_config
 
-from e2a.core import accounts, config
-from e2a.core.addresses import UnixAddress
+from e2a.core import config
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
+from e2a.core.net import listen
+from e2a.core.net.addresses import UnixAddress
 from e2a.core.store import domains as domain_store
-from e2a.policy import listen, netstring
+from e2a.policy import netstring
 from e2a.policy.daemon import SocketmapServer, open_policy_pool
 
 

@@ -15,8 +15,8 @@ import pytest
 from servicesupport import E2A
 from stockpostfix import postconf, write_stock
 
-from e2a.cli import postfix_check
-from e2a.cli.postconf import Postconf
+from e2a.cli.postfix import check as postfix_check
+from e2a.cli.postfix.postconf import Postconf
 from e2a.core import config
 
 pytestmark = pytest.mark.skipif(shutil.which("postconf") is None, reason="no Postfix")

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from e2a import postfix
-from e2a.cli import postfix_merge as merge
+from e2a.cli.postfix import merge
 
 POLICY = ("check_policy_service", "unix:e2a/policy.sock")
 MILTER = ("unix:e2a/milter.sock",)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from e2a.cli.postfix_plan import (
+from e2a.cli.postfix.plan import (
     Plan,
     State,
     Wiring,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from e2a.core import replies
+from e2a.core.outbound import replies
 
 AGENT = "bot@agents.example.com"
 

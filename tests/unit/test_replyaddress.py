@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from e2a.core import replyaddress
 from e2a.core.ids import new_id
+from e2a.core.outbound import replyaddress
 
 KEY = b"k" * 32
 

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from hitlsupport import hold, message_row
 
-from e2a.core import keys, replyaddress, replyapproval, tokens
+from e2a.core.crypto import serverkeys as keys
+from e2a.core.crypto import tokens
 from e2a.core.db import open_pool, single_connection
+from e2a.core.inbound import replyapproval
 from e2a.core.mailauth.verdict import Verdict
+from e2a.core.outbound import replyaddress
 from e2a.core.store import signing as signing_store
 
 PASS = Verdict(spf="pass", dkim="pass", dmarc="pass", aligned=True, dkim_aligned=True)
@@ -166,7 +169,7 @@ def test_a_reply_address_made_with_the_owners_signing_secret_is_refused(
 
 
 def hmac_key(secret: str) -> bytes:
-    """How reply addresses were keyed before core/keys.py."""
+    """How reply addresses were keyed before core/crypto/serverkeys.py."""
     import hashlib
     import hmac
     return hmac.new(secret.encode(), b"e2a-token:hitl-reply", hashlib.sha256).digest()

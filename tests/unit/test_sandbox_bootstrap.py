@@ -6,12 +6,12 @@ import json
 import uuid
 from pathlib import Path
 
-from e2a.cli.sandbox.postgres import Cluster
-from e2a.cli.sandbox.stack import Ports, Sandbox
-from e2a.core import apikeys
+from e2a.core.accounts import apikeys
 from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import users as user_store
+from sandbox.postgres import Cluster
+from sandbox.stack import Ports, Sandbox
 
 
 def _sandbox(root: Path, cluster: Cluster) -> Sandbox:

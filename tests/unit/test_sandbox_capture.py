@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from e2a.cli.sandbox.capture import DEFAULT_HOSTNAME, Store, serve
+from sandbox.capture import DEFAULT_HOSTNAME, Store, serve
 
 
 @pytest.fixture

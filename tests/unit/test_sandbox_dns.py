@@ -9,8 +9,8 @@ import dns.resolver
 import pytest
 from servicesupport import free_udp_tcp_port
 
-from e2a.cli.sandbox import supervisor
-from e2a.cli.sandbox.dns import DnsServer, Records, split_txt
+from sandbox import supervisor
+from sandbox.dns import DnsServer, Records, split_txt
 
 DKIM_KEY = "v=DKIM1; k=rsa; p=" + "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" * 9
 

@@ -6,7 +6,7 @@ import json
 import socket
 from pathlib import Path
 
-from e2a.cli.sandbox.stack import Access, Ports, Sandbox
+from sandbox.stack import Access, Ports, Sandbox
 
 
 def test_default_ports_are_the_documented_ones_and_never_25() -> None:

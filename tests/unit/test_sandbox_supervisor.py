@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2a.cli.sandbox import supervisor
+from sandbox import supervisor
 
 
 def _gone(pid: int) -> bool:

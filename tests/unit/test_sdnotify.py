@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from e2a.core import sdnotify
+from e2a.core.runtime import sdnotify
 
 
 def _listener(address: str) -> socket.socket:

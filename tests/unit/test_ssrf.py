@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 from webhooksupport import Receiver, self_signed
 
-from e2a.core import ssrf, webhookhttp
+from e2a.core.webhooks import post as webhookhttp
+from e2a.core.webhooks import ssrf
 
 
 @pytest.mark.parametrize("address", [

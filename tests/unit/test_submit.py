@@ -8,8 +8,8 @@ import threading
 import pytest
 from submitsupport import QUEUE_ID, free_port
 
-from e2a.core import submit
-from e2a.core.submit import SubmitError
+from e2a.core.mta import submit
+from e2a.core.mta.submit import SubmitError
 
 MESSAGE = (b"From: bot@agents.example.com\r\nTo: a@example.org\r\nSubject: hi\r\n\r\n"
            b".leading dot survives\r\nbody\r\n")

@@ -1,10 +1,10 @@
-"""Signed tokens: CONTRACT.md's magic-link vector, tampering, purposes."""
+"""Signed tokens: docs/contract.md's magic-link vector, tampering, purposes."""
 
 from __future__ import annotations
 
 import pytest
 
-from e2a.core import tokens
+from e2a.core.crypto import tokens
 
 SECRET = "e2a-interop-test-secret-0123456789abcdef"
 KEY = SECRET.encode()  # the contract's vector: the test secret's bytes as the key

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from e2a.core import verp
 from e2a.core.ids import new_id
+from e2a.core.mta import verp
 
 MSG = "msg_0123456789abcdef0123456789abcdef"
 KEY = b"k" * 32

@@ -16,24 +16,21 @@ from servicesupport import write_config
 from webhooksupport import Receiver
 
 from e2a.api import webhookviews
-from e2a.core import (
-    accounts,
-    attest,
-    config,
-    delivery,
-    dispatch,
-    signing_secrets,
-    webhooks,
-    webhooksig,
-)
-from e2a.core.accounts import AccountError
+from e2a.core import config
+from e2a.core.accounts import registration as accounts
+from e2a.core.accounts import signing_secrets
+from e2a.core.accounts.registration import AccountError
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
+from e2a.core.inbound import attest
 from e2a.core.store import deliveries as delivery_store
 from e2a.core.store import events as event_store
 from e2a.core.store import messages as message_store
 from e2a.core.store import webhooks as webhook_store
 from e2a.core.timefmt import parse_rfc3339, rfc3339
+from e2a.core.webhooks import delivery, dispatch
+from e2a.core.webhooks import signature as webhooksig
+from e2a.core.webhooks import subscriptions as webhooks
 
 
 def test_retry_schedule():

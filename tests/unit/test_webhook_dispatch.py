@@ -10,11 +10,13 @@ from collections.abc import Iterator
 import pytest
 from apisupport import insert_message, make_tenant
 
-from e2a.core import accounts, dispatch, webhooks
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
 from e2a.core.store import messages as message_store
+from e2a.core.webhooks import dispatch
+from e2a.core.webhooks import subscriptions as webhooks
 
 HOOK = {"events": ["email.received"], "filters": {}}
 EVENT = {"type": "email.received", "agent_id": "ag_1", "conversation_id": "conv_1",

@@ -1,11 +1,12 @@
-"""X-E2A-Signature: CONTRACT.md's vector, dual signing during a rotation,
+"""X-E2A-Signature: docs/contract.md's vector, dual signing during a rotation,
 and what a receiver accepts."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from e2a.core import webhookpayload, webhooksig
+from e2a.core.webhooks import payload as webhookpayload
+from e2a.core.webhooks import signature as webhooksig
 
 VECTOR_BODY = (b'{"type":"email.sent","id":"evt_vector","schema_version":"1",'
                b'"created_at":"2023-11-14T22:13:20Z","data":{"message_id":"msg_vector"}}')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2a.core.webhookurl import MAX_LENGTH, WebhookUrlError, check
+from e2a.core.webhooks.urls import MAX_LENGTH, WebhookUrlError, check
 
 GOOD = ["https://hooks.example.com/e2a", "https://hooks.example.com:8443/a?b=c#d",
         "https://xn--bcher-kva.example/in", "HTTPS://Hooks.Example.com/x"]

@@ -14,10 +14,12 @@ import pytest
 from psycopg_pool import ConnectionPool
 from servicesupport import write_config
 
-from e2a.core import accounts, config, housekeeping, jobs
+from e2a.core import config, housekeeping
+from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
-from e2a.core.worker import Worker
+from e2a.worker import jobs
+from e2a.worker.daemon import Worker
 
 # The fixtures write rows with chosen ages; no store function takes a
 # timestamp, so they use plain SQL.

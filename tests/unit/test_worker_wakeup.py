@@ -11,12 +11,13 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from e2a.core import accounts, jobs, wakeup
-from e2a.core import worker as worker_module
-from e2a.core.db import open_pool, single_connection
+from e2a.core.accounts import registration as accounts
+from e2a.core.db import open_pool, single_connection, wakeup
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
-from e2a.core.worker import Worker
+from e2a.worker import daemon as worker_module
+from e2a.worker import jobs
+from e2a.worker.daemon import Worker
 
 
 @pytest.fixture

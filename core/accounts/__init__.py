@@ -1,0 +1,2 @@
+"""Users and what they own: registration of users, keys and agents, API keys,
+signing secrets, mail domains (names, DNS records, DKIM keys)."""

@@ -1,0 +1,337 @@
+"""Outbound mail: what an agent sends, checked, then put into MIME.
+
+Every value that ends up in a header field (subject, display names,
+addresses, attachment file names, conversation and message ids) is checked
+before anything is built: a CR or LF, or any other control character, in one
+of them would let the caller write header fields of its own (a Bcc:, a second
+From:). The email package folds and encodes what passes (RFC 2047 words for
+non-ASCII names and subjects, RFC 2231 for file names), and the message is
+7-bit clean (quoted-printable or base64 bodies) so that no relay converts it
+and breaks its DKIM signature.
+
+A Draft that breaks a rule raises ComposeError naming the field; nothing is
+built or sent then.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from e2a.core.accounts.registration import valid_email
+from e2a.core.config import Config
+
+# 7-bit: every body is quoted-printable or base64 where it is not plain ASCII.
+POLICY = policy.SMTP.clone(cte_type="7bit")
+MAX_SUBJECT = 998
+MAX_NAME = 200
+MAX_FILENAME = 255
+MAX_CONVERSATION_ID = 200  # what core/inbound/agents.py keeps of an incoming one
+MAX_MESSAGE_ID = 250
+# References of a reply: the thread's first id and its most recent ones, as
+# RFC 5322 section 3.6.4 allows trimming; a long thread must not grow the
+# header without end.
+MAX_REFERENCES = 30
+# Room for what Postfix adds on the way (Received lines, the DKIM signature)
+# under its message_size_limit, which is mail.max_message_bytes.
+SIZE_HEADROOM = 16 * 1024
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+_CONVERSATION_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_CONVERSATION_ID}}}")
+_MESSAGE_ID = re.compile(rf"<[\x21-\x3b\x3d\x3f-\x7e]{{1,{MAX_MESSAGE_ID}}}>")
+_MIME_NAME = r"[A-Za-z0-9!#$&^_.+-]{1,127}"  # RFC 6838 restricted-name
+_CONTENT_TYPE = re.compile(rf"({_MIME_NAME})/({_MIME_NAME})")
+_NAME_ADDR = re.compile(r"(.*)<([^<>]*)>\s*", re.DOTALL)
+# The shape of an RFC 2047 encoded word. The email package decodes one found
+# in a value it is given, so "=?utf-8?q?=0D=0ABcc...?=" would reach readers as
+# other text than the caller's (and, decoded, can put specials such as @ into
+# an unquoted display name): refused, the caller sends the text itself.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[^?]*\?[^?]*\?=")
+
+
+class ComposeError(ValueError):
+    """The draft breaks a rule; ``field`` names the input at fault."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_recipients: int
+    max_attachments: int
+    max_attachment_bytes: int
+    max_attachments_total_bytes: int
+    max_message_bytes: int
+
+    @classmethod
+    def of(cls, cfg: Config) -> Limits:
+        return cls(max_recipients=cfg.mail.max_recipients,
+                   max_attachments=cfg.send.max_attachments,
+                   max_attachment_bytes=cfg.send.max_attachment_bytes,
+                   max_attachments_total_bytes=cfg.send.max_attachments_total_bytes,
+                   max_message_bytes=cfg.mail.max_message_bytes)
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    address: str  # addr-spec
+    name: str = ""  # display name
+
+    def __str__(self) -> str:
+        return self.address
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+    def __repr__(self) -> str:  # contents never land in a log line
+        return (f"Attachment(filename={self.filename!r}, content_type={self.content_type!r}, "
+                f"{len(self.data)} bytes)")
+
+
+@dataclass(frozen=True)
+class Draft:
+    sender: Mailbox
+    to: tuple[Mailbox, ...]
+    cc: tuple[Mailbox, ...] = ()
+    bcc: tuple[Mailbox, ...] = ()  # envelope only: never written into the message
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    conversation_id: str = ""
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # bodies never land in a log line
+        return (f"Draft(sender={self.sender.address!r}, to={len(self.to)}, cc={len(self.cc)}, "
+                f"bcc={len(self.bcc)}, attachments={len(self.attachments)})")
+
+
+@dataclass(frozen=True)
+class Composed:
+    raw: bytes  # CRLF line ends, as submitted
+    email_message_id: str  # the Message-ID header's value, <...@agent's domain>
+    draft: Draft = field(repr=False)
+    subject: str = ""  # as written into the header (whitespace runs made one space)
+
+    @property
+    def recipients(self) -> list[str]:
+        """The envelope recipients: To, Cc and Bcc, each address once."""
+        return unique_addresses([*self.draft.to, *self.draft.cc, *self.draft.bcc])
+
+
+def unique_addresses(boxes: list[Mailbox]) -> list[str]:
+    """Each address once (compared without regard to case), first spelling kept."""
+    seen: dict[str, str] = {}
+    for box in boxes:
+        seen.setdefault(box.address.lower(), box.address)
+    return list(seen.values())
+
+
+# -- reading caller input -------------------------------------------------------
+
+
+def mailbox(value: object, field_name: str) -> Mailbox:
+    """``addr@example.com`` or ``Name <addr@example.com>``."""
+    if not isinstance(value, str):
+        raise ComposeError(field_name, "each address must be a string")
+    header_text(value, field_name, MAX_NAME + 256)
+    found = _NAME_ADDR.fullmatch(value)
+    name, address = (found.group(1), found.group(2)) if found else ("", value)
+    address = address.strip()
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1]
+    if "<" in name or ">" in name:  # two addresses in one string, or worse
+        raise ComposeError(field_name, f"one address per entry, not {value!r}")
+    checked_address(address, field_name)
+    return Mailbox(address, name)
+
+
+def checked_address(address: str, field_name: str) -> str:
+    """A plain ASCII addr-spec that the email package writes back unchanged
+    (no dots at the ends of the local part or two in a row, which it refuses)."""
+    try:
+        written = valid_email(address) and Address(addr_spec=address).addr_spec
+    except (ValueError, IndexError):
+        written = False
+    if written != address:
+        raise ComposeError(field_name, f"not an email address: {address!r}")
+    return address
+
+
+def header_text(value: str, field_name: str, max_length: int) -> str:
+    """``value`` if it may go into a header field: no control character (CR
+    and LF above all, also the other characters Python treats as line
+    breaks), no lone surrogate, no encoded word, at most ``max_length``
+    characters."""
+    if len(value) > max_length:
+        raise ComposeError(field_name, f"at most {max_length} characters")
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cs") or char in "\u2028\u2029":
+            raise ComposeError(field_name, f"control character U+{ord(char):04X} not allowed")
+    if _ENCODED_WORD.search(value):
+        raise ComposeError(field_name, "RFC 2047 encoded words (=?...?=) are not allowed; "
+                                       "send the text itself")
+    return value
+
+
+def one_line(value: str) -> str:
+    """Runs of whitespace made one space, none at the ends: folding then never
+    leaves a line of blanks (Python 3.11's folder can, for trailing spaces)."""
+    return " ".join(value.split())
+
+
+def body_text(value: str, field_name: str, max_bytes: int) -> str:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ComposeError(field_name, "not valid Unicode text (lone surrogate)") from None
+    if "\x00" in value:
+        raise ComposeError(field_name, "NUL characters are not allowed")
+    if size > max_bytes:
+        raise ComposeError(field_name, f"{size} bytes; at most {max_bytes}")
+    return value
+
+
+def content_type(value: str, field_name: str) -> tuple[str, str]:
+    """(maintype, subtype) of an attachment's content type; multipart and
+    message types are refused (their bodies cannot be base64 data)."""
+    found = _CONTENT_TYPE.fullmatch(value.strip() or DEFAULT_CONTENT_TYPE)
+    if not found:
+        raise ComposeError(field_name, f"not a content type such as application/pdf: {value!r}")
+    maintype, subtype = found.group(1).lower(), found.group(2).lower()
+    if maintype in ("multipart", "message"):
+        raise ComposeError(field_name, f"{maintype}/* attachments are not supported; "
+                                       "send them as application/octet-stream")
+    return maintype, subtype
+
+
+# -- checking a draft -----------------------------------------------------------
+
+
+def check(draft: Draft, limits: Limits) -> None:
+    """Every rule a draft must keep; raises ComposeError at the first broken one."""
+    for name, boxes in (("from", (draft.sender,)), ("to", draft.to), ("cc", draft.cc),
+                        ("bcc", draft.bcc)):
+        for box in boxes:
+            checked_address(box.address, name)
+            header_text(box.name, name, MAX_NAME)
+    if not draft.to:
+        raise ComposeError("to", "at least one recipient is required")
+    count = len(unique_addresses([*draft.to, *draft.cc, *draft.bcc]))
+    if count > limits.max_recipients:
+        raise ComposeError("to", f"{count} recipients (to, cc and bcc); at most "
+                                 f"{limits.max_recipients}")
+    header_text(draft.subject, "subject", MAX_SUBJECT)
+    if draft.conversation_id and not (_CONVERSATION_ID.fullmatch(draft.conversation_id)
+                                      and not _ENCODED_WORD.search(draft.conversation_id)):
+        raise ComposeError("conversation_id", "printable ASCII without spaces or encoded "
+                                              f"words, at most {MAX_CONVERSATION_ID} "
+                                              "characters")
+    for name, ids in (("in_reply_to", (draft.in_reply_to,) if draft.in_reply_to else ()),
+                      ("references", draft.references)):
+        for msg_id in ids:
+            if not _MESSAGE_ID.fullmatch(msg_id) or _ENCODED_WORD.search(msg_id):
+                raise ComposeError(name, f"not a message id: {msg_id!r}")
+    if not draft.text and not draft.html:
+        raise ComposeError("body", "body or html_body is required")
+    body_text(draft.text, "body", limits.max_message_bytes)
+    body_text(draft.html, "html_body", limits.max_message_bytes)
+    _check_attachments(draft.attachments, limits)
+
+
+def _check_attachments(attachments: tuple[Attachment, ...], limits: Limits) -> None:
+    if len(attachments) > limits.max_attachments:
+        raise ComposeError("attachments", f"{len(attachments)} files; at most "
+                                          f"{limits.max_attachments}")
+    total = 0
+    for n, item in enumerate(attachments):
+        where = f"attachments[{n}]"
+        if not item.filename.strip():
+            raise ComposeError(f"{where}.filename", "required")
+        header_text(item.filename, f"{where}.filename", MAX_FILENAME)
+        content_type(item.content_type, f"{where}.content_type")
+        if len(item.data) > limits.max_attachment_bytes:
+            raise ComposeError(f"{where}.data", f"{len(item.data)} bytes; at most "
+                                                f"{limits.max_attachment_bytes} per file")
+        total += len(item.data)
+    if total > limits.max_attachments_total_bytes:
+        raise ComposeError("attachments", f"{total} bytes in all; at most "
+                                          f"{limits.max_attachments_total_bytes}")
+
+
+# -- building -------------------------------------------------------------------
+
+
+def _address(box: Mailbox) -> Address:
+    return Address(display_name=one_line(box.name), addr_spec=box.address)
+
+
+def message_id_for(message_id: str, domain: str) -> str:
+    """The RFC 5322 Message-ID of our message ``message_id`` sent from ``domain``."""
+    return f"<{message_id}@{domain}>"
+
+
+def trimmed_references(ids: list[str]) -> tuple[str, ...]:
+    """The thread's first id and the newest ones, at most MAX_REFERENCES."""
+    ids = list(dict.fromkeys(ids))
+    if len(ids) <= MAX_REFERENCES:
+        return tuple(ids)
+    return (ids[0], *ids[-(MAX_REFERENCES - 1):])
+
+
+def compose(draft: Draft, *, message_id: str, domain: str, limits: Limits,
+            now: datetime | None = None, email_message_id: str = "") -> Composed:
+    """The message as it is submitted. ``message_id`` (``msg_...``) and the
+    sender's ``domain`` make its Message-ID, unless ``email_message_id`` gives
+    the one to keep (a held message recomposed after edits: the recipients'
+    threads and our row already know it)."""
+    check(draft, limits)
+    if email_message_id and not _MESSAGE_ID.fullmatch(email_message_id):
+        raise ComposeError("message_id", f"not a message id: {email_message_id!r}")
+    email_message_id = email_message_id or message_id_for(message_id, domain)
+    subject = one_line(draft.subject)
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = _address(draft.sender)
+    msg["To"] = [_address(box) for box in draft.to]
+    if draft.cc:
+        msg["Cc"] = [_address(box) for box in draft.cc]
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    msg["Message-ID"] = email_message_id
+    if draft.in_reply_to:
+        msg["In-Reply-To"] = draft.in_reply_to
+    if draft.references:
+        msg["References"] = " ".join(draft.references)
+    if draft.conversation_id:
+        msg["X-E2A-Conversation-Id"] = draft.conversation_id
+    if draft.text and draft.html:
+        msg.set_content(draft.text)
+        msg.add_alternative(draft.html, subtype="html")
+    elif draft.html:
+        msg.set_content(draft.html, subtype="html")
+    else:
+        msg.set_content(draft.text)
+    for item in draft.attachments:
+        maintype, subtype = content_type(item.content_type, "attachments")
+        msg.add_attachment(item.data, maintype=maintype, subtype=subtype,
+                           filename=one_line(item.filename))
+    raw = msg.as_bytes()
+    most = limits.max_message_bytes - SIZE_HEADROOM
+    if len(raw) > most:
+        raise ComposeError("message", f"the composed message is {len(raw)} bytes; this "
+                                      f"server takes at most {most} (mail.max_message_bytes)")
+    return Composed(raw=raw, email_message_id=email_message_id, draft=draft, subject=subject)

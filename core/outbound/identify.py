@@ -1,0 +1,188 @@
+"""Which outbound message the content filter is passing on, and the return
+path it leaves with.
+
+Mail from the API arrives with the VERP return path of the row the API
+stored (core/mta/verp.py): the row is looked up by that id, once the path's MAC
+says we made it (a return path typed by anyone else names no row). Mail an
+agent sent by plain SMTP or sendmail has no row: one is made here (type
+``smtp``) when its envelope sender or From is an agent's address, so that
+every message an agent sends is recorded, and it then leaves with a VERP
+return path too, so its bounces come back to it. Mail of nobody we know (the host's own)
+gets no row and keeps its envelope.
+
+Postfix retries a message we answered 4xx, so a second pass must find the
+row of the first one: API rows by id, the others by a key made of Postfix's
+queue id and the content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import psycopg
+
+from e2a.core.ids import new_id
+from e2a.core.inbound import agents as inbound
+from e2a.core.mta import verp
+from e2a.core.outbound import decision as outbound
+from e2a.core.outbound import holds
+from e2a.core.outbound import send as sending
+from e2a.core.store import agents as agent_store
+from e2a.core.store import events as event_store
+from e2a.core.store import messages as message_store
+from e2a.core.store import outbound as outbound_store
+from e2a.core.webhooks import eventtypes
+
+log = logging.getLogger("e2a.outgoing")
+
+Row = dict[str, Any]
+
+SMTP_TYPE = "smtp"  # messages.type of mail an agent sent without the API
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A message as Postfix hands it to the filter."""
+
+    mail_from: str  # "" for the null sender
+    recipients: Sequence[str]
+    raw: bytes
+    headers: EmailMessage  # inbound.parse(raw)
+    queue_id: str = ""  # Postfix's, from XFORWARD IDENT ("" when not told)
+
+
+@dataclass(frozen=True)
+class Sending:
+    """The outbound message a submission is."""
+
+    message_id: str
+    agent: Row  # core/store/agents shape
+    return_path: str  # VERP on the agent's domain: the envelope sender it leaves with
+    passed_on_as: str  # Postfix's queue id from an earlier pass, "" when none
+    # The row's status: "sent" unless held for approval (pending_approval) or
+    # decided on while it waited (rejected, expired_...).
+    status: str = "sent"
+
+
+def identify(conn: psycopg.Connection, sub: Submission, verp_key: bytes) -> Sending | None:
+    """The outbound message ``sub`` is, its row made when it has none; None
+    when no agent of ours sent it. One transaction."""
+    with conn.transaction():
+        claimed = verp.parse(sub.mail_from, verp_key)
+        if claimed:
+            found = _api_message(conn, sub, claimed, verp_key)
+            if found is not None:
+                return found
+        agent = _sending_agent(conn, sub)
+        if agent is None:
+            return None
+        key = dedupe_key(sub)
+        message_id = new_id("msg")
+        return_path = verp.return_path(message_id, agent["domain"], verp_key)
+        if _create(conn, sub, agent, message_id, return_path, key) is None:
+            row = outbound_store.outbound_by_dedupe_key(conn, agent["id"], key)
+            if row is None:
+                raise RuntimeError("outbound row neither created nor found")
+            return _from_row(row, agent, verp_key)
+        return Sending(message_id, agent, return_path, "")
+
+
+def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
+                 verp_key: bytes) -> Sending | None:
+    row = outbound_store.outbound_by_id(conn, message_id)
+    if row is None:
+        # The API commits its row before it submits, and deletes it again
+        # only when it heard no 250: here Postfix took the message all the
+        # same (the 250 lost to a timeout, say). It leaves recorded, under
+        # the id it carries (creating the row waits for a transaction of the
+        # API's still writing it).
+        agent = _agent(conn, inbound.from_address(sub.headers), sub)
+        if agent is None:
+            return None
+        return_path = verp.return_path(message_id, agent["domain"], verp_key)
+        if _create(conn, sub, agent, message_id, return_path, None) is not None:
+            log.warning("no row for the message's return path: recorded from the message",
+                        extra={"queue_id": sub.queue_id, "message_id": message_id})
+            return Sending(message_id, agent, return_path, "")
+        row = outbound_store.outbound_by_id(conn, message_id)
+        if row is None:
+            return None  # the id is an inbound message's: not a return path of ours
+    # Postfix has the message: if the API has not heard its 250 (yet, or
+    # ever: its database failed after), the marker goes and the event is
+    # written here.
+    sending.confirm(conn, row["id"], sub.queue_id)
+    agent = agent_store.agent_by_email(conn, row["agent_email"])
+    return _from_row(row, agent, verp_key) if agent is not None else None
+
+
+def _from_row(row: Row, agent: Row, verp_key: bytes) -> Sending:
+    return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"], verp_key),
+                   row["provider_message_id"], row["status"])
+
+
+def _agent(conn: psycopg.Connection, address: str, sub: Submission) -> Row | None:
+    """The agent of ``address``, with the conversation ``sub`` replies to."""
+    if "@" not in address:
+        return None
+    found = agent_store.agents_by_emails(conn, [address], inbound.thread_refs(sub.headers))
+    return found[0] if found else None
+
+
+def _sending_agent(conn: psycopg.Connection, sub: Submission) -> Row | None:
+    """The agent whose address is the envelope sender, else the From."""
+    return _agent(conn, sub.mail_from, sub) or _agent(conn, inbound.from_address(sub.headers), sub)
+
+
+def dedupe_key(sub: Submission) -> bytes:
+    """The same for every pass of one queued message: its queue id stays
+    while Postfix retries it, and the content keeps a reused id apart."""
+    envelope = "\0".join([sub.queue_id, sub.mail_from, *sub.recipients])
+    return hashlib.sha256(b"outbound\0" + envelope.encode("utf-8", "surrogateescape")
+                          + b"\0" + inbound.content_digest(sub.raw)).digest()
+
+
+def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
+            return_path: str, key: bytes | None) -> str | None:
+    """The row and its email.sent event (held for approval: the row pending,
+    an email.pending_approval event); None when the id or key is taken."""
+    msg = sub.headers
+    held = outbound.decide(outbound.Outgoing(sub.mail_from, sub.recipients, sub.raw,
+                                             agent=agent)) is outbound.Decision.HOLD
+    to = inbound.header_addresses(msg, "To")
+    cc = inbound.header_addresses(msg, "Cc")
+    listed = {a.lower() for a in to + cc}
+    sender = inbound.from_address(msg) or agent["email"]
+    subject = inbound.header_value(msg, "Subject")
+    # The submit service takes mail from this host only: its header is ours to trust.
+    conversation_id = inbound.conversation(agent, msg, trust_header=True)
+    stored = message_store.insert_outbound(conn, {
+        "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
+        "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],
+        "sender": sender, "envelope_sender": return_path,
+        "to_recipients": to, "cc": cc,
+        "bcc": [inbound.text(r) for r in sub.recipients if r.lower() not in listed],
+        "reply_to": inbound.header_addresses(msg, "Reply-To"), "subject": subject,
+        "email_message_id": (inbound.message_ids(inbound.header_value(msg, "Message-ID"))
+                             or [""])[0],
+        "in_reply_to": (inbound.message_ids(inbound.header_value(msg, "In-Reply-To"))
+                        or [""])[0],
+        "references_ids": inbound.message_ids(inbound.header_value(msg, "References")),
+        "conversation_id": conversation_id, "raw_message": sub.raw,
+        "size_bytes": len(sub.raw), "status": holds.PENDING if held else "sent",
+        "delivery_status": "queued", "method": sending.METHOD, "queue_id": sub.queue_id,
+        "dedupe_key": key,
+    })
+    if stored is None:
+        return None
+    event_store.insert_event(
+        conn, new_id("evt"), agent["user_id"],
+        eventtypes.EMAIL_PENDING_APPROVAL if held else eventtypes.EMAIL_SENT,
+        {"message_id": message_id, "agent_id": agent["id"], "from": sender, "to": to,
+         "subject": subject, "conversation_id": conversation_id or ""},
+        agent_id=agent["id"], message_id=message_id, conversation_id=conversation_id)
+    return stored

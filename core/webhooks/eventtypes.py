@@ -1,0 +1,34 @@
+"""The event types of the event log and of webhook subscriptions.
+
+Whatever writes an event (core/store/events.insert_event) uses one of these
+names; a subscription may only ask for these. A new kind of event is added
+here first.
+"""
+
+from __future__ import annotations
+
+EMAIL_RECEIVED = "email.received"
+EMAIL_SENT = "email.sent"
+EMAIL_BOUNCED = "email.bounced"
+EMAIL_PENDING_APPROVAL = "email.pending_approval"
+# A held message's outcome (core/outbound/approval.py); data.status says which.
+EMAIL_APPROVED = "email.approved"
+EMAIL_REJECTED = "email.rejected"
+EMAIL_EXPIRED = "email.expired"
+
+TYPES: tuple[str, ...] = (
+    EMAIL_RECEIVED,
+    EMAIL_SENT,
+    "email.delivered",
+    EMAIL_BOUNCED,
+    EMAIL_PENDING_APPROVAL,
+    EMAIL_APPROVED,
+    EMAIL_REJECTED,
+    EMAIL_EXPIRED,
+)
+
+SCHEMA_VERSION = 1
+
+
+def is_known(name: object) -> bool:
+    return isinstance(name, str) and name in TYPES

@@ -1,0 +1,120 @@
+"""The one outbound gate: what happens to each message the content filter
+receives, between Postfix's submit queue and its reinjection service.
+
+For every message: find (or make) its outbound row, ask the one hold
+decision (held: stored as pending_approval by core/outbound/holds.py, 250, not passed
+on), DKIM-sign it with its From domain's key, hand it back to Postfix
+with its VERP return path, and record Postfix's new queue id on the row.
+Any failure raises: the filter answers 4xx and Postfix keeps the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from e2a.core import timefmt
+from e2a.core.config import Config
+from e2a.core.inbound import agents as inbound
+from e2a.core.mta import submit, verp, xforward
+from e2a.core.mta.reinject import ReinjectError, Transaction, reinject
+from e2a.core.net.addresses import InetAddress
+from e2a.core.outbound import decision as outbound
+from e2a.core.outbound import holds, release
+from e2a.core.outbound import identify as outgoing
+from e2a.core.runtime import metrics
+from e2a.core.store import outbound as outbound_store
+
+log = logging.getLogger("e2a.filter")
+
+# How long a message waits for a database connection before the filter
+# gives up on it (4xx; Postfix tries again).
+DB_TIMEOUT = 10.0
+# How pass_on's answer starts when the message was held, not passed on.
+HELD = "2.0.0 Ok: held for approval"
+
+
+class Gate:
+    def __init__(self, pool: ConnectionPool, cfg: Config, reinject_to: InetAddress, *,
+                 helo: str, timeout: float, db_timeout: float = DB_TIMEOUT) -> None:
+        self.pool = pool
+        self.cfg = cfg
+        self.reinject_to = reinject_to
+        self.helo = helo
+        self.timeout = timeout
+        self.db_timeout = db_timeout
+        self.verp_key = verp.key(cfg)
+
+    def pass_on(self, txn: Transaction) -> str:
+        """Pass ``txn`` on; the reinjection service's answer (naming its queue id)."""
+        queue_id = txn.xforward.get("IDENT", "")
+        if not xforward.from_this_host(txn.xforward):
+            # Postfix's content_filter sends all its mail here, the internet's
+            # too (to the host's own users, relayed domains): whatever its
+            # From or return path says, no agent sent it. Never signed, held
+            # or recorded as an agent's.
+            log.info("not from this host: passed on untouched", extra={"queue_id": queue_id})
+            return reinject(self.reinject_to, txn, helo=self.helo, timeout=self.timeout)
+        headers = inbound.parse(txn.data)
+        sub = outgoing.Submission(txn.mail_from, txn.recipients, txn.data, headers, queue_id)
+        author_domain = inbound.from_address(headers).rpartition("@")[2].lower()
+        with self.pool.connection(timeout=self.db_timeout) as conn:
+            sending = outgoing.identify(conn, sub, self.verp_key)
+            if sending is not None and sending.passed_on_as:
+                # Our earlier 250 was lost on its way to Postfix.
+                log.info("passed on before, not again", extra={
+                    "queue_id": queue_id, "message_id": sending.message_id})
+                return f"2.0.0 Ok: queued as {sending.passed_on_as}"
+            decision = outbound.decide(outbound.Outgoing(
+                txn.mail_from, txn.recipients, txn.data,
+                agent=sending.agent if sending is not None else None,
+                status=sending.status if sending is not None else "sent"))
+            if decision is outbound.Decision.HOLD and sending is not None:
+                return self._hold(conn, sending, txn, queue_id)
+            if decision is not outbound.Decision.PASS:
+                raise RuntimeError(f"the filter cannot handle outbound decision {decision}")
+            key = release.signing_key(conn, self.cfg, author_domain)
+        if sending is not None:
+            txn = dataclasses.replace(txn, mail_from=sending.return_path)
+        try:
+            reply = release.sign_and_reinject(txn, key, to=self.reinject_to, helo=self.helo,
+                                              timeout=self.timeout,
+                                              log_extra={"queue_id": queue_id})
+        except ReinjectError as exc:
+            if exc.permanent and sending is not None:
+                # The filter answers with the 5xx and Postfix bounces the
+                # message: the row says so now, not after days of retries.
+                with self.pool.connection(timeout=self.db_timeout) as conn:
+                    outbound_store.record_failed(conn, sending.message_id, str(exc))
+            raise
+        if sending is not None:
+            new_queue_id = submit.queue_id(reply)
+            if not new_queue_id:
+                log.warning("no queue id in the reinjection's answer", extra={
+                    "queue_id": queue_id, "message_id": sending.message_id})
+            with self.pool.connection(timeout=self.db_timeout) as conn:
+                outbound_store.record_passed_on(conn, sending.message_id, new_queue_id)
+            log.info("sent", extra={"queue_id": queue_id, "message_id": sending.message_id,
+                                    "agent": sending.agent["email"], "signed": key is not None})
+        return reply
+
+    def _hold(self, conn: psycopg.Connection, sending: outgoing.Sending, txn: Transaction,
+              queue_id: str) -> str:
+        """Keep the message for a person's decision: stored, not passed on.
+        The 250 follows the commit; release (core/outbound/release.py) sends it later."""
+        with conn.transaction():
+            held = holds.hold(conn, sending.message_id, txn.data, sending.agent)
+        if held.pending:
+            metrics.holds.inc()
+            log.info("held for approval", extra={
+                "queue_id": queue_id, "message_id": sending.message_id,
+                "agent": sending.agent["email"], "recipients": len(txn.recipients),
+                "approval_expires_at": timefmt.rfc3339(held.approval_expires_at)})
+        else:
+            # Postfix retried a message that was decided on meanwhile.
+            log.info("decided on before (%s), not held or sent again", held.status, extra={
+                "queue_id": queue_id, "message_id": sending.message_id})
+        return f"{HELD} as {sending.message_id}"
