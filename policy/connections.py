@@ -31,6 +31,7 @@ from typing import Any, Protocol
 log = logging.getLogger("e2a.policy")
 
 READ_SIZE = 65536
+ACCEPT_BATCH = 64
 # A client that does not take its answer within this long is gone.
 WRITE_TIMEOUT = 10.0
 # How often the selector wakes to close idle connections, at most.
@@ -111,23 +112,26 @@ class Server:
             self._sweep()
 
     def _accept(self) -> None:
-        try:
-            sock, _address = self._listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # out of descriptors, say: the client may try again
-            log.warning("%s: accept failed: %s", self.name, exc)
-            time.sleep(0.1)  # not a busy loop while the condition lasts
-            return
-        if len(self._open) >= self.max_connections:
-            log.warning("%s: %d connections open, refusing another", self.name,
-                        self.max_connections)
-            sock.close()
-            return
-        sock.setblocking(False)
-        conn = _Connection(sock, self._new_reader())
-        self._open[sock] = conn
-        self._selector.register(sock, selectors.EVENT_READ, conn)
+        # Several per wake: a burst of clients must not fill the listen backlog
+        # (a unix socket's client then gets EAGAIN).
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, say: the client may try again
+                log.warning("%s: accept failed: %s", self.name, exc)
+                time.sleep(0.1)  # not a busy loop while the condition lasts
+                return
+            if len(self._open) >= self.max_connections:
+                log.warning("%s: %d connections open, refusing another", self.name,
+                            self.max_connections)
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = _Connection(sock, self._new_reader())
+            self._open[sock] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
 
     def _read(self, conn: _Connection) -> None:
         try:
