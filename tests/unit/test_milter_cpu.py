@@ -13,9 +13,8 @@ from typing import Any
 import Milter
 import pytest
 from mailworld import SENDER_NET_IP, eml, zones_served
-from milterdriver import feed, installed
+from milterdriver import agent_of_a_new_owner, feed, installed
 
-from e2a.core import accounts
 from e2a.core.db import single_connection
 
 AGENT = "cpu@agents.test.example"
@@ -26,10 +25,7 @@ CPU_BUDGET = 1.0
 
 @pytest.fixture(scope="module")
 def agent(cfg) -> dict[str, Any]:
-    with single_connection(cfg) as conn:
-        accounts.seed_shared_domain(conn, cfg)
-        owner = accounts.create_user(conn, f"cpu-{secrets.token_hex(4)}@owners.example")
-        return accounts.register_agent(conn, cfg, owner["id"], slug="cpu")
+    return agent_of_a_new_owner(cfg, "cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)

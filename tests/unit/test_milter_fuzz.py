@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mailworld import MAIL, SENDER_NET_IP, zones_served
-from milterdriver import feed, installed
+from milterdriver import agent_of_a_new_owner, feed, installed
 
-from e2a.core import accounts
 from e2a.core.db import single_connection
 
 AGENT = "fuzz@agents.test.example"
@@ -28,10 +27,7 @@ _serial = itertools.count()
 
 @pytest.fixture(scope="module")
 def agent(cfg) -> dict[str, Any]:
-    with single_connection(cfg) as conn:
-        accounts.seed_shared_domain(conn, cfg)
-        owner = accounts.create_user(conn, f"fuzz-{secrets.token_hex(4)}@owners.example")
-        return accounts.register_agent(conn, cfg, owner["id"], slug="fuzz")
+    return agent_of_a_new_owner(cfg, "fuzz")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -11,9 +11,9 @@ from typing import Any
 import Milter
 import pytest
 from mailworld import SENDER_NET_IP, SENDER_NET_IP6, eml, zones_served
-from milterdriver import feed, installed
+from milterdriver import agent_of_a_new_owner, feed, installed
 
-from e2a.core import accounts, inbound
+from e2a.core import inbound
 from e2a.core.db import single_connection
 from e2a.milter import handler, rebuild
 
@@ -22,10 +22,7 @@ AGENT = "robust@agents.test.example"
 
 @pytest.fixture(scope="module")
 def agent(cfg) -> dict[str, Any]:
-    with single_connection(cfg) as conn:
-        accounts.seed_shared_domain(conn, cfg)
-        owner = accounts.create_user(conn, f"robust-{secrets.token_hex(4)}@owners.example")
-        return accounts.register_agent(conn, cfg, owner["id"], slug="robust")
+    return agent_of_a_new_owner(cfg, "robust")
 
 
 @pytest.fixture(scope="module", autouse=True)
