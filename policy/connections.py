@@ -99,17 +99,24 @@ class Server:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            for key, _events in self._selector.select(timeout=SWEEP_SECONDS):
-                if key.fileobj is self._listener:
-                    self._accept()
-                elif key.fileobj is self._wake_r:
-                    with contextlib.suppress(BlockingIOError):
-                        self._wake_r.recv(4096)
-                else:
-                    self._read(key.data)
-            while self._returned:
-                self._resume(self._returned.popleft())
-            self._sweep()
+            try:
+                self._turn()
+            except Exception:  # a bug here must not leave every client unanswered
+                log.exception("%s: selector loop failed, going on", self.name)
+                time.sleep(0.1)
+
+    def _turn(self) -> None:
+        for key, _events in self._selector.select(timeout=SWEEP_SECONDS):
+            if key.fileobj is self._listener:
+                self._accept()
+            elif key.fileobj is self._wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_r.recv(4096)
+            else:
+                self._read(key.data)
+        while self._returned:
+            self._resume(self._returned.popleft())
+        self._sweep()
 
     def _accept(self) -> None:
         # Several per wake: a burst of clients must not fill the listen backlog
