@@ -1,7 +1,7 @@
 """CPU-time guard: hostile header sections through the real milter handler
 (driven byte for byte as Postfix sends them, real DNS zones, real database)
 each cost well under a second of CPU, and each is answered for good: stored
-or refused with a 5xx, never 451."""
+or refused with a 5xx, never 451. The header limit that bounds them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from mailworld import SENDER_NET_IP, eml, zones_served
 from milterdriver import agent_of_a_new_owner, feed, installed
 
+from e2a.core import inbound
 from e2a.core.db import single_connection
 
 AGENT = "cpu@agents.test.example"
@@ -131,3 +132,35 @@ def test_the_nested_forgery_is_removed_and_the_signatures_beyond_five_not_checke
     head = bytes(row["raw_message"]).split(b"\r\nDKIM-Signature:", 1)[0]
     assert head.count(b"dkim=pass header.d=good.example header.s=sel1") == 5
     assert b'dkim=policy reason="895 more signatures not verified (at most 5 are)"' in head
+
+
+def test_a_declared_size_in_other_digits_is_no_declared_size(cfg, agent) -> None:
+    out = feed(message(b"", "size-digits"), "alice@good.example", [AGENT],
+               client_ip=SENDER_NET_IP, mail_params=("SIZE=\u00b2",), queue_id="QCPUSIZE")
+    assert out.code == Milter.DISCARD
+
+
+def fields(count: int) -> bytes:
+    """``count`` fields more than message() has (From, To, Message-ID)."""
+    return b"".join(b"X-N: %d\r\n" % i for i in range(count))
+
+
+def field_of(size: int) -> bytes:
+    """One field of ``size`` bytes, CRLF included."""
+    return b"X-Big: " + b"a" * (size - 9) + b"\r\n"
+
+
+@pytest.mark.parametrize("at_limit, over_limit", [
+    (fields(inbound.MAX_HEADER_FIELDS - 3), fields(inbound.MAX_HEADER_FIELDS - 2)),
+    (field_of(inbound.MAX_HEADER_BYTES), field_of(inbound.MAX_HEADER_BYTES + 1)),
+], ids=["fields", "bytes"])
+def test_a_header_over_the_limit_is_refused_for_good(cfg, agent, caplog, at_limit: bytes,
+                                                     over_limit: bytes) -> None:
+    caplog.set_level("INFO", logger="e2a.milter")
+    out = feed(message(over_limit, "over-limit"), "alice@good.example", [AGENT],
+               queue_id="QHDRMAX")
+    assert out.code == Milter.REJECT
+    assert out.reply == ("552", "5.3.4", "Message header exceeds fixed limit")
+    assert [r.getMessage() for r in caplog.records if getattr(r, "queue_id", "") == "QHDRMAX"]
+    tag = f"at-limit-{len(at_limit)}"
+    assert feed(message(at_limit, tag), "alice@good.example", [AGENT]).code == Milter.DISCARD
