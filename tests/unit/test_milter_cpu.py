@@ -12,8 +12,8 @@ from typing import Any
 
 import Milter
 import pytest
-from mailworld import SENDER_NET_IP, eml, zones_served
-from milterdriver import agent_of_a_new_owner, feed, installed
+from mailworld import SENDER_NET_IP, eml
+from milterdriver import agent_of_a_new_owner, feed
 
 from e2a.core import inbound
 from e2a.core.db import single_connection
@@ -25,14 +25,8 @@ CPU_BUDGET = 1.0
 
 
 @pytest.fixture(scope="module")
-def agent(cfg) -> dict[str, Any]:
+def agent(cfg, milter_world) -> dict[str, Any]:
     return agent_of_a_new_owner(cfg, "cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def milter(cfg, tmp_path_factory):
-    with zones_served(tmp_path_factory.mktemp("zones")), installed(cfg):
-        yield
 
 
 def thread_cpu() -> float:

@@ -15,8 +15,8 @@ import Milter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mailworld import MAIL, SENDER_NET_IP, zones_served
-from milterdriver import agent_of_a_new_owner, feed, installed
+from mailworld import MAIL, SENDER_NET_IP
+from milterdriver import agent_of_a_new_owner, feed
 
 from e2a.core.db import single_connection
 
@@ -26,14 +26,8 @@ _serial = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def agent(cfg) -> dict[str, Any]:
+def agent(cfg, milter_world) -> dict[str, Any]:
     return agent_of_a_new_owner(cfg, "fuzz")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def milter(cfg, tmp_path_factory):
-    with zones_served(tmp_path_factory.mktemp("zones")), installed(cfg):
-        yield
 
 
 def answered_for_good(cfg, raw: bytes) -> None:
