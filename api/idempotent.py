@@ -22,7 +22,8 @@ import falcon
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.api import errors, inputs, opdoc
+from e2a.api import errors, inputs
+from e2a.api.openapi import parts as opdoc
 from e2a.core import idempotency
 from e2a.core.idempotency import Outcome
 

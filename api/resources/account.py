@@ -7,8 +7,9 @@ from __future__ import annotations
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, opdoc
+from e2a.api import auth, errors
 from e2a.api.export import Export
+from e2a.api.openapi import parts as opdoc
 from e2a.core.store import agents as agent_store
 from e2a.core.store import domains as domain_store
 from e2a.core.store import usage as usage_store

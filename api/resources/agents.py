@@ -13,8 +13,9 @@ from typing import Any
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, inputs, opdoc, views
+from e2a.api import auth, errors, inputs, views
 from e2a.api.clientaddr import ClientAddress
+from e2a.api.openapi import parts as opdoc
 from e2a.core import ratelimit
 from e2a.core.accounts import registration as accounts
 from e2a.core.config import Config

@@ -6,7 +6,8 @@ from __future__ import annotations
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, inputs, opdoc, views
+from e2a.api import auth, errors, inputs, views
+from e2a.api.openapi import parts as opdoc
 from e2a.core.messages import conversations
 from e2a.core.store import messages as message_store
 

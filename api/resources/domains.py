@@ -13,7 +13,8 @@ import falcon
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, inputs, opdoc, views
+from e2a.api import auth, errors, inputs, views
+from e2a.api.openapi import parts as opdoc
 from e2a.core.accounts import domaindns, domainname, domains
 from e2a.core.accounts.registration import AccountError
 from e2a.core.config import Config

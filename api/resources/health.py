@@ -6,7 +6,7 @@ import falcon
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.api import opdoc
+from e2a.api.openapi import parts as opdoc
 from e2a.core.store import health as health_store
 
 # Well under a load balancer's probe timeout, so a down database reads as 503

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from e2a.api import opdoc
+from e2a.api.openapi import parts as opdoc
 from e2a.core.config import Config
 
 

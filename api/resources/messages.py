@@ -10,7 +10,8 @@ from typing import Any
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, inputs, opdoc, pagination, views
+from e2a.api import auth, errors, inputs, pagination, views
+from e2a.api.openapi import parts as opdoc
 from e2a.core.config import Config
 from e2a.core.messages import labels
 from e2a.core.store import messages as message_store

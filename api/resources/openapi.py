@@ -1,5 +1,5 @@
 """``GET /api/openapi.json``: the OpenAPI 3 document of this very app
-(api/openapi.py), built once on first use, when every route is in place."""
+(api/openapi/builder.py), built once on first use, when every route is in place."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 import falcon
 
-from e2a.api import opdoc, openapi
+from e2a.api.openapi import builder as openapi
+from e2a.api.openapi import parts as opdoc
 
 
 class OpenApiDocument:

@@ -16,8 +16,9 @@ from typing import Any
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, idempotent, inputs, opdoc, pagination, views
+from e2a.api import auth, errors, idempotent, inputs, pagination, views
 from e2a.api.idempotent import Answer, Keep
+from e2a.api.openapi import parts as opdoc
 from e2a.api.sendinputs import attachments, mailboxes, refusals, text
 from e2a.core.config import Config
 from e2a.core.outbound import approval, compose, holds

@@ -17,8 +17,9 @@ from typing import Any
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, idempotent, inputs, opdoc
+from e2a.api import auth, errors, idempotent, inputs
 from e2a.api.idempotent import Answer, Keep
+from e2a.api.openapi import parts as opdoc
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
 from e2a.core import ratelimit, timefmt
 from e2a.core.config import Config

@@ -8,7 +8,8 @@ from typing import Any
 
 import falcon
 
-from e2a.api import errors, inputs, opdoc
+from e2a.api import errors, inputs
+from e2a.api.openapi import parts as opdoc
 from e2a.api.resources.account import ACCOUNT_ERRORS, AccountResource
 from e2a.core.accounts import signing_secrets
 from e2a.core.accounts.registration import AccountError

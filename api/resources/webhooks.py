@@ -12,7 +12,8 @@ from typing import Any
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import errors, inputs, opdoc, webhookviews
+from e2a.api import errors, inputs, webhookviews
+from e2a.api.openapi import parts as opdoc
 from e2a.api.resources.account import AccountResource
 from e2a.core import ratelimit
 from e2a.core.accounts.registration import AccountError

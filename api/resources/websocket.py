@@ -20,7 +20,8 @@ import falcon
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, opdoc
+from e2a.api import auth, errors
+from e2a.api.openapi import parts as opdoc
 from e2a.api.realtime import Hub, Unavailable
 from e2a.api.wschannel import POLICY_VIOLATION, Channel
 from e2a.api.wsession import Session

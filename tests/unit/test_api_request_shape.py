@@ -13,8 +13,9 @@ import pytest
 from apisupport import api_client, make_tenant
 from falcon import testing
 
-from e2a.api import jsonbody, openapi
+from e2a.api import jsonbody
 from e2a.api.middleware import MAX_FORM_BYTES
+from e2a.api.openapi import builder as openapi
 
 # Values that fill a route's path parameters: real enough to reach the
 # resource (a 404 for an unknown id is fine, a 500 is not).

@@ -28,8 +28,8 @@ from urllib.parse import quote
 import pytest
 from apisupport import Tenant, agent_key, api_client, insert_message, make_tenant
 
-from e2a.api import openapi
 from e2a.api.app import create_app
+from e2a.api.openapi import builder as openapi
 from e2a.core import config
 from e2a.core.accounts import domains, signing_secrets
 from e2a.core.db import single_connection

@@ -7,8 +7,9 @@ import falcon
 import pytest
 from apisupport import api_client
 
-from e2a.api import opdoc, openapi
 from e2a.api.app import create_app
+from e2a.api.openapi import builder as openapi
+from e2a.api.openapi import parts as opdoc
 from e2a.api.resources.health import Health
 
 

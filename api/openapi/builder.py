@@ -1,12 +1,12 @@
 """The OpenAPI 3 document of the app, built from the app itself.
 
 Each resource class carries ``doc``: lowercase HTTP method -> operation object
-(written with api/opdoc.py). The document's paths are the app's routes,
+(written with api/openapi/parts.py). The document's paths are the app's routes,
 walked from Falcon's router, so a route cannot be missing from it and it
 cannot show a route the app lacks; ``check`` names every remaining way the two
 could disagree (a responder without ``doc``, ``doc`` for a method the resource
 does not answer, path parameters that differ from the route's, a ``$ref`` to
-no schema). The schemas are e2a's, in api/schemas.py.
+no schema). The schemas are e2a's, in api/openapi/legacy/schemas.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 import falcon
 
-from e2a.api import opdoc, schemas
+from e2a.api.openapi import parts as opdoc
+from e2a.api.openapi.legacy import schemas
 
 OPENAPI_VERSION = "3.0.3"
 _FIELD = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?}")
