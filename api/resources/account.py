@@ -9,7 +9,6 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors
 from e2a.api.export import Export
-from e2a.api.openapi import parts as opdoc
 from e2a.core.store import agents as agent_store
 from e2a.core.store import domains as domain_store
 from e2a.core.store import usage as usage_store
@@ -18,8 +17,6 @@ from e2a.core.store import users as user_store
 
 CONFIRM = "DELETE"
 # What every account operation may answer besides its own outcomes.
-ACCOUNT_ERRORS = {"401": opdoc.UNAUTHORIZED,
-                  "403": opdoc.error("The key is scoped to one agent")}
 
 # e2a's DeleteUserDataResult field -> our table whose rows it counts; e2a's
 # tables we do not have (OAuth, sessions, usage events) count 0.
@@ -52,17 +49,6 @@ class AccountResource:
 
 
 class Me(AccountResource):
-    doc = {"delete": {
-        "operationId": "deleteUserData",
-        "summary": "Delete your account and everything it owns",
-        "description": "Irreversible, in one transaction. Requires confirm=DELETE. Answers "
-                       "how many rows of each kind were removed; the key used stops working.",
-        "parameters": [opdoc.query_param("confirm", "Must be DELETE", required=True)],
-        "responses": {"200": opdoc.ok("DeleteUserDataResult"),
-                      "400": opdoc.error("confirm is missing or not DELETE"),
-                      **ACCOUNT_ERRORS},
-    }}
-
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         if req.get_param("confirm") != CONFIRM:
@@ -80,16 +66,6 @@ class Me(AccountResource):
 
 
 class DataExport(AccountResource):
-    doc = {"get": {
-        "operationId": "exportUserData",
-        "summary": "Export your data",
-        "description": "Everything the account owns as one JSON document: profile, agents, "
-                       "domains, API key metadata, signing secret metadata, webhooks and "
-                       "every message with its raw content (base64). No key hashes, secret "
-                       "values or private keys. Streamed.",
-        "responses": {"200": opdoc.ok("UserExport"), **ACCOUNT_ERRORS},
-    }}
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self._pool.connection() as conn:
@@ -104,14 +80,6 @@ class DataExport(AccountResource):
 
 
 class Limits(AccountResource):
-    doc = {"get": {
-        "operationId": "getUserLimits",
-        "summary": "Your limits and current usage",
-        "description": "messages_month counts inbound mail in the current calendar month "
-                       "(UTC); storage_bytes is the size of all stored mail.",
-        "responses": {"200": opdoc.ok("LimitsInfo"), **ACCOUNT_ERRORS},
-    }}
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self._pool.connection() as conn:

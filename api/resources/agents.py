@@ -15,15 +15,11 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, views
 from e2a.api.clientaddr import ClientAddress
-from e2a.api.openapi import parts as opdoc
 from e2a.core import ratelimit
 from e2a.core.accounts import registration as accounts
 from e2a.core.config import Config
 from e2a.core.store import agents as agent_store
 
-TAGS = ["Agents"]
-_FORBIDDEN = opdoc.error("The key is scoped to one agent")
-_NOT_FOUND = opdoc.error("Agent not found")
 # Per source address, whatever the key: one client with many accounts
 # cannot mint addresses without end.
 REGISTRATIONS = ratelimit.Limit("agent-registration-ip", per_window=200, window_seconds=3600)
@@ -36,33 +32,6 @@ def _agent_only_forbidden(principal: auth.Principal) -> None:
 
 
 class Agents:
-    doc = {
-        "get": {
-            "operationId": "listAgents",
-            "summary": "List your registered agents",
-            "description": "Returns all agents owned by the authenticated user (for an "
-                           "agent-scoped key, its own agent only).",
-            "tags": TAGS,
-            "responses": {"200": opdoc.ok("ListAgentsResponse"), "401": opdoc.UNAUTHORIZED},
-        },
-        "post": {
-            "operationId": "registerAgent",
-            "summary": "Register a new agent",
-            "description": "Registers an agent by slug on the shared domain, or by email on "
-                           "a verified domain of yours. agent_mode is required: local or "
-                           "cloud; cloud needs an https webhook_url. Rate limited to "
-                           f"{REGISTRATIONS.per_window} registrations per source IP per "
-                           "hour; 429 carries Retry-After.",
-            "tags": TAGS,
-            "requestBody": opdoc.body("RegisterAgentRequest", "Agent registration details"),
-            "responses": {"201": opdoc.ok("RegisterAgentResponse", "Created"),
-                          "400": opdoc.error("Invalid request"),
-                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN,
-                          "409": opdoc.error("Agent already exists"),
-                          "429": opdoc.error("Rate limit exceeded; see Retry-After")},
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool
@@ -99,43 +68,6 @@ class Agents:
 
 
 class Agent:
-    doc = {
-        "get": {
-            "operationId": "getAgent",
-            "summary": "Get agent details",
-            "tags": TAGS,
-            "parameters": [opdoc.AGENT_EMAIL],
-            "responses": {"200": opdoc.ok("Agent"), "401": opdoc.UNAUTHORIZED,
-                          "404": _NOT_FOUND},
-        },
-        "put": {
-            "operationId": "updateAgent",
-            "summary": "Update an agent",
-            "description": "Partial: only the fields sent change. Switching to cloud mode "
-                           "needs a webhook_url; hitl_ttl_seconds is 1 to "
-                           f"{accounts.HITL_MAX_TTL}; hitl_expiration_action is reject or "
-                           "approve. Returns the agent after the update.",
-            "tags": TAGS,
-            "parameters": [opdoc.AGENT_EMAIL],
-            "requestBody": opdoc.body("UpdateAgentRequest", "Fields to update"),
-            "responses": {"200": opdoc.ok("Agent"),
-                          "400": opdoc.error("Validation error (e.g. bad agent_mode, TTL "
-                                             "out of range)"),
-                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN, "404": _NOT_FOUND},
-        },
-        "delete": {
-            "operationId": "deleteAgent",
-            "summary": "Delete an agent",
-            "description": "Deletes the agent with its messages and agent-scoped keys.",
-            "tags": TAGS,
-            "parameters": [opdoc.AGENT_EMAIL],
-            "responses": {"200": {"description": "status: deleted", "content": {
-                              opdoc.JSON: {"schema": {"type": "object", "properties": {
-                                  "status": {"type": "string"}}}}}},
-                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN, "404": _NOT_FOUND},
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool

@@ -7,7 +7,6 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, views
-from e2a.api.openapi import parts as opdoc
 from e2a.core.messages import conversations
 from e2a.core.store import messages as message_store
 
@@ -19,35 +18,6 @@ MAX_CONVERSATION_MESSAGES = 200
 
 
 class AgentConversations:
-    doc = {
-        "get": {
-            "summary": "List conversations for an agent",
-            "description": "One summary per non-empty conversation_id, latest activity "
-                           f"first, at most {MAX_CONVERSATIONS}; since/until bound "
-                           "last_message_at.",
-            "operationId": "listConversations",
-            "tags": ["Conversations"],
-            "parameters": [
-                opdoc.AGENT_EMAIL,
-                opdoc.query_param("since", "RFC 3339; only conversations whose latest "
-                                  "message is at or after this",
-                                  {"type": "string", "format": "date-time"}),
-                opdoc.query_param("until", "RFC 3339; only conversations whose latest "
-                                  "message is before this",
-                                  {"type": "string", "format": "date-time"}),
-                opdoc.query_param("page_size", "Most conversations to return (default and "
-                                  f"maximum {MAX_CONVERSATIONS}; larger values are clamped)",
-                                  {"type": "integer", "minimum": 1}),
-            ],
-            "responses": {
-                "200": opdoc.ok("ListConversationsResponse"),
-                "400": opdoc.error("Invalid since/until or page_size"),
-                "401": opdoc.UNAUTHORIZED,
-                "404": opdoc.error("Agent not found or not yours"),
-            },
-        },
-    }
-
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
@@ -63,24 +33,6 @@ class AgentConversations:
 
 
 class AgentConversation:
-    doc = {
-        "get": {
-            "summary": "Get a conversation",
-            "description": "Counts of all members; the newest "
-                           f"{MAX_CONVERSATION_MESSAGES} member messages oldest first, with "
-                           "their participants and labels (the message list pages through "
-                           "all of them by conversation_id).",
-            "operationId": "getConversation",
-            "tags": ["Conversations"],
-            "parameters": [opdoc.AGENT_EMAIL, opdoc.path_param("id", "Conversation ID")],
-            "responses": {
-                "200": opdoc.ok("ConversationDetail"),
-                "401": opdoc.UNAUTHORIZED,
-                "404": opdoc.error("Conversation not found"),
-            },
-        },
-    }
-
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 

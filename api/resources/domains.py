@@ -14,16 +14,11 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, views
-from e2a.api.openapi import parts as opdoc
 from e2a.core.accounts import domaindns, domainname, domains
 from e2a.core.accounts.registration import AccountError
 from e2a.core.config import Config
 from e2a.core.store import domains as domain_store
 
-TAGS = ["Domains"]
-DOMAIN = opdoc.path_param("domain", "Domain name")
-_FORBIDDEN = opdoc.error("The key is scoped to one agent")
-_NOT_FOUND = opdoc.error("Domain not found")
 # A resolver that does not answer is usually back within the minute.
 DNS_RETRY_AFTER = 30
 
@@ -41,32 +36,6 @@ def _owned(conn: psycopg.Connection, principal: auth.Principal, name: str) -> di
 
 
 class Domains:
-    doc = {
-        "get": {
-            "operationId": "listDomains",
-            "summary": "List your domains",
-            "description": "Returns all domains owned by the authenticated user, each with "
-                           "its agent_count.",
-            "tags": TAGS,
-            "responses": {"200": opdoc.ok("ListDomainsResponse"), "401": opdoc.UNAUTHORIZED,
-                          "403": _FORBIDDEN},
-        },
-        "post": {
-            "operationId": "registerDomain",
-            "summary": "Register a domain",
-            "description": "Registers a custom domain and makes its DKIM key pair. Returns "
-                           "the DNS records to publish: MX to this deployment's mail host, "
-                           "the ownership TXT record at _e2a.<domain>, and the DKIM key "
-                           "record.",
-            "tags": TAGS,
-            "requestBody": opdoc.body("RegisterDomainRequest", "Domain to register"),
-            "responses": {"201": opdoc.ok("Domain", "Created"),
-                          "400": opdoc.error("Invalid domain name, or the cap is reached"),
-                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN,
-                          "409": opdoc.error("Registered already, or reserved")},
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool
@@ -93,39 +62,6 @@ class Domains:
 
 
 class Domain:
-    doc = {
-        "get": {
-            "operationId": "getDomain",
-            "summary": "Get a domain",
-            "description": "Returns the authenticated user's view of a single domain.",
-            "tags": TAGS,
-            "parameters": [DOMAIN],
-            "responses": {"200": opdoc.ok("Domain"), "401": opdoc.UNAUTHORIZED,
-                          "403": _FORBIDDEN, "404": _NOT_FOUND},
-        },
-        "patch": {
-            "operationId": "updateDomain",
-            "summary": "Update a domain",
-            "description": "is_primary true makes this the user's primary domain and clears "
-                           "the flag on the previous one, in one transaction; false changes "
-                           "nothing.",
-            "tags": TAGS,
-            "parameters": [DOMAIN],
-            "requestBody": opdoc.body("UpdateDomainRequest", "Fields to update"),
-            "responses": {"200": opdoc.ok("Domain"), "400": opdoc.error("Invalid request"),
-                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN, "404": _NOT_FOUND},
-        },
-        "delete": {
-            "operationId": "deleteDomain",
-            "summary": "Delete a domain",
-            "tags": TAGS,
-            "parameters": [DOMAIN],
-            "responses": {"204": {"description": "Domain deleted"},
-                          "400": opdoc.error("Agents still exist on this domain"),
-                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN, "404": _NOT_FOUND},
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool
@@ -164,28 +100,6 @@ class Domain:
 
 
 class DomainVerification:
-    doc = {
-        "post": {
-            "operationId": "verifyDomain",
-            "summary": "Verify domain ownership + DNS diagnostic",
-            "description": "Looks the domain's records up through the deployment's resolver. "
-                           "The ownership TXT token alone decides verified: 200 when it is "
-                           "published, else 412 with the same body. mx is found when an MX "
-                           "record names the deployment's mail host; spf when a v=spf1 "
-                           "record holds include:, a: or redirect= of that host (or a bare "
-                           "mx while the MX is ours); dkim when the published key equals the "
-                           "stored one.",
-            "tags": TAGS,
-            "parameters": [DOMAIN],
-            "responses": {"200": opdoc.ok("VerifyDomainResponse"),
-                          "401": opdoc.UNAUTHORIZED, "403": _FORBIDDEN, "404": _NOT_FOUND,
-                          "412": opdoc.ok("VerifyDomainResponse",
-                                          "TXT record not found; the body holds the "
-                                          "per-record diagnostic"),
-                          "503": opdoc.error("DNS did not answer; retry later")},
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool

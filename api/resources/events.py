@@ -13,9 +13,7 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import errors, inputs, pagination, webhookviews
-from e2a.api.openapi import parts as opdoc
 from e2a.api.resources.account import AccountResource
-from e2a.core import housekeeping
 from e2a.core.accounts.registration import AccountError
 from e2a.core.config import Config
 from e2a.core.store import deliveries as delivery_store
@@ -24,13 +22,9 @@ from e2a.core.store.events import EventFilter
 from e2a.core.webhooks import eventtypes
 from e2a.core.webhooks import subscriptions as webhooks
 
-TAGS = ["Events"]
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 MAX_ID_LENGTH = 255
-EVENT_ID = opdoc.path_param("id", "Event ID (evt_<32hex>)")
-FORBIDDEN = opdoc.error("The key is scoped to one agent")
-DAYS = housekeeping.EVENTS_VISIBLE.days
 
 
 @dataclass(frozen=True)
@@ -62,30 +56,6 @@ class EventQuery:
 
 
 class Events(AccountResource):
-    doc = {"get": {
-        "operationId": "listEvents",
-        "summary": "List webhook events",
-        "description": f"Newest first; events older than {DAYS} days are not returned. "
-                       "Filters are sealed into the signed next_token.",
-        "tags": TAGS,
-        "parameters": [
-            opdoc.query_param("type", "Exact event type (e.g. email.received)"),
-            opdoc.query_param("agent_id", "Only events of this agent"),
-            opdoc.query_param("conversation_id", "Only events on this conversation"),
-            opdoc.query_param("message_id", "Only events on this message"),
-            opdoc.query_param("since", "RFC 3339; created_at >= since",
-                              {"type": "string", "format": "date-time"}),
-            opdoc.query_param("until", "RFC 3339; created_at < until",
-                              {"type": "string", "format": "date-time"}),
-            opdoc.query_param("page_size", f"1-{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})",
-                              {"type": "integer", "minimum": 1}),
-            opdoc.query_param("token", "next_token of the previous page"),
-        ],
-        "responses": {"200": opdoc.ok("ListEventsResponse"),
-                      "400": opdoc.error("Invalid query parameter or pagination token"),
-                      "401": opdoc.UNAUTHORIZED, "403": FORBIDDEN},
-    }}
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         super().__init__(pool)
         self._secret = cfg.secrets.hmac_secret
@@ -110,20 +80,6 @@ class Events(AccountResource):
 
 
 class Event(AccountResource):
-    doc = {"get": {
-        "operationId": "getEvent",
-        "summary": "Get a single event",
-        "description": "With delivery_status: how many subscriptions it matched and where "
-                       f"the latest delivery to each stands. 410 once past the {DAYS}-day "
-                       "retention.",
-        "tags": TAGS,
-        "parameters": [EVENT_ID],
-        "responses": {"200": opdoc.ok("WebhookEvent"), "401": opdoc.UNAUTHORIZED,
-                      "403": FORBIDDEN,
-                      "404": opdoc.error("Event not found or not owned by caller"),
-                      "410": opdoc.error(f"Event past {DAYS}-day retention")},
-    }}
-
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         principal = self.principal(req)
         try:
@@ -136,26 +92,6 @@ class Event(AccountResource):
 
 
 class EventRedelivery(AccountResource):
-    doc = {"post": {
-        "operationId": "redeliverEvent",
-        "summary": "Replay a webhook event",
-        "description": "To one subscription (body {webhook_id}) or to every subscription "
-                       "the event was dispatched to (empty body), under the original event "
-                       "id so a receiver that has it already discards the replay. A "
-                       "subscription with a delivery of the event still pending is skipped "
-                       "(status skipped); one switched off is skipped in a fan-out and "
-                       "refused (409) when targeted.",
-        "tags": TAGS,
-        "parameters": [EVENT_ID],
-        "requestBody": {**opdoc.body("RedeliverRequest", "{webhook_id} for one subscription; "
-                                     "empty for all"), "required": False},
-        "responses": {"200": opdoc.ok("RedeliverResponse"), "401": opdoc.UNAUTHORIZED,
-                      "403": FORBIDDEN, "404": opdoc.error("Event not found"),
-                      "409": opdoc.error("Webhook not in the originally-matched set, or "
-                                         "disabled"),
-                      "410": opdoc.error("Event past retention")},
-    }}
-
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         principal = self.principal(req)
         webhook_id = inputs.json_object(req).get("webhook_id") or None

@@ -6,7 +6,6 @@ import falcon
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.api.openapi import parts as opdoc
 from e2a.core.store import health as health_store
 
 # Well under a load balancer's probe timeout, so a down database reads as 503
@@ -16,16 +15,6 @@ PROBE_TIMEOUT = 2.0
 
 class Health:
     public = True
-    doc = {"get": {
-        "operationId": "getHealth",
-        "summary": "Whether this process can serve (its database answers)",
-        "responses": {
-            "200": {"description": "Serving", "content": {opdoc.JSON: {"schema": {
-                "type": "object", "properties": {"status": {"type": "string"}}}}}},
-            "503": {"description": "The database does not answer", "content": {opdoc.JSON: {
-                "schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}},
-        },
-    }}
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import falcon
 
-from e2a.api.openapi import parts as opdoc
 from e2a.core.config import Config
 
 
 class Info:
     public = True
-    doc = {"get": {
-        "operationId": "getDeploymentInfo",
-        "summary": "Deployment info: shared domain, slug registration, public URL",
-        "responses": {"200": opdoc.ok("DeploymentInfo")},
-    }}
 
     def __init__(self, cfg: Config) -> None:
         shared = cfg.mail.shared_domain

@@ -32,7 +32,6 @@ log = logging.getLogger("e2a.api")
 
 MAX_REASON_LENGTH = 1000
 FORM = "application/x-www-form-urlencoded"
-HTML = "text/html"
 
 _RESOLVED = {
     "sent": "This email was already approved and sent.",
@@ -43,52 +42,6 @@ _RESOLVED = {
                         "window ended. It was not sent.",
 }
 _VERB = {"approve": "approving", "reject": "rejecting"}
-
-
-def _page(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {HTML: {"schema": {"type": "string"}}}}
-
-
-def _doc(action: str) -> dict[str, Any]:
-    word = action.capitalize()
-    token = {"name": "token", "in": "query", "required": True,
-             "description": "The token of the owner's notification", "schema": {"type": "string"}}
-    errors = {
-        "400": _page("Malformed, tampered or foreign token, or a token for the other action"),
-        "404": _page("No such message"),
-        "409": _page("The message is no longer pending approval"),
-        "410": _page("The link has expired"),
-    }
-    return {
-        "get": {
-            "operationId": f"{action}LinkPage",
-            "summary": f"Magic link: the page to {action} a held message",
-            "description": "An HTML page with the held draft (recipients, subject, body, "
-                           "attachment names) and one button that POSTs the token. Changes "
-                           "nothing. No API key: the token is the credential.",
-            "tags": ["Approvals"],
-            "parameters": [token],
-            "responses": {"200": _page("The confirmation page"), **errors},
-        },
-        "post": {
-            "operationId": f"{action}LinkConfirm",
-            "summary": f"Magic link: {action} the held message",
-            "description": f"{word}s the message the token names, as its owner. Single use: "
-                           "a second use finds it resolved (409).",
-            "tags": ["Approvals"],
-            "requestBody": {"required": True, "content": {FORM: {"schema": {
-                "type": "object", "required": ["token"],
-                "properties": {"token": {"type": "string"},
-                               **({"reason": {"type": "string",
-                                              "maxLength": MAX_REASON_LENGTH}}
-                                  if action == "reject" else {})}}}}},
-            "responses": {"200": _page(f"{word}d"), **errors,
-                          "422": _page("The mail server refused the message for good; it "
-                                       "is still held"),
-                          "503": _page("The mail server did not take the message; it is "
-                                       "still held")},
-        },
-    }
 
 
 def _refusal(resp: falcon.Response, action: str, exc: Exception) -> None:
@@ -196,7 +149,6 @@ class _MagicLink:
 
 class ApproveLink(_MagicLink):
     action = "approve"
-    doc = _doc("approve")
 
     def act(self, row: dict[str, Any], form: dict[str, str]) -> None:
         approval.approve(self._pool, self._cfg, row["id"], owner_id=None,
@@ -209,7 +161,6 @@ class ApproveLink(_MagicLink):
 
 class RejectLink(_MagicLink):
     action = "reject"
-    doc = _doc("reject")
 
     def act(self, row: dict[str, Any], form: dict[str, str]) -> None:
         approval.reject(self._pool, row["id"], owner_id=None, reviewer_user_id=row["user_id"],

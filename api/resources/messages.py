@@ -11,7 +11,6 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, pagination, views
-from e2a.api.openapi import parts as opdoc
 from e2a.core.config import Config
 from e2a.core.messages import labels
 from e2a.core.store import messages as message_store
@@ -82,58 +81,7 @@ class MessageQuery:
                 "until": _iso(filt.until), "labels": list(filt.labels)}
 
 
-_LIST_PARAMS = [
-    opdoc.AGENT_EMAIL,
-    opdoc.query_param("direction", "inbound (default), outbound or all",
-                      {"type": "string", "enum": ["inbound", "outbound", "all"]}),
-    opdoc.query_param("status", "Inbox status of inbound messages; all (or none) for both",
-                      {"type": "string", "enum": ["unread", "read", "all"]}),
-    opdoc.query_param("page_size", f"Messages per page, 1-{MAX_PAGE_SIZE} (default "
-                      f"{DEFAULT_PAGE_SIZE}; larger values are clamped)",
-                      {"type": "integer", "minimum": 1}),
-    opdoc.query_param("sort", "By created_at: desc (default, newest first) or asc (FIFO)",
-                      {"type": "string", "enum": ["desc", "asc"]}),
-    opdoc.query_param("from", "Case-insensitive substring of the sender address; % and _ "
-                      f"match themselves. At most {MAX_SEARCH_LENGTH} characters.",
-                      {"type": "string", "maxLength": MAX_SEARCH_LENGTH}),
-    opdoc.query_param("subject_contains", "Case-insensitive substring of the subject. "
-                      f"At most {MAX_SEARCH_LENGTH} characters.",
-                      {"type": "string", "maxLength": MAX_SEARCH_LENGTH}),
-    opdoc.query_param("conversation_id", "Exact conversation_id: one thread",
-                      {"type": "string", "maxLength": MAX_CONVERSATION_ID_LENGTH}),
-    opdoc.query_param("since", "RFC 3339 timestamp; only messages with created_at >= since",
-                      {"type": "string", "format": "date-time"}),
-    opdoc.query_param("until", "RFC 3339 timestamp; only messages with created_at < until",
-                      {"type": "string", "format": "date-time"}),
-    opdoc.query_param("labels", "Only messages carrying every one of these labels "
-                      "(comma-separated, or the parameter repeated); at most "
-                      f"{labels.MAX_PER_REQUEST}",
-                      {"type": "array", "items": {"type": "string"}}, style="form",
-                      explode=True),
-    opdoc.query_param("token", "next_token of the previous page; the other parameters "
-                      "(but page_size) must stay the same"),
-]
-
-
 class AgentMessages:
-    doc = {
-        "get": {
-            "summary": "List messages for an agent",
-            "description": "Newest first unless sort=asc. Filters are sealed into the "
-                           "signed next_token: a continuation with other filters is a 400.",
-            "operationId": "listMessages",
-            "tags": ["Messages"],
-            "parameters": _LIST_PARAMS,
-            "responses": {
-                "200": opdoc.ok("ListMessagesResponse"),
-                "400": opdoc.error("Invalid parameter or pagination token, or a token "
-                                   "issued for other filters"),
-                "401": opdoc.UNAUTHORIZED,
-                "404": opdoc.error("Agent not found or not yours"),
-            },
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._secret = cfg.secrets.hmac_secret
         self._pool = pool
@@ -157,44 +105,7 @@ class AgentMessages:
                       "next_token": next_token}
 
 
-_MESSAGE_ID = opdoc.path_param("id", "Message ID (msg_...)")
-
-
 class AgentMessage:
-    doc = {
-        "get": {
-            "summary": "Get a single message",
-            "description": "The full message: raw RFC 5322 bytes (base64) and the "
-                           "X-E2A-Auth-* headers. Marks an unread inbound message read.",
-            "operationId": "getMessage",
-            "tags": ["Messages"],
-            "parameters": [opdoc.AGENT_EMAIL, _MESSAGE_ID],
-            "responses": {
-                "200": opdoc.ok("MessageDetail"),
-                "401": opdoc.UNAUTHORIZED,
-                "404": opdoc.error("Message not found"),
-            },
-        },
-        "patch": {
-            "summary": "Update a message (labels)",
-            "description": "Applies a label delta and answers the resulting labels. Labels: "
-                           f"[a-z0-9:_-], 1-{labels.MAX_LENGTH} characters, at most "
-                           f"{labels.MAX_PER_REQUEST} per list, {labels.MAX_PER_MESSAGE} per "
-                           f"message; the {labels.SYSTEM_PREFIX!r} prefix is reserved. A label "
-                           "in both lists is removed. An empty body changes nothing.",
-            "operationId": "updateMessage",
-            "tags": ["Messages"],
-            "parameters": [opdoc.AGENT_EMAIL, _MESSAGE_ID],
-            "requestBody": opdoc.body("UpdateMessageRequest", "Label delta"),
-            "responses": {
-                "200": opdoc.ok("UpdateMessageResponse"),
-                "400": opdoc.error("Invalid label or per-message cap exceeded"),
-                "401": opdoc.UNAUTHORIZED,
-                "404": opdoc.error("Message not found"),
-            },
-        },
-    }
-
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 

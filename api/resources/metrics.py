@@ -14,12 +14,6 @@ from e2a.core.runtime import metrics
 
 class Metrics:
     public = True
-    doc = {"get": {
-        "operationId": "getMetrics",
-        "summary": "Prometheus metrics of this API (all its worker processes)",
-        "responses": {"200": {"description": "Prometheus text exposition format",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
-    }}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = metrics.CONTENT_TYPE

@@ -8,17 +8,10 @@ import json
 import falcon
 
 from e2a.api.openapi import builder as openapi
-from e2a.api.openapi import parts as opdoc
 
 
 class OpenApiDocument:
     public = True
-    doc = {"get": {
-        "operationId": "getOpenApiDocument",
-        "summary": "This API's OpenAPI 3 document",
-        "responses": {"200": {"description": "OK", "content": {opdoc.JSON: {
-            "schema": {"type": "object"}}}}},
-    }}
 
     def __init__(self, app: falcon.App, public_url: str) -> None:
         self._app = app

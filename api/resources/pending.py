@@ -18,7 +18,6 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, idempotent, inputs, pagination, views
 from e2a.api.idempotent import Answer, Keep
-from e2a.api.openapi import parts as opdoc
 from e2a.api.sendinputs import attachments, mailboxes, refusals, text
 from e2a.core.config import Config
 from e2a.core.outbound import approval, compose, holds
@@ -27,20 +26,12 @@ from e2a.core.store import pending as pending_store
 
 log = logging.getLogger("e2a.api")
 
-TAGS = ["Approvals"]
 PENDING = holds.PENDING
 MAX_REASON_LENGTH = 1000
 # Also the default: clients written before the queue was paged read one page.
 MAX_PENDING_PAGE = 100
 # How long a client should wait before retrying an approval the mail server did not take.
 RELEASE_RETRY_AFTER = 30
-
-_MESSAGE_ID = opdoc.path_param("id", "Message ID (msg_...) of an outbound message")
-_NOT_YOURS = opdoc.error("Message not found or not owned by this user")
-_AGENT_KEY = opdoc.error("An agent-scoped key cannot approve or reject: a person reviews "
-                         "what the agent wrote")
-_NOT_PENDING = opdoc.error("The message is no longer pending approval (sent, rejected or "
-                           "expired)")
 
 
 def _reviewer(req: falcon.Request) -> str:
@@ -63,32 +54,6 @@ def _resolving(message_id: str, act: Callable[[], approval.Resolved]) -> approva
 
 
 class PendingMessages:
-    doc = {
-        "get": {
-            "operationId": "listPendingMessages",
-            "summary": "List messages waiting for HITL approval",
-            "description": "Every held message of every agent of yours (an agent-scoped key: "
-                           "its agent's), the soonest to expire first, at most "
-                           f"{MAX_PENDING_PAGE} a page; `next_token` (empty on the last "
-                           "page) continues. No bodies or attachments: the detail endpoint "
-                           "has them.",
-            "tags": TAGS,
-            "parameters": [{**opdoc.query_param(
-                "status", "Only pending_approval is supported",
-                {"type": "string", "enum": [PENDING]}), "required": True},
-                opdoc.query_param("page_size", f"Messages per page, 1-{MAX_PENDING_PAGE} "
-                                  f"(default {MAX_PENDING_PAGE})",
-                                  {"type": "integer", "minimum": 1,
-                                   "maximum": MAX_PENDING_PAGE}),
-                opdoc.query_param("token", "next_token of the previous page")],
-            "responses": {
-                "200": opdoc.ok("ListPendingMessagesResponse"),
-                "400": opdoc.error("Unsupported or missing status"),
-                "401": opdoc.UNAUTHORIZED,
-            },
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._pool = pool
         self._secret = cfg.secrets.hmac_secret
@@ -116,25 +81,6 @@ class PendingMessages:
 
 
 class PendingMessage:
-    doc = {
-        "get": {
-            "operationId": "getPendingMessage",
-            "summary": "Fetch a held outbound message",
-            "description": "Recipients, subject, body, attachments and review metadata of "
-                           "one of your outbound messages. Once it is sent, rejected or "
-                           "expired, the body, HTML and attachments are gone (empty). A "
-                           "reply carries `inbound`: the sender, subject, time and "
-                           "SPF/DKIM/DMARC verdicts of the message it answers.",
-            "tags": TAGS,
-            "parameters": [_MESSAGE_ID],
-            "responses": {
-                "200": opdoc.ok("PendingMessageDetail"),
-                "401": opdoc.UNAUTHORIZED,
-                "404": _NOT_YOURS,
-            },
-        },
-    }
-
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
@@ -177,37 +123,6 @@ def edits_of(body: dict[str, Any], limits: compose.Limits) -> approval.Edits | N
 
 
 class PendingApproval:
-    doc = {
-        "post": {
-            "operationId": "approvePendingMessage",
-            "summary": "Approve a held outbound message",
-            "description": "Sends the held message (DKIM-signed, through the mail server) and "
-                           "marks it sent. Any of subject, body_text, body_html, to, cc, bcc, "
-                           "attachments replace the draft's before it goes; `edited` says "
-                           "whether one really differed. An empty body sends the draft as "
-                           "it is. The body, HTML and attachments are then wiped.",
-            "tags": TAGS,
-            "parameters": [_MESSAGE_ID, idempotent.PARAMETER],
-            "requestBody": {**opdoc.body("ApprovePendingMessageRequest",
-                                         "Optional field overrides"), "required": False},
-            "responses": {
-                "200": opdoc.ok("ApprovePendingMessageResponse"),
-                "400": opdoc.error("Invalid overrides (addresses, header characters, sizes); "
-                                   "nothing was sent"),
-                "401": opdoc.UNAUTHORIZED,
-                "403": _AGENT_KEY,
-                "404": _NOT_YOURS,
-                "409": opdoc.error("The message is no longer pending approval, or another "
-                                   "request with this Idempotency-Key is in progress"),
-                "422": opdoc.error("Idempotency-Key reused with a different request body, "
-                                   "or the mail server refused the message for good "
-                                   "(release_refused: it is still held, edit or reject it)"),
-                "503": opdoc.error("The mail server did not take the message; it is still "
-                                   "held, retry later"),
-            },
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool
@@ -250,28 +165,6 @@ class PendingApproval:
 
 
 class PendingRejection:
-    doc = {
-        "post": {
-            "operationId": "rejectPendingMessage",
-            "summary": "Reject a held outbound message",
-            "description": "The message is never sent; its body, HTML, attachments and raw "
-                           f"copy are wiped. The optional reason (at most {MAX_REASON_LENGTH} "
-                           "characters) is kept.",
-            "tags": TAGS,
-            "parameters": [_MESSAGE_ID],
-            "requestBody": {**opdoc.body("RejectPendingMessageRequest",
-                                         "Optional rejection reason"), "required": False},
-            "responses": {
-                "200": opdoc.ok("RejectPendingMessageResponse"),
-                "400": opdoc.error("Invalid request body"),
-                "401": opdoc.UNAUTHORIZED,
-                "403": _AGENT_KEY,
-                "404": _NOT_YOURS,
-                "409": _NOT_PENDING,
-            },
-        },
-    }
-
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 

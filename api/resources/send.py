@@ -19,7 +19,6 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, idempotent, inputs
 from e2a.api.idempotent import Answer, Keep
-from e2a.api.openapi import parts as opdoc
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
 from e2a.core import ratelimit, timefmt
 from e2a.core.config import Config
@@ -32,31 +31,10 @@ from e2a.core.store import messages as message_store
 
 log = logging.getLogger("e2a.api")
 
-TAGS = ["Sending"]
 WINDOW_SECONDS = 60
 # How long a client should wait before retrying after Postfix did not take a message.
 SUBMIT_RETRY_AFTER = 30
 TEST_SUBJECT = "Test email from e2a"
-
-
-def _errors(not_found: str) -> dict[str, Any]:
-    return {
-        "400": opdoc.error("Missing or invalid fields (addresses, header characters, "
-                           "sizes); nothing was sent"),
-        "401": opdoc.UNAUTHORIZED,
-        "403": opdoc.error("Agent domain not verified"),
-        "404": opdoc.error(not_found),
-        **idempotent.RESPONSES,
-        "429": opdoc.error("Rate limit exceeded: send.rate_per_agent sends per agent per "
-                           "minute (default 60); see Retry-After"),
-        "503": opdoc.error("The mail server did not take the message; it was not sent"),
-    }
-
-
-def _sent_responses(what: str) -> dict[str, Any]:
-    return {"200": opdoc.ok("SendEmailResponse", f"{what} sent (handed to the mail server)"),
-            "202": opdoc.ok("SendEmailResponse", f"{what} held for approval (the agent has "
-                            "HITL enabled): status pending_approval, approval_expires_at")}
 
 
 class Outbox:
@@ -139,22 +117,6 @@ def _without(boxes: tuple[Mailbox, ...], taken: set[str]) -> tuple[Mailbox, ...]
 
 
 class Send:
-    doc = {
-        "post": {
-            "operationId": "sendEmail",
-            "summary": "Send a new email",
-            "description": "Sends from `from`, an agent of yours on a verified domain, through "
-                           "the mail server (DKIM-signed on the way out). The message gets a "
-                           "conversation_id (yours, or a new conv_...). Attachments: base64 "
-                           "`data`, at most 10 files, 10 MB each, 25 MB in all.",
-            "tags": TAGS,
-            "parameters": [idempotent.PARAMETER],
-            "requestBody": opdoc.body("SendEmailRequest", "Email to send"),
-            "responses": {**_sent_responses("Message"),
-                          **_errors("No agent of yours at the `from` address")},
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._outbox = Outbox(cfg, pool)
 
@@ -183,9 +145,6 @@ class Send:
                 conversation_id=_conversation(text(body, "conversation_id")),
                 **self._outbox.content(body))
         return self._outbox.deliver(agent, "send", draft, keep)
-
-
-_MESSAGE_ID = opdoc.path_param("id", "Message ID (msg_...) of a received message")
 
 
 class _AboutReceived:
@@ -224,21 +183,6 @@ class _AboutReceived:
 
 class Reply(_AboutReceived):
     kind = "reply"
-    doc = {
-        "post": {
-            "operationId": "replyToMessage",
-            "summary": "Reply to an inbound email",
-            "description": "Goes to the message's Reply-To (else From); with reply_all also "
-                           "to its other To and Cc addresses, never the agent itself. "
-                           "Subject Re: (not doubled), In-Reply-To and References thread it; "
-                           "it keeps the message's conversation_id unless you pass one.",
-            "tags": TAGS,
-            "parameters": [opdoc.AGENT_EMAIL, _MESSAGE_ID, idempotent.PARAMETER],
-            "requestBody": opdoc.body("ReplyToMessageRequest", "Reply content"),
-            "responses": {**_sent_responses("Reply"),
-                          **_errors("Message not found or does not belong to this agent")},
-        },
-    }
 
     def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
               inbound: dict[str, Any]) -> Draft:
@@ -258,21 +202,6 @@ class Reply(_AboutReceived):
 
 class Forward(_AboutReceived):
     kind = "forward"
-    doc = {
-        "post": {
-            "operationId": "forwardMessage",
-            "summary": "Forward an inbound email",
-            "description": "Your optional comment, then a \"Forwarded message\" block with "
-                           "the original's From, Date, Subject and To and its text. A new "
-                           "thread (no In-Reply-To/References, a new conversation_id) unless "
-                           "you pass conversation_id.",
-            "tags": TAGS,
-            "parameters": [opdoc.AGENT_EMAIL, _MESSAGE_ID, idempotent.PARAMETER],
-            "requestBody": opdoc.body("ForwardMessageRequest", "Forward content"),
-            "responses": {**_sent_responses("Forward"),
-                          **_errors("Message not found or does not belong to this agent")},
-        },
-    }
 
     def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
               inbound: dict[str, Any]) -> Draft:
@@ -287,26 +216,6 @@ class Forward(_AboutReceived):
 
 
 class AgentTest:
-    doc = {
-        "post": {
-            "operationId": "sendTestEmail",
-            "summary": "Send a test email",
-            "description": "The agent sends a short message to its own address, through the "
-                           "mail server and back in: it shows up in the agent's inbox (and "
-                           "on its WebSocket or webhook).",
-            "tags": TAGS,
-            "parameters": [opdoc.AGENT_EMAIL],
-            "responses": {
-                **_sent_responses("Test email"),
-                "401": opdoc.UNAUTHORIZED,
-                "403": opdoc.error("Agent domain not verified"),
-                "404": opdoc.error("Agent not found"),
-                "429": opdoc.error("Rate limit exceeded"),
-                "503": opdoc.error("The mail server did not take the message"),
-            },
-        },
-    }
-
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._outbox = Outbox(cfg, pool)
 

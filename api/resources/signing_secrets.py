@@ -9,8 +9,7 @@ from typing import Any
 import falcon
 
 from e2a.api import errors, inputs
-from e2a.api.openapi import parts as opdoc
-from e2a.api.resources.account import ACCOUNT_ERRORS, AccountResource
+from e2a.api.resources.account import AccountResource
 from e2a.core.accounts import signing_secrets
 from e2a.core.accounts.registration import AccountError
 from e2a.core.store import signing as signing_store
@@ -24,27 +23,6 @@ def summary(row: dict[str, Any], secret: str = "") -> dict[str, Any]:
 
 
 class SigningSecrets(AccountResource):
-    doc = {
-        "get": {
-            "operationId": "listSigningSecrets",
-            "summary": "List your signing secrets",
-            "description": "Newest first; the newest signs new mail. The secret itself is "
-                           "never listed (secret is empty): it is shown once, at creation.",
-            "responses": {"200": opdoc.ok("ListSigningSecretsResponse"), **ACCOUNT_ERRORS},
-        },
-        "post": {
-            "operationId": "createSigningSecret",
-            "summary": "Create a signing secret",
-            "description": f"At most {signing_secrets.MAX_SECRETS} per user. The response "
-                           "holds the secret (whsec_<64 hex>); it cannot be read again.",
-            "requestBody": {"required": False, "content": {"application/json": {
-                "schema": opdoc.ref("internal_agent.CreateSigningSecretRequest")}}},
-            "responses": {"201": opdoc.ok("CreateSigningSecretResponse", "Created"),
-                          "400": opdoc.error("Bad request, or the cap is reached"),
-                          **ACCOUNT_ERRORS},
-        },
-    }
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self._pool.connection() as conn:
@@ -66,17 +44,6 @@ class SigningSecrets(AccountResource):
 
 
 class SigningSecret(AccountResource):
-    doc = {"delete": {
-        "operationId": "deleteSigningSecret",
-        "summary": "Delete a signing secret",
-        "description": "Refused while it is the user's last one: create its replacement "
-                       "first.",
-        "parameters": [opdoc.path_param("id", "Signing secret id (sec_...)")],
-        "responses": {"204": {"description": "Deleted"},
-                      "400": opdoc.error("It is the last signing secret"),
-                      "404": opdoc.error("No such secret of this user"), **ACCOUNT_ERRORS},
-    }}
-
     def on_delete(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         principal = self.principal(req)
         try:

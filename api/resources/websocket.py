@@ -21,16 +21,12 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors
-from e2a.api.openapi import parts as opdoc
 from e2a.api.realtime import Hub, Unavailable
 from e2a.api.wschannel import POLICY_VIOLATION, Channel
 from e2a.api.wsession import Session
 from e2a.core.config import Config
 
 TRY_AGAIN_LATER = 1013
-
-_TOKEN = opdoc.query_param("token", "An API key: the account key of the agent's owner, or a "
-                                    "key scoped to this agent", required=True)
 
 
 class Refused(Exception):
@@ -41,27 +37,6 @@ class AgentSocket:
     # The key comes as ?token= (browsers' WebSocket cannot set headers) and
     # is checked here; a refusal must be a close frame, not an HTTP 401.
     public = True
-    doc = {
-        "get": {
-            "summary": "Listen for new mail over a WebSocket",
-            "description": (
-                "Local-mode agents only. Server-to-client text frames, one per inbound "
-                "message: {message_id, conversation_id, from, recipient, subject, "
-                "received_at}. On connect every unread inbound message is sent, oldest "
-                "first, then new mail as it arrives. Ping every 30 s. A second connection "
-                "for the agent closes the first with 4000. Close 1008: invalid key, agent "
-                "not found or not the key's, a cloud-mode agent, or the key revoked "
-                "while connected; 1001: server shutting "
-                "down; 1013: database unavailable or client too far behind (reconnect)."),
-            "operationId": "listenAgent",
-            "tags": ["Messages"],
-            "parameters": [opdoc.AGENT_EMAIL, _TOKEN],
-            "responses": {
-                "101": {"description": "Switching Protocols: the WebSocket is open"},
-                "426": opdoc.error("Not a WebSocket upgrade request"),
-            },
-        },
-    }
 
     def __init__(self, cfg: Config, pool: ConnectionPool, hub: Hub) -> None:
         self._pool = pool
