@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core import timefmt
 from e2a.core.config import Config
-from e2a.core.inbound import agents as inbound
+from e2a.core.mail import headers
 from e2a.core.mta import submit, verp, xforward
 from e2a.core.mta.reinject import ReinjectError, Transaction, reinject
 from e2a.core.net.addresses import InetAddress
@@ -58,9 +58,9 @@ class Gate:
             # or recorded as an agent's.
             log.info("not from this host: passed on untouched", extra={"queue_id": queue_id})
             return reinject(self.reinject_to, txn, helo=self.helo, timeout=self.timeout)
-        headers = inbound.parse(txn.data)
-        sub = outgoing.Submission(txn.mail_from, txn.recipients, txn.data, headers, queue_id)
-        author_domain = inbound.from_address(headers).rpartition("@")[2].lower()
+        msg = headers.parse(txn.data)
+        sub = outgoing.Submission(txn.mail_from, txn.recipients, txn.data, msg, queue_id)
+        author_domain = headers.from_address(msg).rpartition("@")[2].lower()
         with self.pool.connection(timeout=self.db_timeout) as conn:
             sending = outgoing.identify(conn, sub, self.verp_key)
             if sending is not None and sending.passed_on_as:

@@ -18,7 +18,7 @@ from e2a.core import mailauth
 from e2a.core.config import Config
 from e2a.core.inbound import agents as inbound
 from e2a.core.inbound import bounces, forged, replyapproval
-from e2a.core.mail import rebuild
+from e2a.core.mail import headers, rebuild
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.mta import verp
 from e2a.core.net import addresses
@@ -108,7 +108,7 @@ class InboundMilter(Milter.Base):
     @_answered
     def envfrom(self, mail_from: str, *params: str) -> int:
         self._reset()
-        self.mail_from = inbound.addr_spec(mail_from)
+        self.mail_from = headers.addr_spec(mail_from)
         declared = Milter.param2dict(params).get("SIZE") or ""
         # isdigit() alone takes "²", which int() refuses.
         if declared.isascii() and declared.isdigit() \
@@ -133,10 +133,10 @@ class InboundMilter(Milter.Base):
     def header(self, name: Any, value: Any) -> int:
         raw_name = name.encode("ascii", "surrogateescape") if isinstance(name, str) else name
         size = rebuild.line_size(raw_name, value)
-        if len(self.headers) >= inbound.MAX_HEADER_FIELDS or size > inbound.MAX_HEADER_BYTES:
+        if len(self.headers) >= headers.MAX_HEADER_FIELDS or size > headers.MAX_HEADER_BYTES:
             return self._too_big(
-                f"header: over {inbound.MAX_HEADER_FIELDS} fields or one over "
-                f"{inbound.MAX_HEADER_BYTES} bytes", "Message header exceeds fixed limit")
+                f"header: over {headers.MAX_HEADER_FIELDS} fields or one over "
+                f"{headers.MAX_HEADER_BYTES} bytes", "Message header exceeds fixed limit")
         self.headers.append((raw_name, value))
         return self._grow(size)
 
@@ -185,7 +185,7 @@ class InboundMilter(Milter.Base):
     # -- end of data -----------------------------------------------------
 
     def _deliver(self, queue_id: str) -> int:
-        recipients = [inbound.addr_spec(r) for r in self.rcpts]
+        recipients = [headers.addr_spec(r) for r in self.rcpts]
         leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
         body = b"".join(self.body_parts)
         bounced = self._consume_bounces(recipients, body, leading_space, queue_id)
@@ -199,11 +199,11 @@ class InboundMilter(Milter.Base):
         drop = set(fakes)
         kept = received if not drop else rebuild.message(
             [h for i, h in enumerate(self.headers) if i not in drop], body, leading_space)
-        msg = inbound.parse(kept)
+        msg = headers.parse(kept)
         with self.pool.connection() as conn:
             agents = agent_store.agents_by_emails(
                 conn, [r for r in recipients if r.lower() not in bounced],
-                inbound.thread_refs(msg))
+                headers.thread_refs(msg))
         if agents and self._sent_by_held_agent(msg):
             # Its agent recipients get it when a person releases it: it comes
             # back through our reinjection service and is stored then.
@@ -222,7 +222,7 @@ class InboundMilter(Milter.Base):
             return Milter.CONTINUE
         verdict = self._authenticate(received, msg)
         self.verdict_label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
-        delivered = inbound.prepend_header(kept, AR, verdict.header)
+        delivered = headers.prepend_header(kept, AR, verdict.header)
         envelope = inbound.Envelope(
             mail_from=self.mail_from, recipients=recipients, client_addr=self.client_addr,
             client_name=self.client_name, helo=self.helo, queue_id=queue_id,
@@ -250,7 +250,7 @@ class InboundMilter(Milter.Base):
         it would reach them before anyone approved it."""
         if self.own_path or not addresses.local_client(self.client_addr):
             return False
-        senders = {a for a in (self.mail_from, inbound.from_address(msg)) if "@" in a}
+        senders = {a for a in (self.mail_from, headers.from_address(msg)) if "@" in a}
         if not senders:
             return False
         with self.pool.connection() as conn:
@@ -289,13 +289,13 @@ class InboundMilter(Milter.Base):
         # Authenticated only on demand: once the address's MAC says it is
         # one we gave out, so junk to made-up addresses costs no DNS.
         return {r.lower() for r in replyapproval.consume(
-            self.pool, self.cfg, raw, lambda: self._authenticate(raw, inbound.parse(raw)),
+            self.pool, self.cfg, raw, lambda: self._authenticate(raw, headers.parse(raw)),
             recipients, queue_id)}
 
     def _authenticate(self, received: bytes, msg: EmailMessage) -> Verdict:
         """SPF, DKIM and DMARC of ``received`` (the bytes as they came)."""
         who = mailauth.Identity(self.client_addr, self.helo, self.mail_from,
-                                inbound.author_domains(msg))
+                                headers.author_domains(msg))
         with metrics.timed("milter_auth"):
             return mailauth.authenticate(received, who, self.cfg.mail.authserv_id)
 

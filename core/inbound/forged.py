@@ -18,7 +18,7 @@ def authserv_id(value: bytes) -> bytes:
     One pass over the value (RFC 8601 2.2: ``[CFWS] authserv-id``, the id a
     token or a quoted-string, comments nested and holding quoted-pairs):
     CPU grows with its length only, however the parentheses nest. The
-    milter caps that length (core.inbound.MAX_HEADER_BYTES)."""
+    milter caps that length (core.mail.headers.MAX_HEADER_BYTES)."""
     i, end = 0, len(value)
     depth = 0
     while i < end:  # CFWS before the id

@@ -32,8 +32,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core.config import Config
 from e2a.core.crypto import serverkeys as keys
-from e2a.core.inbound import agents as inbound
-from e2a.core.mail import mimetext
+from e2a.core.mail import headers, mimetext
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.outbound import approval, replyaddress
 from e2a.core.store import agents as agent_store
@@ -109,7 +108,7 @@ def consume(pool: ConnectionPool, cfg: Config, raw: bytes, authenticate: Authent
     # The header section by the milter's own robust reader; the body by the
     # full parser, which a poison message can make raise: such a reply says
     # nothing, and is still consumed for good rather than retried.
-    senders = [a.lower() for a in inbound.header_addresses(inbound.parse(raw), "From")]
+    senders = [a.lower() for a in headers.header_addresses(headers.parse(raw), "From")]
     word = _command_of(raw)
     verdicts: list[Verdict] = []
 

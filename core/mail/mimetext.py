@@ -3,7 +3,7 @@ message's readable text (text/plain, else text/html reduced to plain text).
 
 Shared by whatever shows or quotes a message's words: forwards quote the
 original, held messages show their draft, approval replies are read for
-their first line. Every result is a string PostgreSQL takes (core/inbound.text)
+their first line. Every result is a string PostgreSQL takes (core/mail/headers.text)
 with the line ends a person writes (LF, not the wire's CRLF).
 """
 
@@ -13,7 +13,7 @@ import re
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
 
-from e2a.core.inbound.agents import text
+from e2a.core.mail.headers import text
 
 
 def part_text(part: Message) -> str:

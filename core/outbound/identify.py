@@ -28,6 +28,7 @@ import psycopg
 
 from e2a.core.ids import new_id
 from e2a.core.inbound import agents as inbound
+from e2a.core.mail import headers
 from e2a.core.mta import verp
 from e2a.core.outbound import decision as outbound
 from e2a.core.outbound import holds
@@ -52,7 +53,7 @@ class Submission:
     mail_from: str  # "" for the null sender
     recipients: Sequence[str]
     raw: bytes
-    headers: EmailMessage  # inbound.parse(raw)
+    headers: EmailMessage  # headers.parse(raw)
     queue_id: str = ""  # Postfix's, from XFORWARD IDENT ("" when not told)
 
 
@@ -101,7 +102,7 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
         # same (the 250 lost to a timeout, say). It leaves recorded, under
         # the id it carries (creating the row waits for a transaction of the
         # API's still writing it).
-        agent = _agent(conn, inbound.from_address(sub.headers), sub)
+        agent = _agent(conn, headers.from_address(sub.headers), sub)
         if agent is None:
             return None
         return_path = verp.return_path(message_id, agent["domain"], verp_key)
@@ -129,13 +130,13 @@ def _agent(conn: psycopg.Connection, address: str, sub: Submission) -> Row | Non
     """The agent of ``address``, with the conversation ``sub`` replies to."""
     if "@" not in address:
         return None
-    found = agent_store.agents_by_emails(conn, [address], inbound.thread_refs(sub.headers))
+    found = agent_store.agents_by_emails(conn, [address], headers.thread_refs(sub.headers))
     return found[0] if found else None
 
 
 def _sending_agent(conn: psycopg.Connection, sub: Submission) -> Row | None:
     """The agent whose address is the envelope sender, else the From."""
-    return _agent(conn, sub.mail_from, sub) or _agent(conn, inbound.from_address(sub.headers), sub)
+    return _agent(conn, sub.mail_from, sub) or _agent(conn, headers.from_address(sub.headers), sub)
 
 
 def dedupe_key(sub: Submission) -> bytes:
@@ -143,7 +144,7 @@ def dedupe_key(sub: Submission) -> bytes:
     while Postfix retries it, and the content keeps a reused id apart."""
     envelope = "\0".join([sub.queue_id, sub.mail_from, *sub.recipients])
     return hashlib.sha256(b"outbound\0" + envelope.encode("utf-8", "surrogateescape")
-                          + b"\0" + inbound.content_digest(sub.raw)).digest()
+                          + b"\0" + headers.content_digest(sub.raw)).digest()
 
 
 def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
@@ -153,11 +154,11 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
     msg = sub.headers
     held = outbound.decide(outbound.Outgoing(sub.mail_from, sub.recipients, sub.raw,
                                              agent=agent)) is outbound.Decision.HOLD
-    to = inbound.header_addresses(msg, "To")
-    cc = inbound.header_addresses(msg, "Cc")
+    to = headers.header_addresses(msg, "To")
+    cc = headers.header_addresses(msg, "Cc")
     listed = {a.lower() for a in to + cc}
-    sender = inbound.from_address(msg) or agent["email"]
-    subject = inbound.header_value(msg, "Subject")
+    sender = headers.from_address(msg) or agent["email"]
+    subject = headers.header_value(msg, "Subject")
     # The submit service takes mail from this host only: its header is ours to trust.
     conversation_id = inbound.conversation(agent, msg, trust_header=True)
     stored = message_store.insert_outbound(conn, {
@@ -165,13 +166,13 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
         "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],
         "sender": sender, "envelope_sender": return_path,
         "to_recipients": to, "cc": cc,
-        "bcc": [inbound.text(r) for r in sub.recipients if r.lower() not in listed],
-        "reply_to": inbound.header_addresses(msg, "Reply-To"), "subject": subject,
-        "email_message_id": (inbound.message_ids(inbound.header_value(msg, "Message-ID"))
+        "bcc": [headers.text(r) for r in sub.recipients if r.lower() not in listed],
+        "reply_to": headers.header_addresses(msg, "Reply-To"), "subject": subject,
+        "email_message_id": (headers.message_ids(headers.header_value(msg, "Message-ID"))
                              or [""])[0],
-        "in_reply_to": (inbound.message_ids(inbound.header_value(msg, "In-Reply-To"))
+        "in_reply_to": (headers.message_ids(headers.header_value(msg, "In-Reply-To"))
                         or [""])[0],
-        "references_ids": inbound.message_ids(inbound.header_value(msg, "References")),
+        "references_ids": headers.message_ids(headers.header_value(msg, "References")),
         "conversation_id": conversation_id, "raw_message": sub.raw,
         "size_bytes": len(sub.raw), "status": holds.PENDING if held else "sent",
         "delivery_status": "queued", "method": sending.METHOD, "queue_id": sub.queue_id,

@@ -19,7 +19,7 @@ import psycopg
 from e2a.core.accounts import dkimkeys
 from e2a.core.accounts.dkimkeys import SigningKey
 from e2a.core.config import Config
-from e2a.core.inbound import agents as inbound
+from e2a.core.mail import headers
 from e2a.core.mta import dkimsign, submit, verp
 from e2a.core.mta.reinject import ReinjectError, Transaction, reinject
 from e2a.core.net import addresses
@@ -41,7 +41,7 @@ class ReleaseError(Exception):
 
 def author_domain(raw: bytes) -> str:
     """The domain of the message's From address, lowercase ("" when none)."""
-    return inbound.from_address(inbound.parse(raw)).rpartition("@")[2].lower()
+    return headers.from_address(headers.parse(raw)).rpartition("@")[2].lower()
 
 
 def signing_key(conn: psycopg.Connection, cfg: Config, domain: str) -> SigningKey | None:

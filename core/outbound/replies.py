@@ -16,8 +16,7 @@ from email.parser import BytesParser
 from email.utils import format_datetime
 from typing import Any
 
-from e2a.core.inbound import agents as inbound
-from e2a.core.mail import mimetext
+from e2a.core.mail import headers, mimetext
 from e2a.core.outbound import compose
 
 FORWARD_SEPARATOR = "---------- Forwarded message ---------"
@@ -90,7 +89,7 @@ def _parsed(raw: bytes | None) -> EmailMessage | None:
 def _shown_header(msg: EmailMessage | None, name: str) -> str:
     """A header of the original as a reader sees it (decoded, one line); ""
     when absent or unreadable."""
-    return inbound.header_value(msg, name) if msg is not None else ""
+    return headers.header_value(msg, name) if msg is not None else ""
 
 
 def original_text(raw: bytes | None) -> str:

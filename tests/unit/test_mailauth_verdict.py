@@ -10,7 +10,7 @@ import pytest
 from mailworld import CASES, SENDER_NET_IP, Case, eml, zones_served
 
 from e2a.core import mailauth
-from e2a.core.inbound import agents as inbound
+from e2a.core.mail import headers
 from e2a.core.net import resolver as core_dns
 
 AUTHSERV_ID = "mx.test.example"
@@ -25,7 +25,7 @@ def zones(tmp_path_factory):
 def authenticate(case: Case) -> mailauth.Verdict:
     raw = eml(case.fixture)
     who = mailauth.Identity(case.client_ip, case.helo, case.mail_from,
-                            inbound.author_domains(inbound.parse(raw)))
+                            headers.author_domains(headers.parse(raw)))
     return mailauth.authenticate(raw, who, AUTHSERV_ID)
 
 

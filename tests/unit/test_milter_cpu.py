@@ -16,7 +16,7 @@ from mailworld import SENDER_NET_IP, eml
 from milterdriver import agent_of_a_new_owner, feed
 
 from e2a.core.db import single_connection
-from e2a.core.inbound import agents as inbound
+from e2a.core.mail import headers
 
 AGENT = "cpu@agents.test.example"
 # Generous: the work is a few milliseconds; this only has to tell linear from
@@ -145,8 +145,8 @@ def field_of(size: int) -> bytes:
 
 
 @pytest.mark.parametrize("at_limit, over_limit", [
-    (fields(inbound.MAX_HEADER_FIELDS - 3), fields(inbound.MAX_HEADER_FIELDS - 2)),
-    (field_of(inbound.MAX_HEADER_BYTES), field_of(inbound.MAX_HEADER_BYTES + 1)),
+    (fields(headers.MAX_HEADER_FIELDS - 3), fields(headers.MAX_HEADER_FIELDS - 2)),
+    (field_of(headers.MAX_HEADER_BYTES), field_of(headers.MAX_HEADER_BYTES + 1)),
 ], ids=["fields", "bytes"])
 def test_a_header_over_the_limit_is_refused_for_good(cfg, agent, caplog, at_limit: bytes,
                                                      over_limit: bytes) -> None:
