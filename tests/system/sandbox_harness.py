@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,42 @@ def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float 
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not met after {timeout}s")
         time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class Smtpd:
+    """An smtpd of the sandbox's Postfix."""
+
+    port: int
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def smtpd_without_policy(sandbox: RunningSandbox) -> Iterator[Smtpd]:
+    """One more smtpd of the sandbox's Postfix, meanwhile: the same milter,
+    no policy service at RCPT (loopback clients may relay, as on the public
+    one), so what the client hears at end of data is the milter's own."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = f"127.0.0.1:{port}/inet"
+    sandbox.postfix.postconf(
+        "-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd "
+        "-o smtpd_recipient_restrictions=permit_mynetworks,reject")
+    sandbox.postfix.reload()
+    try:
+        wait_until(lambda: accepts(port), timeout=20, what=f"smtpd on port {port}")
+        yield Smtpd(port)
+    finally:
+        sandbox.postfix.postconf("-MX", service)
+        sandbox.postfix.reload()
 
 
 def compose(sender: str, to: str, subject: str, body: str) -> bytes:

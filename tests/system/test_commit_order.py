@@ -16,12 +16,10 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import psycopg
 import pytest
 from sandbox_harness import Reply, RunningSandbox, compose, smtp_send, wait_until
-from servicesupport import free_port
 
 from e2a.core.db import single_connection
 
@@ -59,38 +57,6 @@ DROP FUNCTION IF EXISTS e2a_test_hold_commit();
 DROP TRIGGER IF EXISTS e2a_test_fail_insert ON messages;
 DROP FUNCTION IF EXISTS e2a_test_fail_insert();
 """
-
-
-@dataclass(frozen=True)
-class Smtpd:
-    port: int
-
-
-@pytest.fixture(scope="module")
-def smtpd_without_policy(sandbox: RunningSandbox) -> Iterator[Smtpd]:
-    """One more smtpd of the sandbox's Postfix: the same milter, no policy
-    service at RCPT (loopback clients may relay, as on the public one)."""
-    port = free_port()
-    service = f"127.0.0.1:{port}/inet"
-    sandbox.postfix.postconf(
-        "-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd "
-        "-o smtpd_recipient_restrictions=permit_mynetworks,reject")
-    sandbox.postfix.reload()
-    try:
-        wait_until(lambda: _accepts(port), timeout=20, what=f"smtpd on port {port}")
-        yield Smtpd(port)
-    finally:
-        sandbox.postfix.postconf("-MX", service)
-        sandbox.postfix.reload()
-
-
-def _accepts(port: int) -> bool:
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +102,12 @@ class Client(threading.Thread):
             self.error = exc
 
 
-def test_250_comes_only_after_the_commit(sandbox, smtpd_without_policy, triggers):
+def test_250_comes_only_after_the_commit(sandbox, smtpd_no_policy, triggers):
     subject = f"{HELD_PREFIX} {uuid.uuid4().hex}"
     data = compose(SENDER, sandbox.agent_email, subject, "Held at the commit.\n")
     with single_connection(sandbox.box.config(), autocommit=True) as lock:
         lock.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-        client = Client(smtpd_without_policy.port, sandbox.agent_email, data)
+        client = Client(smtpd_no_policy.port, sandbox.agent_email, data)
         client.start()
         try:
             with single_connection(sandbox.box.config(), autocommit=True) as watch:
@@ -159,11 +125,11 @@ def test_250_comes_only_after_the_commit(sandbox, smtpd_without_policy, triggers
     assert stored(sandbox, subject) == 1
 
 
-def test_a_failing_insert_is_answered_451_and_stores_nothing(sandbox, smtpd_without_policy,
+def test_a_failing_insert_is_answered_451_and_stores_nothing(sandbox, smtpd_no_policy,
                                                            triggers):
     subject = f"{FAILING_PREFIX} {uuid.uuid4().hex}"
     data = compose(SENDER, sandbox.agent_email, subject, "This insert fails.\n")
-    reply = smtp_send(smtpd_without_policy.port, SENDER, sandbox.agent_email, data)
+    reply = smtp_send(smtpd_no_policy.port, SENDER, sandbox.agent_email, data)
     # The milter's own answer at end of data: RCPT passed, no policy service.
     assert (reply.stage, reply.code) == ("DATA", 451), reply
     assert reply.text.startswith("4.3.0"), reply
@@ -171,6 +137,6 @@ def test_a_failing_insert_is_answered_451_and_stores_nothing(sandbox, smtpd_with
     # The sender's retry, once the database takes the row, stores it once.
     with single_connection(sandbox.box.config(), autocommit=True) as conn:
         conn.execute("DROP TRIGGER e2a_test_fail_insert ON messages")
-    again = smtp_send(smtpd_without_policy.port, SENDER, sandbox.agent_email, data)
+    again = smtp_send(smtpd_no_policy.port, SENDER, sandbox.agent_email, data)
     assert (again.stage, again.code) == ("DATA", 250), again
     assert stored(sandbox, subject) == 1

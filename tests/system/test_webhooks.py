@@ -153,15 +153,19 @@ def test_receiver_down_then_up_gets_every_event_once(sandbox, tenant, receiver):
     time_travel(sandbox, hook["id"])
     wait_until(lambda: all(r["status"] == "delivered" for r in tenant.deliveries(hook["id"])),
                timeout=20, what="all delivered")
-    time.sleep(1.0)  # anything sent twice would have arrived by now
-    seen = event_ids(receiver.requests)
     listed = tenant.api("GET", "/api/v1/events", params={"type": "email.received"}).json()
-    assert sorted(seen) == sorted(e["id"] for e in listed["events"])
-    assert len(seen) == len(set(seen)) == count
+    # The sentinel: one more event, delivered after all of them; anything
+    # sent twice would have been sent before it.
+    send(sandbox, agent, f"sentinel {uuid.uuid4().hex}")
+    receiver.wait_for(count + 1, timeout=20)
+    seen = event_ids(receiver.requests)
+    assert len(seen) == len(set(seen)) == count + 1
+    assert sorted(seen[:-1]) == sorted(e["id"] for e in listed["events"])
     for got in receiver.requests:
         assert webhooksig.verify(got.headers["X-E2A-Signature"], hook["signing_secret"],
                                  got.body, int(time.time()))
-    assert {r["attempts"] for r in tenant.deliveries(hook["id"])} == {3}
+    assert {r["attempts"] for r in tenant.deliveries(hook["id"])
+            if r["event_id"] != seen[-1]} == {3}
     assert all(e["delivery_status"] == {"matched_webhooks": 1, "delivered": 1, "pending": 0,
                                         "failed": 0} for e in listed["events"])
 
@@ -229,11 +233,16 @@ def test_two_workers_never_deliver_twice(sandbox, tenant, receiver, own_workers)
     # Every mail: one subscription delivery; the cloud agent's also its own.
     expected = count + (count + 1) // 2
     receiver.wait_for(expected, timeout=30)
-    time.sleep(2.0)  # a double delivery would show up meanwhile
+    # The sentinel: one more event, once the others are all in; a double
+    # delivery would have come before it.
+    wait_until(lambda: {r["status"] for r in tenant.deliveries(hook["id"])} == {"delivered"},
+               timeout=20, what="every delivery recorded")
+    send(sandbox, agent, f"sentinel {uuid.uuid4().hex}")
+    receiver.wait_for(expected + 1, timeout=30)
     events = [r for r in receiver.requests if r.path == "/events"]
     agent_posts = [r for r in receiver.requests if r.path == "/agent"]
-    assert len(receiver.requests) == expected
-    assert len(set(event_ids(events))) == len(events) == count
+    assert len(receiver.requests) == expected + 1
+    assert len(set(event_ids(events))) == len(events) == count + 1
     assert len({r.json()["message_id"] for r in agent_posts}) == len(agent_posts)
     assert {(r["status"], r["attempts"]) for r in tenant.deliveries(hook["id"])} == \
         {("delivered", 1)}
