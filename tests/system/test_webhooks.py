@@ -239,6 +239,8 @@ def test_two_workers_never_deliver_twice(sandbox, tenant, receiver, own_workers)
                timeout=20, what="every delivery recorded")
     send(sandbox, agent, f"sentinel {uuid.uuid4().hex}")
     receiver.wait_for(expected + 1, timeout=30)
+    wait_until(lambda: {r["status"] for r in tenant.deliveries(hook["id"])} == {"delivered"},
+               timeout=20, what="the sentinel's delivery recorded")
     events = [r for r in receiver.requests if r.path == "/events"]
     agent_posts = [r for r in receiver.requests if r.path == "/agent"]
     assert len(receiver.requests) == expected + 1
