@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +15,9 @@ from urllib.parse import quote
 
 import dns.resolver
 import requests
+from servicesupport import free_port
 
+from e2a.cli.sandbox import supervisor
 from e2a.cli.sandbox.capture import Store
 from e2a.cli.sandbox.dns import DnsServer
 from e2a.cli.sandbox.postfix import Instance
@@ -97,29 +98,20 @@ class Smtpd:
     port: int
 
 
-def accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def smtpd_without_policy(sandbox: RunningSandbox) -> Iterator[Smtpd]:
     """One more smtpd of the sandbox's Postfix, meanwhile: the same milter,
     no policy service at RCPT (loopback clients may relay, as on the public
     one), so what the client hears at end of data is the milter's own."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     service = f"127.0.0.1:{port}/inet"
     sandbox.postfix.postconf(
         "-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd "
         "-o smtpd_recipient_restrictions=permit_mynetworks,reject")
     sandbox.postfix.reload()
     try:
-        wait_until(lambda: accepts(port), timeout=20, what=f"smtpd on port {port}")
+        wait_until(lambda: supervisor.accepts(f"127.0.0.1:{port}"), timeout=20,
+                   what=f"smtpd on port {port}")
         yield Smtpd(port)
     finally:
         sandbox.postfix.postconf("-MX", service)

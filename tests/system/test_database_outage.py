@@ -29,6 +29,16 @@ def listed(sandbox: RunningSandbox, subject: str) -> list[dict[str, Any]] | None
     return [m for m in response.json()["messages"] if m["subject"] == subject]
 
 
+def sent_while_down(sandbox: RunningSandbox, port: int, data: bytes) -> Reply:
+    """What the client hears for ``data`` while PostgreSQL is stopped."""
+    sandbox.cluster.stop()
+    try:
+        assert not sandbox.cluster.running()
+        return smtp_send(port, SENDER, sandbox.agent_email, data)
+    finally:
+        sandbox.cluster.start()
+
+
 def retried_until_accepted(sandbox: RunningSandbox, port: int, data: bytes,
                            refused: Reply) -> list[Reply]:
     """The same bytes again, as a real MTA would retry them, until 250."""
@@ -62,14 +72,9 @@ def test_postgres_outage_tempfails_and_loses_nothing(sandbox: RunningSandbox) ->
     subject = f"during the outage {uuid.uuid4().hex}"
     data = compose(SENDER, sandbox.agent_email, subject, "Keep this one safe.\n")
 
-    sandbox.cluster.stop()
-    try:
-        assert not sandbox.cluster.running()
-        refused = smtp_send(sandbox.smtp_port, SENDER, sandbox.agent_email, data)
-        assert 400 <= refused.code < 500, refused
-        assert refused.stage in ("RCPT", "DATA"), refused
-    finally:
-        sandbox.cluster.start()
+    refused = sent_while_down(sandbox, sandbox.smtp_port, data)
+    assert 400 <= refused.code < 500, refused
+    assert refused.stage in ("RCPT", "DATA"), refused
 
     retried_until_accepted(sandbox, sandbox.smtp_port, data, refused)
     assert_stored_once(sandbox, sandbox.smtp_port, subject)
@@ -80,12 +85,7 @@ def test_without_the_policy_service_the_milter_answers_451(sandbox: RunningSandb
     subject = f"milter in the outage {uuid.uuid4().hex}"
     data = compose(SENDER, sandbox.agent_email, subject, "Keep this one safe too.\n")
 
-    sandbox.cluster.stop()
-    try:
-        assert not sandbox.cluster.running()
-        refused = smtp_send(smtpd_no_policy.port, SENDER, sandbox.agent_email, data)
-    finally:
-        sandbox.cluster.start()
+    refused = sent_while_down(sandbox, smtpd_no_policy.port, data)
     # RCPT passed (no policy service; the agent domain is a static relay
     # domain): the milter itself tempfailed at end of data.
     assert (refused.stage, refused.code) == ("DATA", 451), refused

@@ -16,13 +16,19 @@ from e2a.core.store import signing as signing_store
 
 
 @pytest.fixture(scope="module")
-def owner(cfg):
-    return make_tenant(cfg)
+def pair(cfg):
+    """The owner of everything here, and a stranger to it."""
+    return make_tenant(cfg), make_tenant(cfg)
 
 
-@pytest.fixture(scope="module")
-def stranger(cfg):
-    return make_tenant(cfg)
+@pytest.fixture
+def owner(pair):
+    return pair[0]
+
+
+@pytest.fixture
+def stranger(pair):
+    return pair[1]
 
 
 def test_an_agent_is_found_for_its_owner_only(cfg, owner, stranger):
