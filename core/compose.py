@@ -29,10 +29,11 @@ from e2a.core.accounts import valid_email
 from e2a.core.config import Config
 
 # 7-bit: every body is quoted-printable or base64 where it is not plain ASCII.
-# refold_source "none": the address fields are folded here (address_field),
-# and the email package must write them as they are; its own folder drops
-# the quotes of a long quoted display name (Python 3.11), turning
-# '"x Bcc: evil@example.org" <a@b>' into a group that holds evil@example.org.
+# refold_source "none": the address and message id fields are folded here
+# (folded) and the email package must write them as they are. Its own folder
+# drops the quotes of a long quoted display name (Python 3.11), turning
+# '"x Bcc: evil@example.org" <a@b>' into a group that holds evil@example.org,
+# and RFC 2047-encodes a message id longer than a line.
 POLICY = policy.SMTP.clone(cte_type="7bit", refold_source="none")
 MAX_SUBJECT = 998
 MAX_NAME = 200
@@ -49,6 +50,8 @@ SIZE_HEADROOM = 16 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # RFC 5322 2.1.1: lines SHOULD stay within 78 characters.
 FOLD_AT = 78
+# A word this long still fits a line of 998 after "Subject: ".
+_LONGEST_WORD = 980
 # Bytes of UTF-8 per RFC 2047 "B" word: =?utf-8?b?...?= stays within 75 characters.
 _EW_BYTES = 45
 
@@ -313,20 +316,16 @@ def _phrase(name: str) -> list[str]:
     return ["=?utf-8?b?" + base64.b64encode(part).decode("ascii") + "?=" for part in encoded]
 
 
-def address_field(field_name: str, boxes: list[Mailbox]) -> str:
-    """The value of an address field (From, To, Cc) holding ``boxes``, folded
-    at FOLD_AT where a word boundary allows, lines joined by CRLF and a space.
+def folded(field_name: str, tokens: list[str]) -> str:
+    """The value of the field ``field_name`` holding ``tokens`` separated by
+    single spaces, folded at FOLD_AT where a space allows (never right after
+    the colon: a reader would then see a leading blank), lines joined by CRLF
+    and a space. A token longer than a line stays whole, on a line of its own.
 
-    Written here rather than by the email package, whose folder can split a
-    quoted display name into bare words (see POLICY): what a reader parses
-    out of this value is exactly ``boxes``, however long or odd the names."""
-    tokens: list[str] = []
-    for n, box in enumerate(boxes):
-        name = one_line(box.name)
-        words = [*_phrase(name), f"<{box.address}>"] if name else [box.address]
-        if n < len(boxes) - 1:
-            words[-1] += ","
-        tokens += words
+    Written here rather than by the email package (see POLICY): its folder
+    can split a quoted display name into bare words, and writes a message id
+    longer than a line (many mailers' are) as RFC 2047 encoded words, which
+    no reader may decode in a msg-id, so threading breaks."""
     lines = [[f"{field_name}:"]]
     width = len(field_name) + 1
     for token in tokens:
@@ -337,6 +336,20 @@ def address_field(field_name: str, boxes: list[Mailbox]) -> str:
         width += 1 + len(token)
     lines[0].pop(0)  # the field name: the email package writes it
     return "\r\n".join(" " + " ".join(line) for line in lines)[1:]
+
+
+def address_field(field_name: str, boxes: list[Mailbox]) -> str:
+    """The value of an address field (From, To, Cc) holding ``boxes``: what a
+    reader parses out of it is exactly ``boxes``, however long or odd the
+    names."""
+    tokens: list[str] = []
+    for n, box in enumerate(boxes):
+        name = one_line(box.name)
+        words = [*_phrase(name), f"<{box.address}>"] if name else [box.address]
+        if n < len(boxes) - 1:
+            words[-1] += ","
+        tokens += words
+    return folded(field_name, tokens)
 
 
 def message_id_for(message_id: str, domain: str) -> str:
@@ -368,15 +381,23 @@ def compose(draft: Draft, *, message_id: str, domain: str, limits: Limits,
     msg.set_raw("To", address_field("To", list(draft.to)))
     if draft.cc:
         msg.set_raw("Cc", address_field("Cc", list(draft.cc)))
-    msg["Subject"] = subject
+    words = subject.split(" ") if subject else []
+    if subject.isascii() and all(len(word) <= _LONGEST_WORD for word in words):
+        # Folded here too: the email package moves a first word longer than
+        # the line below a bare "Subject:", and a reader keeps that blank.
+        msg.set_raw("Subject", folded("Subject", words))
+    else:  # RFC 2047 words, which the package folds anywhere
+        msg["Subject"] = subject
     msg["Date"] = format_datetime(now or datetime.now(UTC))
-    msg["Message-ID"] = email_message_id
+    # Checked above: ids and the conversation id hold no blank, so each is one token.
+    msg.set_raw("Message-ID", folded("Message-ID", [email_message_id]))
     if draft.in_reply_to:
-        msg["In-Reply-To"] = draft.in_reply_to
+        msg.set_raw("In-Reply-To", folded("In-Reply-To", [draft.in_reply_to]))
     if draft.references:
-        msg["References"] = " ".join(draft.references)
+        msg.set_raw("References", folded("References", list(draft.references)))
     if draft.conversation_id:
-        msg["X-E2A-Conversation-Id"] = draft.conversation_id
+        msg.set_raw("X-E2A-Conversation-Id",
+                    folded("X-E2A-Conversation-Id", [draft.conversation_id]))
     if draft.text and draft.html:
         msg.set_content(draft.text)
         msg.add_alternative(draft.html, subtype="html")

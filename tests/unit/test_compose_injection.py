@@ -54,6 +54,10 @@ ADDRESS = st.one_of(
 LONG_NAME_WITH_SPECIALS = "x" * 60 + " Bcc: evil@example.org" + " y" * 5
 LONG_NON_ASCII_NAME = "\u00e9" * 30 + " Bcc: evil@example.org, \u2603 " + "z" * 50
 
+# Many mailers' message ids are longer than a line less "In-Reply-To: ".
+OUTLOOK_STYLE_ID = ("<DM6PR11MB4235A1B2C3D4E5F6A7B8C9D0E1F2A3B4C5D6E7F8@"
+                    "DM6PR11MB4235.namprd11.prod.outlook.com>")
+
 # -- the rules, stated independently of compose ---------------------------------
 
 # RFC 5322 dot-atom local part; a domain of two or more labels.
@@ -112,6 +116,16 @@ def field_names(lines: list[bytes]) -> list[str]:
         assert colon and FIELD_NAME.fullmatch(name), line
         names.append(name.decode())
     return names
+
+
+def raw_field(raw: bytes, name: str) -> str:
+    """The field's body as the bytes carry it: unfolded (RFC 5322 2.2.3),
+    nothing decoded. Message ids must read so to every reader, not only to
+    one that decodes encoded words where RFC 2047 forbids them."""
+    head = re.sub(rb"\r\n(?=[ \t])", b"", raw.split(b"\r\n\r\n", 1)[0])
+    [value] = [line.partition(b":")[2] for line in head.split(b"\r\n")
+               if line.partition(b":")[0].lower() == name.lower().encode()]
+    return value.decode("ascii").strip()
 
 
 def words(text: str) -> str:
@@ -182,12 +196,18 @@ def check_one_draft(fields: dict[str, str]) -> None:
     assert_one_mailbox(msg["From"], "bot@agents.example.com", fields["sender_name"])
     assert_one_mailbox(msg["To"], "alice@example.org", fields["to_name"])
     assert_one_mailbox(msg["Cc"], fields["cc_address"], "")
+    assert raw_field(out.raw, "Message-ID") == "<msg_" + "a" * 32 + "@agents.example.com>"
     if fields["conversation_id"]:
         assert msg["X-E2A-Conversation-Id"] == fields["conversation_id"]
+        assert raw_field(out.raw, "X-E2A-Conversation-Id") == fields["conversation_id"]
     if fields["in_reply_to"]:
         assert msg["In-Reply-To"] == fields["in_reply_to"]
+        assert raw_field(out.raw, "In-Reply-To") == fields["in_reply_to"]
     [attached] = list(msg.iter_attachments())
-    assert attached.get_filename() == words(fields["filename"] or "f")
+    # The header's parameter as the parser reads it: get_filename() unquotes
+    # a second time, and reads the file name '""' as ''.
+    assert attached["Content-Disposition"].params["filename"] == \
+        words(fields["filename"] or "f")
     assert attached.get_payload(decode=True) == b"data"
 
 
@@ -201,6 +221,14 @@ def check_one_draft(fields: dict[str, str]) -> None:
 @example(name="to_name", value="a" * 201)
 @example(name="subject", value="hi\r\nBcc: evil@example.org")
 @example(name="cc_address", value="evil@example.org, other@example.org")
+# Longer than a line, without a blank: written whole, never encoded or
+# preceded by a blank (a reader would keep it).
+@example(name="conversation_id", value="0" * 16 + "x" * 40)
+@example(name="in_reply_to", value=OUTLOOK_STYLE_ID)
+@example(name="filename", value='""')
+@example(name="subject", value="aBcc: evil@example.orgBcc: evil@example.orgBcc: "
+                               "evil@example.org@example.org")
+@example(name="subject", value="x" * 990)
 def test_no_header_injection_through_any_one_field(name, value):
     check_one_draft({**BENIGN, name: value})
 
@@ -266,3 +294,19 @@ def test_mailbox_gives_what_a_reader_parses_or_refuses(given_value):
         return
     msg = assert_well_formed(out.raw)
     assert_one_mailbox(msg["To"], box.address, box.name)
+
+
+def test_long_message_ids_in_a_reply_are_written_as_they_are():
+    """Never RFC 2047-encoded (no reader may decode a msg-id, and threading
+    would break), folded only between ids."""
+    references = (OUTLOOK_STYLE_ID, "<short@example.org>", OUTLOOK_STYLE_ID.replace("A", "B"))
+    draft = Draft(sender=Mailbox("bot@agents.example.com"),
+                  to=(Mailbox("alice@example.org"),), text="x",
+                  in_reply_to=references[-1], references=references)
+    out = compose.compose(draft, message_id="msg_" + "d" * 32, domain="agents.example.com",
+                          limits=LIMITS, email_message_id=OUTLOOK_STYLE_ID.replace("A", "C"))
+    assert raw_field(out.raw, "Message-ID") == OUTLOOK_STYLE_ID.replace("A", "C")
+    assert raw_field(out.raw, "In-Reply-To") == references[-1]
+    assert raw_field(out.raw, "References").split() == list(references)
+    assert b"=?" not in out.raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 998 for line in header_section(out.raw))
