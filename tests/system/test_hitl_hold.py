@@ -125,9 +125,12 @@ def test_held_mail_never_reaches_the_internet(sandbox, held_agent, free_agent, p
     if path == "api":
         assert status == "pending_approval"
     # The filter handled it: stored as pending with its body, nothing queued.
+    # (Mail by SMTP is recorded pending first, its body kept by the hold
+    # right after: the wait is for both.)
     row = wait_until(lambda: (r := row_of(sandbox, held)) and
-                     r["status"] == "pending_approval" and r["raw_message"] and r,
-                     timeout=ARRIVAL_TIMEOUT, what=f"{path}: the held row")
+                     r["status"] == "pending_approval" and r["raw_message"] and
+                     r["body_text"] and r,
+                     timeout=ARRIVAL_TIMEOUT, what=f"{path}: the held row with its body")
     assert held.token in row["body_text"]
     assert row["approval_expires_at"] is not None
     assert row["agent_id"] == held_agent["id"]
