@@ -36,15 +36,26 @@ if in_ci():
     settings.load_profile("ci")
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+def _skip_fails(report: pytest.TestReport | pytest.CollectReport) -> None:
     if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
         reason = (report.longrepr[2] if isinstance(report.longrepr, tuple)
                   else str(report.longrepr))
         report.outcome = "failed"
-        report.longrepr = (f"skipped under CI=true, where the whole suite must run: {reason}")
+        report.longrepr = f"skipped under CI=true, where the whole suite must run: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _skip_fails(outcome.get_result())  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """A whole module skipped (pytest.skip(allow_module_level=True),
+    importorskip) fails too."""
+    outcome = yield
+    _skip_fails(outcome.get_result())  # type: ignore[attr-defined]
 
 
 _system_ran: set[str] = set()

@@ -52,9 +52,24 @@ def test_under_ci_a_skip_fails_the_run(suite, monkeypatch):
     result = suite.runpytest_subprocess("-p", "no:cacheprovider")
     # A skip in setup (skipif, a fixture's skip) turns into an error there.
     result.assert_outcomes(passed=1, failed=1, errors=1, xfailed=1)
-    result.stdout.fnmatch_lines(["*skipped under CI=true*needs root*",
-                                 "*skipped under CI=true*the tool is missing*"])
+    result.stdout.fnmatch_lines_random([
+        "*skipped under CI=true*needs root*", "*skipped under CI=true*the tool is missing*"])
     assert result.ret != 0
+
+
+def test_under_ci_a_module_skipped_at_collection_stops_the_run(suite, monkeypatch):
+    suite.makepyfile(test_module="""
+import pytest
+
+pytest.importorskip("a_module_nobody_installed")
+
+def test_never_collected():
+    pass
+""")
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*skipped under CI=true*a_module_nobody_installed*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
 def test_outside_ci_a_skip_is_a_skip(suite, monkeypatch):
