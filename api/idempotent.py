@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import errors, inputs
 from e2a.api.openapi import parts as opdoc
 from e2a.core import idempotency
-from e2a.core.idempotency import Outcome
+from e2a.core.idempotency import ClaimOutcome
 
 log = logging.getLogger("e2a.api")
 
@@ -113,14 +113,14 @@ def respond(pool: ConnectionPool, req: falcon.Request, resp: falcon.Response,
                                       _canonical_body(req))
     with pool.connection() as conn:
         claim = idempotency.claim(conn, user_id, key, digest)
-    if claim.outcome is Outcome.REPLAY:
+    if claim.outcome is ClaimOutcome.REPLAY:
         _write(resp, Answer(claim.status_code, claim.response))
         resp.set_header(REPLAYED, "true")
         return
-    if claim.outcome is Outcome.MISMATCH:
+    if claim.outcome is ClaimOutcome.MISMATCH:
         raise errors.ApiError(422, "idempotency_key_reused",
                               f"this {HEADER} was used with a different request")
-    if claim.outcome is Outcome.IN_PROGRESS:
+    if claim.outcome is ClaimOutcome.IN_PROGRESS:
         raise errors.ApiError(409, "idempotency_key_in_progress",
                               f"a request with this {HEADER} is still in progress; "
                               "retry later")

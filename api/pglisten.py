@@ -44,7 +44,7 @@ OnNotify = Callable[[str, str], None]  # channel, payload
 OnResume = Callable[[datetime], None]  # missed notifications may date from then
 
 
-class Listener:
+class ProcessListener:
     def __init__(self, cfg: Config, channels: tuple[str, ...], on_notify: OnNotify,
                  on_resume: OnResume) -> None:
         self._cfg = cfg

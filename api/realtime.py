@@ -20,7 +20,7 @@ from typing import Protocol
 import gevent
 import gevent.queue
 
-from e2a.api.pglisten import Listener
+from e2a.api.pglisten import ProcessListener
 from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.store import messages as message_store
@@ -105,7 +105,7 @@ class Hub:
     def __init__(self, cfg: Config) -> None:
         self._clients: dict[str, set[Subscription]] = {}
         self._stopping = False
-        self._listener = Listener(
+        self._listener = ProcessListener(
             cfg, (message_store.INBOUND_CHANNEL, ws_store.CONTROL_CHANNEL,
                   ws_store.KEY_REVOKED_CHANNEL),
             self._notified, self._resumed)

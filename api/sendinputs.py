@@ -64,7 +64,7 @@ def _decoded_size_bound(max_bytes: int) -> int:
     return (max_bytes + 2) // 3 * 4 + max_bytes // 16 + 4
 
 
-def attachments(body: dict[str, Any], limits: compose.Limits) -> tuple[Attachment, ...]:
+def attachments(body: dict[str, Any], limits: compose.SendLimits) -> tuple[Attachment, ...]:
     value = body.get("attachments")
     if value is None:
         return ()

@@ -33,7 +33,7 @@ STALE = timedelta(minutes=10)
 _ATTEMPTS = 3
 
 
-class Outcome(enum.Enum):
+class ClaimOutcome(enum.Enum):
     CLAIMED = "claimed"  # do the work, then record() or release()
     REPLAY = "replay"  # answered before: send that answer again
     MISMATCH = "mismatch"  # the key was used with another request
@@ -42,7 +42,7 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class Claim:
-    outcome: Outcome
+    outcome: ClaimOutcome
     status_code: int = 0  # REPLAY: the first answer's
     response: dict[str, Any] = field(default_factory=dict)
 
@@ -69,18 +69,18 @@ def claim(conn: psycopg.Connection, user_id: str, key: str, digest: bytes) -> Cl
         row = store.get(conn, user_id, key, retention=KEPT, stale=STALE)
         if row is None:
             if store.insert_claim(conn, user_id, key, digest):
-                return Claim(Outcome.CLAIMED)
+                return Claim(ClaimOutcome.CLAIMED)
             continue  # claimed by another request meanwhile: read its row
         if row["reusable"]:  # expired, or a dead request's claim: as if new
             if store.take_over(conn, user_id, key, digest, retention=KEPT, stale=STALE):
-                return Claim(Outcome.CLAIMED)
+                return Claim(ClaimOutcome.CLAIMED)
             continue
         if bytes(row["request_hash"]) != digest:
-            return Claim(Outcome.MISMATCH)
+            return Claim(ClaimOutcome.MISMATCH)
         if row["status_code"] is None or not row["settled"]:
-            return Claim(Outcome.IN_PROGRESS)
-        return Claim(Outcome.REPLAY, row["status_code"], dict(row["response"] or {}))
-    return Claim(Outcome.IN_PROGRESS)
+            return Claim(ClaimOutcome.IN_PROGRESS)
+        return Claim(ClaimOutcome.REPLAY, row["status_code"], dict(row["response"] or {}))
+    return Claim(ClaimOutcome.IN_PROGRESS)
 
 
 def record(conn: psycopg.Connection, user_id: str, key: str, status_code: int,

@@ -28,7 +28,7 @@ class Limit:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class HitOutcome:
     allowed: bool
     hits: int  # in this window, this hit included
     limit: int
@@ -41,7 +41,7 @@ class Outcome:
 
 
 def hit(conn: psycopg.Connection, limit: Limit, key: str, *, cost: int = 1,
-        at: datetime | None = None) -> Outcome:
+        at: datetime | None = None) -> HitOutcome:
     """Count ``cost`` hits for ``key`` (an IP, an agent id, a key id) under
     ``limit``; ``at`` only for tests, the database's clock otherwise."""
     [outcome] = _hit_in_order(conn, [(limit, key)], cost=cost, at=at)
@@ -50,7 +50,7 @@ def hit(conn: psycopg.Connection, limit: Limit, key: str, *, cost: int = 1,
 
 
 def first_refusal(conn: psycopg.Connection, hits: Sequence[tuple[Limit, str]], *,
-                  at: datetime | None = None) -> tuple[Limit, Outcome] | None:
+                  at: datetime | None = None) -> tuple[Limit, HitOutcome] | None:
     """Count one hit under each (limit, key) in order, in one statement, up
     to the first limit that refuses: what that one refuses must not use up
     the limits after it. That limit and its outcome, or None when all allow."""
@@ -61,12 +61,12 @@ def first_refusal(conn: psycopg.Connection, hits: Sequence[tuple[Limit, str]], *
 
 
 def _hit_in_order(conn: psycopg.Connection, hits: Sequence[tuple[Limit, str]], *,
-                  cost: int = 1, at: datetime | None = None) -> list[Outcome | None]:
+                  cost: int = 1, at: datetime | None = None) -> list[HitOutcome | None]:
     """The outcome of each (limit, key), None for those after a refusal."""
     rows = store.hit_in_order(
         conn, [store.Counter(f"{limit.scope}:{key}", limit.window_seconds, cost,
                              go_on_up_to=limit.per_window) for limit, key in hits], at)
     return [None if row is None else
-            Outcome(allowed=row["hits"] <= limit.per_window, hits=row["hits"],
+            HitOutcome(allowed=row["hits"] <= limit.per_window, hits=row["hits"],
                     limit=limit.per_window, retry_after=max(row["retry_after"], 0.0))
             for (limit, _), row in zip(hits, rows, strict=True)]

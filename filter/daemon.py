@@ -176,7 +176,7 @@ def _transaction(envelope: Envelope) -> Transaction:
 
 
 class ContentFilter:
-    def __init__(self, listener: listen.Listener, gate: Gate, *,
+    def __init__(self, listener: listen.ListeningSocket, gate: Gate, *,
                  max_message_bytes: int) -> None:
         self.listener = listener
         self.max_message_bytes = max_message_bytes

@@ -68,7 +68,7 @@ class Gate:
                 log.info("passed on before, not again", extra={
                     "queue_id": queue_id, "message_id": sending.message_id})
                 return f"2.0.0 Ok: queued as {sending.passed_on_as}"
-            decision = outbound.decide(outbound.Outgoing(
+            decision = outbound.decide(outbound.Candidate(
                 txn.mail_from, txn.recipients, txn.data,
                 agent=sending.agent if sending is not None else None,
                 status=sending.status if sending is not None else "sent"))

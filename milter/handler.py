@@ -16,8 +16,8 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core import mailauth
 from e2a.core.config import Config
-from e2a.core.inbound import agents as inbound
 from e2a.core.inbound import bounces, forged, replyapproval
+from e2a.core.inbound import inbox as inbound
 from e2a.core.mail import headers, rebuild
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.mta import verp

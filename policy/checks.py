@@ -28,14 +28,14 @@ DUNNO = "DUNNO"
 
 
 @dataclass(frozen=True)
-class Limits:
+class RcptLimits:
     """The inbound rate limits; None is off."""
 
     per_client_ip: ratelimit.Limit | None = None
     per_agent: ratelimit.Limit | None = None
 
     @classmethod
-    def from_config(cls, cfg: Config) -> Limits:
+    def from_config(cls, cfg: Config) -> RcptLimits:
         ip, agent = cfg.policy.rate_per_client_ip, cfg.policy.rate_per_agent
         return cls(per_client_ip=ratelimit.Limit("inbound-ip", ip) if ip else None,
                    per_agent=ratelimit.Limit("inbound-agent", agent) if agent else None)
@@ -49,7 +49,7 @@ class Rcpt:
     # None when there is none.
     agent: dict[str, Any] | None
     domain_verified: bool  # of the agent domain the address is on
-    limits: Limits
+    limits: RcptLimits
 
 
 Check = Callable[[psycopg.Connection, Rcpt], str | None]
@@ -126,7 +126,7 @@ def _declared_size(attrs: Mapping[str, str]) -> int:
     return int(value) if value.isascii() and value.isdigit() else 0
 
 
-def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,
+def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: RcptLimits,
            db_timeout: float) -> str:
     if attrs.get("protocol_state", "").upper() != "RCPT":
         return DUNNO

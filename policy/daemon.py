@@ -48,8 +48,8 @@ class PolicyServer:
 
     name = "policy"
 
-    def __init__(self, listener: listen.Listener, pool: ConnectionPool, limits: checks.Limits,
-                 db_timeout: float = DB_TIMEOUT) -> None:
+    def __init__(self, listener: listen.ListeningSocket, pool: ConnectionPool,
+                 limits: checks.RcptLimits, db_timeout: float = DB_TIMEOUT) -> None:
         self.listener = listener
         self.pool = pool
         self.limits = limits
@@ -86,10 +86,10 @@ class SocketmapServer(PolicyServer):
 
     name = "socketmap"
 
-    def __init__(self, listener: listen.Listener, pool: ConnectionPool, shared_domain: str,
+    def __init__(self, listener: listen.ListeningSocket, pool: ConnectionPool, shared_domain: str,
                  db_timeout: float = DB_TIMEOUT) -> None:
         self.shared_domain = shared_domain
-        super().__init__(listener, pool, checks.Limits(), db_timeout)
+        super().__init__(listener, pool, checks.RcptLimits(), db_timeout)
 
     def _new_reader(self) -> connections.Reader:
         return netstring.Reader(socketmap.MAX_REQUEST)
@@ -120,7 +120,7 @@ def run(cfg: Config) -> None:
         log.error("policy socketmap: %s", exc)
         raise SystemExit(1) from None
     pool = open_policy_pool(cfg)
-    server = PolicyServer(listener, pool, checks.Limits.from_config(cfg))
+    server = PolicyServer(listener, pool, checks.RcptLimits.from_config(cfg))
     map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain)
     server.start()
     map_server.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 from e2a.core import config
 from e2a.core.net import listen
 from e2a.core.net.addresses import UnixAddress
-from e2a.policy.checks import Limits
+from e2a.policy.checks import RcptLimits
 from e2a.policy.daemon import PolicyServer, open_policy_pool
 
 
@@ -50,7 +50,7 @@ class Client:
 
 
 @contextmanager
-def running_policy(cfg: config.Config, path: Path, limits: Limits) -> Iterator[str]:
+def running_policy(cfg: config.Config, path: Path, limits: RcptLimits) -> Iterator[str]:
     """A policy daemon with its own pool on the unix socket ``path``."""
     pool = open_policy_pool(cfg, wait=True)
     try:

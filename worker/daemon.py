@@ -115,7 +115,7 @@ def run(cfg: Config) -> None:
     bell = wakeup.Bell()
     job_list = jobs.for_worker(cfg, bell)
     pool = open_pool(cfg, name="worker", max_size=2, wait=False)
-    listener = wakeup.Listener(cfg, EVENTS_CHANNEL, bell, stop)
+    listener = wakeup.WakeupThread(cfg, EVENTS_CHANNEL, bell, stop)
     listener.start()
     metrics.serve(cfg.metrics.worker_listen, "worker")
     try:

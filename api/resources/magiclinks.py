@@ -7,7 +7,7 @@ back, and that acts, through core/outbound/approval.py like every other way of
 resolving, with the message's owner as the reviewer. A second use finds the
 message resolved (409): the state makes links single-use. No API key: the
 token is the credential, checked against the owner's magic-link key, which
-only the server holds (core/crypto/serverkeys.py, core/outbound/magiclinks.py). Answers are pages
+only the server holds (core/crypto/serverkeys.py, core/outbound/linkcheck.py). Answers are pages
 for a person, also when refused.
 """
 
@@ -23,8 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import pages
 from e2a.core.config import Config
-from e2a.core.outbound import approval
-from e2a.core.outbound import magiclinks as linkcheck
+from e2a.core.outbound import approval, linkcheck
 from e2a.core.outbound.release import ReleaseError
 from e2a.core.timefmt import rfc3339
 

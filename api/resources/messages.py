@@ -19,7 +19,7 @@ from e2a.core.store.messages import MessageFilter
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 MAX_SEARCH_LENGTH = 200
-# Conversation ids arrive from other agents' sends (core/inbound/agents.py keeps 200
+# Conversation ids arrive from other agents' sends (core/inbound/inbox.py keeps 200
 # characters); the cap only stops absurd query strings.
 MAX_CONVERSATION_ID_LENGTH = 255
 

@@ -100,7 +100,7 @@ def _optional(body: dict[str, Any], name: str, read: Callable[[], Any]) -> Any:
     return None if body.get(name) is None else read()
 
 
-def edits_of(body: dict[str, Any], limits: compose.Limits) -> approval.Edits | None:
+def edits_of(body: dict[str, Any], limits: compose.SendLimits) -> approval.Edits | None:
     """The overrides an ApprovePendingMessageRequest gives; None when none.
     Malformed values raise ComposeError; whether a value really differs from
     the draft is core/approval's to say."""
@@ -126,7 +126,7 @@ class PendingApproval:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool
-        self._limits = compose.Limits.of(cfg)
+        self._limits = compose.SendLimits.of(cfg)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         reviewer = _reviewer(req)

@@ -44,7 +44,7 @@ class Outbox:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self.cfg = cfg
         self.pool = pool
-        self.limits = compose.Limits.of(cfg)
+        self.limits = compose.SendLimits.of(cfg)
         self.rate = ratelimit.Limit("send-agent", cfg.send.rate_per_agent, WINDOW_SECONDS)
 
     @staticmethod
@@ -82,7 +82,7 @@ class Outbox:
 
         try:
             sent = sending.send(self.pool, self.cfg,
-                                sending.Outgoing(message_id, kind, agent, composed),
+                                sending.AgentMessage(message_id, kind, agent, composed),
                                 in_transaction=lambda conn, s: keep(conn, answer(s),
                                                                     confirmed=False),
                                 confirmed=keep.confirm, undo=keep.forget)

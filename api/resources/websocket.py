@@ -29,7 +29,7 @@ from e2a.core.config import Config
 TRY_AGAIN_LATER = 1013
 
 
-class Refused(Exception):
+class HandshakeRefused(Exception):
     pass
 
 
@@ -53,7 +53,7 @@ class AgentSocket:
         try:
             principal, agent = self._agent(req.get_param("token") or "", email)
             sub = self._hub.subscribe(agent["id"], channel, principal.key_id)
-        except Refused as exc:
+        except HandshakeRefused as exc:
             channel.close(POLICY_VIOLATION, str(exc))
             return
         except Unavailable as exc:
@@ -73,7 +73,7 @@ class AgentSocket:
             with self._pool.connection() as conn:
                 agent = auth.agent_for(conn, principal, email)
         except errors.ApiError as exc:
-            raise Refused(exc.description or "refused") from None
+            raise HandshakeRefused(exc.description or "refused") from None
         if agent["agent_mode"] != "local":
-            raise Refused("cloud-mode agent: its mail is delivered to its webhook")
+            raise HandshakeRefused("cloud-mode agent: its mail is delivered to its webhook")
         return principal, agent

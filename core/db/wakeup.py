@@ -48,7 +48,7 @@ class Bell:
         return rung
 
 
-class Listener(threading.Thread):
+class WakeupThread(threading.Thread):
     def __init__(self, cfg: Config, channel: str, bell: Bell, stop: threading.Event) -> None:
         super().__init__(name="e2a-listen", daemon=True)
         self._cfg = cfg

@@ -15,7 +15,7 @@ class ListenError(Exception):
     """The socket cannot be set up; str() is the one line to show."""
 
 
-class Listener:
+class ListeningSocket:
     """A bound, listening socket; ``close()`` also removes a unix socket file,
     but only while it is still ours (a newer instance may have replaced it)."""
 
@@ -32,7 +32,7 @@ class Listener:
                     os.unlink(self.address.path)
 
 
-def bind(address: Address, backlog: int = 128) -> Listener:
+def bind(address: Address, backlog: int = 128) -> ListeningSocket:
     try:
         if isinstance(address, UnixAddress):
             return _bind_unix(address.path, backlog)
@@ -41,7 +41,7 @@ def bind(address: Address, backlog: int = 128) -> Listener:
         raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from None
 
 
-def _bind_inet(address: InetAddress, backlog: int) -> Listener:
+def _bind_inet(address: InetAddress, backlog: int) -> ListeningSocket:
     family, type_, proto, _, sockaddr = socket.getaddrinfo(
         address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, type_, proto)
@@ -53,10 +53,10 @@ def _bind_inet(address: InetAddress, backlog: int) -> Listener:
         sock.close()
         raise
     # Port 0 (tests) becomes the port the kernel picked.
-    return Listener(sock, InetAddress(address.host, sock.getsockname()[1]))
+    return ListeningSocket(sock, InetAddress(address.host, sock.getsockname()[1]))
 
 
-def _bind_unix(path: str, backlog: int) -> Listener:
+def _bind_unix(path: str, backlog: int) -> ListeningSocket:
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -67,7 +67,7 @@ def _bind_unix(path: str, backlog: int) -> Listener:
     except OSError:
         sock.close()
         raise
-    return Listener(sock, UnixAddress(path), inode)
+    return ListeningSocket(sock, UnixAddress(path), inode)
 
 
 def _remove_stale(path: str) -> None:

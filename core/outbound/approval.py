@@ -283,7 +283,7 @@ def _recomposed(row: Row, changed: dict[str, Any], cfg: Config) -> Row:
         in_reply_to=row["in_reply_to"] or "",
         references=tuple(row["references_ids"] or ()))
     composed = compose.compose(draft, message_id=row["id"], domain=row["agent_domain"],
-                               limits=compose.Limits.of(cfg),
+                               limits=compose.SendLimits.of(cfg),
                                email_message_id=row["email_message_id"] or "")
     return {"subject": composed.subject, "to": [b.address for b in draft.to],
             "cc": [b.address for b in draft.cc], "bcc": [b.address for b in draft.bcc],

@@ -38,7 +38,7 @@ POLICY = policy.SMTP.clone(cte_type="7bit", refold_source="none")
 MAX_SUBJECT = 998
 MAX_NAME = 200
 MAX_FILENAME = 255
-MAX_CONVERSATION_ID = 200  # what core/inbound/agents.py keeps of an incoming one
+MAX_CONVERSATION_ID = 200  # what core/inbound/inbox.py keeps of an incoming one
 MAX_MESSAGE_ID = 250
 # References of a reply: the thread's first id and its most recent ones, as
 # RFC 5322 section 3.6.4 allows trimming; a long thread must not grow the
@@ -78,7 +78,7 @@ class ComposeError(ValueError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class SendLimits:
     max_recipients: int
     max_attachments: int
     max_attachment_bytes: int
@@ -86,7 +86,7 @@ class Limits:
     max_message_bytes: int
 
     @classmethod
-    def of(cls, cfg: Config) -> Limits:
+    def of(cls, cfg: Config) -> SendLimits:
         return cls(max_recipients=cfg.mail.max_recipients,
                    max_attachments=cfg.send.max_attachments,
                    max_attachment_bytes=cfg.send.max_attachment_bytes,
@@ -236,7 +236,7 @@ def content_type(value: str, field_name: str) -> tuple[str, str]:
 # -- checking a draft -----------------------------------------------------------
 
 
-def check(draft: Draft, limits: Limits) -> None:
+def check(draft: Draft, limits: SendLimits) -> None:
     """Every rule a draft must keep; raises ComposeError at the first broken one."""
     for name, boxes in (("from", (draft.sender,)), ("to", draft.to), ("cc", draft.cc),
                         ("bcc", draft.bcc)):
@@ -267,7 +267,7 @@ def check(draft: Draft, limits: Limits) -> None:
     _check_attachments(draft.attachments, limits)
 
 
-def _check_attachments(attachments: tuple[Attachment, ...], limits: Limits) -> None:
+def _check_attachments(attachments: tuple[Attachment, ...], limits: SendLimits) -> None:
     if len(attachments) > limits.max_attachments:
         raise ComposeError("attachments", f"{len(attachments)} files; at most "
                                           f"{limits.max_attachments}")
@@ -365,7 +365,7 @@ def trimmed_references(ids: list[str]) -> tuple[str, ...]:
     return (ids[0], *ids[-(MAX_REFERENCES - 1):])
 
 
-def compose(draft: Draft, *, message_id: str, domain: str, limits: Limits,
+def compose(draft: Draft, *, message_id: str, domain: str, limits: SendLimits,
             now: datetime | None = None, email_message_id: str = "") -> Composed:
     """The message as it is submitted. ``message_id`` (``msg_...``) and the
     sender's ``domain`` make its Message-ID, unless ``email_message_id`` gives

@@ -14,7 +14,7 @@ class Decision(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Outgoing:
+class Candidate:
     mail_from: str  # envelope sender, "" for the null sender
     recipients: Sequence[str]
     message: bytes  # exactly as submitted
@@ -26,7 +26,7 @@ class Outgoing:
     status: str = "sent"
 
 
-def decide(mail: Outgoing) -> Decision:
+def decide(mail: Candidate) -> Decision:
     """Whether ``mail`` leaves now. The single hold decision point.
 
     Every outbound path reaches it: the content filter calls it for each

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from e2a.core.ids import new_id
-from e2a.core.inbound import agents as inbound
+from e2a.core.inbound import inbox as inbound
 from e2a.core.mail import headers
 from e2a.core.mta import verp
 from e2a.core.outbound import decision as outbound
@@ -152,7 +152,7 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
     """The row and its email.sent event (held for approval: the row pending,
     an email.pending_approval event); None when the id or key is taken."""
     msg = sub.headers
-    held = outbound.decide(outbound.Outgoing(sub.mail_from, sub.recipients, sub.raw,
+    held = outbound.decide(outbound.Candidate(sub.mail_from, sub.recipients, sub.raw,
                                              agent=agent)) is outbound.Decision.HOLD
     to = headers.header_addresses(msg, "To")
     cc = headers.header_addresses(msg, "Cc")

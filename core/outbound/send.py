@@ -52,7 +52,7 @@ KINDS = ("send", "reply", "forward", "test")
 
 
 @dataclass(frozen=True)
-class Outgoing:
+class AgentMessage:
     message_id: str  # msg_..., also in the Message-ID and the VERP return path
     kind: str  # one of KINDS
     agent: dict[str, Any]  # the sending agent's row (with its domain)
@@ -76,7 +76,7 @@ InTransaction = Callable[[psycopg.Connection, Sent], None]
 AfterSubmission = Callable[[psycopg.Connection], None]
 
 
-def _row(out: Outgoing, return_path: str, status: str) -> dict[str, Any]:
+def _row(out: AgentMessage, return_path: str, status: str) -> dict[str, Any]:
     draft = out.composed.draft
     to = [box.address for box in draft.to]
     return {
@@ -113,7 +113,7 @@ def confirm(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
                              message_id=row["id"], conversation_id=row["conversation_id"])
 
 
-def send(pool: ConnectionPool, cfg: Config, out: Outgoing, *,
+def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
          in_transaction: InTransaction | None = None,
          confirmed: AfterSubmission | None = None,
          undo: AfterSubmission | None = None) -> Sent:
@@ -124,7 +124,7 @@ def send(pool: ConnectionPool, cfg: Config, out: Outgoing, *,
         raise ValueError(f"unknown kind of outbound message {out.kind!r}")
     return_path = verp.return_path(out.message_id, out.agent["domain"], verp.key(cfg))
     recipients = out.composed.recipients
-    held = outbound.decide(outbound.Outgoing(return_path, recipients, out.composed.raw,
+    held = outbound.decide(outbound.Candidate(return_path, recipients, out.composed.raw,
                                              agent=out.agent)) is outbound.Decision.HOLD
     status = holds.PENDING if held else "sent"
     expires: datetime | None = None

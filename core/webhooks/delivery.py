@@ -93,7 +93,7 @@ class Deliverer:
         self._slots = hooks.concurrency
         self._executor = ThreadPoolExecutor(max_workers=self._slots,
                                             thread_name_prefix="e2a-webhook")
-        self._finished: queue.SimpleQueue[tuple[Attempt, webhookhttp.Outcome]] = \
+        self._finished: queue.SimpleQueue[tuple[Attempt, webhookhttp.PostOutcome]] = \
             queue.SimpleQueue()
         self._busy = 0
         self._lock = threading.Lock()
@@ -118,7 +118,7 @@ class Deliverer:
             attempts = self._prepare(conn, claimed) if claimed else []
         for attempt in attempts:
             if attempt.refused:
-                self._finished.put((attempt, webhookhttp.Outcome(None, attempt.refused)))
+                self._finished.put((attempt, webhookhttp.PostOutcome(None, attempt.refused)))
                 continue
             with self._lock:
                 self._busy += 1
@@ -190,7 +190,7 @@ class Deliverer:
                 outcome = self._client.post(attempt.url, attempt.body, attempt.headers)
         except Exception:  # a bug must not lose the attempt's slot or outcome
             log.exception("webhook attempt %s failed unexpectedly", attempt.delivery["id"])
-            outcome = webhookhttp.Outcome(None, "internal error")
+            outcome = webhookhttp.PostOutcome(None, "internal error")
         self._finished.put((attempt, outcome))
         with self._lock:
             self._busy -= 1
@@ -199,7 +199,7 @@ class Deliverer:
     # -- recording ----------------------------------------------------------
 
     def record_finished(self, conn: psycopg.Connection) -> int:
-        done: list[tuple[Attempt, webhookhttp.Outcome]] = []
+        done: list[tuple[Attempt, webhookhttp.PostOutcome]] = []
         while True:
             try:
                 done.append(self._finished.get_nowait())
@@ -219,7 +219,7 @@ class Deliverer:
         return len(done)
 
     def _record(self, conn: psycopg.Connection, attempt: Attempt,
-                outcome: webhookhttp.Outcome) -> None:
+                outcome: webhookhttp.PostOutcome) -> None:
         row = attempt.delivery
         number = row["attempts"]
         if outcome.ok:
@@ -248,7 +248,7 @@ class Deliverer:
                                                      outcome.error, number)
 
     def _record_subscription(self, conn: psycopg.Connection, row: dict[str, Any],
-                             outcome: webhookhttp.Outcome) -> None:
+                             outcome: webhookhttp.PostOutcome) -> None:
         if outcome.ok:
             webhook_store.record_success(conn, row["webhook_id"])
         elif row["origin"] != "test" and webhook_store.record_failure(

@@ -32,7 +32,7 @@ USER_AGENT = "e2a-postfix-webhooks/1"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PostOutcome:
     status_code: int | None  # None: no HTTP answer
     error: str  # "" when the receiver took it (2xx)
 
@@ -74,7 +74,7 @@ def _pinned_connection(base: type, guard: ssrf.Guard) -> type:
         timeout = self.timeout if isinstance(self.timeout, int | float) else None
         try:
             sock = guard.connect(self._dns_host, self.port, timeout, self.socket_options or ())
-        except ssrf.Refused as exc:
+        except ssrf.AddressRefused as exc:
             raise urllib3.exceptions.NewConnectionError(self, f"refused: {exc}") from exc
         except TimeoutError as exc:
             raise urllib3.exceptions.ConnectTimeoutError(
@@ -127,7 +127,7 @@ def _reason(exc: Exception, attempt: _Attempt, timeout: float) -> str:
         return f"timed out after {timeout:g} s"
     causes = list(_causes(exc))
     for cause in causes:
-        if isinstance(cause, ssrf.Refused):
+        if isinstance(cause, ssrf.AddressRefused):
             return f"refused: {cause}"
     if isinstance(exc, requests.Timeout):
         return f"timed out after {timeout:g} s"
@@ -157,13 +157,13 @@ class Client:
         self._verify = verify
         self._adapter = _PinnedAdapter(guard)
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> PostOutcome:
         """POST ``body`` to ``url``; what came of it. Never raises for the
         receiver's faults (unreachable, refused, slow, non-2xx)."""
         try:
             webhookurl.check(url, allow_loopback=self.allow_loopback)
         except webhookurl.WebhookUrlError as exc:
-            return Outcome(None, f"refused: {exc}")
+            return PostOutcome(None, f"refused: {exc}")
         attempt = _Attempt()
         timer = threading.Timer(self.timeout, attempt.expire)
         timer.daemon = True
@@ -182,15 +182,15 @@ class Client:
             code = resp.status_code
             resp.close()
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            return Outcome(None, _reason(exc, attempt, self.timeout))
+            return PostOutcome(None, _reason(exc, attempt, self.timeout))
         finally:
             timer.cancel()
             _current.attempt = None
         if 200 <= code < 300:
-            return Outcome(code, "")
+            return PostOutcome(code, "")
         if 300 <= code < 400:
-            return Outcome(code, f"HTTP {code} (redirects are not followed)")
-        return Outcome(code, f"HTTP {code}")
+            return PostOutcome(code, f"HTTP {code} (redirects are not followed)")
+        return PostOutcome(code, f"HTTP {code}")
 
     def close(self) -> None:
         self._adapter.close()

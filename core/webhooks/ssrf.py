@@ -34,7 +34,7 @@ _SHARED = ipaddress.IPv4Network("100.64.0.0/10")
 _LOOPBACK_NAME_ADDRESSES = ("127.0.0.1", "::1")
 
 
-class Refused(OSError):
+class AddressRefused(OSError):
     """We will not connect there; str() says why (safe to show the user)."""
 
 
@@ -85,7 +85,7 @@ class Guard:
         self._resolve = resolve
 
     def addresses(self, host: str) -> list[IPAddress]:
-        """Where ``host`` may be reached, every one checked; Refused otherwise."""
+        """Where ``host`` may be reached, every one checked; AddressRefused otherwise."""
         host = host.rstrip(".").lower()
         literal = _literal(host)
         if literal is not None:
@@ -96,13 +96,13 @@ class Guard:
             try:
                 names = self._resolve(host)
             except (dns.exception.DNSException, UnicodeError) as exc:
-                raise Refused(f"cannot resolve {host}: {type(exc).__name__}") from None
+                raise AddressRefused(f"cannot resolve {host}: {type(exc).__name__}") from None
             found = [ipaddress.ip_address(a) for a in names]
         if not found:
-            raise Refused(f"{host} has no address")
+            raise AddressRefused(f"{host} has no address")
         for ip in found:
             if not is_allowed(ip, allow_loopback=self.allow_loopback):
-                raise Refused(f"{host} resolves to {ip}, which is not a public address")
+                raise AddressRefused(f"{host} resolves to {ip}, which is not a public address")
         return found
 
     def connect(self, host: str, port: int, timeout: float | None,

@@ -13,8 +13,8 @@ from apisupport import add_agent, api_client, insert_message, make_tenant
 from inboxsupport import make_outbound, message_path, set_labels, stored
 
 from e2a.core.db import open_pool
-from e2a.core.inbound import agents as inbound
 from e2a.core.inbound import attest
+from e2a.core.inbound import inbox as inbound
 from e2a.core.mailauth.verdict import Verdict
 
 DETAIL_FIELDS = {"message_id", "conversation_id", "created_at", "from", "to", "cc",

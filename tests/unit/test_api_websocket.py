@@ -1,7 +1,7 @@
 """The agent WebSocket against real `e2a serve api` processes: frames, drain
 without duplicates under concurrent mail, close codes, pings, replacement
 across two processes, SIGTERM, and the listener across a database restart.
-Mail is stored by e2a.core.inbound.agents, as the milter stores it (NOTIFY included);
+Mail is stored by e2a.core.inbound.inbox, as the milter stores it (NOTIFY included);
 tests/system/test_websocket.py does the same through Postfix."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from e2a.core import config
 from e2a.core.accounts import apikeys
 from e2a.core.accounts import registration as accounts
 from e2a.core.db import migrate, open_pool, single_connection
-from e2a.core.inbound import agents as inbound
+from e2a.core.inbound import inbox as inbound
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import keys as key_store
 from e2a.core.store import messages as message_store

@@ -87,7 +87,7 @@ def held(cfg: config.Config, agent: dict[str, Any], *, subject: str = "Draft for
                   conversation_id=conversation_id, in_reply_to=in_reply_to,
                   references=references)
     composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
-                               limits=compose.Limits.of(cfg))
+                               limits=compose.SendLimits.of(cfg))
     with single_connection(cfg) as conn, conn.transaction():
         row_agent = agent_store.agent_by_email(conn, agent["email"])
         assert message_store.insert_outbound(conn, {

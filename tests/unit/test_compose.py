@@ -11,9 +11,9 @@ from email.message import EmailMessage
 import pytest
 
 from e2a.core.outbound import compose
-from e2a.core.outbound.compose import Attachment, ComposeError, Draft, Limits, Mailbox
+from e2a.core.outbound.compose import Attachment, ComposeError, Draft, Mailbox, SendLimits
 
-LIMITS = Limits(max_recipients=5, max_attachments=3, max_attachment_bytes=1000,
+LIMITS = SendLimits(max_recipients=5, max_attachments=3, max_attachment_bytes=1000,
                 max_attachments_total_bytes=2000, max_message_bytes=200_000)
 MSG_ID = "msg_0123456789abcdef0123456789abcdef"
 DOMAIN = "agents.example.com"
@@ -159,8 +159,8 @@ def test_long_subject_and_many_recipients_fold():
 
 
 def test_limits_come_from_the_configuration(cfg):
-    limits = Limits.of(cfg)
-    assert limits == Limits(max_recipients=cfg.mail.max_recipients, max_attachments=10,
+    limits = SendLimits.of(cfg)
+    assert limits == SendLimits(max_recipients=cfg.mail.max_recipients, max_attachments=10,
                             max_attachment_bytes=10_000_000,
                             max_attachments_total_bytes=25_000_000,
                             max_message_bytes=cfg.mail.max_message_bytes)
@@ -288,7 +288,7 @@ def test_attachments_exactly_at_the_limits_pass():
 
 
 def test_a_message_bigger_than_postfix_takes_is_refused():
-    small = Limits(max_recipients=5, max_attachments=3, max_attachment_bytes=100_000,
+    small = SendLimits(max_recipients=5, max_attachments=3, max_attachment_bytes=100_000,
                    max_attachments_total_bytes=200_000, max_message_bytes=compose.SIZE_HEADROOM
                    + 50_000)
     big = (Attachment("a.bin", "", bytes(range(256)) * 200),)  # 51 200 bytes, 68 KiB base64

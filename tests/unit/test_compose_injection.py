@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from e2a.core.outbound import compose
-from e2a.core.outbound.compose import Attachment, ComposeError, Draft, Limits, Mailbox
+from e2a.core.outbound.compose import Attachment, ComposeError, Draft, Mailbox, SendLimits
 
-LIMITS = Limits(max_recipients=50, max_attachments=10, max_attachment_bytes=10_000,
+LIMITS = SendLimits(max_recipients=50, max_attachments=10, max_attachment_bytes=10_000,
                 max_attachments_total_bytes=50_000, max_message_bytes=1_000_000)
 SETTINGS = settings(max_examples=1000, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -310,9 +310,9 @@ def test_the_filter_waits_for_the_api_transaction(cfg, agent, running, reinjecti
 
 
 def test_the_decision_gets_the_sending_agent(cfg, agent, running, reinjection, monkeypatch):
-    seen: list[outbound.Outgoing] = []
+    seen: list[outbound.Candidate] = []
 
-    def decide(mail: outbound.Outgoing) -> outbound.Decision:
+    def decide(mail: outbound.Candidate) -> outbound.Decision:
         seen.append(mail)
         return outbound.Decision.PASS
 

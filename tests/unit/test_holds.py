@@ -36,8 +36,8 @@ TTL = 3600
 # -- the decision --------------------------------------------------------------------
 
 
-def _outgoing(agent: dict[str, Any] | None) -> outbound.Outgoing:
-    return outbound.Outgoing("a@agents.test.example", ["b@example.org"], b"x", agent=agent)
+def _outgoing(agent: dict[str, Any] | None) -> outbound.Candidate:
+    return outbound.Candidate("a@agents.test.example", ["b@example.org"], b"x", agent=agent)
 
 
 def test_decide_holds_only_an_agent_with_hitl() -> None:
@@ -48,7 +48,7 @@ def test_decide_holds_only_an_agent_with_hitl() -> None:
 
 @pytest.mark.parametrize("status", ["pending_approval", "rejected", "expired_rejected"])
 def test_decide_keeps_a_message_held_once_whatever_the_agent_says_now(status) -> None:
-    mail = outbound.Outgoing("a@agents.test.example", ["b@example.org"], b"x",
+    mail = outbound.Candidate("a@agents.test.example", ["b@example.org"], b"x",
                              agent={"hitl_enabled": False}, status=status)
     assert outbound.decide(mail) is outbound.Decision.HOLD
 
@@ -187,7 +187,7 @@ def test_the_api_draft_is_held_with_its_own_bodies_and_the_filter_keeps_them(cfg
         subject="draft", text="the draft's text", html="<p>the draft</p>",
         attachments=(compose.Attachment("a.pdf", "application/pdf", PDF),))
     composed = compose.compose(draft, message_id=message_id, domain=hitl_agent["domain"],
-                               limits=compose.Limits.of(cfg))
+                               limits=compose.SendLimits.of(cfg))
     with single_connection(cfg) as conn:
         assert message_store.insert_outbound(conn, outbound_row(
             cfg, hitl_agent, composed.raw, id=message_id, status="pending_approval"))

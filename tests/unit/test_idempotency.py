@@ -12,7 +12,7 @@ from apisupport import make_tenant
 
 from e2a.core import idempotency
 from e2a.core.db import single_connection
-from e2a.core.idempotency import Outcome
+from e2a.core.idempotency import ClaimOutcome
 
 HASH_A = idempotency.request_hash(b"POST", b"/api/v1/send", b'{"a":1}')
 HASH_B = idempotency.request_hash(b"POST", b"/api/v1/send", b'{"a":2}')
@@ -45,11 +45,11 @@ def age(cfg, user_id, k, by: timedelta):
 
 def test_first_claims_then_in_progress_then_replay(cfg, user_id):
     k = key()
-    assert claim(cfg, user_id, k).outcome is Outcome.CLAIMED
-    assert claim(cfg, user_id, k).outcome is Outcome.IN_PROGRESS
+    assert claim(cfg, user_id, k).outcome is ClaimOutcome.CLAIMED
+    assert claim(cfg, user_id, k).outcome is ClaimOutcome.IN_PROGRESS
     record(cfg, user_id, k, 200, {"message_id": "msg_1", "status": "sent"})
     again = claim(cfg, user_id, k)
-    assert again.outcome is Outcome.REPLAY
+    assert again.outcome is ClaimOutcome.REPLAY
     assert (again.status_code, again.response) == (200, {"message_id": "msg_1",
                                                          "status": "sent"})
 
@@ -57,9 +57,9 @@ def test_first_claims_then_in_progress_then_replay(cfg, user_id):
 def test_other_request_same_key_is_a_mismatch(cfg, user_id):
     k = key()
     claim(cfg, user_id, k)
-    assert claim(cfg, user_id, k, HASH_B).outcome is Outcome.MISMATCH
+    assert claim(cfg, user_id, k, HASH_B).outcome is ClaimOutcome.MISMATCH
     record(cfg, user_id, k)
-    assert claim(cfg, user_id, k, HASH_B).outcome is Outcome.MISMATCH
+    assert claim(cfg, user_id, k, HASH_B).outcome is ClaimOutcome.MISMATCH
 
 
 def test_released_key_can_be_claimed_again(cfg, user_id):
@@ -67,7 +67,7 @@ def test_released_key_can_be_claimed_again(cfg, user_id):
     claim(cfg, user_id, k)
     with single_connection(cfg) as conn:
         idempotency.release(conn, user_id, k)
-    assert claim(cfg, user_id, k, HASH_B).outcome is Outcome.CLAIMED
+    assert claim(cfg, user_id, k, HASH_B).outcome is ClaimOutcome.CLAIMED
 
 
 def test_release_leaves_an_answered_key_alone(cfg, user_id):
@@ -76,7 +76,7 @@ def test_release_leaves_an_answered_key_alone(cfg, user_id):
     record(cfg, user_id, k)
     with single_connection(cfg) as conn:
         idempotency.release(conn, user_id, k)
-    assert claim(cfg, user_id, k).outcome is Outcome.REPLAY
+    assert claim(cfg, user_id, k).outcome is ClaimOutcome.REPLAY
 
 
 def test_keys_are_per_user(cfg, user_id):
@@ -84,7 +84,7 @@ def test_keys_are_per_user(cfg, user_id):
     other = make_tenant(cfg).user["id"]
     claim(cfg, user_id, k)
     record(cfg, user_id, k)
-    assert claim(cfg, other, k, HASH_B).outcome is Outcome.CLAIMED
+    assert claim(cfg, other, k, HASH_B).outcome is ClaimOutcome.CLAIMED
 
 
 def test_after_24_hours_a_key_is_new(cfg, user_id):
@@ -92,24 +92,24 @@ def test_after_24_hours_a_key_is_new(cfg, user_id):
     claim(cfg, user_id, k)
     record(cfg, user_id, k)
     age(cfg, user_id, k, idempotency.KEPT - timedelta(minutes=1))
-    assert claim(cfg, user_id, k, HASH_B).outcome is Outcome.MISMATCH
+    assert claim(cfg, user_id, k, HASH_B).outcome is ClaimOutcome.MISMATCH
     age(cfg, user_id, k, timedelta(minutes=2))
-    assert claim(cfg, user_id, k, HASH_B).outcome is Outcome.CLAIMED
-    assert claim(cfg, user_id, k, HASH_B).outcome is Outcome.IN_PROGRESS
+    assert claim(cfg, user_id, k, HASH_B).outcome is ClaimOutcome.CLAIMED
+    assert claim(cfg, user_id, k, HASH_B).outcome is ClaimOutcome.IN_PROGRESS
 
 
 def test_a_dead_claim_is_taken_over_after_it_goes_stale(cfg, user_id):
     k = key()
     claim(cfg, user_id, k)
     age(cfg, user_id, k, idempotency.STALE - timedelta(seconds=30))
-    assert claim(cfg, user_id, k).outcome is Outcome.IN_PROGRESS
+    assert claim(cfg, user_id, k).outcome is ClaimOutcome.IN_PROGRESS
     age(cfg, user_id, k, timedelta(minutes=1))
-    assert claim(cfg, user_id, k).outcome is Outcome.CLAIMED
+    assert claim(cfg, user_id, k).outcome is ClaimOutcome.CLAIMED
 
 
 def test_racing_requests_one_claims(cfg, user_id):
     k = key()
-    outcomes: list[Outcome] = []
+    outcomes: list[ClaimOutcome] = []
     start = threading.Barrier(8)
 
     def race() -> None:

@@ -27,7 +27,7 @@ from e2a.core.mta import verp
 from e2a.core.net import listen
 from e2a.core.net.addresses import UnixAddress
 from e2a.core.outbound import replyaddress
-from e2a.policy.checks import Limits
+from e2a.policy.checks import RcptLimits
 from e2a.policy.daemon import PolicyServer
 
 
@@ -60,7 +60,7 @@ def agents(cfg: config.Config) -> SimpleNamespace:
 
 @pytest.fixture(scope="module")
 def policy(cfg: config.Config, sockdir: Path) -> Iterator[str]:
-    with running_policy(cfg, sockdir / "policy.sock", Limits()) as path:
+    with running_policy(cfg, sockdir / "policy.sock", RcptLimits()) as path:
         yield path
 
 
@@ -176,7 +176,7 @@ def test_database_down_disconnects_without_an_action(cfg, sockdir, tmp_path):
         database_url=f"postgresql://e2a@/e2a?host={tmp_path}/nowhere&port=1"), env={})
     pool = open_pool(bad, name="test-policy-down")
     listener = listen.bind(UnixAddress(str(sockdir / "down.sock")))
-    server = PolicyServer(listener, pool, Limits(), db_timeout=0.5)
+    server = PolicyServer(listener, pool, RcptLimits(), db_timeout=0.5)
     server.start()
     try:
         c = Client(str(sockdir / "down.sock"))
@@ -264,7 +264,7 @@ def small_policy(cfg, sockdir, monkeypatch) -> Iterator[str]:
     monkeypatch.setattr(daemon, "IDLE_TIMEOUT", 1.5)
     pool = open_pool(cfg, name="test-policy-small", wait=True, autocommit=True)
     path = sockdir / "small.sock"
-    server = PolicyServer(listen.bind(UnixAddress(str(path))), pool, Limits())
+    server = PolicyServer(listen.bind(UnixAddress(str(path))), pool, RcptLimits())
     server.start()
     try:
         yield str(path)

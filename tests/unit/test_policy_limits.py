@@ -17,7 +17,7 @@ from policysupport import Client, running_policy
 
 from e2a.core.db import single_connection
 from e2a.core.ratelimit import Limit
-from e2a.policy.checks import Limits, client_key
+from e2a.policy.checks import RcptLimits, client_key
 
 OVER_COUNT = "552 5.2.2 mailbox full: monthly message quota reached"
 OVER_STORAGE = "552 5.2.2 mailbox full: storage quota reached"
@@ -33,7 +33,7 @@ def sockdir() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def client_of(cfg, path: Path, limits: Limits) -> Iterator[Client]:
+def client_of(cfg, path: Path, limits: RcptLimits) -> Iterator[Client]:
     with running_policy(cfg, path, limits) as sock:
         client = Client(sock)
         try:
@@ -62,7 +62,7 @@ def set_limits(cfg, tenant: Tenant, **limits: int) -> None:
 def test_over_the_monthly_message_count_is_552_5_2_2(cfg, sockdir):
     t = make_tenant(cfg)
     set_limits(cfg, t, max_messages_month=2)
-    with client_of(cfg, sockdir / "p.sock", Limits()) as c:
+    with client_of(cfg, sockdir / "p.sock", RcptLimits()) as c:
         insert_message(cfg, t.agent)
         assert rcpt(c, t.agent["email"], fresh_ip()) == "DUNNO"
         insert_message(cfg, t.agent)
@@ -81,7 +81,7 @@ def test_over_the_storage_quota_is_552_5_2_2(cfg, sockdir):
         stored = conn.execute("SELECT sum(size_bytes) AS s FROM messages WHERE user_id = %s",
                               (t.user["id"],)).fetchone()["s"]
     set_limits(cfg, t, max_storage_bytes=stored + 1000)
-    with client_of(cfg, sockdir / "p.sock", Limits()) as c:
+    with client_of(cfg, sockdir / "p.sock", RcptLimits()) as c:
         assert rcpt(c, t.agent["email"], fresh_ip()) == "DUNNO"
         # The SIZE the client declared in MAIL FROM counts before the data comes.
         assert rcpt(c, t.agent["email"], fresh_ip(), size="1000") == "DUNNO"
@@ -94,7 +94,7 @@ def test_quota_comes_after_unknown_and_before_rate(cfg, sockdir):
     t = make_tenant(cfg)
     set_limits(cfg, t, max_messages_month=0)
     ip = fresh_ip()
-    limits = Limits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 1))
+    limits = RcptLimits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 1))
     unknown = "nobody-" + t.agent["email"]
     with client_of(cfg, sockdir / "p.sock", limits) as c:
         assert rcpt(c, unknown, ip).startswith("550 5.1.1 ")
@@ -108,7 +108,7 @@ def test_quota_comes_after_unknown_and_before_rate(cfg, sockdir):
 def test_rate_per_client_ip_is_450_at_the_limit_plus_one(cfg, sockdir):
     t, u = make_tenant(cfg), make_tenant(cfg)
     ip = fresh_ip()
-    limits = Limits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 5))
+    limits = RcptLimits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 5))
     with client_of(cfg, sockdir / "p.sock", limits) as c:
         # Any agent, one client: the count is the client's.
         answers = [rcpt(c, (t, u)[i % 2].agent["email"], ip) for i in range(5)]
@@ -121,7 +121,7 @@ def test_rate_per_client_ip_is_450_at_the_limit_plus_one(cfg, sockdir):
 def test_ipv6_clients_count_per_64(cfg, sockdir):
     t = make_tenant(cfg)
     prefix = f"2001:db8:{secrets.randbits(16):x}:{secrets.randbits(16):x}"
-    limits = Limits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 2))
+    limits = RcptLimits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 2))
     with client_of(cfg, sockdir / "p.sock", limits) as c:
         assert rcpt(c, t.agent["email"], f"{prefix}::1") == "DUNNO"
         assert rcpt(c, t.agent["email"], f"{prefix}:0:0:0:2") == "DUNNO"
@@ -133,7 +133,7 @@ def test_ipv6_clients_count_per_64(cfg, sockdir):
 
 def test_rate_per_agent_is_450_at_the_limit_plus_one(cfg, sockdir):
     t, u = make_tenant(cfg), make_tenant(cfg)
-    limits = Limits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 100),
+    limits = RcptLimits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 100),
                     per_agent=Limit(f"agent-{secrets.token_hex(3)}", 4))
     with client_of(cfg, sockdir / "p.sock", limits) as c:
         # Many clients, one agent: the count is the agent's.
@@ -145,7 +145,7 @@ def test_rate_per_agent_is_450_at_the_limit_plus_one(cfg, sockdir):
 def test_a_client_refused_for_its_own_rate_leaves_the_agents_alone(cfg, sockdir):
     t = make_tenant(cfg)
     flood, other = fresh_ip(), fresh_ip()
-    limits = Limits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 2),
+    limits = RcptLimits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 2),
                     per_agent=Limit(f"agent-{secrets.token_hex(3)}", 3))
     with client_of(cfg, sockdir / "p.sock", limits) as c:
         answers = [rcpt(c, t.agent["email"], flood) for _ in range(6)]
@@ -158,7 +158,7 @@ def test_a_client_refused_for_its_own_rate_leaves_the_agents_alone(cfg, sockdir)
 def test_a_window_that_rolls_over_lets_mail_in_again(cfg, sockdir):
     t = make_tenant(cfg)
     window = 2
-    limits = Limits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 3, window))
+    limits = RcptLimits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 3, window))
     ip = fresh_ip()
     with client_of(cfg, sockdir / "p.sock", limits) as c:
         # Start just after a boundary (windows are aligned to the epoch, and
@@ -174,7 +174,7 @@ def test_two_daemons_on_one_database_share_the_count(cfg, sockdir):
     """Two MX hosts: each answers from the same counters in Postgres."""
     t = make_tenant(cfg)
     ip = fresh_ip()
-    limits = Limits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 6))
+    limits = RcptLimits(per_client_ip=Limit(f"ip-{secrets.token_hex(3)}", 6))
     with client_of(cfg, sockdir / "a.sock", limits) as a, \
             client_of(cfg, sockdir / "b.sock", limits) as b:
         answers = [rcpt((a, b)[i % 2], t.agent["email"], ip) for i in range(6)]
@@ -184,6 +184,6 @@ def test_two_daemons_on_one_database_share_the_count(cfg, sockdir):
 
 
 def test_limits_come_from_the_configuration(cfg):
-    limits = Limits.from_config(cfg)
+    limits = RcptLimits.from_config(cfg)
     assert limits.per_client_ip == Limit("inbound-ip", 120, 60)
     assert limits.per_agent == Limit("inbound-agent", 600, 60)

@@ -30,7 +30,7 @@ def test_allows_the_limit_and_refuses_the_next(cfg):
 def test_a_new_window_starts_from_zero(cfg):
     limit = _limit(2, window_seconds=10)
     with single_connection(cfg) as conn:
-        def hit(seconds: float) -> ratelimit.Outcome:
+        def hit(seconds: float) -> ratelimit.HitOutcome:
             return ratelimit.hit(conn, limit, "k", at=T0 + timedelta(seconds=seconds))
 
         assert [hit(s).allowed for s in (0, 5, 9.999)] == [True, True, False]
@@ -104,7 +104,7 @@ def test_concurrent_hits_from_many_connections_all_count(cfg):
 def test_first_refusal_stops_counting_at_the_refusing_limit(cfg):
     first, second = _limit(2), _limit(10)
     with single_connection(cfg) as conn:
-        def both() -> tuple[ratelimit.Limit, ratelimit.Outcome] | None:
+        def both() -> tuple[ratelimit.Limit, ratelimit.HitOutcome] | None:
             return ratelimit.first_refusal(conn, [(first, "a"), (second, "b")], at=T0)
 
         assert both() is None

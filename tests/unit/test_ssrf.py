@@ -61,10 +61,10 @@ def test_a_name_with_any_private_address_is_refused():
     resolve, _ = _stub({"hooks.example.com": [["93.184.216.34", "10.0.0.7"]],
                         "ok.example.com": [["93.184.216.34"]], "none.example.com": [[]]})
     guard = ssrf.Guard(resolve=resolve)
-    with pytest.raises(ssrf.Refused, match=r"10\.0\.0\.7"):
+    with pytest.raises(ssrf.AddressRefused, match=r"10\.0\.0\.7"):
         guard.addresses("hooks.example.com")
     assert guard.addresses("ok.example.com") == [ipaddress.ip_address("93.184.216.34")]
-    with pytest.raises(ssrf.Refused, match="no address"):
+    with pytest.raises(ssrf.AddressRefused, match="no address"):
         guard.addresses("none.example.com")
 
 
@@ -74,7 +74,7 @@ def test_numeric_host_spellings_are_never_read_as_addresses():
     resolve, asked = _stub({"2130706433": [[]], "0x7f000001": [[]]})
     guard = ssrf.Guard(resolve=resolve, allow_loopback=True)
     for host in ("2130706433", "0x7f000001"):
-        with pytest.raises(ssrf.Refused):
+        with pytest.raises(ssrf.AddressRefused):
             guard.addresses(host)
     assert asked == ["2130706433", "0x7f000001"]
 
@@ -176,9 +176,9 @@ def test_redirects_are_not_followed(plain):
 def test_non_2xx_and_refused_connections_are_failures(plain):
     client = webhookhttp.Client(allow_loopback=True, timeout=5)
     plain.behaviour.status = 503
-    assert client.post(plain.url(), b"{}", {}) == webhookhttp.Outcome(503, "HTTP 503")
+    assert client.post(plain.url(), b"{}", {}) == webhookhttp.PostOutcome(503, "HTTP 503")
     plain.behaviour.status = 204
-    assert client.post(plain.url(), b"{}", {}) == webhookhttp.Outcome(204, "")
+    assert client.post(plain.url(), b"{}", {}) == webhookhttp.PostOutcome(204, "")
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
@@ -192,7 +192,7 @@ def test_a_trickling_receiver_is_cut_off_at_the_timeout(plain):
     plain.behaviour.trickle = 0.3
     client = webhookhttp.Client(allow_loopback=True, timeout=1.0)
     outcome = client.post(plain.url(), b"{}", {})
-    assert outcome == webhookhttp.Outcome(None, "timed out after 1 s")
+    assert outcome == webhookhttp.PostOutcome(None, "timed out after 1 s")
 
 
 def test_utf8_header_values_are_sent_as_utf8(plain):

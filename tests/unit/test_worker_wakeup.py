@@ -23,7 +23,7 @@ from e2a.worker.daemon import Worker
 @pytest.fixture
 def listening(cfg) -> Iterator[wakeup.Bell]:
     bell, stop = wakeup.Bell(), threading.Event()
-    listener = wakeup.Listener(cfg, event_store.EVENTS_CHANNEL, bell, stop)
+    listener = wakeup.WakeupThread(cfg, event_store.EVENTS_CHANNEL, bell, stop)
     listener.start()
     assert bell.wait(5)  # rung once on connecting
     yield bell
