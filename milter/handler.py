@@ -8,22 +8,16 @@ import functools
 import logging
 import socket
 from collections.abc import Callable
-from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import mailauth
 from e2a.core.config import Config
-from e2a.core.inbound import bounces, forged, replyapproval
-from e2a.core.inbound import inbox as inbound
+from e2a.core.inbound import forged, inbox, route
 from e2a.core.mail import headers, rebuild
 from e2a.core.mailauth.verdict import Verdict
-from e2a.core.mta import verp
-from e2a.core.net import addresses
 from e2a.core.runtime import metrics
-from e2a.core.store import agents as agent_store
 
 log = logging.getLogger("e2a.milter")
 
@@ -185,77 +179,24 @@ class InboundMilter(Milter.Base):
     # -- end of data -----------------------------------------------------
 
     def _deliver(self, queue_id: str) -> int:
+        """The message to core.inbound.route, its answer back to libmilter:
+        the recipients it consumed taken away (DISCARD when none are left),
+        the headers forged in our name deleted."""
         recipients = [headers.addr_spec(r) for r in self.rcpts]
-        leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
-        body = b"".join(self.body_parts)
-        bounced = self._consume_bounces(recipients, body, leading_space, queue_id)
-        bounced |= self._consume_replies(recipients, body, leading_space, queue_id)
-        authserv_id = self.cfg.mail.authserv_id
-        fakes = [i for i, (name, value) in enumerate(self.headers)
-                 if forged.claims_ours(name, value, authserv_id)]
-        # DKIM is checked on the bytes as they came; what we store and
-        # attest to leaves out the headers forged in our name.
-        received = rebuild.message(self.headers, body, leading_space)
-        drop = set(fakes)
-        kept = received if not drop else rebuild.message(
-            [h for i, h in enumerate(self.headers) if i not in drop], body, leading_space)
-        msg = headers.parse(kept)
-        with self.pool.connection() as conn:
-            agents = agent_store.agents_by_emails(
-                conn, [r for r in recipients if r.lower() not in bounced],
-                headers.thread_refs(msg))
-        if agents and self._sent_by_held_agent(msg):
-            # Its agent recipients get it when a person releases it: it comes
-            # back through our reinjection service and is stored then.
-            log.info("from an agent under review: left for the content filter",
-                     extra={"queue_id": queue_id})
-            self._delete_headers(fakes, queue_id)
-            return Milter.CONTINUE
-        if not agents:
-            # Not ours: no checks, nothing stored; it passes on as it came
-            # but for headers forged in our name.
-            log.debug("no agent among %d recipient(s): passed on", len(recipients),
-                      extra={"queue_id": queue_id})
-            if bounced and not self._take(recipients, bounced):
-                return Milter.DISCARD
-            self._delete_headers(fakes, queue_id)
-            return Milter.CONTINUE
-        verdict = self._authenticate(received, msg)
-        self.verdict_label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
-        delivered = headers.prepend_header(kept, AR, verdict.header)
-        envelope = inbound.Envelope(
+        envelope = inbox.Envelope(
             mail_from=self.mail_from, recipients=recipients, client_addr=self.client_addr,
             client_name=self.client_name, helo=self.helo, queue_id=queue_id,
             own_path=self.own_path)
-        with metrics.timed("milter_store"):
-            stored = inbound.store(self.pool, delivered, envelope, verdict,
-                                   self.cfg.secrets.hmac_secret, agents=agents, msg=msg)
-        metrics.inbound_messages.labels(
-            verdict=self.verdict_label,
-            result=metrics.STORED if stored.message_ids else metrics.DUPLICATE).inc()
-        log.info("stored for %d agent(s)", len(stored.agent_recipients), extra={
-            "queue_id": queue_id, "message_id": ",".join(stored.message_ids),
-            "spf": verdict.spf, "dkim": verdict.dkim, "dmarc": verdict.dmarc,
-            "verified": verdict.aligned, "forged_removed": len(fakes)})
-        consumed = bounced | {r.lower() for r in stored.agent_recipients}
-        if not self._take(recipients, consumed):
+        received = route.Received(envelope, self.headers, b"".join(self.body_parts),
+                                  bool(self._protocol & Milter.P_HDR_LEADSPC))
+        routed = route.consume(self.pool, self.cfg, received, self._heard_verdict)
+        if routed.consumed and not self._take(recipients, routed.consumed):
             return Milter.DISCARD
-        self._delete_headers(fakes, queue_id)
+        self._delete_headers(routed.forged, queue_id)
         return Milter.CONTINUE
 
-    def _sent_by_held_agent(self, msg: EmailMessage) -> bool:
-        """Whether an agent whose mail waits for a person sent this from this
-        host (plain SMTP, sendmail). Such mail is held by the content filter
-        after queueing; stored for agent recipients here, at its first pass,
-        it would reach them before anyone approved it."""
-        if self.own_path or not addresses.local_client(self.client_addr):
-            return False
-        senders = {a for a in (self.mail_from, headers.from_address(msg)) if "@" in a}
-        if not senders:
-            return False
-        with self.pool.connection() as conn:
-            found = [agent_store.agent_by_email(conn, sender) for sender in senders]
-        return any(agent is not None and agent["hitl_enabled"] for agent in found)
+    def _heard_verdict(self, verdict: Verdict) -> None:
+        self.verdict_label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
 
     def _take(self, recipients: list[str], consumed: set[str]) -> int:
         """Take the ``consumed`` recipients (lowercase) away from Postfix;
@@ -267,37 +208,6 @@ class InboundMilter(Milter.Base):
             else:
                 remaining += 1
         return remaining
-
-    def _consume_bounces(self, recipients: list[str], body: bytes, leading_space: bool,
-                         queue_id: str) -> set[str]:
-        """Mail for our VERP return paths (bounces of our outbound mail) goes
-        to core.bounces, never to anyone; the addresses it took, lowercase."""
-        if not bounces.verp_recipients(recipients):
-            return set()
-        raw = rebuild.message(self.headers, body, leading_space)
-        return {r.lower() for r in bounces.consume(self.pool, raw, recipients,
-                                                   verp.key(self.cfg), queue_id)}
-
-    def _consume_replies(self, recipients: list[str], body: bytes, leading_space: bool,
-                         queue_id: str) -> set[str]:
-        """Mail for the reply addresses of owner notifications goes to
-        core.replyapproval (approve or reject by reply), never to anyone; the
-        addresses it took, lowercase."""
-        if not replyapproval.reply_recipients(recipients):
-            return set()
-        raw = rebuild.message(self.headers, body, leading_space)
-        # Authenticated only on demand: once the address's MAC says it is
-        # one we gave out, so junk to made-up addresses costs no DNS.
-        return {r.lower() for r in replyapproval.consume(
-            self.pool, self.cfg, raw, lambda: self._authenticate(raw, headers.parse(raw)),
-            recipients, queue_id)}
-
-    def _authenticate(self, received: bytes, msg: EmailMessage) -> Verdict:
-        """SPF, DKIM and DMARC of ``received`` (the bytes as they came)."""
-        who = mailauth.Identity(self.client_addr, self.helo, self.mail_from,
-                                headers.author_domains(msg))
-        with metrics.timed("milter_auth"):
-            return mailauth.authenticate(received, who, self.cfg.mail.authserv_id)
 
     def _delete_headers(self, positions: list[int], queue_id: str) -> None:
         if not positions:

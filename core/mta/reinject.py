@@ -1,13 +1,9 @@
 """Hand a message back to Postfix's reinjection service: all or nothing.
 
-Every recipient must be accepted before the data is sent. A refused
-recipient aborts the whole transaction (nothing is queued, the caller
-answers 4xx and Postfix retries the message later): after DATA an SMTP
-server has one answer for all recipients, so delivering to the accepted
-subset would either lose the refused ones (answering 250) or deliver twice
-to the others (answering 4xx, and Postfix retrying them all). The
-reinjection service accepts every recipient from loopback by design, so a
-refusal there is a fault an operator must see, not a verdict on the mail.
+The transaction itself is core/mta/smtpclient.py's (every recipient
+accepted before the data, or nothing queued). The reinjection service
+accepts every recipient from loopback by design, so a refused recipient
+there is a fault an operator must see, not a verdict on the mail.
 
 A 5xx to the message (MAIL FROM, DATA, end of data) is permanent
 (ReinjectError.permanent): the message as it is will never be taken (552,
@@ -19,14 +15,11 @@ operator's fault, above) is transient.
 
 from __future__ import annotations
 
-import contextlib
-import smtplib
-import socket
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-
-from e2a.core.mta import xforward
+from e2a.core.mta import smtpclient
+from e2a.core.mta.smtpclient import Transaction
 from e2a.core.net.addresses import InetAddress
+
+__all__ = ["ReinjectError", "Transaction", "reinject"]
 
 
 class ReinjectError(Exception):
@@ -41,83 +34,24 @@ class ReinjectError(Exception):
         self.reply = reply
 
 
-@dataclass(frozen=True)
-class Transaction:
-    mail_from: str  # "" for the null sender
-    recipients: Sequence[str]
-    data: bytes  # sent exactly as is
-    body_type: str = ""  # BODY= of the client's MAIL FROM (7BIT, 8BITMIME)
-    smtputf8: bool = False
-    xforward: Mapping[str, str] = field(default_factory=dict)
-
-
 def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float) -> str:
     """Send ``txn``; return the server's final reply (it names the new queue id)."""
     try:
-        smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo, timeout=timeout)
-    except (OSError, smtplib.SMTPException) as exc:
-        raise ReinjectError(f"cannot connect to {address}: {exc}") from None
-    try:
-        return _send(smtp, txn)
-    except smtplib.SMTPResponseException as exc:
-        raise ReinjectError(f"{address}: answered {exc.smtp_code} "
-                            f"{_text(exc.smtp_error)}",
-                            permanent=_permanent(exc.smtp_code),
-                            reply=f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
-    except (OSError, smtplib.SMTPException, UnicodeError) as exc:
+        _code, text = smtpclient.send(address, txn, helo=helo, timeout=timeout)
+    except smtpclient.Refused as exc:
+        permanent = _permanent(exc.code) and not exc.step.startswith("RCPT")
+        if exc.step == "DATA":  # refused before the message was sent
+            raise ReinjectError(f"{address}: answered {exc.reply}", permanent=permanent,
+                                reply=exc.reply) from None
+        raise ReinjectError(str(exc), permanent=permanent, reply=exc.reply) from None
+    except smtpclient.Unsupported as exc:
+        raise ReinjectError(f"the reinjection service does not announce {exc}") from None
+    except smtpclient.Unreachable as exc:
+        if exc.connecting:
+            raise ReinjectError(f"cannot connect to {address}: {exc}") from None
         raise ReinjectError(f"{address}: {exc}") from None
-    finally:
-        # QUIT also discards a transaction we abandoned after a refusal.
-        with contextlib.suppress(OSError, smtplib.SMTPException):
-            smtp.quit()
-        smtp.close()
-
-
-def _send(smtp: smtplib.SMTP, txn: Transaction) -> str:
-    if smtp.sock is not None and smtp.sock.family in (socket.AF_INET, socket.AF_INET6):
-        # Small commands then a wait for the reply: Nagle plus delayed ACK
-        # would add tens of milliseconds per message.
-        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _expect(smtp.ehlo(), "EHLO", 250)
-    if txn.xforward and smtp.has_extn("xforward"):
-        supported = smtp.esmtp_features["xforward"].split()
-        for args in xforward.commands(txn.xforward, supported):
-            _expect(smtp.docmd("XFORWARD", args), "XFORWARD", 250)
-    params = []
-    if txn.body_type and smtp.has_extn("8bitmime"):
-        params.append(f"BODY={txn.body_type}")
-    if txn.smtputf8:
-        if not smtp.has_extn("smtputf8"):
-            raise ReinjectError("the reinjection service does not announce SMTPUTF8")
-        params.append("SMTPUTF8")
-        smtp.command_encoding = "utf-8"
-    if smtp.has_extn("size"):
-        params.append(f"SIZE={len(txn.data)}")
-    # Commands built by hand: smtplib's own address quoting would re-parse
-    # (and could rewrite) the addresses; they go on exactly as received.
-    _expect(smtp.docmd("MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"),
-            "MAIL FROM", 250)
-    for rcpt in txn.recipients:
-        _expect(smtp.docmd("RCPT", f"TO:<{rcpt}>"), f"RCPT TO:<{rcpt}>", 250, 251)
-    code, reply = smtp.data(txn.data)
-    return _expect((code, reply), "end of data", 250)
-
-
-def _expect(answer: tuple[int, bytes], step: str, *codes: int) -> str:
-    code, reply = answer
-    text = _text(reply)
-    if code not in codes:
-        raise ReinjectError(f"{step} answered {code} {text}",
-                            permanent=_permanent(code) and not step.startswith("RCPT"),
-                            reply=f"{code} {text}")
     return text
 
 
 def _permanent(code: int) -> bool:
     return 500 <= code <= 599
-
-
-def _text(reply: bytes | str) -> str:
-    if isinstance(reply, bytes):
-        reply = reply.decode("utf-8", "replace")
-    return " ".join(reply.split())

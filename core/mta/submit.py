@@ -1,19 +1,18 @@
 """Handing a message to Postfix's submit service (submit.address) by SMTP.
 
-One SMTP transaction per message. Every recipient must be accepted before
-DATA: a refused one ends the transaction with nothing queued, so the caller
-never has to explain a message that went to only some of its recipients. A
-message counts as submitted only on Postfix's 250 to the data; anything else
-is a SubmitError and Postfix has queued nothing.
+The transaction is core/mta/smtpclient.py's: every recipient must be
+accepted before DATA, and a refused one ends the transaction with nothing
+queued, so the caller never has to explain a message that went to only some
+of its recipients. A message counts as submitted only on Postfix's 250 to
+the data; anything else is a SubmitError and Postfix has queued nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import smtplib
 from collections.abc import Sequence
 
+from e2a.core.mta import smtpclient
 from e2a.core.net import addresses
 from e2a.core.net.addresses import InetAddress
 
@@ -32,10 +31,6 @@ def queue_id(reply: str) -> str:
     return found.group(1) if found else ""
 
 
-def _answer(code: int, text: bytes) -> str:
-    return f"{code} {text.decode('utf-8', 'replace')}"
-
-
 def submit(address: str, mail_from: str, recipients: Sequence[str], message: bytes, *,
            helo: str, timeout: float) -> str:
     """Submit ``message`` (CRLF line ends) with this envelope; Postfix's
@@ -46,27 +41,15 @@ def submit(address: str, mail_from: str, recipients: Sequence[str], message: byt
         raise SubmitError(f"submit.address must be host:port, not {address}")
     if not recipients:
         raise SubmitError("no recipients")
+    txn = smtpclient.Transaction(mail_from, recipients, message)
     try:
-        with smtplib.SMTP(target.host, target.port, local_hostname=helo,
-                          timeout=timeout) as client:
-            client.ehlo_or_helo_if_needed()
-            options = [f"SIZE={len(message)}"] if client.has_extn("size") else []
-            code, text = client.mail(mail_from, options)
-            if code != 250:
-                raise SubmitError(f"sender refused: {_answer(code, text)}")
-            for rcpt in recipients:
-                code, text = client.rcpt(rcpt)
-                if code not in (250, 251):
-                    with contextlib.suppress(OSError, smtplib.SMTPException):
-                        client.rset()  # nothing queued; the answer to it does not matter
-                    raise SubmitError(f"recipient {rcpt} refused: {_answer(code, text)}")
-            code, text = client.data(message)
-            if code != 250:
-                raise SubmitError(f"message refused: {_answer(code, text)}")
-            return _answer(code, text)
-    except smtplib.SMTPResponseException as exc:  # DATA refused before the message
-        raise SubmitError(f"message refused: {_answer(exc.smtp_code, exc.smtp_error)}") \
-            from None
-    except (OSError, smtplib.SMTPException) as exc:
-        raise SubmitError(f"cannot reach Postfix at {address}: "
-                          f"{exc or type(exc).__name__}") from None
+        code, text = smtpclient.send(target, txn, helo=helo, timeout=timeout)
+    except smtpclient.Refused as exc:
+        if exc.recipient:
+            raise SubmitError(f"recipient {exc.recipient} refused: {exc.reply}") from None
+        if exc.step == "MAIL FROM":
+            raise SubmitError(f"sender refused: {exc.reply}") from None
+        raise SubmitError(f"message refused: {exc.reply}") from None
+    except (smtpclient.Unreachable, smtpclient.Unsupported) as exc:
+        raise SubmitError(f"cannot reach Postfix at {address}: {exc}") from None
+    return f"{code} {text}"

@@ -16,8 +16,8 @@ from milterdriver import feed, installed
 from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
+from e2a.core.inbound import route
 from e2a.core.mail import rebuild
-from e2a.milter import handler
 
 AGENT = "robust@agents.test.example"
 
@@ -116,7 +116,7 @@ def fed_authenticating_with(monkeypatch, authenticate: Any, raw: bytes, sender: 
     """The milter's outcome for ``raw`` with ``authenticate`` in place of the
     mail-authentication checks."""
     with monkeypatch.context() as patch:
-        patch.setattr(handler.mailauth, "authenticate", authenticate)
+        patch.setattr(route.mailauth, "authenticate", authenticate)
         return feed(raw, sender, recipients, **kwargs)
 
 

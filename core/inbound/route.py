@@ -1,0 +1,150 @@
+"""Routing one received message to its consumers, in one place: the milter
+only translates libmilter's calls into a ``Received`` and the ``Routed``
+answer back into milter actions.
+
+The consumers, in order: our VERP return paths (bounces of our own mail,
+core/inbound/bounces.py), the reply addresses of owner notifications
+(approve or reject by reply, core/inbound/replyapproval.py), then the agents
+among the recipients (core/inbound/inbox.py), after SPF, DKIM and DMARC.
+Headers forged in our name (core/inbound/forged.py) are left out of what is
+stored and attested, and deleted from what Postfix passes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from psycopg_pool import ConnectionPool
+
+from e2a.core import mailauth
+from e2a.core.config import Config
+from e2a.core.inbound import bounces, forged, inbox, replyapproval
+from e2a.core.mail import headers, rebuild
+from e2a.core.mailauth.verdict import Verdict
+from e2a.core.mta import verp
+from e2a.core.net import addresses
+from e2a.core.runtime import metrics
+from e2a.core.store import agents as agent_store
+
+# The milter's logger: these lines are the milter's story of the message.
+log = logging.getLogger("e2a.milter")
+
+AR = "Authentication-Results"
+
+
+@dataclass(frozen=True)
+class Received:
+    envelope: inbox.Envelope  # recipients: addr-specs, in RCPT order
+    header_fields: list[tuple[bytes, bytes]]  # (name, value) as libmilter handed them over
+    body: bytes
+    leading_space: bool  # whether the values keep their leading space (rebuild.message)
+
+
+@dataclass(frozen=True)
+class Routed:
+    # Recipients (lowercase) a consumer took: Postfix must not deliver to them.
+    consumed: set[str] = field(default_factory=set)
+    # Positions in header_fields of the headers forged in our name, to delete.
+    forged: list[int] = field(default_factory=list)
+
+
+def consume(pool: ConnectionPool, cfg: Config, mail: Received,
+            on_verdict: Callable[[Verdict], None] = lambda _verdict: None) -> Routed:
+    """Hand ``mail`` to its consumers; what the MTA must do with the rest.
+    ``on_verdict`` hears the authentication result as soon as there is one
+    (before storing, so a failure after it is still counted under it)."""
+    env = mail.envelope
+    recipients = list(env.recipients)
+    # The bytes as they came: what DKIM checks, what bounces and replies read.
+    received = rebuild.message(mail.header_fields, mail.body, mail.leading_space)
+    bounced = _consume_bounces(pool, cfg, received, recipients, env.queue_id)
+    bounced |= _consume_replies(pool, cfg, received, env, recipients)
+    fakes = [i for i, (name, value) in enumerate(mail.header_fields)
+             if forged.claims_ours(name, value, cfg.mail.authserv_id)]
+    # What we store and attest to leaves out the headers forged in our name.
+    drop = set(fakes)
+    kept = received if not drop else rebuild.message(
+        [h for i, h in enumerate(mail.header_fields) if i not in drop], mail.body,
+        mail.leading_space)
+    msg = headers.parse(kept)
+    with pool.connection() as conn:
+        agents = agent_store.agents_by_emails(
+            conn, [r for r in recipients if r.lower() not in bounced], headers.thread_refs(msg))
+    if agents and _sent_by_held_agent(pool, env, msg):
+        # Its agent recipients get it when a person releases it: it comes
+        # back through our reinjection service and is stored then.
+        log.info("from an agent under review: left for the content filter",
+                 extra={"queue_id": env.queue_id})
+        return Routed(forged=fakes)
+    if not agents:
+        # Not ours: no checks, nothing stored; it passes on as it came
+        # but for headers forged in our name.
+        log.debug("no agent among %d recipient(s): passed on", len(recipients),
+                  extra={"queue_id": env.queue_id})
+        return Routed(consumed=bounced, forged=fakes)
+    verdict = authenticate(cfg, env, received, msg)
+    on_verdict(verdict)
+    label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
+    delivered = headers.prepend_header(kept, AR, verdict.header)
+    with metrics.timed("milter_store"):
+        stored = inbox.store(pool, delivered, env, verdict, cfg.secrets.hmac_secret,
+                             agents=agents, msg=msg)
+    metrics.inbound_messages.labels(
+        verdict=label,
+        result=metrics.STORED if stored.message_ids else metrics.DUPLICATE).inc()
+    log.info("stored for %d agent(s)", len(stored.agent_recipients), extra={
+        "queue_id": env.queue_id, "message_id": ",".join(stored.message_ids),
+        "spf": verdict.spf, "dkim": verdict.dkim, "dmarc": verdict.dmarc,
+        "verified": verdict.aligned, "forged_removed": len(fakes)})
+    return Routed(consumed=bounced | {r.lower() for r in stored.agent_recipients},
+                  forged=fakes)
+
+
+def _sent_by_held_agent(pool: ConnectionPool, env: inbox.Envelope, msg: EmailMessage) -> bool:
+    """Whether an agent whose mail waits for a person sent this from this
+    host (plain SMTP, sendmail). Such mail is held by the content filter
+    after queueing; stored for agent recipients here, at its first pass,
+    it would reach them before anyone approved it."""
+    if env.own_path or not addresses.local_client(env.client_addr):
+        return False
+    senders = {a for a in (env.mail_from, headers.from_address(msg)) if "@" in a}
+    if not senders:
+        return False
+    with pool.connection() as conn:
+        found = [agent_store.agent_by_email(conn, sender) for sender in senders]
+    return any(agent is not None and agent["hitl_enabled"] for agent in found)
+
+
+def _consume_bounces(pool: ConnectionPool, cfg: Config, raw: bytes, recipients: list[str],
+                     queue_id: str) -> set[str]:
+    """Mail for our VERP return paths (bounces of our outbound mail) goes
+    to core.inbound.bounces, never to anyone; the addresses it took, lowercase."""
+    if not bounces.verp_recipients(recipients):
+        return set()
+    return {r.lower() for r in bounces.consume(pool, raw, recipients, verp.key(cfg), queue_id)}
+
+
+def _consume_replies(pool: ConnectionPool, cfg: Config, raw: bytes, env: inbox.Envelope,
+                     recipients: list[str]) -> set[str]:
+    """Mail for the reply addresses of owner notifications goes to
+    core.inbound.replyapproval (approve or reject by reply), never to anyone;
+    the addresses it took, lowercase."""
+    if not replyapproval.reply_recipients(recipients):
+        return set()
+    # Authenticated only on demand: once the address's MAC says it is
+    # one we gave out, so junk to made-up addresses costs no DNS.
+    return {r.lower() for r in replyapproval.consume(
+        pool, cfg, raw, lambda: authenticate(cfg, env, raw, headers.parse(raw)),
+        recipients, env.queue_id)}
+
+
+def authenticate(cfg: Config, env: inbox.Envelope, received: bytes,
+                 msg: EmailMessage) -> Verdict:
+    """SPF, DKIM and DMARC of ``received`` (the bytes as they came)."""
+    who = mailauth.Identity(env.client_addr, env.helo, env.mail_from,
+                            headers.author_domains(msg))
+    with metrics.timed("milter_auth"):
+        return mailauth.authenticate(received, who, cfg.mail.authserv_id)

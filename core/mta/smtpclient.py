@@ -1,0 +1,130 @@
+"""The one SMTP client that hands mail to Postfix: its submit service (what
+the API sends, core/mta/submit.py) and its reinjection service (what the
+content filter and release let go, core/mta/reinject.py).
+
+One transaction per message, all or nothing: every recipient must be
+accepted before DATA, because after DATA a server has one answer for all
+recipients: delivering to the accepted subset would lose the refused ones
+(answering 250) or deliver twice to the others (answering 4xx and being
+retried). A refusal at any step ends the transaction; QUIT discards it, so
+nothing is queued. Commands are built by hand: smtplib's address quoting
+would re-parse (and could rewrite) addresses that must go on exactly as
+given. Each caller turns the failures into its own error and wording.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from e2a.core.mta import xforward
+from e2a.core.net.addresses import InetAddress
+
+
+@dataclass(frozen=True)
+class Transaction:
+    mail_from: str  # "" for the null sender
+    recipients: Sequence[str]
+    data: bytes  # sent exactly as is (CRLF line ends)
+    body_type: str = ""  # BODY= of the client's MAIL FROM (7BIT, 8BITMIME)
+    smtputf8: bool = False
+    xforward: Mapping[str, str] = field(default_factory=dict)
+
+
+class Refused(Exception):
+    """The server answered ``code`` at ``step`` ("EHLO", "XFORWARD", "MAIL
+    FROM", "RCPT TO:<a@b>", "DATA" for a refusal before the message, "end
+    of data"); ``text`` is its reply on one line."""
+
+    def __init__(self, step: str, code: int, text: str, *, recipient: str = "") -> None:
+        super().__init__(f"{step} answered {code} {text}")
+        self.step = step
+        self.code = code
+        self.text = text
+        self.recipient = recipient  # for a refused RCPT TO
+
+    @property
+    def reply(self) -> str:
+        return f"{self.code} {self.text}"
+
+
+class Unsupported(Exception):
+    """The server does not announce an extension the message needs (str()
+    names it): no server of ours would take it as it is."""
+
+
+class Unreachable(Exception):
+    """No conversation, or it broke off (connection refused or lost, a
+    timeout, a missing extension): ``connecting`` when it never began."""
+
+    def __init__(self, reason: str, *, connecting: bool) -> None:
+        super().__init__(reason)
+        self.connecting = connecting
+
+
+def send(address: InetAddress, txn: Transaction, *, helo: str, timeout: float) -> tuple[int, str]:
+    """Send ``txn``; the server's final answer (code, one-line text), which
+    names the queue id. ``timeout`` bounds each step (connect, every command)."""
+    try:
+        smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo, timeout=timeout)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise Unreachable(str(exc) or type(exc).__name__, connecting=True) from None
+    try:
+        return _transact(smtp, txn)
+    except smtplib.SMTPResponseException as exc:  # DATA refused before the message
+        raise Refused("DATA", exc.smtp_code, one_line(exc.smtp_error)) from None
+    except (OSError, smtplib.SMTPException, UnicodeError) as exc:
+        raise Unreachable(str(exc) or type(exc).__name__, connecting=False) from None
+    finally:
+        # QUIT also discards a transaction abandoned after a refusal.
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            smtp.quit()
+        smtp.close()
+
+
+def _transact(smtp: smtplib.SMTP, txn: Transaction) -> tuple[int, str]:
+    if smtp.sock is not None and smtp.sock.family in (socket.AF_INET, socket.AF_INET6):
+        # Small commands then a wait for the reply: Nagle plus delayed ACK
+        # would add tens of milliseconds per message.
+        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _expect(smtp.ehlo(), "EHLO", 250)
+    if txn.xforward and smtp.has_extn("xforward"):
+        supported = smtp.esmtp_features["xforward"].split()
+        for args in xforward.commands(txn.xforward, supported):
+            _expect(smtp.docmd("XFORWARD", args), "XFORWARD", 250)
+    params = []
+    if txn.body_type and smtp.has_extn("8bitmime"):
+        params.append(f"BODY={txn.body_type}")
+    if txn.smtputf8:
+        if not smtp.has_extn("smtputf8"):
+            raise Unsupported("SMTPUTF8")
+        params.append("SMTPUTF8")
+        smtp.command_encoding = "utf-8"
+    if smtp.has_extn("size"):
+        params.append(f"SIZE={len(txn.data)}")
+    _expect(smtp.docmd("MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"),
+            "MAIL FROM", 250)
+    for rcpt in txn.recipients:
+        _expect(smtp.docmd("RCPT", f"TO:<{rcpt}>"), f"RCPT TO:<{rcpt}>", 250, 251,
+                recipient=rcpt)
+    code, reply = smtp.data(txn.data)
+    return code, _expect((code, reply), "end of data", 250)
+
+
+def _expect(answer: tuple[int, bytes], step: str, *codes: int, recipient: str = "") -> str:
+    code, reply = answer
+    text = one_line(reply)
+    if code not in codes:
+        raise Refused(step, code, text, recipient=recipient)
+    return text
+
+
+def one_line(reply: bytes | str) -> str:
+    """A server reply for a log line: decoded, every run of whitespace
+    (the line breaks of a multi-line reply too) one space."""
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", "replace")
+    return " ".join(reply.split())
