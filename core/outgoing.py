@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from e2a.core import eventtypes, holds, inbound, outbound, sending, verp
+from e2a.core import conversations, eventtypes, holds, inbound, outbound, sending, verp
 from e2a.core.ids import new_id
 from e2a.core.store import agents as agent_store
 from e2a.core.store import events as event_store
@@ -61,66 +61,67 @@ class Sending:
     # The row's status: "sent" unless held for approval (pending_approval) or
     # decided on while it waited (rejected, expired_...).
     status: str = "sent"
+    # Every agent among the message's sender identities (outbound.sending_agents).
+    senders: tuple[Row, ...] = ()
 
 
 def identify(conn: psycopg.Connection, sub: Submission) -> Sending | None:
     """The outbound message ``sub`` is, its row made when it has none; None
     when no agent of ours sent it. One transaction."""
     with conn.transaction():
+        senders = tuple(outbound.sending_agents(conn, sub.mail_from, sub.headers,
+                                                inbound.thread_refs(sub.headers)))
         claimed = verp.parse(sub.mail_from)
         if claimed:
-            found = _api_message(conn, sub, claimed)
+            found = _api_message(conn, sub, claimed, senders)
             if found is not None:
                 return found
-        agent = _sending_agent(conn, sub)
+        agent = _sending_agent(senders)
         if agent is None:
             return None
         key = dedupe_key(sub)
         message_id = new_id("msg")
-        if _create(conn, sub, agent, message_id, key) is None:
+        if _create(conn, sub, agent, message_id, key, senders) is None:
             row = outbound_store.outbound_by_dedupe_key(conn, agent["id"], key)
             if row is None:
                 raise RuntimeError("outbound row neither created nor found")
-            return _from_row(row, agent)
-        return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "")
+            return _from_row(row, agent, senders)
+        return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "",
+                       senders=senders)
 
 
-def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str) -> Sending | None:
+def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
+                 senders: tuple[Row, ...]) -> Sending | None:
     row = outbound_store.outbound_by_id(conn, message_id)
     if row is None:
         # The API's commit failed after Postfix took the message (or is
         # still on its way: creating the row waits for that transaction).
         # It leaves recorded all the same, under the id it carries.
-        agent = _agent(conn, inbound.from_address(sub.headers), sub)
+        agent = _sending_agent(senders)
         if agent is None:
             return None
-        if _create(conn, sub, agent, message_id, None) is not None:
+        if _create(conn, sub, agent, message_id, None, senders) is not None:
             log.warning("no row for the message's return path: recorded from the message",
                         extra={"queue_id": sub.queue_id, "message_id": message_id})
-            return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "")
+            return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "",
+                           senders=senders)
         row = outbound_store.outbound_by_id(conn, message_id)
         if row is None:
             return None  # the id is an inbound message's: not a return path of ours
     agent = agent_store.agent_by_email(conn, row["agent_email"])
-    return _from_row(row, agent) if agent is not None else None
+    return _from_row(row, agent, senders) if agent is not None else None
 
 
-def _from_row(row: Row, agent: Row) -> Sending:
+def _from_row(row: Row, agent: Row, senders: tuple[Row, ...]) -> Sending:
     return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"]),
-                   row["provider_message_id"], row["status"])
+                   row["provider_message_id"], row["status"], senders)
 
 
-def _agent(conn: psycopg.Connection, address: str, sub: Submission) -> Row | None:
-    """The agent of ``address``, with the conversation ``sub`` replies to."""
-    if "@" not in address:
-        return None
-    found = agent_store.agents_by_emails(conn, [address], inbound.thread_refs(sub.headers))
-    return found[0] if found else None
-
-
-def _sending_agent(conn: psycopg.Connection, sub: Submission) -> Row | None:
-    """The agent whose address is the envelope sender, else the From."""
-    return _agent(conn, sub.mail_from, sub) or _agent(conn, inbound.from_address(sub.headers), sub)
+def _sending_agent(senders: tuple[Row, ...]) -> Row | None:
+    """Whose message it is: an agent under review among its sender
+    identities first (its owner is the one to approve it), else the first
+    (the envelope sender's, then the From's)."""
+    return next((a for a in senders if a["hitl_enabled"]), senders[0] if senders else None)
 
 
 def dedupe_key(sub: Submission) -> bytes:
@@ -132,19 +133,22 @@ def dedupe_key(sub: Submission) -> bytes:
 
 
 def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
-            key: bytes | None) -> str | None:
+            key: bytes | None, senders: tuple[Row, ...]) -> str | None:
     """The row and its email.sent event (held for approval: the row pending,
     an email.pending_approval event); None when the id or key is taken."""
     msg = sub.headers
     held = outbound.decide(outbound.Outgoing(sub.mail_from, sub.recipients, sub.raw,
-                                             agent=agent)) is outbound.Decision.HOLD
+                                             agent=agent, senders=senders)
+                           ) is outbound.Decision.HOLD
     to = inbound.header_addresses(msg, "To")
     cc = inbound.header_addresses(msg, "Cc")
     listed = {a.lower() for a in to + cc}
     sender = inbound.from_address(msg) or agent["email"]
     subject = inbound.header_value(msg, "Subject")
-    # The submit service takes mail from this host only: its header is ours to trust.
-    conversation_id = inbound.conversation(agent, msg, trust_header=True)
+    # Mail of this host may name its conversation, but only one of the
+    # agent's own owner: an id never joins another tenant's thread.
+    conversation_id = (conversations.claimed(conn, msg, agent["user_id"])
+                       or agent["thread_conversation_id"])
     stored = message_store.insert_outbound(conn, {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
         "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],

@@ -141,14 +141,16 @@ class PolicyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 
 class SocketmapServer(PolicyServer):
-    """Postfix's relay_domains lookups (socketmap), on their own socket."""
+    """Postfix's socketmap lookups (relay_domains, the reinjection
+    service's login check), on their own socket."""
 
     handler_class = socketmap.SocketmapHandler
 
     def __init__(self, listener: listen.Listener, pool: ConnectionPool, shared_domain: str,
-                 db_timeout: float = DB_TIMEOUT) -> None:
+                 db_timeout: float = DB_TIMEOUT, secret: str = "") -> None:
         super().__init__(listener, pool, checks.Limits(), db_timeout)
         self.shared_domain = shared_domain
+        self.secret = secret  # the deployment's, which reinjection logins derive from
 
 
 def open_policy_pool(cfg: Config, *, wait: bool = False) -> ConnectionPool:
@@ -173,7 +175,8 @@ def run(cfg: Config) -> None:
         raise SystemExit(1) from None
     pool = open_policy_pool(cfg)
     server = PolicyServer(listener, pool, checks.Limits.from_config(cfg))
-    map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain)
+    map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain,
+                                 secret=cfg.secrets.hmac_secret)
     server.start()
     map_server.start()
     metrics.serve(cfg.metrics.policy_listen, "policy")

@@ -113,8 +113,11 @@ IDENTITY_CASES = ["second_from", "sender_header", "envelope_of_another_agent"]
 
 @pytest.mark.parametrize("case", IDENTITY_CASES)
 def test_any_hitl_identity_holds_the_message(sandbox, held_agent, free_agent, case):
-    token = f"id-hold-{secrets.token_hex(6)}"
-    headers = {"To": f"{token}@elsewhere.test", "Subject": token}
+    tag = secrets.token_hex(6)
+    # The owner's notification names the subject: the body's token alone
+    # tells the message itself.
+    token, subject, rcpt = f"id-hold-{tag}", f"identity {tag}", f"rcpt-{tag}@elsewhere.test"
+    headers = {"To": rcpt, "Subject": subject}
     if case == "second_from":
         headers["From"] = f"{free_agent['email']}, {held_agent['email']}"
     elif case == "sender_header":
@@ -122,10 +125,9 @@ def test_any_hitl_identity_holds_the_message(sandbox, held_agent, free_agent, ca
         headers["Sender"] = held_agent["email"]
     else:  # the envelope names a free agent, the author is the held one
         headers["From"] = held_agent["email"]
-    reply = smtp_send(sandbox.smtp_port, free_agent["email"], f"{token}@elsewhere.test",
-                      _raw(headers, token))
+    reply = smtp_send(sandbox.smtp_port, free_agent["email"], rcpt, _raw(headers, token))
     assert reply.code == 250, reply
-    row = wait_until(lambda: (r := _outbound(sandbox, token)) and
+    row = wait_until(lambda: (r := _outbound(sandbox, subject)) and
                      (r["status"] != "sent" or r["provider_message_id"]) and r,
                      timeout=ARRIVAL_TIMEOUT, what="the filter's decision")
     assert row["status"] == "pending_approval", row["status"]
