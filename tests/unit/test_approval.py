@@ -222,7 +222,9 @@ def test_approve_with_edits_recomposes_keeping_the_thread(rcfg, pool, tenant, re
     assert msg["Message-ID"] == before["email_message_id"]
     assert msg["In-Reply-To"] == "<first@example.org>"
     assert msg["References"] == "<root@example.org> <first@example.org>"
-    assert msg["X-E2A-Conversation-Id"] == "conv-42"
+    # Our conversation id is internal: the row keeps it, the world never sees it.
+    assert msg["X-E2A-Conversation-Id"] is None
+    assert row(rcfg, message_id)["conversation_id"] == "conv-42"
     assert msg.get_body(("plain",)).get_content().strip() == "Hello again, friend."
     # Not edited: kept from the draft.
     assert msg.get_body(("html",)).get_content().strip() == "<p>Hello, friend.</p>"

@@ -79,6 +79,17 @@ def test_existing_agent_is_dunno_in_any_case(client, agents):
     assert client.rcpt(agents.shared.upper()) == "DUNNO"
 
 
+def test_every_spelling_of_an_address_is_the_same_agent(client, agents):
+    """Quoted local part, trailing dot, case: the milter and the filter
+    canonicalize the same way (addresses.mailbox), so an unknown agent is
+    refused whatever its spelling, and a known one is itself."""
+    local, _, domain = agents.shared.partition("@")
+    for spelling in (f'"{local}"@{domain}', f"{local}@{domain}.", f'"{local}"@{domain.upper()}.'):
+        assert client.rcpt(spelling) == "DUNNO", spelling
+    for spelling in (f'"nobody-{agents.tag}"@{domain}', f"nobody-{agents.tag}@{domain}."):
+        assert client.rcpt(spelling) == "550 5.1.1 no such agent", spelling
+
+
 def test_bounce_address_on_our_domain_is_dunno(client, agents):
     # A DSN for our outbound mail: the milter consumes it, nobody is refused.
     return_path = verp.return_path(new_id("msg"), agents.domain)
