@@ -153,7 +153,8 @@ class Send:
             "summary": "Send a new email",
             "description": "Sends from `from`, an agent of yours on a verified domain, through "
                            "the mail server (DKIM-signed on the way out). The message gets a "
-                           "conversation_id (yours, or a new conv_...). Attachments: base64 "
+                           "conversation_id (yours, or a new conv_...; one that another "
+                           "account's messages carry is refused, 403). Attachments: base64 "
                            "`data`, at most 10 files, 10 MB each, 25 MB in all.",
             "tags": TAGS,
             "parameters": [idempotent.PARAMETER],
