@@ -45,7 +45,9 @@ def sender_identities(mail_from: str, msg: EmailMessage) -> list[str]:
     agent's return path."""
     found = [mail_from, *inbound.header_addresses(msg, "From"),
              *inbound.header_addresses(msg, "Sender")]
-    canonical = (addresses.mailbox(a) for a in found)
+    # inbound.text: 8-bit junk in an envelope or header becomes text the
+    # database takes (it names no agent either way).
+    canonical = (addresses.mailbox(inbound.text(a)) for a in found)
     return list(dict.fromkeys(a for a in canonical if "@" in a))
 
 

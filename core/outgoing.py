@@ -4,7 +4,8 @@ path it leaves with.
 Mail from the API arrives with the VERP return path of the row the API
 stored (core/verp.py): the row is looked up by that id. Mail an agent sent
 by plain SMTP or sendmail has no row: one is made here (type ``smtp``) when
-its envelope sender or From is an agent's address, so that every message
+any of its sender identities (outbound.sender_identities: the envelope
+sender, each From, Sender) is an agent's address, so that every message
 an agent sends is recorded, and it then leaves with a VERP return path too,
 so its bounces come back to it. Mail of nobody we know (the host's own)
 gets no row and keeps its envelope.

@@ -190,13 +190,17 @@ class InboundMilter(Milter.Base):
         kept = received if not drop else rebuild.message(
             [h for i, h in enumerate(self.headers) if i not in drop], body, leading_space)
         msg = inbound.parse(kept)
+        wanted = {r for r in recipients if r not in bounced}
+        # Our own path: the sender is known by its outbound row instead.
+        identities = [] if self.own_path else outbound.sender_identities(self.mail_from, msg)
         with self.pool.connection() as conn:
-            agents = agent_store.agents_by_emails(
-                conn, [r for r in recipients if r not in bounced],
-                inbound.thread_refs(msg))
-            senders = [] if self.own_path else outbound.sending_agents(conn, self.mail_from, msg)
+            # Recipients and senders in one lookup: one statement per message.
+            found = {a["email"]: a for a in agent_store.agents_by_emails(
+                conn, [*wanted, *identities], inbound.thread_refs(msg))}
             sent_by = outbound.reinjected_sender(conn, self.mail_from, msg) \
                 if self.own_path else None
+        agents = [a for email, a in found.items() if email in wanted]
+        senders = [found[i] for i in identities if i in found]
         if senders and not addresses.local_client(self.client_addr) \
                 and self._leaves(recipients, bounced, agents):
             return self._foreign_agent_mail(queue_id)

@@ -16,42 +16,17 @@ from typing import Any
 
 import pytest
 from filtersupport import signature_tags
-from sandbox_harness import RunningSandbox, smtp_send, wait_until
+from sandbox_harness import RunningSandbox, new_agent, smtp_send, wait_until
 
 from e2a.core import accounts, domains
 from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import domains as domain_store
-from e2a.core.store import users as user_store
 
 pytestmark = pytest.mark.system
 
 ARRIVAL_TIMEOUT = 60.0
 SETTLE_SECONDS = 2.0
-
-
-def _agent(sandbox: RunningSandbox, *, hitl: bool, user_id: str | None = None
-           ) -> dict[str, Any]:
-    cfg = sandbox.box.config()
-    with single_connection(cfg) as conn:
-        if user_id is None:
-            user = user_store.user_by_email(conn, sandbox.user_email)
-            assert user is not None
-            user_id = user["id"]
-        agent = accounts.register_agent(conn, cfg, user_id,
-                                        slug=f"id-{secrets.token_hex(4)}", name="Identity bot")
-        agent_store.update_agent(conn, agent["id"], {"hitl_enabled": hitl})
-    return agent
-
-
-@pytest.fixture(scope="module")
-def held_agent(sandbox: RunningSandbox) -> dict[str, Any]:
-    return _agent(sandbox, hitl=True)
-
-
-@pytest.fixture(scope="module")
-def free_agent(sandbox: RunningSandbox) -> dict[str, Any]:
-    return _agent(sandbox, hitl=False)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +39,7 @@ def stranger(sandbox: RunningSandbox) -> dict[str, Any]:
         key = accounts.issue_key(conn, user["id"]).key
         domain = domains.register(conn, cfg, user["id"], f"t{secrets.token_hex(4)}.example")
         domain_store.record_check(conn, domain["id"], True)
-    agent = _agent(sandbox, hitl=False, user_id=user["id"])
+    agent = new_agent(sandbox, hitl=False, prefix="id", user_id=user["id"])
     return {"user": user, "key": key, "agent": agent, "domain": domain["domain"]}
 
 
@@ -269,7 +244,7 @@ def test_a_conversation_header_from_another_tenants_agent_is_not_trusted(sandbox
     reinjection service: its conversation header still names no
     conversation of another owner."""
     token = f"id-convhdr-{secrets.token_hex(6)}"
-    sender = _agent(sandbox, hitl=True, user_id=stranger["user"]["id"])
+    sender = new_agent(sandbox, hitl=True, prefix="id", user_id=stranger["user"]["id"])
     with single_connection(sandbox.box.config()) as conn:
         target = agent_store.agent_by_email(conn, sandbox.agent_email)
     assert target is not None
