@@ -15,6 +15,12 @@ from e2a.core import addresses, inbound, verp
 from e2a.core.store import agents as agent_store
 from e2a.core.store import outbound as outbound_store
 
+# Why an agent's mail from a client that is not this host (SASL submission,
+# a host of mynetworks) is refused, with 5.7.1, by the milter or the filter:
+# only on this host does it meet the hold and the signing.
+FOREIGN_AGENT = ("an agent's mail is sent through the e2a API or from this host only "
+                 "(not by remote SMTP submission)")
+
 
 class Decision(enum.Enum):
     PASS = "pass"  # sign and reinject now  # noqa: S105 (not a password)

@@ -23,8 +23,6 @@ from e2a.milter import forged, rebuild
 log = logging.getLogger("e2a.milter")
 
 AR = "Authentication-Results"
-REFUSED_FOREIGN = ("an agent's mail is sent through the e2a API or from this host only "
-                   "(not by remote SMTP submission)")
 
 Callback = TypeVar("Callback", bound=Callable[..., int])
 
@@ -269,7 +267,7 @@ class InboundMilter(Milter.Base):
         leave unheld and unsigned in the agent's name."""
         log.info("refused: agent sender from a client that is not this host",
                  extra={"queue_id": queue_id})
-        self.setreply("550", "5.7.1", REFUSED_FOREIGN)
+        self.setreply("550", "5.7.1", outbound.FOREIGN_AGENT)
         metrics.inbound_messages.labels(verdict=metrics.UNVERIFIED, result=metrics.REJECTED).inc()
         return Milter.REJECT
 

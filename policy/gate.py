@@ -32,8 +32,7 @@ DB_TIMEOUT = 10.0
 HELD = "2.0.0 Ok: held for approval"
 # Agent mail submitted elsewhere than this host (SASL submission, a host of
 # mynetworks): Postfix returns it to its sender with this reason.
-FOREIGN_AGENT = ("550 5.7.1 an agent's mail is sent through the e2a API or from this "
-                 "host only (not by remote SMTP submission)")
+FOREIGN_AGENT = f"550 5.7.1 {outbound.FOREIGN_AGENT}"
 
 
 class Refused(Exception):

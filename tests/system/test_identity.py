@@ -12,12 +12,15 @@ from __future__ import annotations
 import secrets
 import smtplib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from filtersupport import signature_tags
 from sandbox_harness import RunningSandbox, new_agent, smtp_send, wait_until
+from servicesupport import free_port
 
+from e2a.cli.sandbox import supervisor
 from e2a.core import accounts, domains
 from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
@@ -262,3 +265,86 @@ def test_a_conversation_header_from_another_tenants_agent_is_not_trusted(sandbox
                       timeout=ARRIVAL_TIMEOUT, what="the agent's copy")
     assert rows[0]["entity_type"] == "agent"
     assert rows[0]["conversation_id"] != "conv_injected_by_agent"
+
+
+# -- 4: agent mail from a client that is not this host ------------------------
+
+@pytest.fixture(scope="module")
+def office_port(sandbox: RunningSandbox) -> Iterator[int]:
+    """An smtpd as an operator's submission service or office relay would
+    be: XCLIENT (from loopback) stands in for a client elsewhere, a host of
+    mynetworks (192.0.2.0/24) or a SASL-authenticated one."""
+    port = free_port()
+    service = f"127.0.0.1:{port}/inet"
+    postfix = sandbox.postfix
+    postfix.postconf("-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd"
+                     # The roaming client's own range too: its login comes
+                     # in a second XCLIENT, after its address.
+                     " -o smtpd_authorized_xclient_hosts=127.0.0.0/8,198.51.100.0/24"
+                     " -o mynetworks=127.0.0.0/8,192.0.2.0/24"
+                     " -o smtpd_sasl_auth_enable=yes"
+                     " -o smtpd_relay_restrictions=permit_mynetworks,"
+                     "permit_sasl_authenticated,reject_unauth_destination")
+    postfix.reload()
+    try:
+        wait_until(lambda: supervisor.accepts(f"127.0.0.1:{port}"), timeout=15,
+                   what="the office smtpd listening")
+        yield port
+    finally:
+        postfix.postconf("-MX", service)
+        postfix.reload()
+
+
+REMOTE_CLIENTS = {
+    "mynetworks": "ADDR=192.0.2.50 NAME=office.sandbox.test",
+    "sasl": "ADDR=198.51.100.7 NAME=roaming.example LOGIN=roaming-user",
+}
+
+
+def _remote_send(port: int, xclient: str, mail_from: str, rcpt: str,
+                 data: bytes) -> tuple[str, int, str]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        # The login after the address: a new address starts SASL afresh.
+        for command in xclient.split(" LOGIN="):
+            client.ehlo("client.sandbox.test")
+            args = command if command.startswith("ADDR=") else f"LOGIN={command}"
+            code, text = client.docmd("XCLIENT", args)
+            assert code == 220, text
+        client.ehlo("client.sandbox.test")
+        code, text = client.docmd("MAIL", f"FROM:<{mail_from}>")
+        if code != 250:
+            return "MAIL", code, text.decode()
+        code, text = client.docmd("RCPT", f"TO:<{rcpt}>")
+        if code not in (250, 251):
+            return "RCPT", code, text.decode()
+        try:
+            code, text = client.data(data)
+        except smtplib.SMTPDataError as exc:
+            code, text = exc.smtp_code, exc.smtp_error
+        return "DATA", code, text.decode(errors="replace")
+
+
+@pytest.mark.parametrize("client", REMOTE_CLIENTS)
+def test_agent_mail_from_a_remote_client_is_refused(sandbox, free_agent, held_agent,
+                                                    office_port, client):
+    for sender in (free_agent, held_agent):
+        token = f"id-remote-{secrets.token_hex(6)}"
+        raw = _raw({"From": sender["email"], "To": f"{token}@elsewhere.test",
+                    "Subject": token}, token)
+        stage, code, text = _remote_send(office_port, REMOTE_CLIENTS[client], sender["email"],
+                                         f"{token}@elsewhere.test", raw)
+        assert (stage, code) == ("DATA", 550), (stage, code, text)
+        assert "5.7.1" in text
+        assert _outbound(sandbox, token) is None
+    # The same client without an agent's name relays as before, unsigned.
+    token = f"id-remote-human-{secrets.token_hex(6)}"
+    raw = _raw({"From": "clerk@sandbox.test", "To": f"{token}@elsewhere.test",
+                "Subject": token}, token)
+    stage, code, text = _remote_send(office_port, REMOTE_CLIENTS[client], "clerk@sandbox.test",
+                                     f"{token}@elsewhere.test", raw)
+    assert code == 250, (stage, code, text)
+    captured = _captured(sandbox, token)
+    assert b"DKIM-Signature:" not in captured.data.split(b"\r\n\r\n", 1)[0]
+    time.sleep(SETTLE_SECONDS)
+    assert not [c for c in sandbox.capture.messages() if b"id-remote-" in c.data
+                and b"id-remote-human" not in c.data]
