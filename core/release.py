@@ -92,7 +92,8 @@ def valid_login(secret: str, login: str, now: float | None = None) -> bool:
         return False
     age = (time.time() if now is None else now) - int(stamp)
     return -LOGIN_SKEW <= age <= LOGIN_SECONDS \
-        and hmac.compare_digest(mac, _login_mac(secret, stamp))
+        and hmac.compare_digest(mac.encode("utf-8", "replace"),
+                                _login_mac(secret, stamp).encode())
 
 
 def _login_mac(secret: str, stamp: str) -> str:
@@ -135,7 +136,7 @@ def sign_and_reinject(txn: Transaction, key: SigningKey | None, *, to: InetAddre
     if key is not None:
         txn = dataclasses.replace(txn, data=dkimsign.sign(txn.data, key))
     else:
-        log.info("From domain %r has no key of ours: passed on unsigned",
+        log.info("no key of the sender's for From domain %r: passed on unsigned",
                  author_domain(txn.data), extra=log_extra or {})
     return reinject(to, txn, helo=helo, timeout=timeout, login=login)
 

@@ -170,3 +170,10 @@ def test_the_reinjection_login_is_ours_and_fresh_only() -> None:
         secrets=SimpleNamespace(hmac_secret="t" * 40)))
     for login in (stale, other, "e2a.1.00", "anybody", ""):
         assert ask(login) == refused, login
+
+
+def test_a_login_of_junk_is_refused_not_an_error() -> None:
+    junk = "e2a.1.\ufffd\ufffd".encode()
+    assert socketmap.answer(None, b"reinject_login " + junk,  # type: ignore[arg-type]
+                            shared_domain="", db_timeout=1.0,
+                            secret="s" * 40) == socketmap.REINJECT_REFUSED
