@@ -16,7 +16,9 @@ from urllib.parse import quote
 
 import dns.resolver
 import requests
+from servicesupport import free_port
 
+from e2a.cli.sandbox import supervisor
 from e2a.cli.sandbox.capture import Store
 from e2a.cli.sandbox.dns import DnsServer
 from e2a.cli.sandbox.postfix import Instance
@@ -84,6 +86,24 @@ def new_agent(sandbox: RunningSandbox, *, hitl: bool, prefix: str = "bot",
                                         name=f"{prefix} bot")
         agent_store.update_agent(conn, agent["id"], {"hitl_enabled": hitl})
     return agent
+
+
+@contextmanager
+def extra_smtpd(sandbox: RunningSandbox, options: str) -> Iterator[int]:
+    """One more smtpd of the sandbox's Postfix, with these ``-o`` options,
+    on a free loopback port for as long as the context lasts."""
+    port = free_port()
+    service = f"127.0.0.1:{port}/inet"
+    postfix = sandbox.postfix
+    postfix.postconf("-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd {options}")
+    postfix.reload()
+    try:
+        wait_until(lambda: supervisor.accepts(f"127.0.0.1:{port}"), timeout=15,
+                   what=f"the extra smtpd on port {port} listening")
+        yield port
+    finally:
+        postfix.postconf("-MX", service)
+        postfix.reload()
 
 
 @contextmanager

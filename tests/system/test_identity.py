@@ -17,10 +17,8 @@ from typing import Any
 
 import pytest
 from filtersupport import signature_tags
-from sandbox_harness import RunningSandbox, new_agent, smtp_send, wait_until
-from servicesupport import free_port
+from sandbox_harness import RunningSandbox, extra_smtpd, new_agent, smtp_send, wait_until
 
-from e2a.cli.sandbox import supervisor
 from e2a.core import accounts, domains
 from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
@@ -69,10 +67,16 @@ def _inbound(sandbox: RunningSandbox, agent_id: str, subject: str) -> list[dict[
                             "AND agent_id = %s AND subject = %s", (agent_id, subject)).fetchall()
 
 
-def _raw_smtp(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[str, int, str]:
+def _raw_smtp(port: int, mail_from: str, rcpt: str, data: bytes,
+              xclient: tuple[str, ...] = ()) -> tuple[str, int, str]:
     """One transaction with the RCPT argument exactly as given (smtplib's
-    own quoting would rewrite ``"local"@domain``)."""
+    own quoting would rewrite ``"local"@domain``), after the ``xclient``
+    commands, each in a session of its own (XCLIENT starts one afresh)."""
     with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        for command in xclient:
+            client.ehlo("client.sandbox.test")
+            code, text = client.docmd("XCLIENT", command)
+            assert code == 220, text
         client.ehlo("client.sandbox.test")
         code, text = client.docmd("MAIL", f"FROM:<{mail_from}>")
         if code != 250:
@@ -80,7 +84,10 @@ def _raw_smtp(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[str, i
         code, text = client.docmd("RCPT", f"TO:{rcpt}")
         if code not in (250, 251):
             return "RCPT", code, text.decode()
-        code, text = client.data(data)
+        try:
+            code, text = client.data(data)
+        except smtplib.SMTPDataError as exc:  # refused at DATA itself
+            code, text = exc.smtp_code, exc.smtp_error
         return "DATA", code, text.decode(errors="replace")
 
 
@@ -274,54 +281,21 @@ def office_port(sandbox: RunningSandbox) -> Iterator[int]:
     """An smtpd as an operator's submission service or office relay would
     be: XCLIENT (from loopback) stands in for a client elsewhere, a host of
     mynetworks (192.0.2.0/24) or a SASL-authenticated one."""
-    port = free_port()
-    service = f"127.0.0.1:{port}/inet"
-    postfix = sandbox.postfix
-    postfix.postconf("-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd"
+    with extra_smtpd(sandbox,
                      # The roaming client's own range too: its login comes
                      # in a second XCLIENT, after its address.
-                     " -o smtpd_authorized_xclient_hosts=127.0.0.0/8,198.51.100.0/24"
-                     " -o mynetworks=127.0.0.0/8,192.0.2.0/24"
-                     " -o smtpd_sasl_auth_enable=yes"
+                     "-o smtpd_authorized_xclient_hosts=127.0.0.0/8,198.51.100.0/24"
+                     " -o mynetworks=127.0.0.0/8,192.0.2.0/24 -o smtpd_sasl_auth_enable=yes"
                      " -o smtpd_relay_restrictions=permit_mynetworks,"
-                     "permit_sasl_authenticated,reject_unauth_destination")
-    postfix.reload()
-    try:
-        wait_until(lambda: supervisor.accepts(f"127.0.0.1:{port}"), timeout=15,
-                   what="the office smtpd listening")
+                     "permit_sasl_authenticated,reject_unauth_destination") as port:
         yield port
-    finally:
-        postfix.postconf("-MX", service)
-        postfix.reload()
 
 
+# The login after the address: a new address starts SASL afresh.
 REMOTE_CLIENTS = {
-    "mynetworks": "ADDR=192.0.2.50 NAME=office.sandbox.test",
-    "sasl": "ADDR=198.51.100.7 NAME=roaming.example LOGIN=roaming-user",
+    "mynetworks": ("ADDR=192.0.2.50 NAME=office.sandbox.test",),
+    "sasl": ("ADDR=198.51.100.7 NAME=roaming.example", "LOGIN=roaming-user"),
 }
-
-
-def _remote_send(port: int, xclient: str, mail_from: str, rcpt: str,
-                 data: bytes) -> tuple[str, int, str]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
-        # The login after the address: a new address starts SASL afresh.
-        for command in xclient.split(" LOGIN="):
-            client.ehlo("client.sandbox.test")
-            args = command if command.startswith("ADDR=") else f"LOGIN={command}"
-            code, text = client.docmd("XCLIENT", args)
-            assert code == 220, text
-        client.ehlo("client.sandbox.test")
-        code, text = client.docmd("MAIL", f"FROM:<{mail_from}>")
-        if code != 250:
-            return "MAIL", code, text.decode()
-        code, text = client.docmd("RCPT", f"TO:<{rcpt}>")
-        if code not in (250, 251):
-            return "RCPT", code, text.decode()
-        try:
-            code, text = client.data(data)
-        except smtplib.SMTPDataError as exc:
-            code, text = exc.smtp_code, exc.smtp_error
-        return "DATA", code, text.decode(errors="replace")
 
 
 @pytest.mark.parametrize("client", REMOTE_CLIENTS)
@@ -331,8 +305,8 @@ def test_agent_mail_from_a_remote_client_is_refused(sandbox, free_agent, held_ag
         token = f"id-remote-{secrets.token_hex(6)}"
         raw = _raw({"From": sender["email"], "To": f"{token}@elsewhere.test",
                     "Subject": token}, token)
-        stage, code, text = _remote_send(office_port, REMOTE_CLIENTS[client], sender["email"],
-                                         f"{token}@elsewhere.test", raw)
+        stage, code, text = _raw_smtp(office_port, sender["email"], f"<{token}@elsewhere.test>",
+                                      raw, REMOTE_CLIENTS[client])
         assert (stage, code) == ("DATA", 550), (stage, code, text)
         assert "5.7.1" in text
         assert _outbound(sandbox, token) is None
@@ -340,8 +314,8 @@ def test_agent_mail_from_a_remote_client_is_refused(sandbox, free_agent, held_ag
     token = f"id-remote-human-{secrets.token_hex(6)}"
     raw = _raw({"From": "clerk@sandbox.test", "To": f"{token}@elsewhere.test",
                 "Subject": token}, token)
-    stage, code, text = _remote_send(office_port, REMOTE_CLIENTS[client], "clerk@sandbox.test",
-                                     f"{token}@elsewhere.test", raw)
+    stage, code, text = _raw_smtp(office_port, "clerk@sandbox.test", f"<{token}@elsewhere.test>",
+                                  raw, REMOTE_CLIENTS[client])
     assert code == 250, (stage, code, text)
     captured = _captured(sandbox, token)
     assert b"DKIM-Signature:" not in captured.data.split(b"\r\n\r\n", 1)[0]
