@@ -169,6 +169,10 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
     })
     if stored is None:
         return None
+    if held:
+        # Its draft and deadline in the same transaction: nobody ever sees
+        # it pending without them (the filter's hold repeats this, idempotent).
+        holds.hold(conn, message_id, sub.raw, agent)
     event_store.insert_event(
         conn, new_id("evt"), agent["user_id"],
         eventtypes.EMAIL_PENDING_APPROVAL if held else eventtypes.EMAIL_SENT,
