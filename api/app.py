@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import errors, middleware, throttle
+from e2a.api import errors, jsonbody, middleware, throttle
 from e2a.api.realtime import Hub
 from e2a.api.resources.account import DataExport, Limits, Me
 from e2a.api.resources.agents import Agent, Agents
@@ -41,10 +41,15 @@ from e2a.core.config import Config
 def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> falcon.App:
     """``hub``: the process's WebSocket hub (api/server.py stops it on SIGTERM);
     one of its own when not given (tests)."""
-    app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(),
+    # Shape checks come before authentication: an oversized or malformed
+    # request costs no database round trip.
+    shape = middleware.RequestShape(cfg, large=(Send, Reply, Forward, PendingApproval),
+                                    pages=(ApproveLink, RejectLink))
+    app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(), shape,
                                  middleware.Authentication(pool),
                                  throttle.RequestLimit(pool, cfg.http.requests_per_minute)])
     errors.install(app)
+    jsonbody.install(app)
     app.add_route("/api/health", Health(pool))
     app.add_route("/api/v1/info", Info(cfg))
     app.add_route("/api/openapi.json", OpenApiDocument(app, cfg.http.public_url))
@@ -74,7 +79,7 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/agents/{email}/test", AgentTest(cfg, pool))
     # Held outbound mail (human in the loop): the owner's queue, review, and
     # the notification's magic links (public: the token is the credential).
-    app.add_route("/api/v1/messages", PendingMessages(pool))
+    app.add_route("/api/v1/messages", PendingMessages(cfg, pool))
     app.add_route("/api/v1/messages/{id}", PendingMessage(pool))
     app.add_route("/api/v1/messages/{id}/approve", PendingApproval(cfg, pool))
     app.add_route("/api/v1/messages/{id}/reject", PendingRejection(pool))

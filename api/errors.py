@@ -129,9 +129,20 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
     _render(req, resp, 500, "internal_error", "internal error", {})
 
 
+def handle_bad_value(req: falcon.Request, resp: falcon.Response, ex: Exception,
+                     params: dict[str, Any]) -> None:
+    # A value the checks let through that the database refuses (out of a
+    # type's range, say): the request's fault, so not a 500. Logged, since
+    # the input check that should have caught it is missing.
+    log.warning("database refused a request value on %s %s: %s", req.method, req.path,
+                type(ex).__name__, extra={"request_id": _request_id(req)})
+    _render(req, resp, 400, "invalid_request", "a value in the request is out of range", {})
+
+
 def install(app: falcon.App) -> None:
     """Falcon picks the most specific handler by the exception's MRO."""
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     # Also catches psycopg_pool.PoolTimeout, a subclass.
     app.add_error_handler(psycopg.OperationalError, handle_database_down)
+    app.add_error_handler(psycopg.DataError, handle_bad_value)

@@ -1,9 +1,11 @@
 """The ``Idempotency-Key`` header on endpoints that do something once (send,
 reply, forward; approve later), over core/idempotency.py.
 
-A responder hands its work to ``respond``. The work gets ``keep``, to call
-inside its own transaction with the answer it is about to give, so the
-answer is recorded exactly when the work commits. Only successes are kept:
+A responder hands its work to ``respond``, with the check of what the
+caller's key may touch: a replay is an answer like any other, and comes
+only after that check. The work gets ``keep``, to call inside its own
+transaction with the answer it is about to give, so the answer is recorded
+exactly when the work commits. Only successes are kept:
 a request that fails releases the key, and the client may retry with it.
 """
 
@@ -45,8 +47,36 @@ class Answer:
     media: dict[str, Any]
 
 
-# keep(conn, answer): record the answer in the work's transaction on conn.
-Keep = Callable[[psycopg.Connection, Answer], None]
+class Keep:
+    """keep(conn, answer): record the answer in the work's transaction on
+    conn (``confirmed=False``: keep.confirm(conn) later makes it final).
+    keep.forget(conn): take a committed answer back, in the transaction that
+    undoes the work (core/sending commits its answer before Postfix is asked,
+    confirms it after Postfix's 250, and undoes both when Postfix does not
+    take the mail)."""
+
+    def __init__(self, user_id: str = "", key: str = "") -> None:
+        self.user_id = user_id
+        self.key = key
+        self.kept = False
+
+    def __call__(self, conn: psycopg.Connection, answer: Answer, *,
+                 confirmed: bool = True) -> None:
+        if self.key:
+            idempotency.record(conn, self.user_id, self.key, answer.status, answer.media,
+                               confirmed=confirmed)
+        self.kept = True
+
+    def confirm(self, conn: psycopg.Connection) -> None:
+        if self.key and self.kept:
+            idempotency.confirm(conn, self.user_id, self.key)
+
+    def forget(self, conn: psycopg.Connection) -> None:
+        if self.key and self.kept:
+            idempotency.forget(conn, self.user_id, self.key)
+        self.kept = False
+
+
 Work = Callable[[Keep], Answer]
 
 
@@ -64,10 +94,15 @@ def _canonical_body(req: falcon.Request) -> bytes:
 
 
 def respond(pool: ConnectionPool, req: falcon.Request, resp: falcon.Response,
-            work: Work) -> None:
+            work: Work, *, authorize: Callable[[], object]) -> None:
+    """``authorize`` raises when the caller's key may not do this at all (an
+    agent-scoped key naming another agent: 404). It runs before the key is
+    looked at: keys are per user, so without it any key of the user would
+    get any stored answer of the user's, whatever that key may touch."""
+    authorize()
     key = req.get_header(HEADER)
     if key is None:
-        _write(resp, work(lambda conn, answer: None))
+        _write(resp, work(Keep()))
         return
     if not idempotency.valid_key(key):
         raise errors.bad_request(f"{HEADER} must be 1 to {idempotency.MAX_KEY_LENGTH} "
@@ -88,16 +123,10 @@ def respond(pool: ConnectionPool, req: falcon.Request, resp: falcon.Response,
         raise errors.ApiError(409, "idempotency_key_in_progress",
                               f"a request with this {HEADER} is still in progress; "
                               "retry later")
-    kept = False
-
-    def keep(conn: psycopg.Connection, answer: Answer) -> None:
-        nonlocal kept
-        idempotency.record(conn, user_id, key, answer.status, answer.media)
-        kept = True
-
+    keep = Keep(user_id, key)
     try:
         answer = work(keep)
-        if not kept:
+        if not keep.kept:
             with pool.connection() as conn:
                 idempotency.record(conn, user_id, key, answer.status, answer.media)
     except BaseException:

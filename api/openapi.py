@@ -119,9 +119,14 @@ def check(app: falcon.App) -> list[str]:
 
 def _completed(op: Operation, public: bool) -> Operation:
     """What every operation shares, filled in here rather than in each doc:
-    the error envelope, Retry-After on 429, no security on public routes."""
+    the error envelope, Retry-After on 429, 413 where a JSON body is taken
+    (api/middleware.RequestShape), no security on public routes."""
+    given = dict(op.get("responses", {}))
+    if opdoc.JSON in op.get("requestBody", {}).get("content", {}):
+        given.setdefault("413", opdoc.error("The request body is over the size limit "
+                                            "(refused before it is read)"))
     responses = {}
-    for status, response in op.get("responses", {}).items():
+    for status, response in given.items():
         response = dict(response)
         if str(status)[0] in "45" and "content" not in response:
             response["content"] = {opdoc.JSON: {"schema": opdoc.ref(schemas.ERROR)}}

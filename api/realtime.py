@@ -2,9 +2,10 @@
 here, and what the database said that concerns them.
 
 The milter NOTIFYs ``e2a_inbound`` when it commits a message; a new WebSocket
-connection NOTIFYs ``e2a_ws_control``. The process's one listener
-(api/pglisten.py) hears both and the hub queues an event for each client of
-the agent concerned; the client's own greenlet (api/wsession.py) does the
+connection NOTIFYs ``e2a_ws_control``; a trigger NOTIFYs ``e2a_key_revoked``
+when an API key is revoked or deleted. The process's one listener
+(api/pglisten.py) hears all three and the hub queues an event for each client
+of the agent (or of the key) concerned; the client's own greenlet (api/wsession.py) does the
 database work and the writing, so a slow client holds up nobody else.
 """
 
@@ -62,6 +63,11 @@ class OwnerChanged:
 
 
 @dataclass(frozen=True)
+class KeyRevoked:
+    """The API key the client connected with no longer works."""
+
+
+@dataclass(frozen=True)
 class Resumed:
     """The listener was away: messages stored since ``since`` may have gone
     unannounced."""
@@ -74,13 +80,14 @@ class Ended:
     """The client is gone, or the connection was closed under it."""
 
 
-Event = NewMessage | OwnerChanged | Resumed | Ended
+Event = NewMessage | OwnerChanged | KeyRevoked | Resumed | Ended
 
 
 @dataclass(eq=False)
 class Subscription:
     agent_id: str
     channel: Closable
+    key_id: str  # the API key it connected with
     connection_id: str = field(default_factory=lambda: new_id("ws"))
     queue: gevent.queue.Queue = field(default_factory=gevent.queue.Queue)
     overflowed: bool = False
@@ -99,10 +106,11 @@ class Hub:
         self._clients: dict[str, set[Subscription]] = {}
         self._stopping = False
         self._listener = Listener(
-            cfg, (message_store.INBOUND_CHANNEL, ws_store.CONTROL_CHANNEL),
+            cfg, (message_store.INBOUND_CHANNEL, ws_store.CONTROL_CHANNEL,
+                  ws_store.KEY_REVOKED_CHANNEL),
             self._notified, self._resumed)
 
-    def subscribe(self, agent_id: str, channel: Closable) -> Subscription:
+    def subscribe(self, agent_id: str, channel: Closable, key_id: str) -> Subscription:
         """Register a client for the agent's notifications. The listener is
         listening when this returns, so whatever commits from now on reaches
         the subscription: drain after subscribing, and nothing falls between."""
@@ -113,7 +121,7 @@ class Hub:
             raise Unavailable(1013, "database unavailable, try again later")
         if self._stopping:  # stopped while we waited
             raise Unavailable(1001, "server shutting down")
-        sub = Subscription(agent_id, channel)
+        sub = Subscription(agent_id, channel, key_id)
         self._clients.setdefault(agent_id, set()).add(sub)
         return sub
 
@@ -143,6 +151,9 @@ class Hub:
         # Runs inside the listener's round trip: queue work, never block.
         try:
             data = json.loads(payload)
+            if channel == ws_store.KEY_REVOKED_CHANNEL:
+                self._key_revoked(str(data["key_id"]))
+                return
             agent_id = data["agent_id"]
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable notification on %s", channel)
@@ -152,6 +163,14 @@ class Hub:
                 sub.put(NewMessage(str(data.get("message_id", ""))))
             elif data.get("connection_id") != sub.connection_id:
                 sub.put(OwnerChanged())
+
+    def _key_revoked(self, key_id: str) -> None:
+        # Clients are filed by agent; revocations are rare enough to look at
+        # every client of the process.
+        for clients in list(self._clients.values()):
+            for sub in list(clients):
+                if sub.key_id == key_id:
+                    sub.put(KeyRevoked())
 
     def _resumed(self, since: datetime) -> None:
         for clients in list(self._clients.values()):

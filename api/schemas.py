@@ -55,7 +55,7 @@ DEFINITIONS: dict[str, str] = {
     "ListDomainsResponse": "domains:[Domain]",
     "ListEventsResponse": "events:[WebhookEvent] next_token",
     "ListMessagesResponse": "messages:[MessageSummary] next_token",
-    "ListPendingMessagesResponse": "messages:[PendingMessageSummary]",
+    "ListPendingMessagesResponse": "messages:[PendingMessageSummary] next_token",
     "ListSigningSecretsResponse": "secrets:[SigningSecretSummary]",
     "ListWebhookDeliveriesResponse": "deliveries:[WebhookDeliveryResponse]",
     "ListWebhooksResponse": "webhooks:[WebhookResponse]",

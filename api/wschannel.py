@@ -26,6 +26,9 @@ from geventwebsocket.websocket import WebSocket
 # RFC 6455 5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
 MAX_REASON_BYTES = 123
 
+# The close code of a refused connection: a bad or revoked key, a bad request.
+POLICY_VIOLATION = 1008
+
 ChannelClosed = WebSocketError
 
 

@@ -8,7 +8,10 @@ frame sent is remembered by id (so what both the drain and a notification
 name goes out once).
 
 Close codes: 4000 when a newer connection for the agent took over (on this or
-any other API process: the ws_connections row decides), 1001 when the server
+any other API process: the ws_connections row decides), 1008 when the API key
+it connected with is revoked or deleted (announced by a trigger, within
+moments on every process; checked again at every ping and after the listener
+was away, in case the announcement was lost), 1001 when the server
 stops (api/realtime.Hub.stop), 1013 when the database is unavailable or the
 client fell too far behind (it reconnects and drains), 1011 on a bug.
 """
@@ -27,9 +30,18 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import views
-from e2a.api.realtime import Ended, Event, NewMessage, OwnerChanged, Resumed, Subscription
-from e2a.api.wschannel import Channel, ChannelClosed
+from e2a.api.realtime import (
+    Ended,
+    Event,
+    KeyRevoked,
+    NewMessage,
+    OwnerChanged,
+    Resumed,
+    Subscription,
+)
+from e2a.api.wschannel import POLICY_VIOLATION, Channel, ChannelClosed
 from e2a.core.store import messages as message_store
+from e2a.core.store import users as user_store
 from e2a.core.store import websockets as ws_store
 from e2a.core.store.messages import MessageFilter
 
@@ -80,6 +92,10 @@ class Replaced(Exception):
     pass
 
 
+class Revoked(Exception):
+    pass
+
+
 class Session:
     def __init__(self, pool: ConnectionPool, channel: Channel, sub: Subscription,
                  ping_seconds: float) -> None:
@@ -95,10 +111,15 @@ class Session:
         try:
             with self._pool.connection() as conn:
                 ws_store.claim(conn, self._sub.agent_id, self._sub.connection_id)
+            # A revocation between the key check and the subscription was
+            # announced to nobody.
+            self._check_key()
             self._drain(since=None)
             self._live()
         except Replaced:
             self._channel.close(4000, "replaced by a newer connection")
+        except Revoked:
+            self._channel.close(POLICY_VIOLATION, "API key revoked")
         except ChannelClosed:
             pass
         except psycopg.Error as exc:
@@ -121,6 +142,7 @@ class Session:
             try:
                 first = self._sub.queue.get(timeout=max(0.0, next_ping - time.monotonic()))
             except gevent.queue.Empty:
+                self._check_key()
                 self._channel.ping()
                 next_ping = time.monotonic() + self._ping_seconds
                 continue
@@ -142,6 +164,10 @@ class Session:
             if self._sub.overflowed:
                 self._channel.close(1013, "too far behind; reconnect to receive the rest")
             return False
+        if any(isinstance(e, KeyRevoked) for e in events):
+            raise Revoked
+        if any(isinstance(e, Resumed) for e in events):
+            self._check_key()  # a revocation may have been announced meanwhile
         if any(isinstance(e, OwnerChanged) for e in events):
             self._check_owner()
         new = [e.message_id for e in events if isinstance(e, NewMessage)
@@ -154,6 +180,12 @@ class Session:
         if missed:
             self._drain(since=min(missed) - CATCH_UP_MARGIN)
         return True
+
+    def _check_key(self) -> None:
+        with self._pool.connection() as conn:
+            live = user_store.api_key_is_live(conn, self._sub.key_id)
+        if not live:
+            raise Revoked
 
     def _check_owner(self) -> None:
         with self._pool.connection() as conn:

@@ -82,11 +82,17 @@ def _message_path(message_id: str) -> str:
 @click.pass_obj
 def list_pending(api: Api, as_json: bool) -> None:
     """The held messages of all your agents, the soonest to expire first."""
-    body = api.call("GET", "/api/v1/messages", params={"status": "pending_approval"})
+    messages: list[dict[str, Any]] = []
+    params = {"status": "pending_approval"}
+    while True:  # the queue comes in pages
+        body = api.call("GET", "/api/v1/messages", params=params)
+        messages += body.get("messages", [])
+        if not body.get("next_token"):
+            break
+        params["token"] = body["next_token"]
     if as_json:
-        click.echo(json.dumps(body, indent=2))
+        click.echo(json.dumps({"messages": messages}, indent=2))
         return
-    messages = body.get("messages", [])
     if not messages:
         click.echo("no messages held for approval")
         return

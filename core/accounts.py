@@ -28,6 +28,11 @@ MAX_LOCAL_PART = 64
 # to the operator, not to whoever registers them first.
 RESERVED_SLUGS = frozenset({"postmaster", "abuse", "hostmaster", "webmaster", "security",
                             "mailer-daemon", "noc"})
+# Local parts the server gives meaning to on every domain of ours: the
+# approve-by-reply addresses (core/replyaddress.py) and VERP return paths
+# (core/verp.py). An agent there would receive, or be mistaken for, what
+# approves held mail or reports bounces.
+RESERVED_PREFIXES = ("approve-", "bounces+")
 
 
 class AccountError(Exception):
@@ -109,6 +114,8 @@ def register_agent(conn: psycopg.Connection, cfg: Config, user_id: str, *,
             raise AccountError("slug must be lowercase letters, digits, '.', '_' or '-'")
         if local in RESERVED_SLUGS:
             raise AccountError(f"{email} is reserved", code="conflict")
+    if reserved_address(cfg, email):
+        raise AccountError(f"{email} is reserved for the server's own mail", code="conflict")
     domain = agent_store.domain_by_name(conn, domain_name)
     if domain is None and shared:
         # The start-up seed did not run (the database was down then).
@@ -131,6 +138,21 @@ def register_agent(conn: psycopg.Connection, cfg: Config, user_id: str, *,
         # Addresses are public, so saying it is taken reveals nothing.
         raise AccountError(f"agent {email} exists already", code="conflict")
     return agent
+
+
+def reserved_address(cfg: Config, email: str) -> bool:
+    """Whether ``email`` (normalized) is the server's own, never an agent's:
+    the owner notifications' sender (hitl.notify_from, whatever it is
+    configured to), every address of a reply domain of its own (one that is
+    not the shared domain, where agents live too), and the reply and VERP
+    shapes on any domain. An agent at the notify_from address could send
+    mail that looks like an approval request, or read the owners' replies."""
+    local, _, domain = email.rpartition("@")
+    if email == cfg.hitl.notify_from.lower():
+        return True
+    if domain == cfg.hitl.reply_domain and domain != cfg.mail.shared_domain:
+        return True
+    return local.startswith(RESERVED_PREFIXES)
 
 
 def update_agent(conn: psycopg.Connection, cfg: Config, agent: dict[str, Any],

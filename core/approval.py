@@ -2,12 +2,26 @@
 agent's expiration action decide once the hold has run out.
 
 Each resolution locks the message's row, checks it is still pending, acts,
-and commits the outcome in the same transaction. An approval commits only
-after Postfix's reinjection service took the message; whoever comes second
-(an API call, a magic link, a reply, the CLI or an expiry worker) waits on
-the lock and then finds it no longer pending, so a message leaves once.
-Every outcome wipes the draft's body, HTML and attachments, and writes its
-event (email.approved, email.rejected, email.expired) in the same transaction.
+and commits the outcome. Whoever comes second (an API call, a magic link, a
+reply, the CLI or an expiry worker) waits on the lock and then finds it no
+longer pending, so a message leaves once. Every outcome wipes the draft's
+body, HTML and attachments, and writes its event (email.approved,
+email.rejected, email.expired) in the transaction that records it.
+
+Sending is the one outcome that crosses to Postfix, and a database can fail
+between Postfix's 250 and our commit. So an approval first commits the
+decision with an in-flight marker (status already sent or expired_approved,
+delivery_status ``submitting``), only then hands the message to Postfix, and
+records Postfix's queue id, the edits and the event after its 250. Were that
+last commit lost, the row still says the message was decided on: nobody
+sends it again (it is not pending) and Postfix has it (nothing dropped); it
+keeps ``submitting`` and its bodies as the trace of it. Had Postfix not taken
+the message, the marker is taken back: pending again, for a reviewer or the
+next expiry run to retry, unless Postfix refused it for good (a 5xx), which
+ends an expiry's automatic approval as expired_rejected with the reason.
+(Holding the row lock across the SMTP transaction instead, as one
+transaction, would roll the decision back with the lost commit and send the
+message a second time at the next approval or expiry.)
 """
 
 from __future__ import annotations
@@ -87,14 +101,23 @@ def approve(pool: ConnectionPool, cfg: Config, message_id: str, *, owner_id: str
     NotPending, compose.ComposeError (edits that break a rule) and
     release.ReleaseError (it did not leave; it stays pending)."""
     _check_via(via)
-    with pool.connection() as conn, conn.transaction():
-        row = _pending(conn, message_id, owner_id)
-        changed = _changes(row, edits or Edits())
-        outgoing = _recomposed(row, changed, cfg) if changed else None
-        queue_id = _release(conn, cfg, row, outgoing)
-        store.finish_sent(conn, message_id, status=SENT, queue_id=queue_id,
-                          reviewer_user_id=reviewer_user_id, reviewed=True, edited=outgoing)
-        _event(conn, row, SENT, edited=outgoing)
+    with pool.connection() as conn:
+        with conn.transaction():
+            row = _pending(conn, message_id, owner_id)
+            changed = _changes(row, edits or Edits())
+            outgoing = _recomposed(row, changed, cfg) if changed else None
+            store.mark_sending(conn, message_id, status=SENT,
+                               reviewer_user_id=reviewer_user_id, reviewed=True)
+        try:
+            queue_id = _release(conn, cfg, row, outgoing)
+        except release.ReleaseError as exc:
+            with conn.transaction():
+                store.unmark_sending(conn, message_id, status=SENT, error=str(exc))
+            raise
+        with conn.transaction():
+            store.finish_sent(conn, message_id, status=SENT, queue_id=queue_id,
+                              reviewer_user_id=reviewer_user_id, reviewed=True, edited=outgoing)
+            _event(conn, row, SENT, edited=outgoing)
     return _done(message_id, SENT, via, edited=outgoing is not None, queue_id=queue_id)
 
 
@@ -112,41 +135,62 @@ def reject(pool: ConnectionPool, message_id: str, *, owner_id: str | None,
 
 def expire_due(conn: psycopg.Connection, cfg: Config, limit: int = 20) -> int:
     """Finish up to ``limit`` expired holds with their agent's expiration
-    action; how many. One transaction per message: one that was sent is
-    committed as such before the next is touched. Rows other workers hold
-    are skipped (SKIP LOCKED), so several workers share the work."""
+    action; how many. Each is claimed and decided in its own transaction,
+    and one approved automatically is sent as approve() sends (marker first).
+    Rows other workers hold are skipped (SKIP LOCKED), so several workers
+    share the work. Postfix away: the message stays pending and this run
+    ends, the next run tries again."""
     done = 0
     while done < limit:
         with conn.transaction():
             row = store.claim_due(conn)
             if row is None:
                 break
-            status, queue_id, reason = _expire(conn, cfg, row)
-            _event(conn, row, status, reason=reason)
-        _done(row["id"], status, "expiry", queue_id=queue_id, reason=reason)
+            approving = row["hitl_expiration_action"] == "approve"
+            if approving:
+                store.mark_sending(conn, row["id"], status=EXPIRED_APPROVED,
+                                   reviewer_user_id=None, reviewed=False)
+            else:
+                _discard_expired(conn, row, EXPIRED_REASON)
+        if not approving:
+            _done(row["id"], EXPIRED_REJECTED, "expiry", reason=EXPIRED_REASON)
+        elif not _expire_approved(conn, cfg, row):
+            break
         done += 1
     return done
 
 
-def _expire(conn: psycopg.Connection, cfg: Config, row: Row) -> tuple[str, str, str]:
-    """Apply the agent's expiration action to the locked ``row``: (status,
-    queue id, rejection reason)."""
-    if row["hitl_expiration_action"] == "approve":
-        try:
-            queue_id = _release(conn, cfg, row, None)
-        except release.ReleaseError as exc:
-            # Postfix said no (or was away): the message is not sent late, at
-            # some retry nobody asked for; the owner reads why.
-            reason = f"automatic approval failed: {exc}"
-        else:
-            store.finish_sent(conn, row["id"], status=EXPIRED_APPROVED, queue_id=queue_id,
-                              reviewer_user_id=None, reviewed=False)
-            return EXPIRED_APPROVED, queue_id, ""
-    else:
-        reason = EXPIRED_REASON
+def _discard_expired(conn: psycopg.Connection, row: Row, reason: str) -> None:
     store.finish_discarded(conn, row["id"], status=EXPIRED_REJECTED, reason=reason,
                            reviewer_user_id=None, reviewed=False)
-    return EXPIRED_REJECTED, "", reason
+    _event(conn, row, EXPIRED_REJECTED, reason=reason)
+
+
+def _expire_approved(conn: psycopg.Connection, cfg: Config, row: Row) -> bool:
+    """Send the expired ``row`` (marked sending) as its agent's action says;
+    False when Postfix was away (the row is pending again, for a later run)."""
+    try:
+        queue_id = _release(conn, cfg, row, None)
+    except release.ReleaseError as exc:
+        if exc.permanent:
+            # Refused for good: it would be refused at every retry. The
+            # owner reads why.
+            reason = f"automatic approval failed: {exc}"
+            with conn.transaction():
+                _discard_expired(conn, row, reason)
+            _done(row["id"], EXPIRED_REJECTED, "expiry", reason=reason)
+            return True
+        with conn.transaction():
+            store.unmark_sending(conn, row["id"], status=EXPIRED_APPROVED, error=str(exc))
+        log.warning("automatic approval not sent, retrying at the next run: %s", exc,
+                    extra={"message_id": row["id"]})
+        return False
+    with conn.transaction():
+        store.finish_sent(conn, row["id"], status=EXPIRED_APPROVED, queue_id=queue_id,
+                          reviewer_user_id=None, reviewed=False)
+        _event(conn, row, EXPIRED_APPROVED)
+    _done(row["id"], EXPIRED_APPROVED, "expiry", queue_id=queue_id)
+    return True
 
 
 # -- the parts -------------------------------------------------------------------
@@ -249,7 +293,7 @@ def _release(conn: psycopg.Connection, cfg: Config, row: Row, outgoing: Row | No
         raw, recipients = outgoing["raw"], outgoing["recipients"]
     else:
         if row["raw_message"] is None:
-            raise release.ReleaseError("the held message's content is gone")
+            raise release.ReleaseError("the held message's content is gone", permanent=True)
         raw = bytes(row["raw_message"])
         recipients = compose.unique_addresses(
             [Mailbox(a) for a in [*row["to_recipients"], *row["cc"], *row["bcc"]]])

@@ -1,9 +1,12 @@
 """Bounces: delivery status notifications coming back to a VERP return path.
 
-Outbound mail leaves with the envelope sender ``bounces+<msg_id>@<agent's
+Outbound mail leaves with the envelope sender ``bounces+<msg_id>-<mac>@<agent's
 domain>`` (core/verp.py), so a DSN (RFC 3464) for that address reports on
-that message. A report with ``Action: failed`` marks the message bounced,
-with the reason, and queues an ``email.bounced`` event, in one transaction.
+that message. A report with ``Action: failed`` whose Final-Recipient is one
+of that message's recipients marks the message bounced, with the reason,
+and queues an ``email.bounced`` event, in one transaction. A report about
+any other address is nobody's business of ours: whoever learnt a return
+path must not mark the message bounced with a DSN about someone else.
 ``Action: delayed`` is a warning (Postfix keeps trying) and changes nothing.
 
 Every VERP address on one of our domains is consumed, whatever arrives
@@ -14,11 +17,12 @@ mailboxes, and a bounce must never cause another one (backscatter).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
+from typing import Any
 
 from psycopg_pool import ConnectionPool
 
@@ -47,7 +51,7 @@ class Report:
 
 def verp_recipients(recipients: Sequence[str]) -> list[str]:
     """The recipients that look like VERP return paths (no database asked)."""
-    return [r for r in recipients if verp.parse(r)]
+    return [r for r in recipients if verp.shaped(r)]
 
 
 def reports(raw: bytes) -> list[Report]:
@@ -93,7 +97,14 @@ def reason(failed: Sequence[Report]) -> str:
     return text if len(text) <= MAX_ERROR else text[:MAX_ERROR - 3] + "..."
 
 
-def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str],
+def about(failed: Sequence[Report], row: Mapping[str, Any]) -> list[Report]:
+    """The reports among ``failed`` on one of the outbound ``row``'s own
+    recipients (To, Cc, Bcc; compared without regard to case)."""
+    own = {a.lower() for column in ("to_recipients", "cc", "bcc") for a in row[column] or []}
+    return [r for r in failed if r.recipient.lower() in own]
+
+
+def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str], verp_key: bytes,
             queue_id: str = "") -> list[str]:
     """Handle the mail for our VERP addresses among ``recipients``; return
     those addresses (the caller takes them away from Postfix). Raises on a
@@ -109,17 +120,19 @@ def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str],
             if agent_store.domain_by_name(conn, domain) is None:
                 continue  # not ours: it passes on like any other address
             consumed.append(rcpt)
-            message_id = verp.parse(rcpt)
+            message_id = verp.parse(rcpt, verp_key)  # None: a MAC not ours
             row = outbound_store.outbound_by_id(conn, message_id) if message_id else None
             if row is None or row["agent_domain"] != domain:
                 log.info("bounce for an unknown message consumed",
                          extra={"queue_id": queue_id, "message_id": message_id})
                 continue
-            if not failed:
-                log.info("report without a failure (a delay warning, an auto-reply) consumed",
+            theirs = about(failed, row)
+            if not theirs:
+                log.info("report without a failure of one of the message's recipients "
+                         "(a delay warning, an auto-reply, another address) consumed",
                          extra={"queue_id": queue_id, "message_id": message_id})
                 continue
-            error = reason(failed)
+            error = reason(theirs)
             if not outbound_store.record_bounced(conn, message_id, error):
                 log.info("bounce already recorded", extra={"queue_id": queue_id,
                                                           "message_id": message_id})
@@ -128,10 +141,10 @@ def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str],
                 conn, new_id("evt"), row["user_id"], eventtypes.EMAIL_BOUNCED,
                 {"message_id": message_id, "agent_id": row["agent_id"],
                  "from": row["agent_email"], "conversation_id": row["conversation_id"] or "",
-                 "recipients": [r.recipient for r in failed],
-                 "status": failed[0].status, "delivery_error": error},
+                 "recipients": [r.recipient for r in theirs],
+                 "status": theirs[0].status, "delivery_error": error},
                 agent_id=row["agent_id"], message_id=message_id,
                 conversation_id=row["conversation_id"])
             log.info("bounce recorded", extra={"queue_id": queue_id, "message_id": message_id,
-                                               "failed": len(failed)})
+                                               "failed": len(theirs)})
     return consumed

@@ -8,6 +8,7 @@ short names operators expect (``E2A_DATABASE_URL``, ``E2A_HMAC_SECRET``,
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import tomllib
@@ -69,6 +70,15 @@ def _mailbox(value: str) -> str | None:
     return None
 
 
+def _networks(value: list[str]) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not an IP address or network (such as 10.0.0.0/8)"
+    return None
+
+
 def _choice(*allowed: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         return None if value in allowed else f"must be one of {', '.join(allowed)}"
@@ -122,6 +132,17 @@ KEYS: tuple[Key, ...] = (
     # Requests per minute per API key, counted in Postgres across every API
     # process; 0 turns the limit off.
     Key("http", "requests_per_minute", int, 600, _off_or_positive),
+    # Request bodies: larger ones are refused (413) before they are read.
+    # max_body_bytes holds every JSON body but a send's; max_send_body_bytes
+    # (send, reply, forward, approve with edits) 0 means: the largest send
+    # the send.* and mail.* limits allow, base64 and all (send_body_bound).
+    Key("http", "max_body_bytes", int, 1024 * 1024, _positive),
+    Key("http", "max_send_body_bytes", int, 0, _off_or_positive),
+    # The reverse proxies in front of the API (addresses or networks): only a
+    # request from one of them has its X-Forwarded-For believed, which then
+    # names the client (the rightmost address that is not a trusted proxy).
+    # Empty: the connection's own peer is the client.
+    Key("http", "trusted_proxies", list, [], _networks),
     Key("mail", "hostname", str, "", _domain),
     Key("mail", "authserv_id", str, ""),
     Key("mail", "shared_domain", str, "", _domain),
@@ -158,6 +179,10 @@ KEYS: tuple[Key, ...] = (
     # system's /etc/resolv.conf.
     Key("dns", "resolver", str, "", lambda v: v and _host_port(v)),
     Key("dns", "timeout", float, 5.0, _positive),
+    # A domain registered but never verified is a claim on the name; after
+    # this many seconds (default 7 days) the worker removes it, and anyone
+    # may register the name again, so nobody holds a name they cannot prove.
+    Key("domains", "unverified_expiry_seconds", int, 7 * 24 * 3600, _positive),
     Key("worker", "poll_interval", float, 1.0, _positive),
     # Held messages (human in the loop): the owner's notification comes from
     # notify_from (default approvals@<reply_domain>); its Reply-To is an
@@ -166,6 +191,9 @@ KEYS: tuple[Key, ...] = (
     # agent domain, else mail.hostname).
     Key("hitl", "notify_from", str, "", lambda v: v and _mailbox(v)),
     Key("hitl", "reply_domain", str, "", _domain),
+    # Notification mails per owner in any hour: an agent looping on held
+    # sends must not flood its owner. What waits is summed up in the next one.
+    Key("hitl", "notify_per_hour", int, 10, _positive),
     # Sandbox and tests only: lets agents' webhook URLs be http(s) on loopback
     # (see e2a.core.webhookurl). Never on a deployment.
     Key("webhooks", "allow_loopback", bool, False),
@@ -214,6 +242,11 @@ class Config:
             mail.hostname = socket.getfqdn().lower()
         if not mail.authserv_id:
             mail.authserv_id = mail.hostname
+        http = self.http  # type: ignore[attr-defined]
+        if not http.max_send_body_bytes:
+            http.max_send_body_bytes = send_body_bound(
+                max(self.send.max_attachments_total_bytes,  # type: ignore[attr-defined]
+                    mail.max_message_bytes), http.max_body_bytes)
         hitl = self.hitl  # type: ignore[attr-defined]
         if not hitl.reply_domain:
             hitl.reply_domain = mail.shared_domain or mail.hostname
@@ -223,6 +256,12 @@ class Config:
     def get(self, dotted: str) -> Any:
         section, name = dotted.split(".", 1)
         return getattr(getattr(self, section), name)
+
+
+def send_body_bound(content_bytes: int, other_bytes: int) -> int:
+    """The JSON body of a send carrying ``content_bytes`` of files, base64
+    encoded (4 characters per 3 bytes), beside ``other_bytes`` of the rest."""
+    return (content_bytes + 2) // 3 * 4 + other_bytes
 
 
 def _coerce(key: Key, raw: Any, origin: str) -> Any:
@@ -247,6 +286,12 @@ def _coerce(key: Key, raw: Any, origin: str) -> Any:
                 pass
     elif key.type is str and isinstance(raw, str):
         return raw.strip()
+    elif key.type is list:
+        # A TOML array of strings, or (from the environment) a comma-separated string.
+        if isinstance(raw, str) and origin.startswith("environment"):
+            raw = raw.split(",")
+        if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            return [item.strip() for item in raw if item.strip()]
     raise ConfigError(f"{origin}: {key.dotted}: must be a {key.type.__name__}, got {raw!r}")
 
 
@@ -311,4 +356,6 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return repr(value)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import psycopg
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from e2a.core import keys
 from e2a.core.config import Config
 from e2a.core.store import domains as domain_store
 
@@ -94,8 +94,7 @@ def published_key(record: str) -> str | None:
 
 def encryption_key(cfg: Config) -> bytes:
     source = cfg.secrets.encryption_key or cfg.secrets.hmac_secret
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=_HKDF_INFO).derive(source.encode())
+    return keys.hkdf(source, _HKDF_INFO)
 
 
 def encrypt(key: bytes, domain: str, private_pem: bytes) -> bytes:

@@ -4,6 +4,7 @@ deleting one, shared by the API and the CLI. DNS itself is core.domaindns."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -17,6 +18,9 @@ from e2a.core.store import domains as domain_store
 from e2a.core.store import users as user_store
 
 Row = dict[str, Any]
+
+# Expired claims removed per worker pass (one short transaction).
+EXPIRY_BATCH = 1000
 
 
 def reserved(cfg: Config, name: str) -> bool:
@@ -38,6 +42,9 @@ def register(conn: psycopg.Connection, cfg: Config, user_id: str, name: object) 
         raise AccountError(str(exc)) from None
     if reserved(cfg, domain):
         raise AccountError(f"domain {domain} is reserved by this deployment", code="conflict")
+    # A claim past its time holds the name no longer, even before the
+    # worker comes by (expire_claims).
+    domain_store.delete_expired_claims(conn, claim_lifetime(cfg), 1, domain=domain)
     # Made before the user's lock is taken, so the lock is held for the
     # insert only, not for the key generation (the slow part).
     pair = dkimkeys.generate()
@@ -54,6 +61,18 @@ def register(conn: psycopg.Connection, cfg: Config, user_id: str, name: object) 
         # The same answer whoever holds it: a name's owner is nobody's business.
         raise AccountError(f"domain {domain} is already registered", code="conflict")
     return row
+
+
+def claim_lifetime(cfg: Config) -> timedelta:
+    return timedelta(seconds=cfg.domains.unverified_expiry_seconds)
+
+
+def expire_claims(cfg: Config, conn: psycopg.Connection) -> int:
+    """The worker's job: remove one batch of domains registered longer ago
+    than domains.unverified_expiry_seconds and never verified, so that a
+    name nobody proved is not held forever. A domain once verified stays (its
+    agents and DKIM key are in use even when a check later fails)."""
+    return domain_store.delete_expired_claims(conn, claim_lifetime(cfg), EXPIRY_BATCH)
 
 
 def record_probe(conn: psycopg.Connection, domain_id: str, result: Probe) -> Row | None:

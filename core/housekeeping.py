@@ -19,6 +19,8 @@ RETENTION: dict[str, timedelta] = {
     # so that a GET of an event that has just left the window is a 410, not
     # a 404 that would read as "no such event".
     "events": timedelta(days=31),
+    # The notification limit counts the last hour (core/notification.py).
+    "owner_notifications": timedelta(days=1),
 }
 
 EVENTS_VISIBLE = timedelta(days=30)

@@ -77,17 +77,30 @@ def claim(conn: psycopg.Connection, user_id: str, key: str, digest: bytes) -> Cl
             continue
         if bytes(row["request_hash"]) != digest:
             return Claim(Outcome.MISMATCH)
-        if row["status_code"] is None:
+        if row["status_code"] is None or not row["settled"]:
             return Claim(Outcome.IN_PROGRESS)
         return Claim(Outcome.REPLAY, row["status_code"], dict(row["response"] or {}))
     return Claim(Outcome.IN_PROGRESS)
 
 
 def record(conn: psycopg.Connection, user_id: str, key: str, status_code: int,
-           response: dict[str, Any]) -> None:
-    """The answer to replay; call it in the transaction of the work."""
-    store.finish(conn, user_id, key, status_code, response)
+           response: dict[str, Any], *, confirmed: bool = True) -> None:
+    """The answer to replay; call it in the transaction of the work. Not
+    ``confirmed``: work that is committed but still to be confirmed (a
+    message Postfix has yet to take); until confirm(), or STALE, a second
+    request is told IN_PROGRESS."""
+    store.finish(conn, user_id, key, status_code, response, confirmed=confirmed)
+
+
+def confirm(conn: psycopg.Connection, user_id: str, key: str) -> None:
+    store.confirm(conn, user_id, key)
 
 
 def release(conn: psycopg.Connection, user_id: str, key: str) -> None:
     store.release(conn, user_id, key)
+
+
+def forget(conn: psycopg.Connection, user_id: str, key: str) -> None:
+    """Take back an answer recorded for work that was undone since (and the
+    claim with it): the key is free again, as after a failure."""
+    store.forget(conn, user_id, key)

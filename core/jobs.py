@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import approval, delivery, dispatch, housekeeping, notification
+from e2a.core import approval, delivery, dispatch, domains, housekeeping, notification
 from e2a.core.config import Config
 from e2a.core.wakeup import Bell
 
@@ -42,4 +42,6 @@ def for_worker(cfg: Config, bell: Bell) -> tuple[Job, ...]:
             Job("notify owners", functools.partial(notification.notify_owners, cfg)),
             # Every poll: an expired hold's action is due when its time is.
             Job("expire holds", functools.partial(approval.expire_due, cfg=cfg)),
+            Job("expire domain claims", functools.partial(domains.expire_claims, cfg),
+                every=60.0),
             *JOBS)

@@ -2,9 +2,9 @@
 on, and why not when it may not.
 
 A token names its message; the message names its owner; the token must be
-signed with one of that owner's signing secrets, or the deployment's secret
-for an owner who had none (core/notification.py signs with the same choice):
-a token minted with another user's secret is refused even for a real
+signed with that owner's keys.MAGIC_LINK key (core/keys.py), which only the
+server holds: a token minted with a signing secret (agents hold those), the
+deployment secret itself or another owner's key is refused even for a real
 message id. Then, in this order:
 expired, meant for the other action, message no longer held.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from e2a.core import holds, notification, tokens
+from e2a.core import holds, keys, tokens
 from e2a.core.config import Config
 from e2a.core.store import pending as pending_store
 
@@ -69,18 +69,13 @@ def _named_message(token: str) -> str:
     return message_id
 
 
-def _verified(secrets: list[str], token: str, now: float) -> tokens.MagicLink:
-    expired = False
-    for secret in secrets:
-        try:
-            return tokens.verify_magic_link(secret, token, now=now)
-        except tokens.TokenExpired:
-            expired = True
-        except tokens.TokenError:
-            continue
-    if expired:
-        raise LinkExpired("link expired")
-    raise BadLink("not signed by the message's owner")
+def _verified(key: bytes, token: str, now: float) -> tokens.MagicLink:
+    try:
+        return tokens.verify_magic_link(key, token, now=now)
+    except tokens.TokenExpired:
+        raise LinkExpired("link expired") from None
+    except tokens.TokenError:
+        raise BadLink("not signed for the message's owner") from None
 
 
 def held_message(conn: psycopg.Connection, cfg: Config, token: str, action: str, *,
@@ -92,7 +87,7 @@ def held_message(conn: psycopg.Connection, cfg: Config, token: str, action: str,
     row = pending_store.outbound_message(conn, message_id, user_id=None)
     if row is None:
         raise UnknownMessage(f"no outbound message {message_id}")
-    link = _verified(notification.reply_secrets(conn, cfg, row["user_id"]), token,
+    link = _verified(keys.for_owner(cfg, keys.MAGIC_LINK, row["user_id"]), token,
                      time.time() if now is None else now)
     if link.message_id != row["id"]:
         raise BadLink("token names another message")

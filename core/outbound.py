@@ -66,15 +66,15 @@ def sending_agents(conn: psycopg.Connection, mail_from: str, msg: EmailMessage,
     return [found[i] for i in identities if i in found]
 
 
-def reinjected_sender(conn: psycopg.Connection, mail_from: str,
-                      msg: EmailMessage) -> dict[str, Any] | None:
+def reinjected_sender(conn: psycopg.Connection, mail_from: str, msg: EmailMessage,
+                      verp_key: bytes) -> dict[str, Any] | None:
     """The outbound row of the agent that sent a message our reinjection
     service passed on, None when it is no agent's. The filter and release
     hand an agent's mail over with the VERP return path of its row, made
     by the API (the agent's key) or by the filter for mail of this host; it
     is that agent's only when its one From is the agent's address, so a
     host's program cannot borrow a row for mail written as someone else."""
-    message_id = verp.parse(mail_from)
+    message_id = verp.parse(mail_from, verp_key)
     if not message_id:
         return None
     row = outbound_store.outbound_by_id(conn, message_id)

@@ -2,12 +2,13 @@
 path it leaves with.
 
 Mail from the API arrives with the VERP return path of the row the API
-stored (core/verp.py): the row is looked up by that id. Mail an agent sent
-by plain SMTP or sendmail has no row: one is made here (type ``smtp``) when
-any of its sender identities (outbound.sender_identities: the envelope
-sender, each From, Sender) is an agent's address, so that every message
-an agent sends is recorded, and it then leaves with a VERP return path too,
-so its bounces come back to it. Mail of nobody we know (the host's own)
+stored (core/verp.py): the row is looked up by that id, once the path's MAC
+says we made it (a return path typed by anyone else names no row). Mail an
+agent sent by plain SMTP or sendmail has no row: one is made here (type
+``smtp``) when any of its sender identities (outbound.sender_identities: the
+envelope sender, each From, Sender) is an agent's address, so that every
+message an agent sends is recorded, and it then leaves with a VERP return
+path too, so its bounces come back to it. Mail of nobody we know (the host's own)
 gets no row and keeps its envelope.
 
 Postfix retries a message we answered 4xx, so a second pass must find the
@@ -66,15 +67,15 @@ class Sending:
     senders: tuple[Row, ...] = ()
 
 
-def identify(conn: psycopg.Connection, sub: Submission) -> Sending | None:
+def identify(conn: psycopg.Connection, sub: Submission, verp_key: bytes) -> Sending | None:
     """The outbound message ``sub`` is, its row made when it has none; None
     when no agent of ours sent it. One transaction."""
     with conn.transaction():
         senders = tuple(outbound.sending_agents(conn, sub.mail_from, sub.headers,
                                                 inbound.thread_refs(sub.headers)))
-        claimed = verp.parse(sub.mail_from)
+        claimed = verp.parse(sub.mail_from, verp_key)
         if claimed:
-            found = _api_message(conn, sub, claimed, senders)
+            found = _api_message(conn, sub, claimed, senders, verp_key)
             if found is not None:
                 return found
         agent = _sending_agent(senders)
@@ -82,39 +83,45 @@ def identify(conn: psycopg.Connection, sub: Submission) -> Sending | None:
             return None
         key = dedupe_key(sub)
         message_id = new_id("msg")
-        if _create(conn, sub, agent, message_id, key, senders) is None:
+        return_path = verp.return_path(message_id, agent["domain"], verp_key)
+        if _create(conn, sub, agent, message_id, return_path, key, senders) is None:
             row = outbound_store.outbound_by_dedupe_key(conn, agent["id"], key)
             if row is None:
                 raise RuntimeError("outbound row neither created nor found")
-            return _from_row(row, agent, senders)
-        return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "",
-                       senders=senders)
+            return _from_row(row, agent, senders, verp_key)
+        return Sending(message_id, agent, return_path, "", senders=senders)
 
 
 def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
-                 senders: tuple[Row, ...]) -> Sending | None:
+                 senders: tuple[Row, ...], verp_key: bytes) -> Sending | None:
     row = outbound_store.outbound_by_id(conn, message_id)
     if row is None:
-        # The API's commit failed after Postfix took the message (or is
-        # still on its way: creating the row waits for that transaction).
-        # It leaves recorded all the same, under the id it carries.
+        # The API commits its row before it submits, and deletes it again
+        # only when it heard no 250: here Postfix took the message all the
+        # same (the 250 lost to a timeout, say). It leaves recorded, under
+        # the id it carries (creating the row waits for a transaction of the
+        # API's still writing it).
         agent = _sending_agent(senders)
         if agent is None:
             return None
-        if _create(conn, sub, agent, message_id, None, senders) is not None:
+        return_path = verp.return_path(message_id, agent["domain"], verp_key)
+        if _create(conn, sub, agent, message_id, return_path, None, senders) is not None:
             log.warning("no row for the message's return path: recorded from the message",
                         extra={"queue_id": sub.queue_id, "message_id": message_id})
-            return Sending(message_id, agent, verp.return_path(message_id, agent["domain"]), "",
-                           senders=senders)
+            return Sending(message_id, agent, return_path, "", senders=senders)
         row = outbound_store.outbound_by_id(conn, message_id)
         if row is None:
             return None  # the id is an inbound message's: not a return path of ours
+    # Postfix has the message: if the API has not heard its 250 (yet, or
+    # ever: its database failed after), the marker goes and the event is
+    # written here.
+    sending.confirm(conn, row["id"], sub.queue_id)
     agent = agent_store.agent_by_email(conn, row["agent_email"])
-    return _from_row(row, agent, senders) if agent is not None else None
+    return _from_row(row, agent, senders, verp_key) if agent is not None else None
 
 
-def _from_row(row: Row, agent: Row, senders: tuple[Row, ...]) -> Sending:
-    return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"]),
+def _from_row(row: Row, agent: Row, senders: tuple[Row, ...], verp_key: bytes) -> Sending:
+    return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"], verp_key),
                    row["provider_message_id"], row["status"], senders)
 
 
@@ -134,7 +141,7 @@ def dedupe_key(sub: Submission) -> bytes:
 
 
 def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
-            key: bytes | None, senders: tuple[Row, ...]) -> str | None:
+            return_path: str, key: bytes | None, senders: tuple[Row, ...]) -> str | None:
     """The row and its email.sent event (held for approval: the row pending,
     an email.pending_approval event); None when the id or key is taken."""
     msg = sub.headers
@@ -153,7 +160,7 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
     stored = message_store.insert_outbound(conn, {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
         "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],
-        "sender": sender, "envelope_sender": verp.return_path(message_id, agent["domain"]),
+        "sender": sender, "envelope_sender": return_path,
         "to_recipients": to, "cc": cc,
         "bcc": [inbound.text(r) for r in sub.recipients if r.lower() not in listed],
         "reply_to": inbound.header_addresses(msg, "Reply-To"), "subject": subject,

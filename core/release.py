@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from e2a.core import addresses, conversations, dkimkeys, dkimsign, inbound, submit, tokens, verp
+from e2a.core import addresses, conversations, dkimkeys, dkimsign, inbound, keys, submit, verp
 from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
 from e2a.core.dkimkeys import SigningKey
@@ -39,7 +39,12 @@ LOGIN_SKEW = 60
 class ReleaseError(Exception):
     """The message did not leave (reinjection refused or unreachable, or its
     signing key unreadable); str() is one line for a log or a reason, never
-    message content."""
+    message content. ``permanent``: Postfix refused it for good (a 5xx: it
+    would be refused again as it is)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
 
 
 def author_domain(raw: bytes) -> str:
@@ -97,7 +102,7 @@ def valid_login(secret: str, login: str, now: float | None = None) -> bool:
 
 
 def _login_mac(secret: str, stamp: str) -> str:
-    key = tokens.purpose_key(secret, "reinject-login")
+    key = keys.derive(secret, keys.REINJECT_LOGIN)
     return hmac.new(key, stamp.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -145,17 +150,22 @@ def release(conn: psycopg.Connection, cfg: Config, *, message_id: str, agent_dom
             raw: bytes, recipients: Sequence[str]) -> str:
     """Send our outbound message ``message_id`` (held until now) with its VERP
     return path; Postfix's queue id for it. ``conn`` only reads the signing
-    key. Raises ReleaseError when the message did not leave."""
+    key, in a transaction of its own: none stays open across the SMTP
+    transaction (the caller's marker must be committed before it, and
+    nothing it writes after may hang on our read). Raises ReleaseError when
+    the message did not leave."""
     target = addresses.inet(cfg.filter.reinject)
-    row = outbound_store.outbound_by_id(conn, message_id)
+    with conn.transaction():
+        row = outbound_store.outbound_by_id(conn, message_id)
     if row is None:
         raise ReleaseError(f"no outbound message {message_id}")
     try:
-        key = agent_signing_key(conn, cfg, raw, row["user_id"])
+        with conn.transaction():
+            key = agent_signing_key(conn, cfg, raw, row["user_id"])
     except dkimkeys.DkimKeyError as exc:
         raise ReleaseError(str(exc)) from None
     txn = Transaction(
-        verp.return_path(message_id, agent_domain), list(recipients), raw,
+        verp.return_path(message_id, agent_domain, verp.key(cfg)), list(recipients), raw,
         # What Postfix must be told of a held SMTP submission's 8-bit body
         # or UTF-8 addresses; a composed message is 7-bit ASCII.
         body_type="8BITMIME" if not raw.isascii() else "",
@@ -165,7 +175,7 @@ def release(conn: psycopg.Connection, cfg: Config, *, message_id: str, agent_dom
                                   timeout=cfg.submit.timeout, login=reinject_login(cfg),
                                   log_extra={"message_id": message_id})
     except ReinjectError as exc:
-        raise ReleaseError(str(exc)) from None
+        raise ReleaseError(str(exc), permanent=exc.permanent) from None
     queue_id = submit.queue_id(reply)
     if not queue_id:
         log.warning("no queue id in the reinjection's answer", extra={"message_id": message_id})

@@ -1,10 +1,15 @@
 """Approve or reject a held message by replying to its notification.
 
 The notification's Reply-To is a reply address (core/replyaddress.py). A
-reply to it acts only when all of these hold: the address's MAC is the
-owner's, the reply's one From address is the owner's email, and that From
-domain has a DMARC-aligned pass (the milter's verdict): anyone can type the
-owner's address into From, not everyone can pass DMARC for it. Then the
+reply to it acts only when all of these hold, checked cheapest first: the
+address's MAC is the owner's (keys.REPLY_ADDRESS: no DNS, no DKIM work for
+mail to an address nobody was given), the reply's one From address is the
+owner's email, and the milter's verdict on it has a DKIM pass aligned with
+that From domain AND a DMARC result of pass: anyone can type the owner's
+address into From, not everyone can sign for its domain. SPF alone is not
+enough (it vouches for the last hop, and a forwarder's or a shared
+provider's IP passes it for many senders), nor is a domain without a DMARC
+record (nothing says its owner meant its mail to be checked). Then the
 first non-empty line above any quote decides: approve, yes, lgtm, ok
 approve; reject, no reject. Anything else does nothing, and says why in
 the log (never the text itself).
@@ -18,14 +23,14 @@ answers 4xx and the reply comes again, when it finds the message resolved.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
 from psycopg_pool import ConnectionPool
 
-from e2a.core import approval, inbound, mimetext, notification, replyaddress
+from e2a.core import approval, inbound, keys, mimetext, replyaddress
 from e2a.core.config import Config
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import agents as agent_store
@@ -66,10 +71,29 @@ def command(msg: EmailMessage) -> str | None:
     return None
 
 
-def consume(pool: ConnectionPool, cfg: Config, raw: bytes, verdict: Verdict,
+def _command_of(raw: bytes) -> str | None:
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception:  # any parse failure of the reply itself: it says nothing
+        log.info("reply unreadable")
+        return None
+    return command(msg)
+
+
+Authenticate = Callable[[], Verdict]
+
+
+def trusted(verdict: Verdict) -> bool:
+    """Whether ``verdict`` lets a reply act: an aligned DKIM pass and DMARC pass."""
+    return verdict.dkim_aligned and verdict.dmarc == "pass"
+
+
+def consume(pool: ConnectionPool, cfg: Config, raw: bytes, authenticate: Authenticate,
             recipients: Sequence[str], queue_id: str = "") -> list[str]:
     """Act on the reply ``raw`` for the reply addresses among ``recipients``;
-    return those on our domains (the caller takes them away from Postfix)."""
+    return those on our domains (the caller takes them away from Postfix).
+    ``authenticate`` gives the milter's verdict on ``raw``; it is called only
+    once a reply address's MAC and From are right, at most once."""
     candidates = [(r, p) for r in recipients if (p := replyaddress.parse(r)) is not None]
     if not candidates:
         return []
@@ -79,26 +103,40 @@ def consume(pool: ConnectionPool, cfg: Config, raw: bytes, verdict: Verdict,
                 or agent_store.domain_by_name(conn, p.domain) is not None]
     if not ours:
         return []
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    senders = [a.lower() for a in inbound.header_addresses(msg, "From")]
-    word = command(msg)
+    # The header section by the milter's own robust reader; the body by the
+    # full parser, which a poison message can make raise: such a reply says
+    # nothing, and is still consumed for good rather than retried.
+    senders = [a.lower() for a in inbound.header_addresses(inbound.parse(raw), "From")]
+    word = _command_of(raw)
+    verdicts: list[Verdict] = []
+
+    def verdict() -> Verdict:
+        if not verdicts:
+            verdicts.append(authenticate())
+        return verdicts[0]
+
     for _, parsed in ours:
         _act(pool, cfg, parsed, senders, verdict, word, queue_id)
     return [r for r, _ in ours]
 
 
 def _act(pool: ConnectionPool, cfg: Config, parsed: replyaddress.ReplyAddress,
-         senders: list[str], verdict: Verdict, word: str | None, queue_id: str) -> None:
+         senders: list[str], verdict: Authenticate, word: str | None, queue_id: str) -> None:
     extra = {"queue_id": queue_id, "message_id": parsed.message_id}
     with pool.connection() as conn:
         held = notification_store.held_for_reply(conn, parsed.message_id)
-        secrets = notification.reply_secrets(conn, cfg, held["user_id"]) if held else []
-    if held is None or not replyaddress.verify(parsed, secrets):
+    if held is None or not replyaddress.verify(
+            parsed, keys.for_owner(cfg, keys.REPLY_ADDRESS, held["user_id"])):
         log.info("mail to a reply address nobody was given: ignored", extra=extra)
         return
-    if senders != [held["owner_email"].lower()] or not verdict.aligned:
-        log.warning("reply to a held message ignored: not from its owner with a "
-                    "DMARC-aligned pass (dmarc=%s)", verdict.dmarc, extra=extra)
+    if senders != [held["owner_email"].lower()]:
+        log.warning("reply to a held message ignored: not from its owner", extra=extra)
+        return
+    checked = verdict()
+    if not trusted(checked):
+        log.warning("reply to a held message ignored: no DKIM pass aligned with its From "
+                    "and DMARC pass (dkim=%s, dmarc=%s)", checked.dkim, checked.dmarc,
+                    extra=extra)
         return
     if word is None:
         log.info("reply to a held message ignored: its first line is no approve or reject",

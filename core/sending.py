@@ -1,14 +1,21 @@
 """Sending a composed message for an agent: recorded and handed to Postfix,
 all or nothing.
 
-The outbound row and its ``email.sent`` event are written in one transaction
-that stays open while Postfix's submit service takes the message, and commits
-only after its 250. Postfix unreachable or refusing: the transaction rolls
-back and nothing says "sent". Were the commit to fail after the 250, the
-content filter finds no row for the message's VERP id and records it
-itself, so nothing leaves unrecorded. (Commit first, then submit, would
-leave a "sent" row for a message that never went; submit first, then insert,
-a sent message nobody recorded.)
+The outbound row (and the idempotent answer) are committed BEFORE Postfix's
+submit service is asked, with the in-flight marker delivery_status
+``submitting``; its event follows Postfix's 250. Why: a database can fail
+between Postfix's 250 and our commit. Had the row been in the transaction
+still open across the SMTP transaction, it would roll back with the lost
+commit: the client hears an error for a message Postfix is delivering and
+sends it again (its Idempotency-Key answer rolled back too). With the marker
+committed first, the content filter meets the message under its VERP id,
+finds the row, takes the marker away and writes the event itself (whoever
+of the two comes first does, once: store.outbound.confirm_submitted), and a
+retry with the same key is told "in progress" until the answer is confirmed
+(or stale, core/idempotency.py), then replays it. Postfix unreachable or refusing
+(nothing queued): the row and the answer are deleted again, nothing says
+"sent". A row left ``submitting`` (the process died before the SMTP
+transaction ended) is the trace of a message Postfix may not have.
 
 An agent with HITL on: the row is inserted already held (pending_approval,
 the draft's bodies, the approval deadline; core/holds.py) with an
@@ -33,6 +40,7 @@ from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
 from e2a.core.store import messages as message_store
+from e2a.core.store import outbound as outbound_store
 
 log = logging.getLogger("e2a.sending")
 
@@ -57,9 +65,12 @@ class Sent:
     approval_expires_at: datetime | None = None  # when held
 
 
-# Called inside the sending transaction, before the submission: whatever it
-# writes commits with the message or not at all (an idempotent answer).
+# Called inside the transaction that records the message, before the
+# submission: whatever it writes commits with the message (an idempotent
+# answer, not confirmed yet). Then, in a transaction of the caller's too,
+# ``confirmed`` after Postfix's 250, or ``undo`` when Postfix did not take it.
 InTransaction = Callable[[psycopg.Connection, Sent], None]
+AfterSubmission = Callable[[psycopg.Connection], None]
 
 
 def _row(out: Outgoing, return_path: str, status: str) -> dict[str, Any]:
@@ -73,7 +84,8 @@ def _row(out: Outgoing, return_path: str, status: str) -> dict[str, Any]:
         "subject": out.composed.subject, "email_message_id": out.composed.email_message_id,
         "in_reply_to": draft.in_reply_to, "references_ids": list(draft.references),
         "conversation_id": draft.conversation_id or None, "raw_message": out.composed.raw,
-        "size_bytes": len(out.composed.raw), "status": status, "delivery_status": "queued",
+        "size_bytes": len(out.composed.raw), "status": status,
+        "delivery_status": outbound_store.SUBMITTING,
         "method": METHOD,
     }
 
@@ -84,37 +96,61 @@ def _event_data(row: dict[str, Any]) -> dict[str, Any]:
             "conversation_id": row["conversation_id"] or "", "type": row["type"]}
 
 
+def confirm(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
+    """Postfix took the API's message ``message_id`` (its 250 to us, or the
+    filter meeting it): the in-flight marker goes and its event is written,
+    once whichever side comes first."""
+    row = outbound_store.confirm_submitted(conn, message_id, queue_id)
+    if row is None:
+        return
+    event_store.insert_event(conn, new_id("evt"), row["user_id"],
+                             eventtypes.EMAIL_PENDING_APPROVAL if row["status"] == holds.PENDING
+                             else eventtypes.EMAIL_SENT,
+                             _event_data(row), agent_id=row["agent_id"],
+                             message_id=row["id"], conversation_id=row["conversation_id"])
+
+
 def send(pool: ConnectionPool, cfg: Config, out: Outgoing, *,
-         in_transaction: InTransaction | None = None) -> Sent:
+         in_transaction: InTransaction | None = None,
+         confirmed: AfterSubmission | None = None,
+         undo: AfterSubmission | None = None) -> Sent:
     """Record and submit ``out``. Raises submit.SubmitError when Postfix did
     not take it (nothing recorded then) and psycopg errors when the database
     failed."""
     if out.kind not in KINDS:
         raise ValueError(f"unknown kind of outbound message {out.kind!r}")
-    return_path = verp.return_path(out.message_id, out.agent["domain"])
+    return_path = verp.return_path(out.message_id, out.agent["domain"], verp.key(cfg))
     recipients = out.composed.recipients
     held = outbound.decide(outbound.Outgoing(return_path, recipients, out.composed.raw,
                                              agent=out.agent)) is outbound.Decision.HOLD
     status = holds.PENDING if held else "sent"
     expires: datetime | None = None
     row = _row(out, return_path, status)
-    with pool.connection() as conn, conn.transaction():
-        if message_store.insert_outbound(conn, row) is None:
-            raise RuntimeError(f"message id {out.message_id} is taken")
-        if held:
-            expires = holds.hold_draft(conn, out.message_id, out.composed,
-                                       out.agent).approval_expires_at
-        event_store.insert_event(conn, new_id("evt"), row["user_id"],
-                                 eventtypes.EMAIL_PENDING_APPROVAL if held
-                                 else eventtypes.EMAIL_SENT,
-                                 _event_data(row), agent_id=row["agent_id"],
-                                 message_id=row["id"], conversation_id=row["conversation_id"])
-        if in_transaction is not None:
-            in_transaction(conn, Sent(out.message_id, status, METHOD, "", expires))
-        answer = submit.submit(cfg.submit.address, return_path, recipients, out.composed.raw,
-                               helo=cfg.mail.hostname, timeout=cfg.submit.timeout)
+    with pool.connection() as conn:
+        with conn.transaction():
+            if message_store.insert_outbound(conn, row) is None:
+                raise RuntimeError(f"message id {out.message_id} is taken")
+            if held:
+                expires = holds.hold_draft(conn, out.message_id, out.composed,
+                                           out.agent).approval_expires_at
+            if in_transaction is not None:
+                in_transaction(conn, Sent(out.message_id, status, METHOD, "", expires))
+        try:
+            answer = submit.submit(cfg.submit.address, return_path, recipients,
+                                   out.composed.raw, helo=cfg.mail.hostname,
+                                   timeout=cfg.submit.timeout)
+        except submit.SubmitError:
+            with conn.transaction():
+                if outbound_store.discard_unsubmitted(conn, out.message_id) \
+                        and undo is not None:
+                    undo(conn)
+            raise
         queue_id = submit.queue_id(answer)
-        message_store.set_queue_id(conn, out.message_id, queue_id)
+        with conn.transaction():
+            confirm(conn, out.message_id, queue_id)
+            message_store.set_queue_id(conn, out.message_id, queue_id)
+            if confirmed is not None:
+                confirmed(conn)
     log.info("submitted", extra={"message_id": out.message_id, "queue_id": queue_id,
                                  "kind": out.kind, "recipients": len(recipients),
                                  "held": held})

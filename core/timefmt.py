@@ -20,4 +20,8 @@ def parse_rfc3339(value: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError("timestamp needs a time zone (Z or +hh:mm)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 is a valid timestamp of no UTC year.
+        raise ValueError("timestamp out of range") from None

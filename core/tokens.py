@@ -1,9 +1,10 @@
 """Signed tokens: ``base64url(payload) + "." + base64url(HMAC-SHA256(key, payload))``.
 
 One primitive serves every token we hand out and later take back: pagination
-cursors (opaque JSON) and the magic links of CONTRACT.md (whose payload and key
-are fixed by the wire contract). Base64url is unpadded and decoded strictly, so
-one token has exactly one spelling.
+cursors (opaque JSON) and the magic links of CONTRACT.md (whose payload is
+fixed by the wire contract; their key is the owner's magic-link key from
+core/keys.py). Base64url is unpadded and decoded strictly, so one token has
+exactly one spelling.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from e2a.core import keys
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 ACTIONS = ("approve", "reject")
@@ -69,7 +72,7 @@ def verify(key: bytes, token: str) -> bytes:
 def purpose_key(secret: str, purpose: str) -> bytes:
     """A key for one kind of token, so that a token minted for one use is
     worthless for any other even though one deployment secret backs them all."""
-    return _mac(secret.encode(), b"e2a-token:" + purpose.encode())
+    return keys.hkdf(secret, b"e2a-token:" + purpose.encode())
 
 
 def sign_json(secret: str, purpose: str, data: dict[str, Any]) -> str:
@@ -95,19 +98,19 @@ class MagicLink:
     expires_at: int  # unix seconds
 
 
-def magic_link(secret: str, message_id: str, action: str, expires_at: int) -> str:
-    """The approve/reject link token of CONTRACT.md, signed with the raw secret
-    (the contract's test vector fixes the key, so no purpose key here)."""
+def magic_link(key: bytes, message_id: str, action: str, expires_at: int) -> str:
+    """The approve/reject link token of CONTRACT.md, signed with ``key``: the
+    owner's keys.MAGIC_LINK key (the contract's vector only pins the encoding)."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}")
     if "|" in message_id:
         raise ValueError("message id cannot contain '|'")
-    return sign(secret.encode(), f"{message_id}|{action}|{int(expires_at)}".encode())
+    return sign(key, f"{message_id}|{action}|{int(expires_at)}".encode())
 
 
-def verify_magic_link(secret: str, token: str, *, now: float | None = None) -> MagicLink:
+def verify_magic_link(key: bytes, token: str, *, now: float | None = None) -> MagicLink:
     """TokenExpired once past ``expires_at``; TokenError for anything not ours."""
-    payload = verify(secret.encode(), token)
+    payload = verify(key, token)
     try:
         message_id, action, exp = payload.decode("ascii").split("|")
     except (UnicodeDecodeError, ValueError):

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import addresses, bounces, inbound, mailauth, metrics, outbound, replyapproval
+from e2a.core import addresses, bounces, inbound, mailauth, metrics, outbound, replyapproval, verp
 from e2a.core.config import Config
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import agents as agent_store
@@ -105,8 +105,11 @@ class InboundMilter(Milter.Base):
         self._reset()
         self.mail_from = addresses.mailbox(mail_from)
         declared = Milter.param2dict(params).get("SIZE") or ""
-        if declared.isdigit() and int(declared) > self.cfg.mail.max_message_bytes:
-            return self._too_big(f"declared SIZE={declared}")
+        # isdigit() alone takes "²", which int() refuses.
+        if declared.isascii() and declared.isdigit() \
+                and int(declared) > self.cfg.mail.max_message_bytes:
+            return self._too_big(f"declared SIZE={declared} over "
+                                 f"{self.cfg.mail.max_message_bytes} bytes")
         return Milter.CONTINUE
 
     @_answered
@@ -124,8 +127,13 @@ class InboundMilter(Milter.Base):
     @Milter.decode("bytes")
     def header(self, name: Any, value: Any) -> int:
         raw_name = name.encode("ascii", "surrogateescape") if isinstance(name, str) else name
+        size = rebuild.line_size(raw_name, value)
+        if len(self.headers) >= inbound.MAX_HEADER_FIELDS or size > inbound.MAX_HEADER_BYTES:
+            return self._too_big(
+                f"header: over {inbound.MAX_HEADER_FIELDS} fields or one over "
+                f"{inbound.MAX_HEADER_BYTES} bytes", "Message header exceeds fixed limit")
         self.headers.append((raw_name, value))
-        return self._grow(rebuild.line_size(raw_name, value))
+        return self._grow(size)
 
     @_answered
     def eoh(self) -> int:
@@ -139,13 +147,12 @@ class InboundMilter(Milter.Base):
     def _grow(self, n: int) -> int:
         self.size += n
         if self.size > self.cfg.mail.max_message_bytes:
-            return self._too_big("message")
+            return self._too_big(f"message over {self.cfg.mail.max_message_bytes} bytes")
         return Milter.CONTINUE
 
-    def _too_big(self, what: str) -> int:
-        log.info("refused: %s over %d bytes", what, self.cfg.mail.max_message_bytes,
-                 extra={"queue_id": self.queue_id()})
-        self.setreply("552", "5.3.4", "Message size exceeds fixed limit")
+    def _too_big(self, what: str, reply: str = "Message size exceeds fixed limit") -> int:
+        log.info("refused: %s", what, extra={"queue_id": self.queue_id()})
+        self.setreply("552", "5.3.4", reply)
         metrics.inbound_messages.labels(verdict=metrics.UNVERIFIED, result=metrics.REJECTED).inc()
         self._reset()  # nothing of it is needed any more
         return Milter.REJECT
@@ -195,7 +202,7 @@ class InboundMilter(Milter.Base):
             # Recipients and senders in one lookup: one statement per message.
             found = {a["email"]: a for a in agent_store.agents_by_emails(
                 conn, [*wanted, *identities], inbound.thread_refs(msg))}
-            sent_by = outbound.reinjected_sender(conn, self.mail_from, msg) \
+            sent_by = outbound.reinjected_sender(conn, self.mail_from, msg, verp.key(self.cfg)) \
                 if self.own_path else None
         agents = [a for email, a in found.items() if email in wanted]
         senders = [found[i] for i in identities if i in found]
@@ -289,7 +296,8 @@ class InboundMilter(Milter.Base):
         if not bounces.verp_recipients(recipients):
             return set()
         raw = rebuild.message(self.headers, body, leading_space)
-        return {r.lower() for r in bounces.consume(self.pool, raw, recipients, queue_id)}
+        return {r.lower() for r in bounces.consume(self.pool, raw, recipients,
+                                                   verp.key(self.cfg), queue_id)}
 
     def _consume_replies(self, recipients: list[str], body: bytes, leading_space: bool,
                          queue_id: str) -> set[str]:
@@ -299,9 +307,11 @@ class InboundMilter(Milter.Base):
         if not replyapproval.reply_recipients(recipients):
             return set()
         raw = rebuild.message(self.headers, body, leading_space)
-        verdict = self._authenticate(raw, inbound.parse(raw))
-        return {r.lower() for r in replyapproval.consume(self.pool, self.cfg, raw, verdict,
-                                                         recipients, queue_id)}
+        # Authenticated only on demand: once the address's MAC says it is
+        # one we gave out, so junk to made-up addresses costs no DNS.
+        return {r.lower() for r in replyapproval.consume(
+            self.pool, self.cfg, raw, lambda: self._authenticate(raw, inbound.parse(raw)),
+            recipients, queue_id)}
 
     def _authenticate(self, received: bytes, msg: EmailMessage) -> Verdict:
         """SPF, DKIM and DMARC of ``received`` (the bytes as they came)."""

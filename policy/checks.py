@@ -119,7 +119,9 @@ def client_key(address: str) -> str:
 
 def _declared_size(attrs: Mapping[str, str]) -> int:
     value = attrs.get("size", "").strip()
-    return int(value) if value.isdigit() else 0
+    # isdigit() alone takes "²", which int() refuses. Only a hint: the milter
+    # counts the real bytes.
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,
@@ -142,7 +144,7 @@ def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,
             domain = agent_store.domain_by_name(conn, domain_name)
             if domain is None:
                 return DUNNO  # not one of our domains
-            if verp.parse(recipient):
+            if verp.shaped(recipient):
                 return DUNNO  # a bounce of our outbound mail: the milter takes it
             if replyaddress.parse(recipient):
                 return DUNNO  # a reply to an owner notification: the milter takes it

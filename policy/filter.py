@@ -6,14 +6,17 @@ SMTP (with XFORWARD). Each message goes through the outbound gate
 Postfix's reinjection service with its recipients and XFORWARD attributes
 and, but for our signature and return path, exactly the same bytes.
 Postfix hears 250 only once the reinjection service has answered 250 for
-the data and the row records it; anything else is 451, and the message
-stays in Postfix's queue to be retried.
+the data and the row records it; a permanent refusal there (a 5xx to the
+message, e.g. 552 once our signature made it too big) is answered with that
+5xx, so Postfix bounces it at once with the reason; anything else is 451,
+and the message stays in Postfix's queue to be retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -111,6 +114,11 @@ class FilterHandler:
             metrics.outbound_messages.labels(status=metrics.REJECTED).inc()
             return str(exc)
         except ReinjectError as exc:
+            if exc.permanent:
+                metrics.outbound_messages.labels(status=metrics.FAILED).inc()
+                log.warning("reinjection refused the message for good, Postfix bounces it: "
+                            "%s", exc, extra={"queue_id": queue_id})
+                return refusal(exc)
             metrics.outbound_messages.labels(status=metrics.TEMPFAIL).inc()
             log.warning("reinjection failed, Postfix keeps the message: %s", exc,
                         extra={"queue_id": queue_id})
@@ -136,6 +144,20 @@ class FilterHandler:
     async def handle_exception(self, error: Exception) -> str:
         log.error("filter session failed", exc_info=error)
         return TEMPFAIL
+
+
+def refusal(exc: ReinjectError) -> str:
+    """Our 5xx for a message the reinjection service refused for good: its
+    own code and enhanced status when it gave them, so the bounce Postfix
+    writes says why."""
+    code, _, rest = exc.reply.partition(" ")
+    status, _, text = rest.partition(" ")
+    if not (len(code) == 3 and code.startswith("5") and code.isdigit()):
+        code = "554"
+    if not re.fullmatch(r"5\.\d{1,3}\.\d{1,3}", status):
+        status, text = "5.3.0", rest
+    text = "".join(c for c in text if c.isprintable() and c.isascii())[:300]
+    return f"{code} {status} Error: refused downstream: {text or 'no reason given'}"
 
 
 def _transaction(envelope: Envelope) -> Transaction:

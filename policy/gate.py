@@ -16,12 +16,12 @@ import logging
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import holds, inbound, metrics, outbound, outgoing, release, submit, timefmt
+from e2a.core import holds, inbound, metrics, outbound, outgoing, release, submit, timefmt, verp
 from e2a.core.addresses import InetAddress
 from e2a.core.config import Config
 from e2a.core.store import outbound as outbound_store
 from e2a.policy import xforward
-from e2a.policy.reinject import Transaction, reinject
+from e2a.policy.reinject import ReinjectError, Transaction, reinject
 
 log = logging.getLogger("e2a.filter")
 
@@ -48,6 +48,7 @@ class Gate:
         self.helo = helo
         self.timeout = timeout
         self.db_timeout = db_timeout
+        self.verp_key = verp.key(cfg)
 
     def pass_on(self, txn: Transaction) -> str:
         """Pass ``txn`` on; the reinjection service's answer (naming its queue id)."""
@@ -71,7 +72,7 @@ class Gate:
                             login=release.reinject_login(self.cfg))
         sub = outgoing.Submission(txn.mail_from, txn.recipients, txn.data, headers, queue_id)
         with self.pool.connection(timeout=self.db_timeout) as conn:
-            sending = outgoing.identify(conn, sub)
+            sending = outgoing.identify(conn, sub, self.verp_key)
             if sending is not None and sending.passed_on_as:
                 # Our earlier 250 was lost on its way to Postfix.
                 log.info("passed on before, not again", extra={
@@ -91,10 +92,18 @@ class Gate:
                 if sending is not None else None
         if sending is not None:
             txn = dataclasses.replace(txn, mail_from=sending.return_path)
-        reply = release.sign_and_reinject(txn, key, to=self.reinject_to, helo=self.helo,
-                                          timeout=self.timeout,
-                                          login=release.reinject_login(self.cfg),
-                                          log_extra={"queue_id": queue_id})
+        try:
+            reply = release.sign_and_reinject(txn, key, to=self.reinject_to, helo=self.helo,
+                                              timeout=self.timeout,
+                                              login=release.reinject_login(self.cfg),
+                                              log_extra={"queue_id": queue_id})
+        except ReinjectError as exc:
+            if exc.permanent and sending is not None:
+                # The filter answers with the 5xx and Postfix bounces the
+                # message: the row says so now, not after days of retries.
+                with self.pool.connection(timeout=self.db_timeout) as conn:
+                    outbound_store.record_failed(conn, sending.message_id, str(exc))
+            raise
         if sending is not None:
             new_queue_id = submit.queue_id(reply)
             if not new_queue_id:

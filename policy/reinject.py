@@ -8,6 +8,13 @@ subset would either lose the refused ones (answering 250) or deliver twice
 to the others (answering 4xx, and Postfix retrying them all). The
 reinjection service accepts every recipient from loopback by design, so a
 refusal there is a fault an operator must see, not a verdict on the mail.
+
+A 5xx to the message (MAIL FROM, DATA, end of data) is permanent
+(ReinjectError.permanent): the message as it is will never be taken (552,
+grown past message_size_limit by our DKIM signature, is the one seen in
+practice), so retrying it for days only delays the bounce that says why.
+Everything else (4xx, no connection, a timeout, a refused recipient: the
+operator's fault, above) is transient.
 """
 
 from __future__ import annotations
@@ -24,7 +31,14 @@ from e2a.policy import xforward
 
 class ReinjectError(Exception):
     """The message was not taken; str() is one line for the log: the
-    server's reply or the network error, never message content."""
+    server's reply or the network error, never message content.
+    ``permanent``: refused for good, the same message would be refused again;
+    ``reply``: the refusing answer ("552 5.3.4 ..."), "" when there was none."""
+
+    def __init__(self, reason: str, *, permanent: bool = False, reply: str = "") -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+        self.reply = reply
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,9 @@ def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: floa
         return _send(smtp, txn, login)
     except smtplib.SMTPResponseException as exc:
         raise ReinjectError(f"{address}: answered {exc.smtp_code} "
-                            f"{_text(exc.smtp_error)}") from None
+                            f"{_text(exc.smtp_error)}",
+                            permanent=_permanent(exc.smtp_code),
+                            reply=f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
     except (OSError, smtplib.SMTPException, UnicodeError) as exc:
         raise ReinjectError(f"{address}: {exc}") from None
     finally:
@@ -100,8 +116,14 @@ def _expect(answer: tuple[int, bytes], step: str, *codes: int) -> str:
     code, reply = answer
     text = _text(reply)
     if code not in codes:
-        raise ReinjectError(f"{step} answered {code} {text}")
+        raise ReinjectError(f"{step} answered {code} {text}",
+                            permanent=_permanent(code) and not step.startswith("RCPT"),
+                            reply=f"{code} {text}")
     return text
+
+
+def _permanent(code: int) -> bool:
+    return 500 <= code <= 599
 
 
 def _text(reply: bytes | str) -> str:

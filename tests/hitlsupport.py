@@ -6,6 +6,7 @@ notification carries them."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,8 @@ def hold(client: testing.TestClient, tenant: Tenant, agent: dict[str, Any],
 
 
 def owner_secret(cfg: Config, tenant: Tenant) -> str:
-    """A signing secret of the tenant's (made now), the newest: the one its
-    notifications sign links with."""
+    """A signing secret of the tenant's (made now): one its agents hold, so
+    one that must never sign a link."""
     with single_connection(cfg) as conn:
         return signing_secrets.create(conn, tenant.user["id"], "links").secret
 
@@ -75,11 +76,25 @@ def link_token(cfg: Config, message_id: str, action: str) -> str:
     """The token of the ``action`` link the owner's notification carries."""
     with single_connection(cfg) as conn:
         row = pending_store.outbound_message(conn, message_id, user_id=None)
-        secret = notification.link_secret(conn, cfg, row["user_id"])
-    url = notification.links(cfg, secret, message_id, row["approval_expires_at"])[action]
+    url = notification.links(cfg, row["user_id"], message_id, row["approval_expires_at"])[action]
     return url.partition("?token=")[2]
 
 
 def message_row(cfg: Config, message_id: str) -> dict[str, Any]:
     with single_connection(cfg) as conn:
         return conn.execute("SELECT * FROM messages WHERE id = %s", (message_id,)).fetchone()
+
+
+def copies_of_hold(cfg: Config, message_id: str, count: int) -> list[str]:
+    """``count`` more held messages like this one, expiring a minute apart
+    from a day on (rows copied: far quicker than holding each)."""
+    ids = [f"msg_{secrets.token_hex(16)}" for _ in range(count)]
+    with single_connection(cfg) as conn:
+        conn.execute("CREATE TEMP TABLE held AS SELECT * FROM messages WHERE id = %s",
+                     (message_id,))
+        for n, new in enumerate(ids):
+            conn.execute("UPDATE held SET id = %s, dedupe_key = NULL, approval_expires_at = "
+                         "now() + interval '1 day' + %s * interval '1 minute'", (new, n))
+            conn.execute("INSERT INTO messages SELECT * FROM held")
+        conn.execute("DROP TABLE held")
+    return ids

@@ -14,6 +14,7 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, opdoc, views
+from e2a.api.clientaddr import ClientAddress
 from e2a.core import accounts, ratelimit
 from e2a.core.config import Config
 from e2a.core.store import agents as agent_store
@@ -63,6 +64,7 @@ class Agents:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool
+        self._client = ClientAddress(cfg.http.trusted_proxies)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal: auth.Principal = req.context.principal
@@ -76,7 +78,7 @@ class Agents:
         # Counted in its own short transaction: refused and failed attempts
         # count too, and the counter row is not held while the agent is made.
         with self._pool.connection() as conn:
-            outcome = ratelimit.hit(conn, REGISTRATIONS, req.remote_addr or "unknown")
+            outcome = ratelimit.hit(conn, REGISTRATIONS, self._client.of(req))
         if not outcome.allowed:
             raise errors.rate_limited(
                 f"at most {REGISTRATIONS.per_window} agent registrations per hour from one "

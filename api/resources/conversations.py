@@ -12,6 +12,9 @@ from e2a.core.store import messages as message_store
 
 # No pagination (as in e2a): the latest conversations, at most this many.
 MAX_CONVERSATIONS = 100
+# Members shown in one conversation's detail: anyone can add to a thread by
+# mailing the agent in it, so the answer must not grow with it.
+MAX_CONVERSATION_MESSAGES = 200
 
 
 class AgentConversations:
@@ -62,8 +65,10 @@ class AgentConversation:
     doc = {
         "get": {
             "summary": "Get a conversation",
-            "description": "Counts, the participants and labels of all members, and every "
-                           "member message oldest first.",
+            "description": "Counts of all members; the newest "
+                           f"{MAX_CONVERSATION_MESSAGES} member messages oldest first, with "
+                           "their participants and labels (the message list pages through "
+                           "all of them by conversation_id).",
             "operationId": "getConversation",
             "tags": ["Conversations"],
             "parameters": [opdoc.AGENT_EMAIL, opdoc.path_param("id", "Conversation ID")],
@@ -83,7 +88,8 @@ class AgentConversation:
             agent = auth.agent_for(conn, req.context.principal, email)
             summary = message_store.conversation_summaries(conn, agent["id"],
                                                            conversation_id=id, limit=1)
-            members = message_store.conversation_messages(conn, agent["id"], id)
+            members = message_store.conversation_messages(conn, agent["id"], id,
+                                                          limit=MAX_CONVERSATION_MESSAGES)
         if not summary or not members:
             raise errors.not_found(f"conversation {id} not found")
         resp.media = views.conversation_detail(

@@ -6,8 +6,9 @@ previews fetch URLs: nothing may happen then); the button POSTs the token
 back, and that acts, through core/approval.py like every other way of
 resolving, with the message's owner as the reviewer. A second use finds the
 message resolved (409): the state makes links single-use. No API key: the
-token is the credential, checked against the owner's signing secrets
-(core/linkcheck.py). Answers are pages for a person, also when refused.
+token is the credential, checked against the owner's magic-link key, which
+only the server holds (core/keys.py, core/linkcheck.py). Answers are pages
+for a person, also when refused.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def _doc(action: str) -> dict[str, Any]:
                                               "maxLength": MAX_REASON_LENGTH}}
                                   if action == "reject" else {})}}}}},
             "responses": {"200": _page(f"{word}d"), **errors,
+                          "422": _page("The mail server refused the message for good; it "
+                                       "is still held"),
                           "503": _page("The mail server did not take the message; it is "
                                        "still held")},
         },
@@ -172,6 +175,11 @@ class _MagicLink:
         except ReleaseError as exc:
             log.warning("approved message not released: %s", exc,
                         extra={"message_id": row["id"]})
+            if exc.permanent:
+                pages.problem(resp, 422, "The mail server refused this email",
+                              f"It said: {exc}. The email is still waiting for review: "
+                              "change it through the API, or reject it.")
+                return
             pages.problem(resp, 503, "Not sent yet",
                           "The mail server did not take the email just now. It is still "
                           "waiting for your approval: try again in a minute.")

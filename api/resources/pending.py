@@ -16,7 +16,7 @@ from typing import Any
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api import auth, errors, idempotent, inputs, opdoc, views
+from e2a.api import auth, errors, idempotent, inputs, opdoc, pagination, views
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, mailboxes, refusals, text
 from e2a.core import approval, compose, holds
@@ -29,6 +29,8 @@ log = logging.getLogger("e2a.api")
 TAGS = ["Approvals"]
 PENDING = holds.PENDING
 MAX_REASON_LENGTH = 1000
+# Also the default: clients written before the queue was paged read one page.
+MAX_PENDING_PAGE = 100
 # How long a client should wait before retrying an approval the mail server did not take.
 RELEASE_RETRY_AFTER = 30
 
@@ -65,12 +67,19 @@ class PendingMessages:
             "operationId": "listPendingMessages",
             "summary": "List messages waiting for HITL approval",
             "description": "Every held message of every agent of yours (an agent-scoped key: "
-                           "its agent's), the soonest to expire first. No bodies or "
-                           "attachments: the detail endpoint has them.",
+                           "its agent's), the soonest to expire first, at most "
+                           f"{MAX_PENDING_PAGE} a page; `next_token` (empty on the last "
+                           "page) continues. No bodies or attachments: the detail endpoint "
+                           "has them.",
             "tags": TAGS,
             "parameters": [{**opdoc.query_param(
                 "status", "Only pending_approval is supported",
-                {"type": "string", "enum": [PENDING]}), "required": True}],
+                {"type": "string", "enum": [PENDING]}), "required": True},
+                opdoc.query_param("page_size", f"Messages per page, 1-{MAX_PENDING_PAGE} "
+                                  f"(default {MAX_PENDING_PAGE})",
+                                  {"type": "integer", "minimum": 1,
+                                   "maximum": MAX_PENDING_PAGE}),
+                opdoc.query_param("token", "next_token of the previous page")],
             "responses": {
                 "200": opdoc.ok("ListPendingMessagesResponse"),
                 "400": opdoc.error("Unsupported or missing status"),
@@ -79,17 +88,30 @@ class PendingMessages:
         },
     }
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._pool = pool
+        self._secret = cfg.secrets.hmac_secret
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.get_param("status") != PENDING:
             raise errors.bad_request(f"status must be {PENDING}", param="status")
         principal: auth.Principal = req.context.principal
+        size = inputs.page_size(req, default=MAX_PENDING_PAGE, maximum=MAX_PENDING_PAGE)
+        scope = {"user_id": principal.user_id, "agent_id": principal.agent_id,
+                 "status": PENDING}
+        token = req.get_param("token") or ""
+        after = pagination.decode(self._secret, scope, token) if token else None
         with self._pool.connection() as conn:
             rows = pending_store.list_pending(conn, principal.user_id,
-                                              agent_id=principal.agent_id)
-        resp.media = {"messages": [views.pending_summary(row) for row in rows]}
+                                              agent_id=principal.agent_id, limit=size + 1,
+                                              after=after)
+        page = rows[:size]
+        next_token = ""
+        if len(rows) > size:
+            next_token = pagination.encode(self._secret, scope,
+                                           (page[-1]["sort_at"], page[-1]["id"]))
+        resp.media = {"messages": [views.pending_summary(row) for row in page],
+                      "next_token": next_token}
 
 
 class PendingMessage:
@@ -176,7 +198,9 @@ class PendingApproval:
                 "404": _NOT_YOURS,
                 "409": opdoc.error("The message is no longer pending approval, or another "
                                    "request with this Idempotency-Key is in progress"),
-                "422": idempotent.RESPONSES["422"],
+                "422": opdoc.error("Idempotency-Key reused with a different request body, "
+                                   "or the mail server refused the message for good "
+                                   "(release_refused: it is still held, edit or reject it)"),
                 "503": opdoc.error("The mail server did not take the message; it is still "
                                    "held, retry later"),
             },
@@ -190,8 +214,12 @@ class PendingApproval:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         reviewer = _reviewer(req)
+        # The reviewer check above is the whole authorization: keys (and so
+        # replays) are per user, and every message the work can reach is
+        # looked up under the reviewer's own id.
         idempotent.respond(self._pool, req, resp, lambda keep: self._approve(req, keep, id,
-                                                                             reviewer))
+                                                                             reviewer),
+                           authorize=lambda: None)
 
     def _approve(self, req: falcon.Request, keep: Keep, message_id: str,
                  reviewer: str) -> Answer:
@@ -205,6 +233,12 @@ class PendingApproval:
             except ReleaseError as exc:
                 log.warning("approved message not released: %s", exc,
                             extra={"message_id": message_id})
+                if exc.permanent:
+                    raise errors.ApiError(
+                        422, "release_refused",
+                        f"the mail server refused the message for good ({exc}); it is still "
+                        "held: edit it (smaller attachments, fewer recipients) or reject it"
+                    ) from None
                 raise errors.ApiError(503, "release_unavailable",
                                       "the mail server did not take the message; it is still "
                                       "held, retry later",

@@ -103,7 +103,9 @@ class Outbox:
         try:
             sent = sending.send(self.pool, self.cfg,
                                 sending.Outgoing(message_id, kind, agent, composed),
-                                in_transaction=lambda conn, s: keep(conn, answer(s)))
+                                in_transaction=lambda conn, s: keep(conn, answer(s),
+                                                                    confirmed=False),
+                                confirmed=keep.confirm, undo=keep.forget)
         except submit.SubmitError as exc:
             log.warning("submission failed, nothing sent: %s", exc,
                         extra={"message_id": message_id, "agent": agent["email"]})
@@ -168,17 +170,22 @@ class Send:
         self._outbox = Outbox(cfg, pool)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        idempotent.respond(self._outbox.pool, req, resp, lambda keep: self._send(req, keep))
+        idempotent.respond(self._outbox.pool, req, resp, lambda keep: self._send(req, keep),
+                           authorize=lambda: self._sender(req))
 
-    def _send(self, req: falcon.Request, keep: Keep) -> Answer:
-        body = inputs.json_object(req)
+    def _sender(self, req: falcon.Request) -> dict[str, Any]:
+        """The agent at ``from``, if the caller's key may use it (else 404)."""
         with refusals():
-            given = text(body, "from")
+            given = text(inputs.json_object(req), "from")
             if not given:
                 raise ComposeError("from", "required: the address of the agent that sends")
             address = compose.mailbox(given, "from").address.lower()
         with self._outbox.pool.connection() as conn:
-            agent = auth.agent_for(conn, req.context.principal, address)
+            return auth.agent_for(conn, req.context.principal, address)
+
+    def _send(self, req: falcon.Request, keep: Keep) -> Answer:
+        body = inputs.json_object(req)
+        agent = self._sender(req)
         with refusals():
             draft = Draft(
                 sender=self._outbox.sender(agent), to=mailboxes(body, "to"),
@@ -203,7 +210,12 @@ class _AboutReceived:
     def on_post(self, req: falcon.Request, resp: falcon.Response, email: str,
                 id: str) -> None:
         idempotent.respond(self._outbox.pool, req, resp,
-                           lambda keep: self._act(req, keep, email, id))
+                           lambda keep: self._act(req, keep, email, id),
+                           authorize=lambda: self._authorize(req, email))
+
+    def _authorize(self, req: falcon.Request, email: str) -> None:
+        with self._outbox.pool.connection() as conn:
+            auth.agent_for(conn, req.context.principal, email)
 
     def _act(self, req: falcon.Request, keep: Keep, email: str, message_id: str) -> Answer:
         body = inputs.json_object(req)
@@ -318,6 +330,6 @@ class AgentTest:
             text=f"This is a test email from e2a. {agent['email']} sent it to itself to "
                  "show that its mail goes out and comes back in.\n",
             conversation_id=new_id("conv"))
-        answer = self._outbox.deliver(agent, "test", draft, lambda conn, answer: None)
+        answer = self._outbox.deliver(agent, "test", draft, idempotent.Keep())
         resp.status = falcon.code_to_http_status(answer.status)
         resp.media = answer.media

@@ -4,7 +4,8 @@ CONTRACT.md; the session itself: api/wsession.py).
 
 gevent-websocket has accepted the upgrade before the application runs, so
 every refusal is a close frame: 1008 for a bad key, an agent that is not the
-key's (the same answer whether it exists or not) and a cloud-mode agent.
+key's (the same answer whether it exists or not) and a cloud-mode agent,
+and later for the key's revocation (api/wsession.py).
 Cloud-mode agents get their mail POSTed to their webhook by the worker, with
 retries and a delivery status on the message; a WebSocket beside it would be
 a second, unaccounted channel for the same mail, so it is refused with a
@@ -21,11 +22,10 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, opdoc
 from e2a.api.realtime import Hub, Unavailable
-from e2a.api.wschannel import Channel
+from e2a.api.wschannel import POLICY_VIOLATION, Channel
 from e2a.api.wsession import Session
 from e2a.core.config import Config
 
-POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 
 _TOKEN = opdoc.query_param("token", "An API key: the account key of the agent's owner, or a "
@@ -49,7 +49,8 @@ class AgentSocket:
                 "received_at}. On connect every unread inbound message is sent, oldest "
                 "first, then new mail as it arrives. Ping every 30 s. A second connection "
                 "for the agent closes the first with 4000. Close 1008: invalid key, agent "
-                "not found or not the key's, or a cloud-mode agent; 1001: server shutting "
+                "not found or not the key's, a cloud-mode agent, or the key revoked "
+                "while connected; 1001: server shutting "
                 "down; 1013: database unavailable or client too far behind (reconnect)."),
             "operationId": "listenAgent",
             "tags": ["Messages"],
@@ -74,8 +75,8 @@ class AgentSocket:
                                   headers={"Upgrade": "websocket"})
         channel = Channel(ws)
         try:
-            agent = self._agent(req.get_param("token") or "", email)
-            sub = self._hub.subscribe(agent["id"], channel)
+            principal, agent = self._agent(req.get_param("token") or "", email)
+            sub = self._hub.subscribe(agent["id"], channel, principal.key_id)
         except Refused as exc:
             channel.close(POLICY_VIOLATION, str(exc))
             return
@@ -90,7 +91,7 @@ class AgentSocket:
         finally:
             self._hub.unsubscribe(sub)
 
-    def _agent(self, token: str, email: str) -> dict[str, Any]:
+    def _agent(self, token: str, email: str) -> tuple[auth.Principal, dict[str, Any]]:
         try:
             principal = auth.authenticate_key(self._pool, token)
             with self._pool.connection() as conn:
@@ -99,4 +100,4 @@ class AgentSocket:
             raise Refused(exc.description or "refused") from None
         if agent["agent_mode"] != "local":
             raise Refused("cloud-mode agent: its mail is delivered to its webhook")
-        return agent
+        return principal, agent

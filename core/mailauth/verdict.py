@@ -17,6 +17,7 @@ class Verdict:
     dkim: str = "none"
     dmarc: str = "none"
     aligned: bool = False  # a DMARC-aligned SPF or DKIM pass
+    dkim_aligned: bool = False  # a DMARC-aligned DKIM pass (SPF plays no part)
     header: str = ""  # our Authentication-Results value (without the name)
 
     @property
@@ -47,6 +48,13 @@ def _ptype(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _dkim_part(result: dkim.DkimResult) -> str:
+    if result.reason:  # signatures not checked: no one signature to name
+        return f"dkim={result.result} reason={_ptype(result.reason)}"
+    return (f"dkim={result.result} header.d={_ptype(result.domain)}"
+            f" header.s={_ptype(result.selector)}")
+
+
 def authenticate(raw: bytes, who: Identity, authserv_id: str) -> Verdict:
     """``raw``: the message exactly as the client sent it (DKIM needs the bytes)."""
     lookups = Lookups()
@@ -57,8 +65,7 @@ def authenticate(raw: bytes, who: Identity, authserv_id: str) -> Verdict:
     checked = spf_result.identity if spf_result.scope == "mailfrom" else who.helo
     parts.append(f"spf={spf_result.result} smtp.{spf_result.scope}={_ptype(checked)}")
     if dkim_results:
-        parts += [f"dkim={d.result} header.d={_ptype(d.domain)} header.s={_ptype(d.selector)}"
-                  for d in dkim_results]
+        parts += [_dkim_part(d) for d in dkim_results]
     else:
         parts.append("dkim=none")
     dmarc_part = f"dmarc={dmarc_result.result}"
@@ -69,4 +76,5 @@ def authenticate(raw: bytes, who: Identity, authserv_id: str) -> Verdict:
     parts.append(dmarc_part)
     return Verdict(spf=spf_result.result, dkim=dkim.summary(dkim_results),
                    dmarc=dmarc_result.result, aligned=dmarc_result.aligned,
+                   dkim_aligned=dmarc_result.dkim_aligned,
                    header=";\r\n\t".join(parts))

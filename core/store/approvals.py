@@ -44,6 +44,33 @@ def claim_due(conn: psycopg.Connection) -> Row | None:
                FOR UPDATE OF m SKIP LOCKED""").fetchone()
 
 
+def mark_sending(conn: psycopg.Connection, message_id: str, *, status: str,
+                 reviewer_user_id: str | None, reviewed: bool) -> None:
+    """The decision to send, committed before Postfix is asked: ``status``
+    (sent, expired_approved) with the in-flight marker delivery_status
+    'submitting' (core/approval.py says why)."""
+    conn.execute(
+        """UPDATE messages
+              SET status = %(status)s, delivery_status = 'submitting', delivery_error = '',
+                  reviewed_by_user_id = %(reviewer)s,
+                  reviewed_at = CASE WHEN %(reviewed)s THEN now() END
+            WHERE id = %(id)s""",
+        {"id": message_id, "status": status, "reviewer": reviewer_user_id,
+         "reviewed": reviewed})
+
+
+def unmark_sending(conn: psycopg.Connection, message_id: str, *, status: str,
+                   error: str) -> None:
+    """Postfix did not take the message marked ``status`` by mark_sending: it
+    is pending again, with why it did not leave."""
+    conn.execute(
+        """UPDATE messages
+              SET status = 'pending_approval', delivery_status = '', delivery_error = %(error)s,
+                  reviewed_by_user_id = NULL, reviewed_at = NULL
+            WHERE id = %(id)s AND status = %(status)s AND delivery_status = 'submitting'""",
+        {"id": message_id, "status": status, "error": error})
+
+
 def finish_sent(conn: psycopg.Connection, message_id: str, *, status: str, queue_id: str,
                 reviewer_user_id: str | None, reviewed: bool,
                 edited: Row | None = None) -> None:

@@ -3,6 +3,7 @@ ensure_shared_domain; it has no owner, so no query here returns it)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -117,3 +118,20 @@ def owner_may_sign(conn: psycopg.Connection, domain: str, user_id: str,
                                            AND a.email = ANY(%(authors)s))
                                        = cardinality(%(authors)s::text[])))""",
         {"domain": domain, "user": user_id, "authors": authors}).fetchone() is not None
+
+
+def delete_expired_claims(conn: psycopg.Connection, age: timedelta, limit: int, *,
+                          domain: str | None = None) -> int:
+    """Delete up to ``limit`` claims older than ``age`` (of this one name when
+    ``domain``): rows never verified, so without agents. Rows another
+    transaction holds are skipped, not waited for (several workers)."""
+    return conn.execute(
+        """DELETE FROM domains WHERE id IN (
+               SELECT d.id FROM domains d
+                WHERE NOT d.is_shared AND NOT d.verified AND d.verified_at IS NULL
+                  AND d.created_at < now() - %(age)s
+                  AND (%(domain)s::text IS NULL OR d.domain = %(domain)s)
+                  AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.domain_id = d.id)
+                ORDER BY d.created_at LIMIT %(limit)s
+                  FOR UPDATE SKIP LOCKED)""",
+        {"age": age, "domain": domain, "limit": limit}).rowcount

@@ -15,14 +15,18 @@ def hold(conn: psycopg.Connection, message_id: str, *, raw: bytes, body_text: st
          body_html: str, attachments: list[dict[str, str]], ttl_seconds: int) -> Row | None:
     """Mark the outbound message held; its id, status and approval_expires_at.
 
-    Only a message not yet passed on and not yet decided on is held: one the
-    API stored as pending already keeps its draft's bodies and its expiry
-    (a retry by Postfix changes nothing). None when the row is not holdable:
-    released or resolved already (``held_state`` says how)."""
+    Only a message not yet passed on and not yet decided on is held: one
+    held already keeps its bytes, bodies, attachments and expiry, so what a
+    reviewer reads is what leaves (a retry by Postfix changes nothing, and
+    nothing submitted later under its id takes its place). None when the
+    row is not holdable: released or resolved already (``held_state`` says
+    how)."""
     return conn.execute(
         """UPDATE messages
               SET status = 'pending_approval',
-                  raw_message = %(raw)s,
+                  raw_message = CASE WHEN status = 'pending_approval'
+                                      AND raw_message IS NOT NULL
+                                     THEN raw_message ELSE %(raw)s END,
                   body_text = COALESCE(body_text, %(body_text)s),
                   body_html = COALESCE(body_html, %(body_html)s),
                   attachments = COALESCE(attachments, %(attachments)s),

@@ -34,7 +34,8 @@ def get(conn: psycopg.Connection, user_id: str, key: str, *, retention: timedelt
     """The key's row with ``reusable`` (expired, or a dead claim); a plain
     read that never waits for the request holding it."""
     return conn.execute(
-        f"""SELECT k.request_hash, k.status_code, k.response, {_REUSABLE} AS reusable
+        f"""SELECT k.request_hash, k.status_code, k.response, {_REUSABLE} AS reusable,
+                   (k.confirmed OR k.created_at < now() - %(stale)s) AS settled
               FROM idempotency_keys k WHERE k.user_id = %(user_id)s AND k.key = %(key)s""",
         {"user_id": user_id, "key": key, "retention": retention, "stale": stale}).fetchone()
 
@@ -45,7 +46,7 @@ def take_over(conn: psycopg.Connection, user_id: str, key: str, request_hash: by
     row = conn.execute(
         f"""UPDATE idempotency_keys k
                SET request_hash = %(hash)s, status_code = NULL, response = NULL,
-                   created_at = now()
+                   confirmed = true, created_at = now()
              WHERE k.user_id = %(user_id)s AND k.key = %(key)s AND {_REUSABLE}
             RETURNING true AS claimed""",
         {"user_id": user_id, "key": key, "hash": request_hash, "retention": retention,
@@ -54,11 +55,21 @@ def take_over(conn: psycopg.Connection, user_id: str, key: str, request_hash: by
 
 
 def finish(conn: psycopg.Connection, user_id: str, key: str, status_code: int,
-           response: dict[str, Any]) -> None:
+           response: dict[str, Any], *, confirmed: bool = True) -> None:
     conn.execute(
-        """UPDATE idempotency_keys SET status_code = %s, response = %s
+        """UPDATE idempotency_keys SET status_code = %s, response = %s, confirmed = %s
             WHERE user_id = %s AND key = %s""",
-        (status_code, Jsonb(response), user_id, key))
+        (status_code, Jsonb(response), confirmed, user_id, key))
+
+
+def confirm(conn: psycopg.Connection, user_id: str, key: str) -> None:
+    conn.execute("UPDATE idempotency_keys SET confirmed = true WHERE user_id = %s AND key = %s",
+                 (user_id, key))
+
+
+def forget(conn: psycopg.Connection, user_id: str, key: str) -> None:
+    """Drop the key, answered or not."""
+    conn.execute("DELETE FROM idempotency_keys WHERE user_id = %s AND key = %s", (user_id, key))
 
 
 def release(conn: psycopg.Connection, user_id: str, key: str) -> None:

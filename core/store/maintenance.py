@@ -12,6 +12,7 @@ PURGEABLE: dict[str, tuple[str, str]] = {
     "idempotency_keys": ("user_id, key", "created_at"),
     "rate_limits": ("bucket, window_start", "window_start"),
     "events": ("id", "created_at"),
+    "owner_notifications": ("user_id, sent_at", "sent_at"),
 }
 
 

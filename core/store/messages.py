@@ -245,13 +245,16 @@ def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
 
 
 def conversation_messages(conn: psycopg.Connection, agent_id: str,
-                          conversation_id: str) -> list[Row]:
-    """Every message of one of this agent's conversations, oldest first."""
+                          conversation_id: str, *, limit: int) -> list[Row]:
+    """The newest ``limit`` messages of one of this agent's conversations,
+    oldest first."""
     return conn.execute(
-        f"""SELECT {_SUMMARY_COLUMNS} FROM messages
-             WHERE agent_id = %s AND conversation_id = %s
+        f"""SELECT * FROM (
+                SELECT {_SUMMARY_COLUMNS} FROM messages
+                 WHERE agent_id = %s AND conversation_id = %s
+                 ORDER BY created_at DESC, id DESC LIMIT %s) newest
              ORDER BY created_at, id""",
-        (agent_id, conversation_id)).fetchall()
+        (agent_id, conversation_id, limit)).fetchall()
 
 
 def vacuum_analyze(conn: psycopg.Connection) -> None:

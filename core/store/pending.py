@@ -7,6 +7,8 @@ core/store/approvals.py.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 
 from e2a.core.store.messages import Row
@@ -16,17 +18,27 @@ _SUMMARY_COLUMNS = """id, agent_id, direction, type, status, to_recipients, cc, 
                       conversation_id, approval_expires_at, created_at"""
 
 
-def list_pending(conn: psycopg.Connection, user_id: str, *,
-                 agent_id: str | None = None) -> list[Row]:
-    """The user's held messages (of one agent when ``agent_id``), the soonest
-    to expire first."""
+def list_pending(conn: psycopg.Connection, user_id: str, *, agent_id: str | None = None,
+                 limit: int, after: tuple[datetime, str] | None = None) -> list[Row]:
+    """One page of the user's held messages (of one agent when
+    ``agent_id``), the soonest to expire first; ``after`` is the (sort_at,
+    id) of the previous page's last row. ``sort_at`` is the expiry, which
+    every hold sets; a row without one would sort by its creation time
+    rather than vanish from the queue."""
+    after_at, after_id = after or (None, "")
     return conn.execute(
-        f"""SELECT {_SUMMARY_COLUMNS} FROM messages
+        f"""SELECT {_SUMMARY_COLUMNS}, coalesce(approval_expires_at, created_at) AS sort_at
+              FROM messages
              WHERE user_id = %(user_id)s AND status = 'pending_approval'
                AND direction = 'outbound'
                AND (%(agent_id)s::text IS NULL OR agent_id = %(agent_id)s)
-             ORDER BY approval_expires_at NULLS LAST, created_at, id""",
-        {"user_id": user_id, "agent_id": agent_id}).fetchall()
+               AND (%(after_at)s::timestamptz IS NULL
+                    OR (coalesce(approval_expires_at, created_at), id)
+                       > (%(after_at)s::timestamptz, %(after_id)s::text))
+             ORDER BY sort_at, id
+             LIMIT %(limit)s""",
+        {"user_id": user_id, "agent_id": agent_id, "after_at": after_at,
+         "after_id": after_id, "limit": limit}).fetchall()
 
 
 def outbound_message(conn: psycopg.Connection, message_id: str, *,

@@ -41,6 +41,12 @@ def api_key_by_hash(conn: psycopg.Connection, key_hash: bytes) -> Row | None:
         (key_hash,)).fetchone()
 
 
+def api_key_is_live(conn: psycopg.Connection, key_id: str) -> bool:
+    """The key exists and is not revoked."""
+    return conn.execute("SELECT 1 FROM api_keys WHERE id = %s AND revoked_at IS NULL",
+                        (key_id,)).fetchone() is not None
+
+
 def touch_api_key(conn: psycopg.Connection, key_id: str) -> None:
     # Once a minute is precise enough and spares a write on every request.
     conn.execute(

@@ -11,6 +11,8 @@ from psycopg import sql
 
 # A new connection announces itself here: {"agent_id", "connection_id"}.
 CONTROL_CHANNEL = "e2a_ws_control"
+# An API key revoked or deleted: {"key_id"} (a trigger, sql/010_key_revocation.sql).
+KEY_REVOKED_CHANNEL = "e2a_key_revoked"
 
 
 def listen(conn: psycopg.Connection, channel: str) -> None:

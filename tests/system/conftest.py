@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from sandbox_harness import RunningSandbox, new_agent
+from sandbox_harness import RunningSandbox, Smtpd, new_agent, smtpd_without_policy
 
 from e2a.cli.sandbox.stack import Ports, Sandbox
 
@@ -60,6 +60,12 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[RunningSandbox]:
                 print(f"\nsandbox logs kept for inspection: {root}", file=sys.stderr)
             else:
                 shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def smtpd_no_policy(sandbox: RunningSandbox) -> Iterator[Smtpd]:
+    with smtpd_without_policy(sandbox) as smtpd:
+        yield smtpd
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

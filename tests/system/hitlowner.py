@@ -33,7 +33,7 @@ class Owner:
     domain: str
     user_id: str
     api_key: str
-    secret: str  # the signing secret the notifications' links are signed with
+    secret: str  # a signing secret of the owner's (agents hold it: it signs no link)
     agent: str  # an agent of theirs with HITL on
 
 

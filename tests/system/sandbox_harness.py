@@ -131,6 +131,33 @@ def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float 
         time.sleep(interval)
 
 
+@dataclass(frozen=True)
+class Smtpd:
+    """An smtpd of the sandbox's Postfix."""
+
+    port: int
+
+
+@contextmanager
+def smtpd_without_policy(sandbox: RunningSandbox) -> Iterator[Smtpd]:
+    """One more smtpd of the sandbox's Postfix, meanwhile: the same milter,
+    no policy service at RCPT (loopback clients may relay, as on the public
+    one), so what the client hears at end of data is the milter's own."""
+    port = free_port()
+    service = f"127.0.0.1:{port}/inet"
+    sandbox.postfix.postconf(
+        "-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd "
+        "-o smtpd_recipient_restrictions=permit_mynetworks,reject")
+    sandbox.postfix.reload()
+    try:
+        wait_until(lambda: supervisor.accepts(f"127.0.0.1:{port}"), timeout=20,
+                   what=f"smtpd on port {port}")
+        yield Smtpd(port)
+    finally:
+        sandbox.postfix.postconf("-MX", service)
+        sandbox.postfix.reload()
+
+
 def compose(sender: str, to: str, subject: str, body: str) -> bytes:
     """A plain RFC 5322 message with CRLF line ends, as an MUA would send it."""
     msg = EmailMessage()

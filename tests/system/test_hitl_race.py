@@ -73,11 +73,13 @@ def query(sandbox: RunningSandbox, sql: str, *params: Any) -> dict[str, Any] | N
 
 
 def held_by_the_filter(sandbox: RunningSandbox, message_id: str) -> bool:
-    """The content filter has stored the bytes Postfix handed it (with
-    Postfix's Received line), not only the API's draft."""
-    found = query(sandbox, "SELECT status, position('Received:'::bytea IN raw_message) > 0 "
-                           "AS via_postfix FROM messages WHERE id = %s", message_id)
-    return bool(found and found["status"] == "pending_approval" and found["via_postfix"])
+    """The content filter has held the message Postfix handed it (it keeps
+    the API's draft as it was: a held message's content never changes), so
+    Postfix's queue has let go of it."""
+    found = query(sandbox, "SELECT status FROM messages WHERE id = %s", message_id)
+    logged = [line for line in sandbox.box.logfile("filter").read_text().splitlines()
+              if "held for approval" in line and f"message_id={message_id}" in line]
+    return bool(found and found["status"] == "pending_approval" and logged)
 
 
 def copies(sandbox: RunningSandbox, body: str) -> int:
@@ -102,9 +104,8 @@ def test_exactly_one_send_when_api_link_and_two_workers_race(
                          "WHERE id = %s RETURNING user_id, approval_expires_at", message_id)
     assert row is not None
     cfg = sandbox.box.config()
-    with single_connection(cfg) as conn:
-        secret = notification.link_secret(conn, cfg, row["user_id"])
-    link = notification.links(cfg, secret, message_id, row["approval_expires_at"])["approve"]
+    link = notification.links(cfg, row["user_id"], message_id,
+                              row["approval_expires_at"])["approve"]
     token = parse_qs(urlsplit(link).query)["token"][0]
 
     start = threading.Barrier(2)
@@ -146,5 +147,4 @@ def test_exactly_one_send_when_api_link_and_two_workers_race(
         "body": sentinel})
     assert settled.status_code == 200, settled.text
     sandbox.capture.wait_for(lambda c: sentinel.encode() in c.data, timeout=30)
-    time.sleep(1.0)
     assert copies(sandbox, body) == 1

@@ -55,7 +55,8 @@ def test_api_send_leaves_signed_with_its_return_path_and_is_recorded(sandbox):
     message_id = send(sandbox, to=["friend@elsewhere.test"], subject=subject)
     captured = captured_with(sandbox, subject)
     domain = sandbox.agent_email.rpartition("@")[2]
-    assert captured.mail_from == verp.return_path(message_id, domain)
+    assert captured.mail_from == verp.return_path(message_id, domain,
+                                                  verp.key(sandbox.box.config()))
     assert captured.rcpt_tos == ["friend@elsewhere.test"]
     assert captured.data.startswith(b"Received: ")  # Postfix's own, on top of ours
     tags = signature_tags(captured.data)
@@ -79,7 +80,7 @@ def test_plain_smtp_from_an_agent_is_recorded_signed_and_given_a_return_path(san
     reply = smtp_send(sandbox.box.ports.submit, agent, "friend@elsewhere.test", data)
     assert reply.code == 250, reply
     captured = captured_with(sandbox, subject)
-    message_id = verp.parse(captured.mail_from)
+    message_id = verp.parse(captured.mail_from, verp.key(sandbox.box.config()))
     assert message_id
     with sandbox_resolver(sandbox):
         assert dkim.verify(captured.data)
@@ -103,7 +104,8 @@ def test_a_refused_recipient_bounces_back_and_marks_the_message(sandbox):
     [event] = [e for e in events.json()["events"] if e["message_id"] == message_id]
     assert event["data"]["delivery_error"] == stored["delivery_error"]
     # The milter consumed the DSN: it never went out to the internet.
-    return_path = verp.return_path(message_id, sandbox.agent_email.rpartition("@")[2])
+    return_path = verp.return_path(message_id, sandbox.agent_email.rpartition("@")[2],
+                                   verp.key(sandbox.box.config()))
     assert not [c for c in sandbox.capture.messages() if return_path in c.rcpt_tos]
     sandbox.postfix.wait_for_log(r"milter-discard", timeout=10)
 
@@ -128,7 +130,7 @@ def test_agent_to_agent_is_verified_agent_mail_in_the_senders_conversation(sandb
     assert stored["auth_headers"]["X-E2A-Auth-Entity-Type"] == "agent"
     assert stored["auth_headers"]["X-E2A-Auth-Verified"] == "true"
     assert stored["envelope_sender"] == verp.return_path(
-        message_id, sandbox.agent_email.rpartition("@")[2])
+        message_id, sandbox.agent_email.rpartition("@")[2], verp.key(sandbox.box.config()))
     # Delivered here, so it did not go out as well.
     assert not [c for c in sandbox.capture.messages() if subject.encode() in c.data]
     sent = wait_until(lambda: (r := row(sandbox, message_id))

@@ -82,7 +82,7 @@ def test_send_arrives_as_composed_signed_with_bcc_in_the_envelope_only(sandbox):
     message_id = sent(response)
     got = captured(sandbox, subject)
     domain = agent_domain(sandbox)
-    assert got.mail_from == verp.return_path(message_id, domain)
+    assert got.mail_from == verp.return_path(message_id, domain, verp.key(sandbox.box.config()))
     assert sorted(got.rcpt_tos) == sorted([f"ann@{ELSEWHERE}", f"bob@{ELSEWHERE}",
                                            f"carol@{ELSEWHERE}", f"secret@{ELSEWHERE}"])
     msg = got.message
@@ -196,7 +196,8 @@ def test_an_idempotent_retry_sends_once(sandbox):
 def test_the_test_mail_comes_back_into_the_agents_inbox(sandbox):
     response = post(sandbox, f"/api/v1/agents/{quote(sandbox.agent_email, safe='')}/test")
     message_id = sent(response)
-    return_path = verp.return_path(message_id, agent_domain(sandbox))
+    return_path = verp.return_path(message_id, agent_domain(sandbox),
+                                   verp.key(sandbox.box.config()))
     [listed] = wait_until(
         lambda: [m for m in sandbox.messages() if m["subject"] == "Test email from e2a"
                  and _envelope_sender(sandbox, m["message_id"]) == return_path],

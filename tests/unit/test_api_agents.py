@@ -225,6 +225,72 @@ def test_registrations_are_rate_limited_per_source_address(cfg, client, tenant, 
     assert register(client, other, "198.51.100.0", slug=slug()).status_code == 201
 
 
+def _registrations_counted_for(cfg, address: str) -> int:
+    with single_connection(cfg) as conn:
+        row = conn.execute("SELECT coalesce(sum(hits), 0) AS n FROM rate_limits "
+                           "WHERE bucket = %s", (f"{REGISTRATIONS.scope}:{address}",)).fetchone()
+    return row["n"]
+
+
+@pytest.fixture(scope="module")
+def proxied(cfg, tmp_path_factory):
+    """The app behind a reverse proxy on 10.1.0.0/16 and one on 192.0.2.10."""
+    path = write_config(cfg, tmp_path_factory.mktemp("proxy") / "e2a.toml",
+                        '[http]\ntrusted_proxies = ["10.1.0.0/16", "192.0.2.10"]\n')
+    with api_client(config.load(path, env={})) as test_client:
+        yield test_client
+
+
+def _register_via(client, tenant, peer, forwarded):
+    headers = {**tenant.auth, "X-Forwarded-For": forwarded}
+    return client.simulate_post("/api/v1/agents", headers=headers, remote_addr=peer,
+                                json={"agent_mode": "local", "slug": slug()})
+
+
+def _fresh_address() -> str:
+    return f"203.0.113.{secrets.randbelow(250) + 1}"
+
+
+def test_x_forwarded_for_is_ignored_by_default(cfg, client, tenant):
+    peer, spoofed = _fresh_address(), _fresh_address()
+    assert _register_via(client, tenant, peer, spoofed).status_code == 201
+    assert _registrations_counted_for(cfg, peer) == 1
+    assert _registrations_counted_for(cfg, spoofed) == 0
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_rightmost_untrusted_hop(cfg, proxied,
+                                                                           tenant):
+    client_addr, claimed = _fresh_address(), _fresh_address()
+    # The client claimed an address; our two proxies each appended their peer.
+    result = _register_via(proxied, tenant, "10.1.2.3",
+                           f"{claimed}, {client_addr}, 192.0.2.10")
+    assert result.status_code == 201, result.text
+    assert _registrations_counted_for(cfg, client_addr) == 1
+    assert _registrations_counted_for(cfg, claimed) == 0
+    assert _registrations_counted_for(cfg, "10.1.2.3") == 0
+
+
+def test_a_spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored(cfg, proxied, tenant):
+    peer, spoofed = _fresh_address(), _fresh_address()
+    assert _register_via(proxied, tenant, peer, spoofed).status_code == 201
+    assert _registrations_counted_for(cfg, peer) == 1
+    assert _registrations_counted_for(cfg, spoofed) == 0
+    # Nor can a client dodge the limit by rotating the header.
+    with single_connection(cfg) as conn:
+        ratelimit.hit(conn, REGISTRATIONS, peer, cost=REGISTRATIONS.per_window)
+    assert_error(_register_via(proxied, tenant, peer, _fresh_address()), 429, "rate_limited")
+
+
+@pytest.mark.parametrize("value,problem", [
+    ('["not-an-ip"]', "not an IP address"),
+    ('"10.0.0.1"', "must be a list"),
+])
+def test_trusted_proxies_must_be_addresses(cfg, tmp_path, value, problem):
+    path = write_config(cfg, tmp_path / "e2a.toml", f"[http]\ntrusted_proxies = {value}\n")
+    with pytest.raises(config.ConfigError, match=problem):
+        config.load(path, env={})
+
+
 # -- list, get ----------------------------------------------------------------------
 
 
@@ -384,3 +450,35 @@ def test_no_key_is_401_everywhere(client, tenant):
                                            json={"slug": slug(), "agent_mode": "local"})
     for result in results.values():
         assert_error(result, 401, "unauthorized")
+
+
+def test_the_servers_own_addresses_cannot_be_agents(cfg, client, tenant):
+    # The owners' notifications come from hitl.notify_from (approvals@ the
+    # shared domain by default): an agent there could send fake approval
+    # requests or read the owners' replies.
+    assert cfg.hitl.notify_from == f"approvals@{cfg.mail.shared_domain}"
+    shaped = [f"approve-{'0' * 32}-{'1' * 20}", "approve-anything"]
+    for local in ("approvals", *shaped):
+        assert_error(register(client, tenant, slug=local), 409, "conflict")
+        result = register(client, tenant, email=f"{local}@{cfg.mail.shared_domain}")
+        assert_error(result, 409, "conflict")
+        assert "reserved" in result.json["error"]["message"]
+    domain = add_domain(cfg, tenant)["domain"]
+    for local in (*shaped, f"bounces+msg_{'0' * 32}"):
+        assert_error(register(client, tenant, email=f"{local}@{domain}"), 409, "conflict")
+
+
+def test_a_configured_notify_from_and_reply_domain_are_reserved(cfg, tmp_path):
+    owner = make_tenant(cfg)
+    reply_domain = add_domain(cfg, owner)["domain"]
+    notify_from = f"hitl-notices@{cfg.mail.shared_domain}"
+    configured = config.load(write_config(
+        cfg, tmp_path / "e2a.toml",
+        f'[hitl]\nnotify_from = "{notify_from}"\nreply_domain = "{reply_domain}"\n'), env={})
+    with api_client(configured) as configured_client:
+        assert_error(register(configured_client, owner, slug="hitl-notices"), 409, "conflict")
+        assert_error(register(configured_client, owner, email=f"anyone@{reply_domain}"),
+                     409, "conflict")
+        # approvals@ is an ordinary address when notifications come from elsewhere.
+        assert register(configured_client, owner, slug=f"approvals-{secrets.token_hex(2)}") \
+            .status_code == 201

@@ -9,6 +9,8 @@ import pytest
 from apisupport import add_agent, api_client, insert_message, make_tenant
 from inboxsupport import conversations_path, make_outbound, mark_read, set_created_at, set_labels
 
+from e2a.api.resources.conversations import MAX_CONVERSATION_MESSAGES
+
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 SUMMARY_FIELDS = {"conversation_id", "first_message_at", "last_message_at", "message_count",
                   "inbound_count", "outbound_count", "has_unread", "latest_subject",
@@ -126,6 +128,20 @@ def test_list_is_capped_at_one_hundred(cfg, client):
         insert_message(cfg, tenant.agent, conversation_id=f"conv_many_{i:03}")
     assert len(listing(client, tenant)) == 100
     assert len(listing(client, tenant, page_size="500")) == 100
+
+
+def test_detail_shows_the_newest_members_up_to_a_cap(cfg, client):
+    """Anyone can add to a conversation by mailing the agent in its thread:
+    the detail must not grow with it."""
+    tenant = make_tenant(cfg)
+    ids = [insert_message(cfg, tenant.agent, conversation_id="conv_long", subject=f"n{i}")
+           for i in range(MAX_CONVERSATION_MESSAGES + 2)]
+    for n, message_id in enumerate(ids):
+        set_created_at(cfg, message_id, datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=n))
+    detail = client.simulate_get(conversations_path(tenant.agent["email"], "conv_long"),
+                                 headers=tenant.auth).json
+    assert detail["message_count"] == len(ids)
+    assert [m["message_id"] for m in detail["messages"]] == ids[-MAX_CONVERSATION_MESSAGES:]
 
 
 def test_detail(client, threads):

@@ -23,7 +23,7 @@ from apisupport import (
 from servicesupport import free_udp_tcp_port, write_config
 
 from e2a.cli.sandbox.dns import DnsServer
-from e2a.core import accounts, config
+from e2a.core import accounts, config, jobs, wakeup
 from e2a.core import dns as ourdns
 from e2a.core.db import single_connection
 
@@ -392,3 +392,65 @@ def test_verify_when_dns_does_not_answer(cfg, client, tenant, our_resolver, tmp_
     assert result.headers["retry-after"] == "30"
     shown = client.simulate_get(domain_path(name), headers=tenant.auth).json
     assert RFC3339_Z.match(shown["last_checked_at"]) and shown["verified"] is False
+
+
+# -- unverified claims expire ----------------------------------------------------
+
+
+def _age(cfg, name: str, seconds: float) -> None:
+    with single_connection(cfg) as conn:
+        conn.execute("UPDATE domains SET created_at = now() - %s * interval '1 second' "
+                     "WHERE domain = %s", (seconds, name))
+
+
+def _run_worker_job(cfg, name: str) -> int:
+    [job] = [j for j in jobs.for_worker(cfg, wakeup.Bell()) if j.name == name]
+    with single_connection(cfg) as conn:
+        return job.run(conn)
+
+
+def _exists(cfg, name: str) -> bool:
+    with single_connection(cfg) as conn:
+        return conn.execute("SELECT 1 FROM domains WHERE domain = %s",
+                            (name,)).fetchone() is not None
+
+
+def test_an_unverified_claim_expires_and_the_name_is_free_again(cfg, client, tenant, other):
+    ttl = cfg.domains.unverified_expiry_seconds
+    assert ttl == 7 * 24 * 3600
+    squatted, fresh, verified = fresh_name(), fresh_name(), fresh_name()
+    for name in (squatted, fresh, verified):
+        registered(client, tenant, name)
+    with single_connection(cfg) as conn:
+        conn.execute("UPDATE domains SET verified = true, verified_at = now() "
+                     "WHERE domain = %s", (verified,))
+    _age(cfg, squatted, ttl + 60)
+    _age(cfg, fresh, ttl - 3600)
+    _age(cfg, verified, ttl + 60)
+
+    assert _run_worker_job(cfg, "expire domain claims") >= 1
+
+    assert not _exists(cfg, squatted)
+    assert _exists(cfg, fresh) and _exists(cfg, verified)
+    assert registered(client, other, squatted)["domain"] == squatted
+    assert_error(register(client, other, fresh), 409, "conflict")
+
+
+def test_an_expired_claim_is_free_before_the_worker_runs(cfg, client, tenant, other):
+    name = fresh_name()
+    registered(client, tenant, name)
+    _age(cfg, name, cfg.domains.unverified_expiry_seconds + 60)
+    assert registered(client, other, name)["domain"] == name
+    listed = client.simulate_get("/api/v1/domains", headers=tenant.auth).json["domains"]
+    assert name not in [d["domain"] for d in listed]
+
+
+def test_a_domain_once_verified_is_no_claim_to_expire(cfg, client, tenant):
+    """Verified once, with agents on it: a lapse in DNS does not free the name."""
+    row = add_domain(cfg, tenant)
+    with single_connection(cfg) as conn:
+        accounts.register_agent(conn, cfg, tenant.user["id"], email=f"bot@{row['domain']}")
+        conn.execute("UPDATE domains SET verified = false, created_at = now() - interval "
+                     "'30 days' WHERE id = %s", (row["id"],))
+    _run_worker_job(cfg, "expire domain claims")
+    assert _exists(cfg, row["domain"])

@@ -16,9 +16,10 @@ import secrets
 import pytest
 from apisupport import add_agent, agent_key, assert_error, make_tenant
 from filtersupport import QUEUED_AS
-from hitlsupport import FRIEND, enable_hitl, hold, message_row, released, reset
+from hitlsupport import FRIEND, copies_of_hold, enable_hitl, hold, message_row, released, reset
 from sendsupport import received, reply_path
 
+from e2a.api.resources.pending import MAX_PENDING_PAGE
 from e2a.core import verp
 from e2a.core.db import single_connection
 
@@ -76,6 +77,37 @@ def test_the_queue_lists_held_messages_of_every_agent_soonest_expiry_first(
     assert not {"body_text", "body_html", "attachments"} & set(first)
 
 
+def test_the_queue_is_paged(hitl_cfg, hitl_client, tenant):
+    first = hold(hitl_client, tenant, tenant.agent, subject="soonest")
+    with single_connection(hitl_cfg) as conn:
+        conn.execute("UPDATE messages SET approval_expires_at = now() + interval '1 hour' "
+                     "WHERE id = %s", (first,))
+    held = [first, *copies_of_hold(hitl_cfg, first, MAX_PENDING_PAGE + 4)]
+
+    # Unpaged clients (the 2.x SDKs) get the first MAX_PENDING_PAGE, and a token.
+    whole = hitl_client.simulate_get(LIST, params={"status": "pending_approval"},
+                                     headers=tenant.auth)
+    assert [m["id"] for m in whole.json["messages"]] == held[:MAX_PENDING_PAGE]
+    assert whole.json["next_token"]
+
+    seen: list[str] = []
+    params = {"status": "pending_approval", "page_size": "40"}
+    while True:
+        page = hitl_client.simulate_get(LIST, params=params, headers=tenant.auth)
+        assert page.status_code == 200, page.text
+        seen += [m["id"] for m in page.json["messages"]]
+        if not page.json["next_token"]:
+            break
+        params["token"] = page.json["next_token"]
+    assert seen == held
+
+    # A token continues only the queue it came from.
+    scoped = {"Authorization": f"Bearer {agent_key(hitl_cfg, tenant, add_agent(hitl_cfg, tenant))}"}
+    other = hitl_client.simulate_get(LIST, params={**params, "token": whole.json["next_token"]},
+                                     headers=scoped)
+    assert_error(other, 400, "invalid_request")
+
+
 @pytest.mark.parametrize("params", [{}, {"status": "sent"}, {"status": "all"},
                                     {"status": "PENDING_APPROVAL"}])
 def test_the_queue_takes_only_status_pending_approval(hitl_client, tenant, params):
@@ -104,7 +136,7 @@ def test_another_users_held_messages_stay_out_of_sight(hitl_cfg, hitl_client, te
 
     listed = hitl_client.simulate_get(LIST, params={"status": "pending_approval"},
                                  headers=stranger.auth)
-    assert listed.json == {"messages": []}
+    assert listed.json == {"messages": [], "next_token": ""}
     for method, path in (("GET", detail_path(held)), ("POST", detail_path(held) + "/approve"),
                          ("POST", detail_path(held) + "/reject")):
         result = hitl_client.simulate_request(method, path, headers=stranger.auth, json={})
@@ -175,7 +207,7 @@ def test_approve_releases_the_held_message_once(hitl_cfg, hitl_client, tenant, h
     assert result.json == {"message_id": held, "status": "sent", "edited": False,
                            "method": "smtp", "provider_message_id": QUEUED_AS}
     [out] = released(hitl_reinjection)
-    assert out.mail_from == verp.return_path(held, tenant.agent["domain"])
+    assert out.mail_from == verp.return_path(held, tenant.agent["domain"], verp.key(hitl_cfg))
     assert out.rcpt_tos == [FRIEND]
     assert b"Subject: Draft for review" in out.data
     row = message_row(hitl_cfg, held)
@@ -279,6 +311,23 @@ def test_an_approval_the_mail_server_refuses_leaves_the_message_held(hitl_cfg, h
     hitl_reinjection[0].data_reply = ""
     assert hitl_client.simulate_post(detail_path(held) + "/approve",
                                 headers=tenant.auth).status_code == 200
+
+
+def test_an_approval_the_mail_server_refuses_for_good_says_why(hitl_cfg, hitl_client, tenant,
+                                                              hitl_reinjection):
+    # 552 once our DKIM signature made it too big: retrying would not help;
+    # the reviewer reads why, the message stays held (to edit or reject).
+    held = hold(hitl_client, tenant, tenant.agent)
+    hitl_reinjection[0].data_reply = "552 5.3.4 Message size exceeds fixed limit"
+    try:
+        result = hitl_client.simulate_post(detail_path(held) + "/approve", headers=tenant.auth)
+    finally:
+        hitl_reinjection[0].data_reply = ""
+    assert_error(result, 422, "release_refused")
+    assert "552 5.3.4 Message size exceeds fixed limit" in result.json["error"]["message"]
+    found = message_row(hitl_cfg, held)
+    assert found["status"] == "pending_approval"
+    assert "552 5.3.4" in found["delivery_error"]
 
 
 # -- reject ----------------------------------------------------------------

@@ -92,8 +92,8 @@ def test_send_reaches_postfix_as_composed_and_is_recorded(cfg, client, tenant, a
     message_id = assert_sent(post(client, tenant, SEND, body))
     got = postfix.only()
     # The envelope: the VERP return path names the message; Bcc is a recipient.
-    assert got.mail_from == f"bounces+{message_id}@{cfg.mail.shared_domain}"
-    assert verp.parse(got.mail_from) == message_id
+    assert got.mail_from == verp.return_path(message_id, cfg.mail.shared_domain, verp.key(cfg))
+    assert verp.parse(got.mail_from, verp.key(cfg)) == message_id
     assert got.rcpt_tos == ["alice@example.org", "carol@example.org", "hidden@example.org"]
     msg = got.message
     assert msg["From"] == f"Support Bot <{agent['email']}>"
@@ -305,7 +305,7 @@ def test_test_mail_goes_to_the_agent_itself(cfg, client, tenant, agent, postfix)
     message_id = assert_sent(result)
     got = postfix.only()
     assert got.rcpt_tos == [agent["email"]]
-    assert got.mail_from == f"bounces+{message_id}@{cfg.mail.shared_domain}"
+    assert got.mail_from == verp.return_path(message_id, cfg.mail.shared_domain, verp.key(cfg))
     assert got.message["To"] == agent["email"]
     assert got.message["From"] == f"Support Bot <{agent['email']}>"
     [row] = [r for r in outbound_rows(cfg, agent["id"]) if r["id"] == message_id]
@@ -378,7 +378,7 @@ def test_a_custom_domain_sends_with_its_own_message_ids_and_return_path(cfg, cli
     message_id = assert_sent(post(client, tenant, SEND, {"from": agent["email"],
                                                          "to": ["a@example.org"], "body": "x"}))
     got = postfix.only()
-    assert got.mail_from == f"bounces+{message_id}@{domain['domain']}"
+    assert got.mail_from == verp.return_path(message_id, domain['domain'], verp.key(cfg))
     assert got.message["Message-ID"] == f"<{message_id}@{domain['domain']}>"
     assert got.message["From"] == f"Sales <sales@{domain['domain']}>"
 

@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from apisupport import api_client, assert_error, make_tenant
+from apisupport import add_agent, agent_key, api_client, assert_error, make_tenant
 from sendsupport import (
     SEND,
     forward_path,
@@ -24,6 +24,9 @@ from sendsupport import (
 from submitsupport import free_port, sending_config
 
 from e2a.api.idempotent import HEADER, REPLAYED
+from e2a.core import apikeys
+from e2a.core.db import single_connection
+from e2a.core.store import keys as key_store
 
 LIMITS = {"max_attachments": 2, "max_attachment_bytes": 1000,
           "max_attachments_total_bytes": 1500}
@@ -282,6 +285,38 @@ def test_reply_and_forward_are_idempotent_too(cfg, client, tenant, agent, postfi
     assert len(postfix.received) == 2
 
 
+def _as(client, key, path, body, idempotency_key):
+    return client.simulate_post(path, json=body, headers={
+        "Authorization": f"Bearer {key}", HEADER: idempotency_key})
+
+
+def test_a_replay_comes_only_after_the_current_key_is_authorized(cfg, client, tenant,
+                                                                 agent, postfix):
+    """Keys are per user, so a key of the same user scoped to another agent
+    (or a key revoked since) must not get the stored answer: authorization
+    comes first, whatever the Idempotency-Key."""
+    mine = agent_key(cfg, tenant, agent)
+    other = agent_key(cfg, tenant, add_agent(cfg, tenant))
+    parent = received(cfg, agent)
+    for path, body in ((SEND, message(agent)),
+                       (reply_path(agent["email"], parent), {"body": "ok"}),
+                       (forward_path(agent["email"], parent), {"to": ["x@example.org"]})):
+        key = f"scoped-{path[-7:]}"
+        first = _as(client, mine, path, body, key)
+        assert first.status_code == 200, first.text
+        theirs = _as(client, other, path, body, key)
+        assert_error(theirs, 404, "not_found")
+        assert REPLAYED not in theirs.headers
+        assert first.json["message_id"] not in theirs.text
+    with single_connection(cfg) as conn:
+        key_id = conn.execute("SELECT id FROM api_keys WHERE key_hash = %s",
+                              (apikeys.digest(mine),)).fetchone()["id"]
+        assert key_store.revoke_key(conn, key_id)
+    revoked = _as(client, mine, SEND, message(agent), f"scoped-{SEND[-7:]}")
+    assert_error(revoked, 401, "unauthorized")
+    assert len(postfix.received) == 3
+
+
 # -- the send rate -----------------------------------------------------------------
 
 
@@ -330,3 +365,37 @@ def test_postfix_refusing_is_a_503_and_nothing_is_recorded(client, tenant, agent
         postfix.refuse_recipients = set()
         postfix.data_reply = "554 5.7.1 Error: message content rejected"
         assert_error(post(client, tenant, SEND, message(agent)), 503, "submit_unavailable")
+
+
+def test_a_database_failure_after_postfixs_250_neither_sends_twice_nor_drops(
+        cfg, client, tenant, agent, postfix):
+    """The database fails once Postfix has taken the message (here: it
+    refuses any change to the row, as a commit lost after the 250 would):
+    the client hears an error, but the message and its key's answer were
+    committed before Postfix was asked, so a retry with the key sends
+    nothing again."""
+    from e2a.core.db import single_connection
+
+    subject = "lost commit"
+    with single_connection(cfg, autocommit=True) as conn:
+        conn.execute("""
+            CREATE OR REPLACE FUNCTION test_lost_commit() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'the database failed after Postfix''s 250'; END
+            $$ LANGUAGE plpgsql""")
+        conn.execute(f"""
+            CREATE OR REPLACE TRIGGER test_lost_commit BEFORE UPDATE ON messages
+            FOR EACH ROW WHEN (OLD.subject = '{subject}') EXECUTE FUNCTION test_lost_commit()""")
+    try:
+        body = message(agent, subject=subject)
+        first = post(client, tenant, SEND, body, key="lost-commit")
+        assert first.status_code >= 500, first.text
+        assert len(postfix.received) == 1  # Postfix has it
+        [row] = [r for r in outbound_rows(cfg, agent["id"]) if r["subject"] == subject]
+        # Recorded, with the marker the filter takes away when it meets the message.
+        assert (row["status"], row["delivery_status"]) == ("sent", "submitting")
+        retried = post(client, tenant, SEND, body, key="lost-commit")
+        assert retried.status_code == 409, retried.text
+        assert len(postfix.received) == 1  # not sent twice
+    finally:
+        with single_connection(cfg, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER IF EXISTS test_lost_commit ON messages")

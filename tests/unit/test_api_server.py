@@ -171,3 +171,54 @@ def test_sigterm_while_workers_boot_still_stops_cleanly(cfg, tmp_path):
         code, took = terminate(proc)  # the workers are forking and booting now
     assert code == 0, log.read_text()
     assert took < 5, log.read_text()
+
+
+def _raw_request(base: str, head: str, body: bytes = b"", *, then_wait: float = 5.0) -> bytes:
+    """Send ``head`` and ``body`` on a plain socket; what the server answers
+    within ``then_wait`` seconds (the client does not send the rest)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=then_wait) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pass
+    return answer
+
+
+def test_an_oversized_body_is_refused_before_it_arrives(cfg, tmp_path):
+    """Through gunicorn and gevent: the 413 comes from the declared length,
+    while the client has sent almost nothing; a chunked body is cut off at
+    the limit."""
+    tenant = make_tenant(cfg)
+    base = f"http://127.0.0.1:{free_port()}"
+    conf = api_config(cfg, tmp_path, listen=base.removeprefix("http://"))
+    with serve("api", conf, tmp_path / "api.log", f"api listening on {base}"):
+        started = time.monotonic()
+        answer = _raw_request(base, (
+            "POST /api/v1/agents HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {tenant.key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {100 * 1024 * 1024}\r\n"), b'{"agent_mode": ')
+        assert answer.startswith(b"HTTP/1.1 413"), answer
+        assert b"connection: close" in answer.lower(), answer
+        assert time.monotonic() - started < 3
+
+        def endless():
+            chunk = b" " * 65536
+            for _ in range(64):  # 4 MiB, over the 1 MiB limit
+                yield chunk
+
+        chunked = requests.post(base + "/api/v1/agents", data=endless(), timeout=10,
+                                headers={**tenant.auth, "Content-Type": "application/json"})
+        assert chunked.status_code == 413, chunked.text
+        assert chunked.json()["error"]["code"] == "payload_too_large"
+        small = requests.post(base + "/api/v1/agents", timeout=10,
+                              data=iter([b'{"agent_mode": "local", ', b'"slug": "chunky-',
+                                         tenant.user["id"][-6:].encode(), b'"}']),
+                              headers={**tenant.auth, "Content-Type": "application/json"})
+        assert small.status_code == 201, small.text

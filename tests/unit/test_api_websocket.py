@@ -25,9 +25,10 @@ from servicesupport import free_port, serve, terminate, write_config
 from wsclient import AgentSocket, Closed
 
 from e2a.cli.sandbox.postgres import Cluster
-from e2a.core import accounts, config, inbound
+from e2a.core import accounts, apikeys, config, inbound
 from e2a.core.db import migrate, open_pool, single_connection
 from e2a.core.mailauth.verdict import Verdict
+from e2a.core.store import keys as key_store
 from e2a.core.store import messages as message_store
 
 FRAME_FIELDS = {"message_id", "conversation_id", "from", "recipient", "subject", "received_at"}
@@ -164,7 +165,8 @@ def test_no_duplicates_or_gaps_when_mail_arrives_during_the_drain(cfg, api, deli
 
 
 @pytest.mark.parametrize("case", ["malformed", "unknown key", "other tenant", "other agent",
-                                  "no such agent", "cloud agent"])
+                                  "no such agent", "cloud agent", "NUL in key",
+                                  "NUL in address"])
 def test_refusals_are_close_1008_after_the_upgrade(cfg, api, case):
     tenant = make_tenant(cfg)
     email, key = tenant.agent["email"], tenant.key
@@ -179,6 +181,10 @@ def test_refusals_are_close_1008_after_the_upgrade(cfg, api, case):
         key = agent_key(cfg, tenant, add_agent(cfg, tenant))
     elif case == "no such agent":
         email = "nobody@" + cfg.mail.shared_domain
+    elif case == "NUL in key":
+        key = key[:10] + "\x00" + key[10:]
+    elif case == "NUL in address":
+        email = "\x00" + email
     elif case == "cloud agent":
         with single_connection(cfg) as conn:
             email = accounts.register_agent(
@@ -188,6 +194,8 @@ def test_refusals_are_close_1008_after_the_upgrade(cfg, api, case):
     assert closed.code == 1008, closed
     if case == "cloud agent":
         assert "webhook" in closed.reason
+    elif case.startswith("NUL"):
+        assert "NUL" in closed.reason
     elif case in ("other tenant", "other agent", "no such agent"):
         # Someone else's agent and no agent at all look the same.
         assert closed.reason == f"agent {email} not found"
@@ -266,6 +274,57 @@ def test_simultaneous_connections_leave_exactly_one(cfg, api, other_api):
     assert [o for o in outcomes if o is None] == [None], outcomes  # one survivor
     assert all(o == Closed(4000, "replaced by a newer connection")
                for o in outcomes if o is not None), outcomes
+
+
+def _key_id(cfg, key: str) -> str:
+    with single_connection(cfg) as conn:
+        return conn.execute("SELECT id FROM api_keys WHERE key_hash = %s",
+                            (apikeys.digest(key),)).fetchone()["id"]
+
+
+def test_revoking_the_key_closes_its_sockets_on_every_process_within_seconds(
+        cfg, api, other_api):
+    tenant = make_tenant(cfg)
+    scoped_key = agent_key(cfg, tenant, tenant.agent)
+    spared_agent = add_agent(cfg, tenant)
+    doomed = [AgentSocket(api.url, tenant.agent["email"], scoped_key),
+              AgentSocket(other_api.url, add_agent(cfg, tenant)["email"], tenant.key)]
+    bystander = AgentSocket(api.url, spared_agent["email"],
+                            agent_key(cfg, tenant, spared_agent))
+    for client in (*doomed, bystander):
+        client.quiet_for(0.2)
+    started = time.monotonic()
+    with single_connection(cfg) as conn:  # as `e2a keys revoke` does
+        assert key_store.revoke_key(conn, _key_id(cfg, scoped_key))
+        assert key_store.revoke_key(conn, _key_id(cfg, tenant.key))
+    for client in doomed:
+        assert client.closed_with(timeout=5) == Closed(1008, "API key revoked")
+    assert time.monotonic() - started < 5
+    assert bystander.next(timeout=0.5) is None  # another key's socket stays
+    bystander.close()
+
+
+def test_a_revocation_nobody_announced_is_found_at_the_next_ping(cfg, tmp_path):
+    tenant = make_tenant(cfg)
+    with api_server(cfg, tmp_path, "api", ping=0.3) as (base, _, _):
+        client = AgentSocket(base, tenant.agent["email"], tenant.key)
+        client.quiet_for(0.2)
+        with single_connection(cfg) as conn:
+            # Triggers off for this session: the NOTIFY is lost, as it is
+            # while a listener reconnects.
+            conn.execute("SET session_replication_role = replica")
+            assert key_store.revoke_key(conn, _key_id(cfg, tenant.key))
+        assert client.closed_with(timeout=3) == Closed(1008, "API key revoked")
+
+
+def test_a_key_deleted_with_its_agent_closes_its_socket(cfg, api):
+    tenant = make_tenant(cfg)
+    agent = add_agent(cfg, tenant)
+    client = AgentSocket(api.url, agent["email"], agent_key(cfg, tenant, agent))
+    client.quiet_for(0.2)
+    with single_connection(cfg) as conn:
+        conn.execute("DELETE FROM agents WHERE id = %s", (agent["id"],))
+    assert client.closed_with(timeout=5).code == 1008
 
 
 def test_sigterm_closes_clients_with_1001_and_the_process_exits_promptly(cfg, tmp_path):

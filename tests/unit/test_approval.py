@@ -13,6 +13,7 @@ from email import message_from_bytes, policy
 from typing import Any
 
 import dkim
+import psycopg
 import pytest
 from apisupport import Tenant, insert_message, make_tenant
 from filtersupport import QUEUED_AS, Reinjection, reinjection_service
@@ -89,7 +90,7 @@ def held(cfg: config.Config, agent: dict[str, Any], *, subject: str = "Draft for
         assert message_store.insert_outbound(conn, {
             "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
             "type": "send", "recipient": to[0], "sender": agent["email"],
-            "envelope_sender": verp.return_path(message_id, agent["domain"]),
+            "envelope_sender": verp.return_path(message_id, agent["domain"], verp.key(cfg)),
             "to_recipients": list(to), "cc": [], "bcc": list(bcc), "subject": composed.subject,
             "email_message_id": composed.email_message_id, "in_reply_to": in_reply_to,
             "references_ids": list(references), "conversation_id": conversation_id or None,
@@ -165,7 +166,7 @@ def test_approve_as_held_sends_the_held_bytes_signed_with_the_verp_path(
                             reviewer_user_id=tenant.user["id"], via="api")
     assert done == approval.Resolved(message_id, "sent", False, "smtp", QUEUED_AS, "")
     [sent] = handler.messages
-    assert sent.mail_from == verp.return_path(message_id, tenant.agent["domain"])
+    assert sent.mail_from == verp.return_path(message_id, tenant.agent["domain"], verp.key(rcfg))
     assert sent.rcpt_tos == [FRIEND, "hidden@elsewhere.example"]
     assert sent.data.startswith(b"DKIM-Signature:")
     assert sent.data.endswith(raw)
@@ -254,7 +255,7 @@ def held_submission(cfg: config.Config, agent: dict[str, Any], raw: bytes) -> st
         assert message_store.insert_outbound(conn, {
             "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
             "type": "smtp", "recipient": FRIEND, "sender": agent["email"],
-            "envelope_sender": verp.return_path(message_id, agent["domain"]),
+            "envelope_sender": verp.return_path(message_id, agent["domain"], verp.key(cfg)),
             "to_recipients": [FRIEND], "cc": [], "bcc": [], "subject": "From my mail client",
             "email_message_id": "<client-1234@laptop.example>",
             "in_reply_to": "<earlier@example.org>", "references_ids": ["<earlier@example.org>"],
@@ -437,7 +438,7 @@ def test_expiry_approves_once(rcfg, pool, reinjection):
     expire_all(rcfg, pool)
     [sent] = handler.messages
     assert sent.data.endswith(raw)
-    assert sent.mail_from == verp.return_path(message_id, own.agent["domain"])
+    assert sent.mail_from == verp.return_path(message_id, own.agent["domain"], verp.key(rcfg))
     found = row(rcfg, message_id)
     assert found["status"] == "expired_approved"
     assert found["provider_message_id"] == QUEUED_AS
@@ -467,6 +468,75 @@ def test_failed_automatic_send_ends_expired_rejected_with_the_error(rcfg, pool, 
     assert event["data"]["rejection_reason"] == found["rejection_reason"]
     assert_wiped(found, raw_kept=False)
     assert handler.messages == []
+
+
+def test_a_postfix_outage_during_expiry_retries_later_instead_of_rejecting(
+        rcfg, pool, reinjection):
+    """Only a permanent refusal ends an automatic approval as expired_rejected:
+    a brief outage (4xx, no answer) leaves the message for the next run."""
+    handler, _ = reinjection
+    own = make_tenant(rcfg)
+    message_id, raw = held(rcfg, own.agent)
+    make_due(rcfg, message_id, "approve")
+    handler.data_reply = "421 4.3.0 service not available, for the test"
+    expire_all(rcfg, pool)
+    found = row(rcfg, message_id)
+    assert found["status"] == "pending_approval"
+    assert "421" in found["delivery_error"]
+    assert outcome_events(rcfg, message_id) == []
+    assert found["raw_message"] is not None
+    handler.data_reply = ""
+    expire_all(rcfg, pool)
+    assert row(rcfg, message_id)["status"] == "expired_approved"
+    [sent] = handler.messages
+    assert sent.data.endswith(raw)
+
+
+def test_a_database_failure_after_postfixs_250_neither_sends_twice_nor_drops(
+        rcfg, pool, tenant, reinjection, monkeypatch):
+    handler, _ = reinjection
+    message_id, _ = held(rcfg, tenant.agent)
+
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise psycopg.OperationalError("the database went away after Postfix's 250")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(approval.store, "finish_sent", lost)
+        with pytest.raises(psycopg.OperationalError):
+            approval.approve(pool, rcfg, message_id, owner_id=tenant.user["id"],
+                             reviewer_user_id=tenant.user["id"], via="api")
+    assert len(handler.messages) == 1  # Postfix has it: not dropped
+    found = row(rcfg, message_id)
+    # The decision was committed before Postfix was asked: it is not pending,
+    # so neither another approval nor the expiry sends it a second time.
+    assert (found["status"], found["delivery_status"]) == ("sent", "submitting")
+    with pytest.raises(approval.NotPending):
+        approval.approve(pool, rcfg, message_id, owner_id=tenant.user["id"],
+                         reviewer_user_id=tenant.user["id"], via="link")
+    make_due(rcfg, message_id, "approve")
+    expire_all(rcfg, pool)
+    assert len(handler.messages) == 1
+
+
+def test_a_database_failure_after_an_automatic_approval_does_not_send_twice(
+        rcfg, pool, reinjection, monkeypatch):
+    handler, _ = reinjection
+    own = make_tenant(rcfg)
+    message_id, _ = held(rcfg, own.agent)
+    make_due(rcfg, message_id, "approve")
+
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise psycopg.OperationalError("the database went away after Postfix's 250")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(approval.store, "finish_sent", lost)
+        with pytest.raises(psycopg.OperationalError):
+            expire_all(rcfg, pool)
+    assert len(handler.messages) == 1
+    found = row(rcfg, message_id)
+    assert (found["status"], found["delivery_status"]) == ("expired_approved", "submitting")
+    expire_all(rcfg, pool)  # the next run, the database back
+    assert len(handler.messages) == 1
 
 
 def test_expiry_skips_a_message_someone_is_resolving(rcfg, pool, reinjection):

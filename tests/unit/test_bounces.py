@@ -95,7 +95,7 @@ def sent_message(cfg, agent: dict[str, Any]) -> str:
         message_store.insert_outbound(conn, {
             "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
             "type": "send", "recipient": "bounce-me@elsewhere.test", "sender": agent["email"],
-            "envelope_sender": verp.return_path(message_id, agent["domain"]),
+            "envelope_sender": verp.return_path(message_id, agent["domain"], verp.key(cfg)),
             "to_recipients": ["bounce-me@elsewhere.test"], "cc": [], "bcc": [], "reply_to": [],
             "subject": "will bounce", "email_message_id": "", "in_reply_to": "",
             "references_ids": [], "conversation_id": "conv_bounce", "raw_message": b"x",
@@ -115,9 +115,9 @@ def state(cfg, message_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def test_failed_dsn_marks_the_message_bounced_once(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
-    rcpt = verp.return_path(message_id, agent["domain"])
+    rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     for _ in range(2):  # a DSN delivered twice is recorded once
-        assert bounces.consume(pool, dsn("failed"), [rcpt]) == [rcpt]
+        assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
     row, events = state(cfg, message_id)
     assert row["delivery_status"] == "bounced"
     assert row["delivery_error"] == (
@@ -133,9 +133,37 @@ def test_failed_dsn_marks_the_message_bounced_once(cfg, agent, pool):
     assert event["data"]["delivery_error"] == row["delivery_error"]
 
 
+def test_only_reports_for_the_messages_own_recipients_count(cfg, agent, pool):
+    # Anyone who learnt a return path could otherwise mark a message bounced
+    # with a DSN about some address it was never sent to.
+    message_id = sent_message(cfg, agent)
+    rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
+    stranger = dsn("failed").replace(b"rfc822; bounce-me@elsewhere.test",
+                                     b"rfc822; someone@unrelated.test")
+    assert bounces.consume(pool, stranger, [rcpt], verp.key(cfg)) == [rcpt]
+    row, events = state(cfg, message_id)
+    assert (row["delivery_status"], events) == ("sent", [])
+    # A report naming one of its recipients among others counts for that one only.
+    assert bounces.consume(pool, dsn("partial"), [rcpt], verp.key(cfg)) == [rcpt]
+    row, events = state(cfg, message_id)
+    assert row["delivery_status"] == "bounced"
+    assert [e["data"]["recipients"] for e in events] == [["bounce-me@elsewhere.test"]]
+    assert "other.test" not in row["delivery_error"]
+
+
+def test_a_return_path_without_our_mac_is_consumed_and_marks_nothing(cfg, agent, pool):
+    message_id = sent_message(cfg, agent)
+    for rcpt in (f"bounces+{message_id}@{agent['domain']}",
+                 f"bounces+{message_id}-{'0' * 16}@{agent['domain']}"):
+        assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
+    row, events = state(cfg, message_id)
+    assert (row["delivery_status"], events) == ("sent", [])
+
+
 def test_sent_after_bounced_stays_bounced(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
-    bounces.consume(pool, dsn("failed"), [verp.return_path(message_id, agent["domain"])])
+    rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
+    bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg))
     with single_connection(cfg) as conn:
         outbound_store.record_passed_on(conn, message_id, "QID2")
     assert state(cfg, message_id)[0]["delivery_status"] == "bounced"
@@ -143,15 +171,15 @@ def test_sent_after_bounced_stays_bounced(cfg, agent, pool):
 
 def test_delay_warning_is_consumed_without_a_mark(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
-    rcpt = verp.return_path(message_id, agent["domain"])
-    assert bounces.consume(pool, dsn("delayed"), [rcpt]) == [rcpt]
+    rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
+    assert bounces.consume(pool, dsn("delayed"), [rcpt], verp.key(cfg)) == [rcpt]
     row, events = state(cfg, message_id)
     assert (row["delivery_status"], row["delivery_error"], events) == ("sent", "", [])
 
 
 def test_unknown_message_is_consumed_never_bounced_back(cfg, agent, pool):
-    rcpt = verp.return_path(new_id("msg"), agent["domain"])
-    assert bounces.consume(pool, dsn("failed"), [rcpt]) == [rcpt]
+    rcpt = verp.return_path(new_id("msg"), agent["domain"], verp.key(cfg))
+    assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
 
 
 def test_return_path_on_another_domain_than_the_agents_is_not_its_bounce(cfg, agent, pool):
@@ -163,15 +191,15 @@ def test_return_path_on_another_domain_than_the_agents_is_not_its_bounce(cfg, ag
         conn.execute("""INSERT INTO domains (id, user_id, domain, verification_token, verified)
                         VALUES (%s, %s, %s, 'token', true)""",
                      (new_id("dom"), agent["user_id"], other))
-    rcpt = verp.return_path(message_id, other)
-    assert bounces.consume(pool, dsn("failed"), [rcpt]) == [rcpt]
+    rcpt = verp.return_path(message_id, other, verp.key(cfg))
+    assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
     assert state(cfg, message_id)[0]["delivery_status"] == "sent"
 
 
 def test_return_path_on_a_foreign_domain_is_left_alone(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
-    rcpt = verp.return_path(message_id, "elsewhere.example")
-    assert bounces.consume(pool, dsn("failed"), [rcpt, "someone@example.org"]) == []
+    rcpt = verp.return_path(message_id, "elsewhere.example", verp.key(cfg))
+    assert bounces.consume(pool, dsn("failed"), [rcpt, "someone@example.org"], verp.key(cfg)) == []
     assert state(cfg, message_id)[0]["delivery_status"] == "sent"
 
 
@@ -191,7 +219,7 @@ def milter(cfg, zones):
 
 def test_milter_consumes_a_dsn_and_discards_it(cfg, agent, milter):
     message_id = sent_message(cfg, agent)
-    rcpt = verp.return_path(message_id, agent["domain"])
+    rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     out = feed(dsn("failed"), "", [rcpt], client_ip="192.0.2.25", helo="mx.elsewhere.test")
     assert out.code == Milter.DISCARD
     assert out.deleted == [f"<{rcpt}>"]
@@ -202,7 +230,7 @@ def test_milter_consumes_a_dsn_and_discards_it(cfg, agent, milter):
 
 def test_milter_consumes_the_return_path_and_passes_the_rest_on(cfg, agent, milter):
     message_id = sent_message(cfg, agent)
-    rcpt = verp.return_path(message_id, agent["domain"])
+    rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     out = feed(dsn("failed"), "", [rcpt, "someone@elsewhere.example"])
     assert out.code == Milter.CONTINUE
     assert out.deleted == [f"<{rcpt}>"]
@@ -212,7 +240,7 @@ def test_milter_consumes_the_return_path_and_passes_the_rest_on(cfg, agent, milt
 def test_milter_stores_for_an_agent_and_consumes_a_return_path_in_one_message(
         cfg, agent, milter):
     message_id = sent_message(cfg, agent)
-    rcpt = verp.return_path(message_id, agent["domain"])
+    rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     out = feed(dsn("failed"), "", [agent["email"], rcpt])
     assert out.code == Milter.DISCARD
     assert sorted(out.deleted) == sorted([f"<{agent['email']}>", f"<{rcpt}>"])
@@ -225,7 +253,7 @@ def test_milter_stores_for_an_agent_and_consumes_a_return_path_in_one_message(
 
 def test_milter_tempfails_a_dsn_when_the_database_fails(cfg, agent, milter, monkeypatch):
     message_id = sent_message(cfg, agent)
-    rcpt = verp.return_path(message_id, agent["domain"])
+    rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
 
     def broken(*args: Any, **kwargs: Any) -> bool:
         raise RuntimeError("database gone")

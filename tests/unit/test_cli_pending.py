@@ -5,6 +5,7 @@ is a real program ($EDITOR=sed)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -13,10 +14,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from click.testing import CliRunner
-from hitlsupport import FRIEND, hold, message_row
+from hitlsupport import FRIEND, copies_of_hold, hold, message_row
 from servicesupport import write_config
 
 from e2a.api.app import create_app
+from e2a.api.resources.pending import MAX_PENDING_PAGE
 from e2a.cli.main import cli
 from e2a.core.db import open_pool
 
@@ -154,3 +156,12 @@ def test_api_url_defaults_to_the_public_url(api_url: str, hitl_cfg: Any, hitl_cl
                                 env={"E2A_CONFIG": str(path), "E2A_API_KEY": hitl_owner.key})
     assert listed.exit_code == 0, listed.output
     assert listed.output.startswith(message_id)
+
+
+def test_list_reads_every_page(api_url: str, hitl_cfg: Any, hitl_client: Any,
+                               hitl_owner: Any) -> None:
+    first = hold(hitl_client, hitl_owner, hitl_owner.agent, subject="paged")
+    held = [first, *copies_of_hold(hitl_cfg, first, MAX_PENDING_PAGE)]
+    listed = e2a(api_url, hitl_owner.key, "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert sorted(m["id"] for m in json.loads(listed.output)["messages"]) == sorted(held)

@@ -67,12 +67,12 @@ def message(sender: str, subject: str, *, to: str = "friend@elsewhere.example",
             "Hello there,\r\n.a line with a leading dot\r\n").encode()
 
 
-def api_row(agent: dict[str, Any], message_id: str, raw: bytes) -> dict[str, Any]:
+def api_row(cfg, agent: dict[str, Any], message_id: str, raw: bytes) -> dict[str, Any]:
     """The row the API stores before it submits (type 'send')."""
     return {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"], "type": "send",
         "recipient": "friend@elsewhere.example", "sender": agent["email"],
-        "envelope_sender": verp.return_path(message_id, agent["domain"]),
+        "envelope_sender": verp.return_path(message_id, agent["domain"], verp.key(cfg)),
         "to_recipients": ["friend@elsewhere.example"], "cc": [], "bcc": [], "reply_to": [],
         "subject": "from the api", "email_message_id": "", "in_reply_to": "",
         "references_ids": [], "conversation_id": "conv_test", "raw_message": raw,
@@ -104,8 +104,8 @@ def test_api_message_is_signed_reinjected_with_its_return_path_and_recorded(
     message_id = new_id("msg")
     raw = message(agent["email"], "api send")
     with single_connection(cfg) as conn:
-        assert message_store.insert_outbound(conn, api_row(agent, message_id, raw))
-    return_path = verp.return_path(message_id, agent["domain"])
+        assert message_store.insert_outbound(conn, api_row(cfg, agent, message_id, raw))
+    return_path = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     with running.client() as smtp:
         smtp.docmd("XFORWARD", "NAME=localhost ADDR=127.0.0.1 IDENT=SUBMIT1")
         code, reply = send(smtp, return_path, ["friend@elsewhere.example"], raw)
@@ -132,6 +132,28 @@ def test_api_message_is_signed_reinjected_with_its_return_path_and_recorded(
     assert stored["provider_message_id"] == QUEUED_AS
 
 
+def test_the_filter_confirms_an_api_message_whose_250_the_api_never_heard(
+        cfg, agent, running, reinjection):
+    """The API committed its row marked ``submitting`` and lost its database
+    after Postfix's 250: the filter meeting the message takes the marker
+    away and writes the event, once."""
+    handler, _ = reinjection
+    message_id = new_id("msg")
+    raw = message(agent["email"], "api lost its 250")
+    with single_connection(cfg) as conn:
+        assert message_store.insert_outbound(conn, {
+            **api_row(cfg, agent, message_id, raw), "delivery_status": "submitting"})
+    return_path = verp.return_path(message_id, agent["domain"], verp.key(cfg))
+    for _ in range(2):  # and Postfix's retry after a lost 250 of ours
+        with running.client() as smtp:
+            smtp.docmd("XFORWARD", "NAME=localhost ADDR=127.0.0.1 IDENT=LOST250")
+            assert send(smtp, return_path, ["friend@elsewhere.example"], raw)[0] == 250
+    assert len(handler.messages) == 1
+    stored = row(cfg, message_id)
+    assert (stored["delivery_status"], stored["queue_id"]) == ("sent", "LOST250")
+    assert [e["type"] for e in events_of(cfg, message_id)] == ["email.sent"]
+
+
 def test_a_body_changed_after_signing_fails_verification(cfg, agent, running, reinjection):
     handler, _ = reinjection
     raw = message(agent["email"], "tamper check")
@@ -152,7 +174,7 @@ def test_smtp_mail_of_an_agent_gets_a_row_a_return_path_and_an_event(
         assert send(smtp, agent["email"], rcpts, raw)[0] == 250
     [stored] = rows_by_subject(cfg, "plain smtp send")
     [got] = handler.messages
-    assert got.mail_from == verp.return_path(stored["id"], agent["domain"])
+    assert got.mail_from == verp.return_path(stored["id"], agent["domain"], verp.key(cfg))
     assert dkim.verify(got.data)
     assert stored["direction"] == "outbound"
     assert (stored["type"], stored["status"]) == ("smtp", "sent")
@@ -203,7 +225,29 @@ def test_retry_after_a_failed_reinjection_finds_the_same_row(cfg, agent, running
     assert again["id"] == first["id"]
     assert again["delivery_status"] == "sent"
     [got] = handler.messages
-    assert got.mail_from == verp.return_path(first["id"], agent["domain"])
+    assert got.mail_from == verp.return_path(first["id"], agent["domain"], verp.key(cfg))
+
+
+def test_a_permanent_refusal_downstream_is_a_permanent_failure(cfg, agent, running,
+                                                               reinjection):
+    """552 after our DKIM signature made the message too big: it will never
+    be taken, so Postfix must bounce it now (5xx), not retry it for days,
+    and the row says why it failed."""
+    handler, _ = reinjection
+    raw = message(agent["email"], "too big once signed")
+    handler.data_reply = "552 5.3.4 Message size exceeds fixed limit"
+    try:
+        with running.client() as smtp:
+            smtp.docmd("XFORWARD", "IDENT=PERM1")
+            code, reply = send(smtp, agent["email"], ["friend@elsewhere.example"], raw)
+    finally:
+        handler.data_reply = ""
+    assert code == 552, reply
+    assert reply.startswith("5.3.4") and "Message size exceeds fixed limit" in reply
+    [row] = rows_by_subject(cfg, "too big once signed")
+    assert row["delivery_status"] == "failed"
+    assert "552 5.3.4 Message size exceeds fixed limit" in row["delivery_error"]
+    assert handler.messages == []
 
 
 def test_foreign_from_passes_unsigned_with_its_envelope(cfg, running, reinjection, caplog):
@@ -223,7 +267,7 @@ def test_a_return_path_without_a_row_is_recorded_under_its_id(cfg, agent, runnin
     leaves recorded, under the id its return path carries."""
     handler, _ = reinjection
     message_id = new_id("msg")
-    return_path = verp.return_path(message_id, agent["domain"])
+    return_path = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     with running.client() as smtp:
         assert send(smtp, return_path, ["friend@elsewhere.example"],
                     message(agent["email"], "orphan"))[0] == 250
@@ -244,11 +288,11 @@ def test_the_filter_waits_for_the_api_transaction(cfg, agent, running, reinjecti
 
     def postfix() -> None:
         with running.client() as smtp:
-            results.append(send(smtp, verp.return_path(message_id, agent["domain"]),
+            results.append(send(smtp, verp.return_path(message_id, agent["domain"], verp.key(cfg)),
                                 ["friend@elsewhere.example"], raw)[0])
 
     with single_connection(cfg) as api:
-        message_store.insert_outbound(api, api_row(agent, message_id, raw))  # not committed
+        message_store.insert_outbound(api, api_row(cfg, agent, message_id, raw))  # not committed
         thread = threading.Thread(target=postfix)
         thread.start()
         time.sleep(1.0)

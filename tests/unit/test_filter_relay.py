@@ -110,14 +110,21 @@ def test_reinjection_down_is_451_and_the_filter_keeps_serving(cfg, pool, reinjec
         running.stop()
 
 
-@pytest.mark.parametrize("reply", ["452 4.3.1 Insufficient system storage",
-                                   "554 5.7.1 Rejected for the test"])
-def test_reinjection_refusing_the_data_is_4xx(running, reinjection, reply):
+@pytest.mark.parametrize(("reply", "answer"), [
+    ("452 4.3.1 Insufficient system storage", "451 4.3.0"),
+    # Refused for good: Postfix must bounce it now, with the reason.
+    ("554 5.7.1 Rejected for the test", "554 5.7.1"),
+    ("552 5.3.4 Message size exceeds fixed limit", "552 5.3.4"),
+    ("550 no enhanced code", "550 5.3.0"),
+])
+def test_reinjection_refusing_the_data(running, reinjection, reply, answer):
     handler, _ = reinjection
     handler.data_reply = reply
     with running.client() as smtp:
         code, text = send(smtp, "a@example.org", ["b@example.org"], MESSAGE)
-    assert code == 451, text
+    assert f"{code} {text}".startswith(answer), text
+    if code != 451:
+        assert reply.partition(" ")[2].split(" ", 1)[-1] in text
 
 
 def test_one_refused_recipient_tempfails_the_whole_message(running, reinjection):

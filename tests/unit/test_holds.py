@@ -118,12 +118,12 @@ def hitl_agent(cfg) -> dict[str, Any]:
     return found
 
 
-def outbound_row(agent: dict[str, Any], raw: bytes, **fields: Any) -> dict[str, Any]:
+def outbound_row(cfg, agent: dict[str, Any], raw: bytes, **fields: Any) -> dict[str, Any]:
     message_id = new_id("msg")
     return {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"], "type": "smtp",
         "recipient": "friend@example.org", "sender": agent["email"],
-        "envelope_sender": verp.return_path(message_id, agent["domain"]),
+        "envelope_sender": verp.return_path(message_id, agent["domain"], verp.key(cfg)),
         "to_recipients": ["friend@example.org"], "cc": [], "bcc": [], "subject": "report",
         "email_message_id": "", "in_reply_to": "", "references_ids": [],
         "conversation_id": None, "raw_message": raw, "size_bytes": len(raw), "status": "sent",
@@ -144,7 +144,7 @@ def insert(cfg, row: dict[str, Any]) -> str:
 
 def test_hold_keeps_the_message_its_content_and_a_deadline_from_the_ttl(cfg, hitl_agent):
     raw = rich_message()
-    message_id = insert(cfg, outbound_row(hitl_agent, b"as first recorded"))
+    message_id = insert(cfg, outbound_row(cfg, hitl_agent, b"as first recorded"))
     before = datetime.now(UTC)
     with single_connection(cfg) as conn:
         held = holds.hold(conn, message_id, raw, hitl_agent)
@@ -166,7 +166,7 @@ def test_hold_keeps_the_message_its_content_and_a_deadline_from_the_ttl(cfg, hit
 
 def test_holding_again_changes_nothing(cfg, hitl_agent):
     raw = rich_message()
-    message_id = insert(cfg, outbound_row(hitl_agent, raw))
+    message_id = insert(cfg, outbound_row(cfg, hitl_agent, raw))
     with single_connection(cfg) as conn:
         first = holds.hold(conn, message_id, raw, hitl_agent)
     # The owner shortened the TTL meanwhile: a deadline once set stays.
@@ -186,7 +186,7 @@ def test_the_api_draft_is_held_with_its_own_bodies_and_the_filter_keeps_them(cfg
                                limits=compose.Limits.of(cfg))
     with single_connection(cfg) as conn:
         assert message_store.insert_outbound(conn, outbound_row(
-            hitl_agent, composed.raw, id=message_id, status="pending_approval"))
+            cfg, hitl_agent, composed.raw, id=message_id, status="pending_approval"))
         at_api = holds.hold_draft(conn, message_id, composed, hitl_agent)
     assert at_api.pending
     received_by_filter = b"Received: from localhost\r\n" + composed.raw
@@ -197,7 +197,8 @@ def test_the_api_draft_is_held_with_its_own_bodies_and_the_filter_keeps_them(cfg
     assert (row["body_text"], row["body_html"]) == ("the draft's text", "<p>the draft</p>")
     assert row["attachments"] == [{"filename": "a.pdf", "content_type": "application/pdf",
                                    "data": base64.b64encode(PDF).decode()}]
-    assert bytes(row["raw_message"]) == received_by_filter
+    # The draft the reviewer reads is what leaves, not Postfix's copy of it.
+    assert bytes(row["raw_message"]) == composed.raw
 
 
 @pytest.mark.parametrize("fields", [{"status": "rejected"},
@@ -205,7 +206,7 @@ def test_the_api_draft_is_held_with_its_own_bodies_and_the_filter_keeps_them(cfg
                                     {"status": "expired_approved", "provider_message_id": "5D"}])
 def test_a_message_decided_on_is_not_held_again(cfg, hitl_agent, fields):
     raw = rich_message()
-    message_id = insert(cfg, outbound_row(hitl_agent, b"as decided", **fields))
+    message_id = insert(cfg, outbound_row(cfg, hitl_agent, b"as decided", **fields))
     if "provider_message_id" in fields:
         with single_connection(cfg) as conn:
             conn.execute("UPDATE messages SET provider_message_id = %s WHERE id = %s",
@@ -217,6 +218,22 @@ def test_a_message_decided_on_is_not_held_again(cfg, hitl_agent, fields):
     assert row["status"] == fields["status"]
     assert bytes(row["raw_message"]) == b"as decided"
     assert row["body_text"] is None and row["approval_expires_at"] is None
+
+
+def test_a_held_message_keeps_the_content_it_was_held_with(cfg, hitl_agent):
+    # What the reviewer reads is what leaves: no second submission for the
+    # same row changes the held bytes, bodies or attachments.
+    raw = rich_message()
+    message_id = insert(cfg, outbound_row(cfg, hitl_agent, raw))
+    with single_connection(cfg) as conn:
+        first = holds.hold(conn, message_id, raw, hitl_agent)
+    swapped = plain(hitl_agent["email"], "swapped after review")
+    with single_connection(cfg) as conn:
+        second = holds.hold(conn, message_id, swapped, hitl_agent)
+    assert second == first
+    row = stored(cfg, message_id)
+    assert bytes(row["raw_message"]) == raw
+    assert row["body_text"] == "Numbers are up, caf\u00e9.\n"
 
 
 def test_holding_no_such_message_fails(cfg, hitl_agent):
@@ -266,6 +283,30 @@ def test_the_filter_holds_an_hitl_agents_mail_and_passes_nothing_on(
     held_lines = [r for r in caplog.records if r.getMessage() == "held for approval"]
     assert held_lines and held_lines[0].message_id == row["id"]
     assert all("Please hold me" not in r.getMessage() for r in caplog.records)
+
+
+def test_a_return_path_we_did_not_sign_never_reaches_a_held_message(
+        cfg, hitl_agent, running, reinjection):
+    """Anyone on the host can submit with ``bounces+<id>@`` of a held message
+    (sendmail -f): without the MAC only we make, it is a message of its own."""
+    handler, _ = reinjection
+    raw = plain(hitl_agent["email"], "held, then forged")
+    with running.client() as smtp:
+        smtp.docmd("XFORWARD", "NAME=localhost ADDR=127.0.0.1 IDENT=FORGE1")
+        assert send(smtp, hitl_agent["email"], ["friend@example.org"], raw)[0] == 250
+    [held] = rows_by_subject(cfg, "held, then forged")
+    forged = plain(hitl_agent["email"], "the swapped content")
+    for return_path in (f"bounces+{held['id']}@{hitl_agent['domain']}",
+                        f"bounces+{held['id']}-{'0' * 16}@{hitl_agent['domain']}"):
+        with running.client() as smtp:
+            smtp.docmd("XFORWARD", "NAME=localhost ADDR=127.0.0.1 IDENT=FORGE2")
+            code, reply = send(smtp, return_path, ["friend@example.org"], forged)
+        assert code == 250, reply
+        assert held["id"] not in reply
+    row = stored(cfg, held["id"])
+    assert bytes(row["raw_message"]) == raw
+    assert row["status"] == "pending_approval"
+    assert handler.messages == []
 
 
 def test_mail_from_elsewhere_naming_an_agent_is_refused(
@@ -331,7 +372,7 @@ def test_api_send_answers_202_and_still_submits_to_postfix(cfg, client, tenant, 
     message_id = assert_held(result)
     # The hold is the filter's to enforce: Postfix's submit service got it.
     got = postfix.only()
-    assert verp.parse(got.mail_from) == message_id
+    assert verp.parse(got.mail_from, verp.key(cfg)) == message_id
     row = stored(cfg, message_id)
     assert row["status"] == "pending_approval"
     assert (row["body_text"], row["body_html"]) == ("Numbers are up.", "<p>up</p>")
@@ -364,10 +405,10 @@ def test_an_api_message_held_or_rejected_never_passes_once_hitl_is_off(
         user = accounts.create_user(conn, f"off-{secrets.token_hex(4)}@example.net")
         agent = accounts.register_agent(conn, cfg, user["id"], slug=f"off-{secrets.token_hex(4)}")
     raw = plain(agent["email"], f"held then hitl off {status}")
-    message_id = insert(cfg, outbound_row(agent, raw, type="send", status=status))
+    message_id = insert(cfg, outbound_row(cfg, agent, raw, type="send", status=status))
     with running.client() as smtp:
         smtp.docmd("XFORWARD", "NAME=localhost ADDR=127.0.0.1 IDENT=OFF1")
-        code, reply = send(smtp, verp.return_path(message_id, agent["domain"]),
+        code, reply = send(smtp, verp.return_path(message_id, agent["domain"], verp.key(cfg)),
                            ["friend@example.org"], raw)
     assert code == 250 and "held for approval" in reply, reply
     assert handler.messages == []

@@ -29,8 +29,9 @@ from hitlsupport import (
     reset,
 )
 
-from e2a.core import signing_secrets, tokens
+from e2a.core import tokens
 from e2a.core.db import single_connection
+from e2a.core.store import signing as signing_store
 
 PDF = b"%PDF-1.7\n\x00\x01 binary"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -85,8 +86,17 @@ def assert_page(result, status, heading):
     return result.text
 
 
-def mint(secret, message_id, action, exp=None):
-    return tokens.magic_link(secret, message_id, action, exp or int(time.time()) + 3600)
+def mint(key: bytes, message_id, action, exp=None):
+    """A token in the contract's encoding signed with ``key`` (raw bytes):
+    what anyone holding those bytes could make."""
+    exp = exp or int(time.time()) + 3600
+    return tokens.sign(key, f"{message_id}|{action}|{exp}".encode())
+
+
+def link_key(cfg, tenant) -> bytes:
+    """The tenant's magic-link key: what the server signs its links with."""
+    from e2a.core import keys
+    return keys.for_owner(cfg, keys.MAGIC_LINK, tenant.user["id"])
 
 
 # -- the page --------------------------------------------------------------
@@ -209,8 +219,7 @@ def test_a_link_for_the_other_action_is_refused(hitl_cfg, refused, held):
 
 
 def test_an_expired_link_is_refused(hitl_cfg, refused, tenant, held):
-    secret = owner_secret(hitl_cfg, tenant)
-    token = mint(secret, held, "approve", exp=int(time.time()) - 1)
+    token = mint(link_key(hitl_cfg, tenant), held, "approve", exp=int(time.time()) - 1)
     refused(held, "approve", token, 410, "This link has expired")
 
 
@@ -230,27 +239,38 @@ def test_a_tampered_link_is_refused(hitl_cfg, hitl_client, refused, tenant, held
 
 def test_a_link_signed_with_another_users_secret_is_refused(hitl_cfg, refused, held):
     stranger = make_tenant(hitl_cfg)
-    token = mint(owner_secret(hitl_cfg, stranger), held, "approve")
+    token = mint(owner_secret(hitl_cfg, stranger).encode(), held, "approve")
     refused(held, "approve", token, 400, "This link is not valid")
 
 
-def test_a_link_signed_with_a_deleted_secret_stops_working(hitl_cfg, hitl_client, refused):
-    owner = make_tenant(hitl_cfg)
+def test_a_link_minted_with_the_owners_signing_secret_is_refused(hitl_cfg, refused, tenant,
+                                                                 held):
+    # Agents hold their owner's signing secrets (to check X-E2A-Auth-* and
+    # webhooks): a link made with one would let an agent approve its own mail.
+    with single_connection(hitl_cfg) as conn:
+        secrets = signing_store.secrets_of(conn, tenant.user["id"])
+    assert secrets
+    for secret in secrets:
+        refused(held, "approve", mint(secret.encode(), held, "approve"), 400,
+                "This link is not valid")
+
+
+def test_the_deployment_secret_is_no_master_key_for_links(hitl_cfg, hitl_client, refused):
+    owner = make_tenant(hitl_cfg)  # no signing secret of its own
     enable_hitl(hitl_client, owner, owner.agent)
-    with single_connection(hitl_cfg) as conn:
-        made = signing_secrets.create(conn, owner.user["id"], "to delete")
     message = hold(hitl_client, owner, owner.agent)
-    token = link_token(hitl_cfg, message, "approve")
-    assert get(hitl_client, "approve", token).status_code == 200
-    with single_connection(hitl_cfg) as conn:
-        # The last secret cannot go: a replacement first.
-        signing_secrets.create(conn, owner.user["id"], "replacement")
-        signing_secrets.delete(conn, owner.user["id"], made.row["id"])
+    token = mint(hitl_cfg.secrets.hmac_secret.encode(), message, "approve")
     refused(message, "approve", token, 400, "This link is not valid")
 
 
+def test_a_link_for_one_owner_cannot_act_on_another_owners_message(hitl_cfg, refused, held):
+    stranger = make_tenant(hitl_cfg)
+    refused(held, "approve", mint(link_key(hitl_cfg, stranger), held, "approve"), 400,
+            "This link is not valid")
+
+
 def test_a_link_to_no_message_is_unknown(hitl_cfg, hitl_client, tenant):
-    token = mint(owner_secret(hitl_cfg, tenant), "msg_" + "0" * 32, "approve")
+    token = mint(link_key(hitl_cfg, tenant), "msg_" + "0" * 32, "approve")
     assert_page(get(hitl_client, "approve", token), 404, "No such email")
     assert_page(post(hitl_client, "approve", token), 404, "No such email")
 

@@ -297,7 +297,7 @@ def sent_row(cfg, agent: dict[str, Any], conversation_id: str) -> str:
     """An outbound row of ``agent`` in ``conversation_id``, as the API or
     the filter records one; the VERP return path it leaves with."""
     message_id = new_id("msg")
-    return_path = verp.return_path(message_id, agent["domain"])
+    return_path = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     with single_connection(cfg) as conn:
         message_store.insert_outbound(conn, {
             "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],

@@ -15,6 +15,7 @@ from milterdriver import feed, installed
 
 from e2a.core import accounts
 from e2a.core.db import single_connection
+from e2a.core.ids import new_id
 from e2a.milter import handler, rebuild
 
 AGENT = "robust@agents.test.example"
@@ -109,6 +110,15 @@ def test_the_null_sender_over_ipv6_is_stored(cfg, agent, log) -> None:
     assert logged_with(log, "QNULL6")
 
 
+def fed_authenticating_with(monkeypatch, authenticate: Any, raw: bytes, sender: str,
+                            recipients: list[str], **kwargs: Any) -> Any:
+    """The milter's outcome for ``raw`` with ``authenticate`` in place of the
+    mail-authentication checks."""
+    with monkeypatch.context() as patch:
+        patch.setattr(handler.mailauth, "authenticate", authenticate)
+        return feed(raw, sender, recipients, **kwargs)
+
+
 def test_a_failing_callback_answers_451_and_the_next_message_goes_through(
         cfg, agent, log, monkeypatch) -> None:
     def broken(name: bytes, value: bytes) -> int:
@@ -131,11 +141,25 @@ def test_an_error_at_end_of_data_answers_451_and_stores_nothing(
     def broken(*args: object) -> None:
         raise RuntimeError("bug")
 
-    with monkeypatch.context() as patch:
-        patch.setattr(handler.mailauth, "authenticate", broken)
-        out = feed(raw, "alice@good.example", [AGENT], queue_id="QEOM")
+    out = fed_authenticating_with(monkeypatch, broken, raw, "alice@good.example", [AGENT],
+                                  queue_id="QEOM")
     assert (out.code, out.reply[:2], out.deleted) == (Milter.TEMPFAIL, ("451", "4.3.0"), [])
     assert logged_with(log, "QEOM") == ["inbound failed, answering 451"]
     # The client's retry is then stored, once.
     assert feed(raw, "alice@good.example", [AGENT], queue_id="QEOM2").code == Milter.DISCARD
     assert the_row(cfg, agent, "<eom-error@fixtures.example>")["queue_id"] == "QEOM2"
+
+
+def test_mail_to_a_made_up_reply_address_costs_no_authentication(cfg, agent, monkeypatch) -> None:
+    # A reply address's MAC is checked before any DNS or DKIM work: junk
+    # sent to made-up approve-... addresses must not make us do lookups.
+    to = f"approve-{new_id('msg').removeprefix('msg_')}-{'0' * 20}@{AGENT.partition('@')[2]}"
+    raw = (f"From: mallory@good.example\r\nTo: {to}\r\n"
+           "Message-ID: <made-up-reply@fixtures.example>\r\n\r\napprove\r\n").encode()
+
+    def expensive(*args: object) -> None:
+        raise AssertionError("authenticated mail to an address nobody was given")
+
+    out = fed_authenticating_with(monkeypatch, expensive, raw, "mallory@good.example", [to],
+                                  client_ip=SENDER_NET_IP, queue_id="QMADEUP")
+    assert out.code == Milter.DISCARD

@@ -14,7 +14,7 @@ import pytest
 from apisupport import Tenant, make_tenant
 from filtersupport import reinjection_service
 
-from e2a.core import config, notification, replyaddress, signing_secrets, tokens
+from e2a.core import config, keys, notification, replyaddress, signing_secrets, tokens
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import messages as message_store
@@ -112,36 +112,42 @@ def test_one_notification_per_held_message_without_the_body(
     assert approve.startswith(f"{base}/api/v1/approve?token=")
     assert reject.startswith(f"{base}/api/v1/reject?token=")
     assert review == f"{base}/api/v1/messages/{message_id}"
-    # No signing secret of the owner's yet: the deployment's signs.
-    secret = notify_cfg.secrets.hmac_secret
+    # The owner's magic-link key signs, never the deployment secret itself.
+    key = keys.for_owner(notify_cfg, keys.MAGIC_LINK, tenant.user["id"])
     for url, action in ((approve, "approve"), (reject, "reject")):
-        link = tokens.verify_magic_link(secret, token_of(url))
+        link = tokens.verify_magic_link(key, token_of(url))
+        with pytest.raises(tokens.TokenError):
+            tokens.verify_magic_link(notify_cfg.secrets.hmac_secret.encode(), token_of(url))
         assert (link.message_id, link.action) == (message_id, action)
         assert link.expires_at == int(expires.timestamp()) + 600
 
     reply_to = replyaddress.parse(str(msg["Reply-To"]))
     assert reply_to is not None and reply_to.message_id == message_id
     assert reply_to.domain == notify_cfg.hitl.reply_domain
-    assert replyaddress.verify(reply_to, [secret])
+    assert replyaddress.verify(
+        reply_to, keys.for_owner(notify_cfg, keys.REPLY_ADDRESS, tenant.user["id"]))
 
     assert run_job(notify_cfg) == 0  # once only
     assert len(mine(service, tenant)) == 1
 
 
-def test_links_are_signed_with_the_owners_newest_secret(
+def test_links_are_never_signed_with_a_secret_agents_hold(
         notify_cfg: config.Config, tenant: Tenant, reinject: Any) -> None:
     service, _ = reinject
     with single_connection(notify_cfg) as conn:
-        signing_secrets.create(conn, tenant.user["id"], "old")
         newest = signing_secrets.create(conn, tenant.user["id"], "new").secret
     message_id = hold(notify_cfg, tenant)
     run_job(notify_cfg)
     [sent] = mine(service, tenant)
-    text = message_from_bytes(sent.data, policy=policy.default).get_content()
-    approve = next(line for line in text.splitlines() if "/api/v1/approve?token=" in line)
-    assert tokens.verify_magic_link(newest, token_of(approve)).message_id == message_id
+    msg = message_from_bytes(sent.data, policy=policy.default)
+    approve = next(line for line in msg.get_content().splitlines()
+                   if "/api/v1/approve?token=" in line)
+    key = keys.for_owner(notify_cfg, keys.MAGIC_LINK, tenant.user["id"])
+    assert tokens.verify_magic_link(key, token_of(approve)).message_id == message_id
     with pytest.raises(tokens.TokenError):
-        tokens.verify_magic_link(notify_cfg.secrets.hmac_secret, token_of(approve))
+        tokens.verify_magic_link(newest.encode(), token_of(approve))
+    reply_to = replyaddress.parse(str(msg["Reply-To"]))
+    assert reply_to is not None and not replyaddress.verify(reply_to, newest.encode())
 
 
 def test_nothing_marked_when_postfix_does_not_take_it(
@@ -189,11 +195,12 @@ def test_a_message_another_worker_is_notifying_is_skipped(
 
 
 def test_render_says_what_happens_at_expiry(notify_cfg: config.Config) -> None:
-    held = {"id": new_id("msg"), "subject": "", "to_recipients": ["a@example.org"], "cc": [],
+    held = {"id": new_id("msg"), "user_id": "usr_test", "subject": "",
+            "to_recipients": ["a@example.org"], "cc": [],
             "bcc": [], "agent_email": "bot@agents.test.example",
             "hitl_expiration_action": "approve", "owner_email": "o@example.org",
             "approval_expires_at": datetime.now(UTC) + timedelta(hours=1)}
-    msg = message_from_bytes(notification.render(notify_cfg, held, secret="s" * 32),
+    msg = message_from_bytes(notification.render(notify_cfg, held),
                              policy=policy.default)
     assert msg["Subject"] == "Approval needed: (no subject)"
     assert "it is sent anyway" in msg.get_content()
@@ -215,3 +222,35 @@ def test_one_that_cannot_be_written_does_not_hold_up_the_others(
     assert row(notify_cfg, notified)["notified_at"] is not None
     assert row(notify_cfg, skipped)["notified_at"] is not None  # passed over for good
     assert not [m for m in service.messages if broken.user["email"] in str(m.rcpt_tos)]
+
+
+def test_a_looping_agent_cannot_flood_its_owner(
+        notify_cfg: config.Config, tenant: Tenant, reinject: Any) -> None:
+    """At most hitl.notify_per_hour (default 10) mails per owner in any hour;
+    what is held meanwhile waits and is summed up in the next mail."""
+    service, _ = reinject
+    per_hour = 10
+    held = []
+    for n in range(per_hour + 5):
+        held.append(hold(notify_cfg, tenant, subject=f"loop {n}"))
+        run_job(notify_cfg)
+    assert len(mine(service, tenant)) == per_hour
+    waiting = held[per_hour:]
+    assert all(row(notify_cfg, m)["notified_at"] is None for m in waiting)
+    # An hour later the window has room again: one mail names every one waiting.
+    with single_connection(notify_cfg) as conn:
+        conn.execute("UPDATE owner_notifications SET sent_at = sent_at - interval '1 hour'"
+                     " WHERE user_id = %s", (tenant.user["id"],))
+    run_job(notify_cfg)
+    sent = mine(service, tenant)
+    assert len(sent) == per_hour + 1
+    digest = message_from_bytes(sent[-1].data, policy=policy.default)
+    assert digest["Subject"] == f"Approval needed: {len(waiting)} messages of your agents"
+    assert digest["Reply-To"] is None  # a reply acts on one message: the links do here
+    text = digest.get_content()
+    for message_id, n in zip(waiting, range(per_hour, per_hour + 5), strict=True):
+        assert f"loop {n}" in text
+        assert f"/api/v1/messages/{message_id}" in text
+    assert text.count("/api/v1/approve?token=") == len(waiting)
+    assert BODY not in text
+    assert all(row(notify_cfg, m)["notified_at"] is not None for m in waiting)

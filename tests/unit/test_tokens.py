@@ -7,6 +7,7 @@ import pytest
 from e2a.core import tokens
 
 SECRET = "e2a-interop-test-secret-0123456789abcdef"
+KEY = SECRET.encode()  # the contract's vector: the test secret's bytes as the key
 MESSAGE_ID = "msg_0123456789abcdef0123456789abcdef"
 EXP = 1780000000
 APPROVE = ("bXNnXzAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmfGFwcHJvdmV8MTc4MDAwMDAwMA"
@@ -16,23 +17,23 @@ REJECT = ("bXNnXzAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmfHJlamVjdHwxNzgwMDAwM
 
 
 def test_magic_link_contract_vector():
-    assert tokens.magic_link(SECRET, MESSAGE_ID, "approve", EXP) == APPROVE
-    assert tokens.magic_link(SECRET, MESSAGE_ID, "reject", EXP) == REJECT
+    assert tokens.magic_link(KEY, MESSAGE_ID, "approve", EXP) == APPROVE
+    assert tokens.magic_link(KEY, MESSAGE_ID, "reject", EXP) == REJECT
 
 
 @pytest.mark.parametrize(("token", "action"), [(APPROVE, "approve"), (REJECT, "reject")])
 def test_magic_link_verifies_until_expiry(token, action):
-    link = tokens.verify_magic_link(SECRET, token, now=EXP)
+    link = tokens.verify_magic_link(KEY, token, now=EXP)
     assert link == tokens.MagicLink(MESSAGE_ID, action, EXP)
     with pytest.raises(tokens.TokenExpired):
-        tokens.verify_magic_link(SECRET, token, now=EXP + 1)
+        tokens.verify_magic_link(KEY, token, now=EXP + 1)
 
 
 def test_magic_link_is_bound_to_its_action():
     approve_payload = APPROVE.split(".")[0]
     reject_mac = REJECT.split(".")[1]
     with pytest.raises(tokens.TokenError):
-        tokens.verify_magic_link(SECRET, f"{approve_payload}.{reject_mac}", now=0)
+        tokens.verify_magic_link(KEY, f"{approve_payload}.{reject_mac}", now=0)
 
 
 @pytest.mark.parametrize("bad", [
@@ -46,21 +47,21 @@ def test_magic_link_is_bound_to_its_action():
 ])
 def test_magic_link_rejects_tampering(bad):
     with pytest.raises(tokens.TokenError):
-        tokens.verify_magic_link(SECRET, bad, now=0)
+        tokens.verify_magic_link(KEY, bad, now=0)
 
 
 def test_magic_link_rejects_other_secret():
     with pytest.raises(tokens.TokenError) as caught:
-        tokens.verify_magic_link(SECRET + "x", APPROVE, now=0)
+        tokens.verify_magic_link(KEY + b"x", APPROVE, now=0)
     assert not isinstance(caught.value, tokens.TokenExpired)
 
 
 def test_magic_link_refuses_unknown_action():
     with pytest.raises(ValueError):
-        tokens.magic_link(SECRET, MESSAGE_ID, "delete", EXP)
-    forged = tokens.sign(SECRET.encode(), f"{MESSAGE_ID}|delete|{EXP}".encode())
+        tokens.magic_link(KEY, MESSAGE_ID, "delete", EXP)
+    forged = tokens.sign(KEY, f"{MESSAGE_ID}|delete|{EXP}".encode())
     with pytest.raises(tokens.TokenError):
-        tokens.verify_magic_link(SECRET, forged, now=0)
+        tokens.verify_magic_link(KEY, forged, now=0)
 
 
 def test_base64url_has_one_spelling():
