@@ -1,8 +1,9 @@
 """`e2a serve policy`: Postfix SMTP access policy delegation.
 
 One thread per connection (Postfix opens one per smtpd process and reuses
-it for every request of that process). On any internal error the daemon
-logs and drops the connection without answering, so Postfix applies
+it for every request of that process). With the database unreachable it
+answers 451 itself (DB_UNAVAILABLE); on any other internal error it logs and
+drops the connection without answering, so Postfix applies
 smtpd_policy_service_default_action: a 4xx, never a silent accept.
 """
 
@@ -32,7 +33,11 @@ log = logging.getLogger("e2a.policy")
 IDLE_TIMEOUT = 600.0
 # Far below Postfix's smtpd_policy_service_timeout (100 s): in an outage the
 # client gets its 4xx quickly instead of waiting on a pool that cannot connect.
+# The service passes database.connect_timeout.
 DB_TIMEOUT = 5.0
+# Said rather than a dropped connection: Postfix asks a policy server that
+# hung up once more, which doubled the client's wait in an outage.
+DB_UNAVAILABLE = "451 4.3.5 Recipient check unavailable, try again later"
 MAX_CONNECTIONS = 1000
 # On stop, requests being answered get this long to finish.
 DRAIN_SECONDS = 2.0
@@ -59,9 +64,9 @@ class PolicyHandler(socketserver.StreamRequestHandler):
                                            db_timeout=self.server.db_timeout)
                 answer = protocol.encode_action(action)
             except psycopg.Error as exc:  # PoolTimeout included: database unreachable
-                log.error("policy lookup failed, disconnecting (Postfix applies its "
-                          "default action): %s", exc, extra=_context(attrs))
-                return
+                log.error("policy lookup failed, answering 451: %s", exc,
+                          extra=_context(attrs))
+                answer = protocol.encode_action(DB_UNAVAILABLE)
             except Exception:
                 log.exception("policy check failed, disconnecting (Postfix applies its "
                               "default action)", extra=_context(attrs))
@@ -172,8 +177,10 @@ def run(cfg: Config) -> None:
         log.error("policy socketmap: %s", exc)
         raise SystemExit(1) from None
     pool = open_policy_pool(cfg)
-    server = PolicyServer(listener, pool, checks.Limits.from_config(cfg))
-    map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain)
+    server = PolicyServer(listener, pool, checks.Limits.from_config(cfg),
+                          cfg.database.connect_timeout)
+    map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain,
+                                 cfg.database.connect_timeout)
     server.start()
     map_server.start()
     metrics.serve(cfg.metrics.policy_listen, "policy")
