@@ -74,7 +74,7 @@ def package_dependencies() -> list[str]:
 
 def rootfs_tarball() -> Path:
     """The cached root file system, made now if missing (a few minutes)."""
-    wanted = "\n".join([SUITE, MIRROR, *BASE, *INSTALLED, *package_dependencies(), "v1"])
+    wanted = "\n".join([SUITE, MIRROR, *BASE, *INSTALLED, *package_dependencies(), "v2"])
     key = hashlib.sha256(wanted.encode()).hexdigest()[:16]
     tarball = CACHE / f"debian-{SUITE}-{key}.tar"
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -90,6 +90,7 @@ def _build(tarball: Path) -> None:
     try:
         run("debootstrap", "--variant=minbase", f"--include={','.join(BASE)}", SUITE, root,
             MIRROR, timeout=1800)
+        root.chmod(0o755)  # mkdtemp's 0700 would lock every service user out of /
         (root / "etc" / "hostname").write_text(HOSTNAME + "\n")
         (root / "etc" / "mailname").write_text(HOSTNAME + "\n")
         # systemd makes a fresh machine-id at each boot from an empty file.
@@ -98,15 +99,21 @@ def _build(tarball: Path) -> None:
         policy = root / "usr" / "sbin" / "policy-rc.d"
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
-        selections = (f"postfix postfix/main_mailer_type select Internet Site\n"
-                      f"postfix postfix/mailname string {HOSTNAME}\n")
-        chroot = ("chroot", root)
-        run(*chroot, "debconf-set-selections", input=selections)
-        run(*chroot, "apt-get", "install", "-y", "-q", "--no-install-recommends", *INSTALLED,
+        (root / "root" / "debconf").write_text(
+            f"postfix postfix/main_mailer_type select Internet Site\n"
+            f"postfix postfix/mailname string {HOSTNAME}\n")
+        # nspawn without --boot: a chroot with /proc, /sys and /dev, which
+        # PostgreSQL's postinst needs to make its cluster; the host's network.
+        inside = ("systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", root,
+                  "--setenv=DEBIAN_FRONTEND=noninteractive")
+        run(*inside, "debconf-set-selections", "/root/debconf")
+        (root / "root" / "debconf").unlink()
+        run(*inside, "apt-get", "install", "-y", "-q", "--no-install-recommends", *INSTALLED,
             timeout=1800)
+        assert (root / "etc" / "postgresql" / "15" / "main").is_dir(), "no PostgreSQL cluster"
         # Our package's dependencies, downloaded only: apt installs them with
         # the .deb inside the booted container.
-        run(*chroot, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+        run(*inside, "apt-get", "install", "-y", "-q", "--no-install-recommends",
             "--download-only", *package_dependencies(), timeout=1800)
         policy.unlink()
         partial = tarball.with_suffix(".partial")
@@ -125,12 +132,9 @@ class Container:
     console: Path
 
     def init_pid(self) -> int:
-        """PID (here) of the container's systemd: nspawn's child's child."""
+        """PID (here) of the container's systemd: nspawn's one child."""
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         for child in children.read_text().split():
-            grand = Path(f"/proc/{child}/task/{child}/children").read_text().split()
-            if grand:
-                return int(grand[0])
             return int(child)
         raise LookupError("the container has no init yet")
 
@@ -162,6 +166,8 @@ def booted(work: Path, tarball: Path) -> Iterator[Container]:
     root = work / "root"
     root.mkdir()
     run("tar", "--numeric-owner", "--xattrs", "-xf", tarball, "-C", root, timeout=900)
+    # "/" as on any Debian: service users (postfix, messagebus) must traverse it.
+    root.chmod(0o755)
     name = f"e2a-test-{os.getpid()}"
     console = work / "console.log"
     with console.open("wb") as out:

@@ -82,3 +82,21 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path: Path) -> None:
     done = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True,
                           text=True, cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_a_failing_service_restarts_then_stays_failed(name: str) -> None:
+    """Restart=on-failure, but within systemd's start limit: 5 starts in 2
+    minutes at most (RestartSec=2s alone would never reach the default 5 in 10 s)."""
+    svc, unit = service(name), parse(UNIT_DIR / f"e2a-{name}.service")["Unit"]
+    assert svc["Restart"] == ["on-failure"]
+    interval, burst = int(unit["StartLimitIntervalSec"][0]), int(unit["StartLimitBurst"][0])
+    restart = float(svc["RestartSec"][0].removesuffix("s"))
+    assert burst * restart < interval
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_no_service_needs_privileged_system_calls(name: str) -> None:
+    """systemd makes each service its user (User=); nothing of ours (gunicorn
+    included, see e2a.api.server.keep_process_owner) calls setuid itself."""
+    assert service(name)["SystemCallFilter"] == ["@system-service", "~@privileged"]
