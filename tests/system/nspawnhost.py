@@ -36,10 +36,11 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 CACHE = Path(os.environ.get("E2A_NSPAWN_CACHE", "/var/cache/e2a-postfix-tests"))
 # What an operator's host has before our package: a booted Debian with
-# Postfix and PostgreSQL; dnsmasq answers the test's DNS names (the
-# container has no network, and `e2a doctor` asks a resolver).
+# Postfix, PostgreSQL and Python (Debian's standard system has it); dnsmasq
+# answers the test's DNS names (the container has no network, and `e2a
+# doctor` asks a resolver).
 BASE = ("systemd", "systemd-sysv", "dbus", "ca-certificates")
-INSTALLED = ("postfix", "postgresql", "dnsmasq-base")
+INSTALLED = ("postfix", "postgresql", "dnsmasq-base", "python3")
 HOSTNAME = "mx.systemdtest.test"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Maintainer scripts and Debian's Python must not inherit the checkout's PYTHON*.
@@ -82,6 +83,9 @@ def rootfs_tarball() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once build it once
         if not tarball.exists():
             _build(tarball)
+            for old in CACHE.glob(f"debian-{SUITE}-*.tar"):
+                if old != tarball:
+                    old.unlink()  # made for another package list: never used again
     return tarball
 
 

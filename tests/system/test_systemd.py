@@ -125,6 +125,22 @@ with smtplib.SMTP("127.0.0.1", 25, timeout=60) as c:
     out("DATA", code, text)
 """
 
+SET_KEYS = """
+import json, re, sys
+path, wanted = sys.argv[1], json.loads(sys.argv[2])
+section, out = "", []
+for line in open(path).read().splitlines():
+    header = re.match(r"\\[(\\w+)\\]$", line)
+    if header:
+        section = header.group(1)
+    key = re.match(r"# (\\w+) = ", line)
+    if key and key.group(1) in wanted.get(section, {}):
+        line = f"{key.group(1)} = {wanted[section].pop(key.group(1))}"
+    out.append(line)
+assert not any(wanted.values()), wanted
+open(path, "w").write("\\n".join(out) + "\\n")
+"""
+
 HTTP_CLIENT = """
 import json, sys, urllib.request, urllib.error
 method, url, key, body = sys.argv[1:5]
@@ -169,17 +185,18 @@ def test_install_as_the_documentation_says(host: Host) -> None:
     host.sh("runuser -u postgres -- createuser e2a")
     host.sh("runuser -u postgres -- createdb -O e2a e2a")
     # Step 2: the package (its dependencies come from apt's cache: no network here).
-    host.sh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download "
+    host.sh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
             f"--no-install-recommends {host.deb}", timeout=600)
     # Fresh install, no secret: every unit skipped, none failed.
     assert host.sh("systemctl is-failed e2a-milter", check=False).stdout.strip() != "failed"
     # Step 3: the secret in /etc/default/e2a, the rest in e2a.toml.
     secret = secrets.token_hex(32)
     host.sh(f"echo 'E2A_HMAC_SECRET={secret}' >> /etc/default/e2a")
-    settings = (f'\n[http]\npublic_url = "{API}"\nworkers = 1\n'
-                f'[mail]\nhostname = "{HOSTNAME}"\nshared_domain = "{SHARED_DOMAIN}"\n'
-                f'[dns]\nresolver = "{DNS}"\ntimeout = 2.0\n')
-    host.sh(f"cat >> /etc/e2a/e2a.toml <<'EOF'\n{settings}EOF")
+    # Keys set where the conffile lists them, commented, in their sections.
+    host.python(SET_KEYS, "/etc/e2a/e2a.toml", json.dumps({
+        "http": {"public_url": f'"{API}"', "workers": "1"},
+        "mail": {"hostname": f'"{HOSTNAME}"', "shared_domain": f'"{SHARED_DOMAIN}"'},
+        "dns": {"resolver": f'"{DNS}"', "timeout": "2.0"}}))
     # The container has no network: a DNS server of its own for the test names.
     host.sh(f"systemd-run --unit=test-dns dnsmasq --keep-in-foreground --no-resolv "
             f"--no-hosts --listen-address=127.0.0.1 --bind-interfaces --port=5353 "

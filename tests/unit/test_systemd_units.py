@@ -25,8 +25,20 @@ SANDBOXING = {
 
 def test_one_unit_per_service_and_a_target() -> None:
     assert sorted(p.name for p in UNIT_DIR.iterdir()) == sorted(
-        [f"e2a-{name}.service" for name in SERVICES] + ["e2a.target"])
+        [f"e2a-{name}.service" for name in SERVICES] + ["e2a.target", "e2a-stop.service"])
     assert parse(UNIT_DIR / "e2a.target")["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_stopping_the_target_waits_for_every_service() -> None:
+    """e2a-stop.service stops before the target and stops the services itself
+    (tests/system/test_systemd.py watches it work)."""
+    unit = parse(UNIT_DIR / "e2a-stop.service")
+    assert unit["Unit"]["PartOf"] == ["e2a.target"] and unit["Unit"]["After"] == ["e2a.target"]
+    assert unit["Install"]["WantedBy"] == ["e2a.target"]
+    stop = unit["Service"]["ExecStop"][0]
+    assert "--job-mode=ignore-dependencies" in stop
+    assert all(f"e2a-{name}.service" in stop for name in SERVICES)
+    assert "grep -qw stop" in stop  # a restart of the target is left to the restart jobs
 
 
 @pytest.mark.parametrize("name", SERVICES)
