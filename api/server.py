@@ -16,6 +16,11 @@ imports it, opens its pool and builds the app after the patch.
 from __future__ import annotations
 
 import atexit
+
+# The readiness thread's connect encodes its host name with this codec, and
+# workers are forked while it runs: imported now, before any fork, a worker
+# never inherits it half-imported (LookupError: unknown encoding: idna).
+import encodings.idna  # noqa: F401
 import http.client
 import logging
 import os
