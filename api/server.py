@@ -25,7 +25,6 @@ import http.client
 import logging
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -39,7 +38,7 @@ from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from e2a.api import worker
-from e2a.core import config, logs
+from e2a.core import config, localhttp, logs
 from e2a.core.config import Config
 from e2a.core.sdnotify import notify_ready
 
@@ -192,36 +191,11 @@ def _announce_when_serving(listen: str, notify_socket: str) -> None:
 
 def health_answers(listen: str, timeout: float = 2.0) -> bool:
     """Whether GET /api/health on our own ``http.listen`` gets any HTTP answer."""
-    bind = bind_address(listen)
-    conn: http.client.HTTPConnection
-    if bind.startswith("unix:"):
-        conn = _UnixHTTPConnection(bind.removeprefix("unix:"), timeout)
-    else:
-        host, _, port = bind.rpartition(":")
-        host = host.strip("[]")
-        # A wildcard bind is reached on loopback.
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        conn.request("GET", HEALTH_PATH)
-        conn.getresponse().read()
+        localhttp.get_status(listen, HEALTH_PATH, timeout)
     except (OSError, http.client.HTTPException):
         return False
-    finally:
-        conn.close()
     return True
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
 
 
 def _worker_exit(arbiter: Any, exiting: Any) -> None:

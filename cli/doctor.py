@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import psycopg
 from e2a.cli import context, postfix_check
 from e2a.cli.postconf import Postconf
 from e2a.cli.postfix_install import DEFAULT_DIRECTORY
-from e2a.core import config, domaindns, logs
+from e2a.core import config, domaindns, localhttp, logs
 from e2a.core import dns as e2a_dns
 from e2a.core.db import migrate
 from e2a.core.store import agents as agent_store
@@ -175,7 +174,7 @@ def check_api(cfg: config.Config, timeout: float = 5.0) -> Iterator[Finding]:
     """GET /api/health on http.listen: a worker serves, and its database answers."""
     listen = cfg.http.listen.removeprefix("inet:")
     try:
-        status = _health_status(listen, timeout)
+        status = localhttp.get_status(listen, "/api/health", timeout)
     except (OSError, http.client.HTTPException) as exc:
         yield fail("api", f"no answer on {listen}: {exc} (systemctl status e2a-api; "
                           "journalctl -u e2a-api)")
@@ -188,34 +187,6 @@ def check_api(cfg: config.Config, timeout: float = 5.0) -> Iterator[Finding]:
     else:
         yield fail("api", f"/api/health on {listen} answered {status}: is something else "
                           "listening there? (http.listen)")
-
-
-def _health_status(listen: str, timeout: float) -> int:
-    if listen.startswith("unix:"):
-        conn: http.client.HTTPConnection = _UnixConnection(listen[5:], timeout)
-    else:
-        host, _, port = listen.rpartition(":")
-        host = host.strip("[]")
-        # A wildcard listener answers on loopback.
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.request("GET", "/api/health")
-        return conn.getresponse().status
-    finally:
-        conn.close()
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
 
 
 @click.command()
