@@ -303,7 +303,8 @@ def test_the_package_installs_its_parts(package: Path) -> None:
         for unit in (u for u in units if u.endswith(".service")):
             # Exposure 2.0 or less on systemd's 0-10 scale (the threshold is x10).
             done = run("systemd-analyze", "security", "--offline=yes", "--threshold=20", unit)
-            assert "OK" in done.stdout.splitlines()[-1], done.stdout[-500:]
+            verdict = done.stdout.splitlines()[-1]
+            assert "OK" in verdict or "SAFE" in verdict, done.stdout[-500:]
 
 
 def test_mail_reaches_an_agent_through_the_packaged_services(host: Host,
