@@ -8,7 +8,8 @@ db migrate`, `e2a postfix install`, `systemctl start e2a.target`, `e2a
 doctor`, a first user and an agent. Then: every unit active with its
 hardening, a mail through the container's Postfix stored and listed by the
 API, PostgreSQL restarted under it, `systemctl restart e2a.target`, `systemctl
-stop e2a.target` that returns once the units have stopped, and `apt purge`
+stop e2a.target` that returns once the units have stopped, a broken unit that
+gives up at systemd's start limit, and `apt purge`
 after which Postfix takes ordinary mail again with main.cf and master.cf as
 they were.
 
@@ -282,6 +283,31 @@ def test_restart_and_stop_of_the_target(host: Host) -> None:
     for name in UNITS:
         assert host.unit(name, "ActiveState")["ActiveState"] == "inactive", name
     host.sh("systemctl start e2a.target", timeout=180)
+    assert host.sh("e2a doctor", check=False).returncode == 0, host.journal()
+
+
+def test_a_failing_unit_gives_up_after_the_start_limit(host: Host) -> None:
+    """Restarted on failure, but not forever: after 5 failed starts within 2
+    minutes the unit stays failed and says why."""
+    dropin = "/run/systemd/system/e2a-policy.service.d"
+    host.sh(f"mkdir -p {dropin} && printf '[Service]\\nEnvironment="
+            f"E2A_POLICY_LISTEN=unix:/nonexistent/policy.sock\\n' > {dropin}/broken.conf "
+            "&& systemctl daemon-reload")
+    try:
+        host.sh("systemctl restart e2a-policy", check=False, timeout=60)
+
+        def gave_up() -> dict[str, str] | None:
+            props = host.unit("e2a-policy", "ActiveState", "Result", "NRestarts")
+            return props if props["Result"] == "start-limit-hit" else None
+
+        props = wait_for(gave_up, 90, "e2a-policy hitting its start limit")
+        assert props["ActiveState"] == "failed" and int(props["NRestarts"]) in (4, 5), props
+        time.sleep(5)  # and it stays down: no restart after the limit
+        assert host.unit("e2a-policy", "ActiveState")["ActiveState"] == "failed"
+    finally:
+        host.sh(f"rm -rf {dropin} && systemctl daemon-reload && "
+                "systemctl reset-failed e2a-policy")
+    host.sh("systemctl start e2a-policy", timeout=60)
     assert host.sh("e2a doctor", check=False).returncode == 0, host.journal()
 
 
