@@ -154,7 +154,8 @@ def check_postfix(cfg: config.Config, directory: Path) -> Iterator[Finding]:
         return
     if os.geteuid() == 0:
         checked = postfix_check.postfix_check_problems(pc)
-        yield from (fail("postfix", p) for p in checked)
+        yield from (fail("postfix", f"{p} (Postfix's own check: fix what it names in "
+                                    f"{pc.directory}, then postfix reload)") for p in checked)
     else:
         # Postfix lets only the superuser run `postfix check`.
         checked = []
