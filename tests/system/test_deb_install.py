@@ -298,14 +298,15 @@ def test_the_package_installs_its_parts(package: Path) -> None:
     assert unconfigured.returncode == 1
     assert "secrets.hmac_secret: required" in unconfigured.stderr
     units = sorted(str(p) for p in UNITS.glob("e2a*"))
-    assert len(units) == len(SERVICES) + 1
+    assert len(units) == len(SERVICES) + 2  # and e2a.target, e2a-stop.service
     if shutil.which("systemd-analyze"):
         verify = run("systemd-analyze", "verify", *units)
         assert verify.stderr == ""
         for unit in (u for u in units if u.endswith(".service")):
             # Exposure 2.0 or less on systemd's 0-10 scale (the threshold is x10).
             done = run("systemd-analyze", "security", "--offline=yes", "--threshold=20", unit)
-            assert "OK" in done.stdout.splitlines()[-1], done.stdout[-500:]
+            verdict = done.stdout.splitlines()[-1]
+            assert "OK" in verdict or "SAFE" in verdict, done.stdout[-500:]
 
 
 def test_mail_reaches_an_agent_through_the_packaged_services(host: Host,
