@@ -6,14 +6,14 @@ import json
 
 import click
 
-from e2a.cli.context import load_config
+from e2a.cli.context import connect, load_config
 from e2a.cli.doctor import doctor
 from e2a.cli.keys import keys
 from e2a.cli.pending import pending
 from e2a.cli.postfix.install import postfix_group
 from e2a.core import config
 from e2a.core.accounts import registration as accounts
-from e2a.core.db import migrate, single_connection
+from e2a.core.db import migrate
 
 SERVICES = ("milter", "policy", "filter", "api", "worker")
 
@@ -50,7 +50,7 @@ def db_group() -> None:
 def db_migrate() -> None:
     """Apply the SQL migrations that are missing (safe to run on several hosts at once)."""
     cfg = load_config()
-    with single_connection(cfg, autocommit=True) as conn:
+    with connect(cfg, autocommit=True) as conn:
         try:
             applied = migrate.migrate(conn)
         except migrate.MigrationError as exc:
@@ -67,7 +67,7 @@ def db_migrate() -> None:
 def bootstrap(email: str, name: str, as_json: bool) -> None:
     """Create a user and print an API key for it, once."""
     cfg = load_config()
-    with single_connection(cfg) as conn:
+    with connect(cfg) as conn:
         try:
             user = accounts.create_user(conn, email, name)
         except accounts.AccountError as exc:
@@ -99,7 +99,7 @@ def agents_create(owner: str, slug: str, email: str, name: str, agent_mode: str,
     from e2a.core.store import users as user_store
 
     cfg = load_config()
-    with single_connection(cfg) as conn:
+    with connect(cfg) as conn:
         user = user_store.user_by_email(conn, owner)
         if user is None:
             raise click.ClickException(f"no user with email {owner}")

@@ -31,7 +31,7 @@ from e2a.core.mta.reinject import ReinjectError, Transaction
 from e2a.core.net import addresses, listen
 from e2a.core.runtime import metrics
 from e2a.core.runtime.sdnotify import notify_ready
-from e2a.filter.gate import HELD, Gate
+from e2a.filter.gate import HELD, Gate, Refused
 
 log = logging.getLogger("e2a.filter")
 
@@ -111,6 +111,9 @@ class FilterHandler:
             loop = asyncio.get_running_loop()
             with metrics.timed("filter"):
                 reply = await loop.run_in_executor(self.executor, self.gate.pass_on, txn)
+        except Refused as exc:
+            metrics.outbound_messages.labels(status=metrics.REJECTED).inc()
+            return str(exc)
         except ReinjectError as exc:
             if exc.permanent:
                 metrics.outbound_messages.labels(status=metrics.FAILED).inc()

@@ -17,6 +17,7 @@ from e2a.core.config import Config
 from e2a.core.inbound import forged, inbox, route
 from e2a.core.mail import headers, rebuild
 from e2a.core.mailauth.verdict import Verdict
+from e2a.core.net import addresses
 from e2a.core.runtime import metrics
 
 log = logging.getLogger("e2a.milter")
@@ -102,7 +103,7 @@ class InboundMilter(Milter.Base):
     @_answered
     def envfrom(self, mail_from: str, *params: str) -> int:
         self._reset()
-        self.mail_from = headers.addr_spec(mail_from)
+        self.mail_from = addresses.mailbox(mail_from)
         declared = Milter.param2dict(params).get("SIZE") or ""
         # isdigit() alone takes "²", which int() refuses.
         if declared.isascii() and declared.isdigit() \
@@ -182,7 +183,7 @@ class InboundMilter(Milter.Base):
         """The message to core.inbound.route, its answer back to libmilter:
         the recipients it consumed taken away (DISCARD when none are left),
         the headers forged in our name deleted."""
-        recipients = [headers.addr_spec(r) for r in self.rcpts]
+        recipients = [addresses.mailbox(r) for r in self.rcpts]
         envelope = inbox.Envelope(
             mail_from=self.mail_from, recipients=recipients, client_addr=self.client_addr,
             client_name=self.client_name, helo=self.helo, queue_id=queue_id,
@@ -190,6 +191,11 @@ class InboundMilter(Milter.Base):
         received = route.Received(envelope, self.headers, b"".join(self.body_parts),
                                   bool(self._protocol & Milter.P_HDR_LEADSPC))
         routed = route.consume(self.pool, self.cfg, received, self._heard_verdict)
+        if routed.refusal:
+            self.setreply("550", "5.7.1", routed.refusal)
+            metrics.inbound_messages.labels(verdict=metrics.UNVERIFIED,
+                                            result=metrics.REJECTED).inc()
+            return Milter.REJECT
         if routed.consumed and not self._take(recipients, routed.consumed):
             return Milter.DISCARD
         self._delete_headers(routed.forged, queue_id)
@@ -203,7 +209,7 @@ class InboundMilter(Milter.Base):
         return how many are left for it to deliver."""
         remaining = 0
         for original_rcpt, addr in zip(self.rcpts, recipients, strict=True):
-            if addr.lower() in consumed:
+            if addr in consumed:
                 self.delrcpt(original_rcpt)
             else:
                 remaining += 1

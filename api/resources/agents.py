@@ -58,6 +58,10 @@ class Agents:
         # JSON null is "not given", as some clients send every field.
         fields: dict[str, Any] = {k: "" if body.get(k) is None else body[k]
                                   for k in _REGISTER_FIELDS}
+        if body.get("agent_mode") is None:
+            # Not given: local, the mode that needs nothing more (cloud needs a
+            # webhook URL, so asking for it stays explicit).
+            fields["agent_mode"] = "local"
         try:
             with self._pool.connection() as conn:
                 row = accounts.register_agent(conn, self._cfg, principal.user_id, **fields)

@@ -23,6 +23,7 @@ from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
 from e2a.core import ratelimit, timefmt
 from e2a.core.config import Config
 from e2a.core.ids import new_id
+from e2a.core.messages import conversations
 from e2a.core.mta import submit
 from e2a.core.outbound import compose, holds, replies
 from e2a.core.outbound import send as sending
@@ -67,6 +68,7 @@ class Outbox:
                 outcome.retry_after_seconds)
 
     def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep) -> Answer:
+        self._own_conversation(agent, draft.conversation_id)
         message_id = new_id("msg")
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
@@ -94,6 +96,18 @@ class Outbox:
                                   "sent, retry later",
                                   headers={"Retry-After": str(SUBMIT_RETRY_AFTER)}) from None
         return answer(sent)
+
+    def _own_conversation(self, agent: dict[str, Any], conversation_id: str) -> None:
+        """A caller names only a conversation of its own account, or a new
+        one: another tenant's id would put this message in their thread."""
+        if not conversation_id:
+            return
+        with self.pool.connection() as conn:
+            mine = conversations.open_to(conn, conversation_id, agent["user_id"])
+        if not mine:
+            raise errors.ApiError(403, "conversation_forbidden",
+                                  f"conversation {conversation_id} belongs to another account",
+                                  details={"param": "conversation_id"})
 
     def content(self, body: dict[str, Any]) -> dict[str, Any]:
         """What every kind of send takes from the body alike."""

@@ -12,10 +12,12 @@ stored and attested, and deleted from what Postfix passes on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import Any
 
 from psycopg_pool import ConnectionPool
 
@@ -26,6 +28,7 @@ from e2a.core.mail import headers, rebuild
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.mta import verp
 from e2a.core.net import addresses
+from e2a.core.outbound import decision as outbound
 from e2a.core.runtime import metrics
 from e2a.core.store import agents as agent_store
 
@@ -49,6 +52,8 @@ class Routed:
     consumed: set[str] = field(default_factory=set)
     # Positions in header_fields of the headers forged in our name, to delete.
     forged: list[int] = field(default_factory=list)
+    # Refused for good (550 5.7.1) with this text; nothing consumed.
+    refusal: str = ""
 
 
 def consume(pool: ConnectionPool, cfg: Config, mail: Received,
@@ -57,7 +62,7 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
     ``on_verdict`` hears the authentication result as soon as there is one
     (before storing, so a failure after it is still counted under it)."""
     env = mail.envelope
-    recipients = list(env.recipients)
+    recipients = list(env.recipients)  # canonical (addresses.mailbox)
     # The bytes as they came: what DKIM checks, what bounces and replies read.
     received = rebuild.message(mail.header_fields, mail.body, mail.leading_space)
     bounced = _consume_bounces(pool, cfg, received, recipients, env.queue_id)
@@ -70,10 +75,28 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
         [h for i, h in enumerate(mail.header_fields) if i not in drop], mail.body,
         mail.leading_space)
     msg = headers.parse(kept)
+    wanted = {r for r in recipients if r not in bounced}
+    # Our own path: the sender is known by its outbound row instead.
+    identities = [] if env.own_path else outbound.sender_identities(env.mail_from, msg)
     with pool.connection() as conn:
-        agents = agent_store.agents_by_emails(
-            conn, [r for r in recipients if r.lower() not in bounced], headers.thread_refs(msg))
-    if agents and _sent_by_held_agent(pool, env, msg):
+        # Recipients and senders in one lookup: one statement per message.
+        found = {a["email"]: a for a in agent_store.agents_by_emails(
+            conn, [*wanted, *identities], headers.thread_refs(msg))}
+        sent_by = outbound.reinjected_sender(conn, env.mail_from, msg, verp.key(cfg)) \
+            if env.own_path else None
+    agents = [a for email, a in found.items() if email in wanted]
+    senders = [found[i] for i in identities if i in found]
+    if senders and not addresses.local_client(env.client_addr) \
+            and _leaves(recipients, bounced, agents):
+        # An agent's address as sender, from a client that is not this host
+        # (SASL submission, a host of mynetworks, the internet), on its way
+        # out: refused. Agent mail leaves only from this host, where the
+        # content filter holds and signs it; passed on from elsewhere it
+        # would leave unheld and unsigned in the agent's name.
+        log.info("refused: agent sender from a client that is not this host",
+                 extra={"queue_id": env.queue_id})
+        return Routed(refusal=outbound.FOREIGN_AGENT)
+    if agents and _sent_by_held_agent(env, senders):
         # Its agent recipients get it when a person releases it: it comes
         # back through our reinjection service and is stored then.
         log.info("from an agent under review: left for the content filter",
@@ -89,6 +112,7 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
     on_verdict(verdict)
     label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
     delivered = headers.prepend_header(kept, AR, verdict.header)
+    env = dataclasses.replace(env, sent_by=sent_by)
     with metrics.timed("milter_store"):
         stored = inbox.store(pool, delivered, env, verdict, cfg.secrets.hmac_secret,
                              agents=agents, msg=msg)
@@ -103,19 +127,23 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
                   forged=fakes)
 
 
-def _sent_by_held_agent(pool: ConnectionPool, env: inbox.Envelope, msg: EmailMessage) -> bool:
+def _sent_by_held_agent(env: inbox.Envelope, senders: list[dict[str, Any]]) -> bool:
     """Whether an agent whose mail waits for a person sent this from this
-    host (plain SMTP, sendmail). Such mail is held by the content filter
-    after queueing; stored for agent recipients here, at its first pass,
-    it would reach them before anyone approved it."""
+    host (plain SMTP, sendmail), by any of its sender identities
+    (``senders``: outbound.sending_agents). Such mail is held by the
+    content filter after queueing; stored for agent recipients here, at
+    its first pass, it would reach them before anyone approved it."""
     if env.own_path or not addresses.local_client(env.client_addr):
         return False
-    senders = {a for a in (env.mail_from, headers.from_address(msg)) if "@" in a}
-    if not senders:
-        return False
-    with pool.connection() as conn:
-        found = [agent_store.agent_by_email(conn, sender) for sender in senders]
-    return any(agent is not None and agent["hitl_enabled"] for agent in found)
+    return outbound.decide(outbound.Candidate(
+        env.mail_from, [], b"", senders=senders)) is outbound.Decision.HOLD
+
+
+def _leaves(recipients: list[str], bounced: set[str], agents: list[dict[str, Any]]) -> bool:
+    """Whether some recipient is no agent of ours: the message would go on
+    to the content filter and out."""
+    ours = bounced | {a["email"] for a in agents}
+    return any(r not in ours for r in recipients)
 
 
 def _consume_bounces(pool: ConnectionPool, cfg: Config, raw: bytes, recipients: list[str],

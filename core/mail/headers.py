@@ -141,14 +141,3 @@ def thread_refs(msg: EmailMessage) -> list[str]:
     agents' lookup finds the conversation among them (agents_by_emails)."""
     return (message_ids(header_value(msg, "In-Reply-To"))
             + message_ids(header_value(msg, "References")))
-
-
-def addr_spec(value: str) -> str:
-    """The bare address of an envelope argument such as ``<Bob@Example.COM>``."""
-    value = value.strip()
-    if value.startswith("<") and value.endswith(">"):
-        value = value[1:-1]
-    # Source routes (<@a,@b:user@host>) are obsolete; keep the mailbox.
-    if value.startswith("@") and ":" in value:
-        value = value.split(":", 1)[1]
-    return value

@@ -34,10 +34,13 @@ class ReinjectError(Exception):
         self.reply = reply
 
 
-def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float) -> str:
-    """Send ``txn``; return the server's final reply (it names the new queue id)."""
+def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float,
+             login: str = "") -> str:
+    """Send ``txn``; return the server's final reply (it names the new queue id).
+    ``login``: what proves to the reinjection service that we are its
+    client (core/outbound/release.reinject_login), given with XCLIENT LOGIN."""
     try:
-        _code, text = smtpclient.send(address, txn, helo=helo, timeout=timeout)
+        _code, text = smtpclient.send(address, txn, helo=helo, timeout=timeout, login=login)
     except smtpclient.Refused as exc:
         permanent = _permanent(exc.code) and not exc.step.startswith("RCPT")
         if exc.step == "DATA":  # refused before the message was sent

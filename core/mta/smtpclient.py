@@ -65,15 +65,18 @@ class Unreachable(Exception):
         self.connecting = connecting
 
 
-def send(address: InetAddress, txn: Transaction, *, helo: str, timeout: float) -> tuple[int, str]:
+def send(address: InetAddress, txn: Transaction, *, helo: str, timeout: float,
+         login: str = "") -> tuple[int, str]:
     """Send ``txn``; the server's final answer (code, one-line text), which
-    names the queue id. ``timeout`` bounds each step (connect, every command)."""
+    names the queue id. ``timeout`` bounds each step (connect, every command).
+    ``login``: given with XCLIENT LOGIN, what proves to the reinjection
+    service that we are its client (core/outbound/release.reinject_login)."""
     try:
         smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo, timeout=timeout)
     except (OSError, smtplib.SMTPException) as exc:
         raise Unreachable(str(exc) or type(exc).__name__, connecting=True) from None
     try:
-        return _transact(smtp, txn)
+        return _transact(smtp, txn, login)
     except smtplib.SMTPResponseException as exc:  # DATA refused before the message
         raise Refused("DATA", exc.smtp_code, one_line(exc.smtp_error)) from None
     except (OSError, smtplib.SMTPException, UnicodeError) as exc:
@@ -85,12 +88,18 @@ def send(address: InetAddress, txn: Transaction, *, helo: str, timeout: float) -
         smtp.close()
 
 
-def _transact(smtp: smtplib.SMTP, txn: Transaction) -> tuple[int, str]:
+def _transact(smtp: smtplib.SMTP, txn: Transaction, login: str) -> tuple[int, str]:
     if smtp.sock is not None and smtp.sock.family in (socket.AF_INET, socket.AF_INET6):
         # Small commands then a wait for the reply: Nagle plus delayed ACK
         # would add tens of milliseconds per message.
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _expect(smtp.ehlo(), "EHLO", 250)
+    if login:
+        if "login" not in smtp.esmtp_features.get("xclient", "").lower().split():
+            raise Unsupported("XCLIENT LOGIN")
+        # XCLIENT starts the session afresh: a new greeting, then EHLO again.
+        _expect(smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", 220)
+        _expect(smtp.ehlo(), "EHLO", 250)
     if txn.xforward and smtp.has_extn("xforward"):
         supported = smtp.esmtp_features["xforward"].split()
         for args in xforward.commands(txn.xforward, supported):

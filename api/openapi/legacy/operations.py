@@ -37,10 +37,12 @@ from e2a.core.webhooks import subscriptions as webhooks
 ACCOUNT_ERRORS = {"401": opdoc.UNAUTHORIZED,
                   "403": opdoc.error("The key is scoped to one agent")}
 
+
 # -- api/resources/agents.py ------------------------------------------------------
 AGENTS_TAGS = ["Agents"]
 AGENTS_FORBIDDEN = opdoc.error("The key is scoped to one agent")
 AGENTS_NOT_FOUND = opdoc.error("Agent not found")
+
 
 # -- api/resources/domains.py -----------------------------------------------------
 DOMAINS_TAGS = ["Domains"]
@@ -48,16 +50,22 @@ DOMAIN = opdoc.path_param("domain", "Domain name")
 DOMAINS_FORBIDDEN = opdoc.error("The key is scoped to one agent")
 DOMAINS_NOT_FOUND = opdoc.error("Domain not found")
 
+
 # -- api/resources/events.py ------------------------------------------------------
 EVENTS_TAGS = ["Events"]
 EVENT_ID = opdoc.path_param("id", "Event ID (evt_<32hex>)")
 EVENTS_FORBIDDEN = opdoc.error("The key is scoped to one agent")
 DAYS = housekeeping.EVENTS_VISIBLE.days
 
+
 # -- api/resources/magiclinks.py --------------------------------------------------
 HTML = "text/html"
+
+
 def page(description: str) -> dict[str, Any]:
     return {"description": description, "content": {HTML: {"schema": {"type": "string"}}}}
+
+
 def doc(action: str) -> dict[str, Any]:
     word = action.capitalize()
     token = {"name": "token", "in": "query", "required": True,
@@ -99,6 +107,7 @@ def doc(action: str) -> dict[str, Any]:
         },
     }
 
+
 # -- api/resources/messages.py ----------------------------------------------------
 LIST_PARAMS = [
     opdoc.AGENT_EMAIL,
@@ -133,6 +142,7 @@ LIST_PARAMS = [
 ]
 MESSAGES_MESSAGE_ID = opdoc.path_param("id", "Message ID (msg_...)")
 
+
 # -- api/resources/pending.py -----------------------------------------------------
 PENDING_TAGS = ["Approvals"]
 PENDING_MESSAGE_ID = opdoc.path_param("id", "Message ID (msg_...) of an outbound message")
@@ -142,25 +152,32 @@ AGENT_KEY = opdoc.error("An agent-scoped key cannot approve or reject: a person 
 NOT_PENDING = opdoc.error("The message is no longer pending approval (sent, rejected or "
                            "expired)")
 
+
 # -- api/resources/send.py --------------------------------------------------------
 SEND_TAGS = ["Sending"]
+
+
 def errors(not_found: str) -> dict[str, Any]:
     return {
         "400": opdoc.error("Missing or invalid fields (addresses, header characters, "
                            "sizes); nothing was sent"),
         "401": opdoc.UNAUTHORIZED,
-        "403": opdoc.error("Agent domain not verified"),
+        "403": opdoc.error("Agent domain not verified, or conversation_id names another "
+                           "account's conversation"),
         "404": opdoc.error(not_found),
         **idempotent.RESPONSES,
         "429": opdoc.error("Rate limit exceeded: send.rate_per_agent sends per agent per "
                            "minute (default 60); see Retry-After"),
         "503": opdoc.error("The mail server did not take the message; it was not sent"),
     }
+
+
 def sent_responses(what: str) -> dict[str, Any]:
     return {"200": opdoc.ok("SendEmailResponse", f"{what} sent (handed to the mail server)"),
             "202": opdoc.ok("SendEmailResponse", f"{what} held for approval (the agent has "
                             "HITL enabled): status pending_approval, approval_expires_at")}
 SEND_MESSAGE_ID = opdoc.path_param("id", "Message ID (msg_...) of a received message")
+
 
 # -- api/resources/webhooks.py ----------------------------------------------------
 WEBHOOKS_TAGS = ["Webhooks"]
@@ -172,12 +189,15 @@ RULES = (f"url: https with a host name (no IP literal, no localhost) that resolv
           f"{', '.join(eventtypes.TYPES)}. filters: agent_ids, conversation_ids, labels; each "
           "set filter must hold (an agent or conversation in the list, a label shared with "
           "the message); empty or absent filters do not narrow.")
+
+
 def op(operation_id: str, summary: str, description: str, responses: dict[str, Any],
         **extra: Any) -> dict[str, Any]:
     return {"operationId": operation_id, "summary": summary, "description": description,
             "tags": WEBHOOKS_TAGS,
             "responses": {"401": opdoc.UNAUTHORIZED, "403": WEBHOOKS_FORBIDDEN, **responses},
             **extra}
+
 
 # -- api/resources/websocket.py ---------------------------------------------------
 TOKEN = opdoc.query_param("token", "An API key: the account key of the agent's owner, or a "
@@ -224,8 +244,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "operationId": "registerAgent",
         "summary": "Register a new agent",
         "description": "Registers an agent by slug on the shared domain, or by email on "
-                       "a verified domain of yours. agent_mode is required: local or "
-                       "cloud; cloud needs an https webhook_url. Rate limited to "
+                       "a verified domain of yours. agent_mode: local (the default) "
+                       "or cloud; cloud needs an https webhook_url. Rate limited to "
                        f"{REGISTRATIONS.per_window} registrations per source IP per "
                        "hour; 429 carries Retry-After.",
         "tags": AGENTS_TAGS,
@@ -633,7 +653,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "summary": "Send a new email",
         "description": "Sends from `from`, an agent of yours on a verified domain, through "
                        "the mail server (DKIM-signed on the way out). The message gets a "
-                       "conversation_id (yours, or a new conv_...). Attachments: base64 "
+                       "conversation_id (yours, or a new conv_...; one that another "
+                       "account's messages carry is refused, 403). Attachments: base64 "
                        "`data`, at most 10 files, 10 MB each, 25 MB in all.",
         "tags": SEND_TAGS,
         "parameters": [idempotent.PARAMETER],
