@@ -1,6 +1,8 @@
-"""One milter conversation: collects the envelope and message, and at end of
-data authenticates it, stores it for the agents among its recipients, and
-takes those recipients away from Postfix."""
+"""One milter conversation: collects the envelope and message (with the size
+and header limits), and at end of data hands them to core.inbound.route,
+which authenticates and stores it for its consumers; the answer comes back
+as milter actions: the consumed recipients taken away from Postfix, forged
+headers deleted, a refusal, or DISCARD when nobody is left."""
 
 from __future__ import annotations
 
