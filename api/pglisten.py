@@ -29,8 +29,7 @@ import gevent.select
 import psycopg
 
 from e2a.core.config import Config
-from e2a.core.db import single_connection
-from e2a.core.store import websockets as ws_store
+from e2a.core.db import listen
 
 log = logging.getLogger("e2a.api")
 
@@ -79,13 +78,10 @@ class ProcessListener:
         lost = False
         while True:
             try:
-                self._conn = single_connection(self._cfg, autocommit=True, name="api-listen")
-                self._conn.add_notify_handler(
-                    lambda notify: self._on_notify(notify.channel, notify.payload))
-                for channel in self._channels:
-                    ws_store.listen(self._conn, channel)
+                self._conn = listen.connect(self._cfg, self._channels, self._on_notify,
+                                            name="api-listen")
                 missed_since = self._heard_at
-                self._heard_at = ws_store.keepalive(self._conn)
+                self._heard_at = listen.keepalive(self._conn)
                 self._ready.set()
                 backoff = FIRST_BACKOFF
                 if lost:
@@ -112,7 +108,7 @@ class ProcessListener:
         whatever arrived to the notify handler."""
         while True:
             gevent.select.select([conn.fileno()], [], [], KEEPALIVE_SECONDS)
-            self._heard_at = ws_store.keepalive(conn)
+            self._heard_at = listen.keepalive(conn)
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None

@@ -17,8 +17,7 @@ import time
 import psycopg
 
 from e2a.core.config import Config
-from e2a.core.db import single_connection
-from e2a.core.store import websockets as listen_store
+from e2a.core.db import listen
 
 log = logging.getLogger("e2a.worker")
 
@@ -69,9 +68,10 @@ class WakeupThread(threading.Thread):
                 self._halt.wait(RECONNECT_DELAY)
 
     def _listen(self) -> None:
-        with single_connection(self._cfg, autocommit=True, name="worker-listen") as conn:
-            conn.add_notify_handler(lambda _: self._bell.ring())
-            listen_store.listen(conn, self._channel)
+        def ring(_channel: str, _payload: str) -> None:
+            self._bell.ring()
+
+        with listen.connect(self._cfg, (self._channel,), ring, name="worker-listen") as conn:
             if self.lost:
                 log.info("event notifications back")
                 self.lost = False
@@ -84,7 +84,7 @@ class WakeupThread(threading.Thread):
                     # A round trip hands what arrived to the handler (psycopg
                     # 3.1 has no notifies() with a timeout) and notices a
                     # server that vanished without a word.
-                    listen_store.keepalive(conn)
+                    listen.keepalive(conn)
                     last = time.monotonic()
                     if readable:
                         self._halt.wait(COALESCE)
