@@ -35,6 +35,9 @@ from e2a.api.resources.webhooks import (
     WebhookTest,
 )
 from e2a.api.resources.websocket import AgentSocket
+from e2a.api.v1 import errors as v1_errors
+from e2a.api.v1 import middleware as v1_middleware
+from e2a.api.v1 import routes as v1_routes
 from e2a.core.config import Config
 
 
@@ -46,9 +49,11 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     shape = middleware.RequestShape(cfg, large=(Send, Reply, Forward, PendingApproval),
                                     pages=(ApproveLink, RejectLink))
     app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(), shape,
-                                 middleware.Authentication(pool),
+                                 v1_middleware.Shape(), middleware.Authentication(pool),
                                  throttle.RequestLimit(pool, cfg.http.requests_per_minute)])
     errors.install(app)
+    # The current API's envelope for /v1 requests; the legacy one elsewhere.
+    v1_errors.install(app)
     jsonbody.install(app)
     app.add_route("/api/health", Health(pool))
     app.add_route("/api/v1/info", Info(cfg))
@@ -97,4 +102,6 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/events", Events(cfg, pool))
     app.add_route("/api/v1/events/{id}", Event(pool))
     app.add_route("/api/v1/events/{id}/redeliver", EventRedelivery(pool))
+    # The current API (SDK 5.x): its own route table, the same core.
+    v1_routes.mount(app, cfg, pool)
     return app

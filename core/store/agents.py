@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -122,3 +123,28 @@ def update_agent(conn: psycopg.Connection, agent_id: str, changes: dict[str, Any
 def delete_agent(conn: psycopg.Connection, agent_id: str) -> bool:
     """Its messages, keys and deliveries go with it (ON DELETE CASCADE)."""
     return conn.execute("DELETE FROM agents WHERE id = %s", (agent_id,)).rowcount == 1
+
+
+def agent_by_id(conn: psycopg.Connection, agent_id: str) -> Row | None:
+    return conn.execute(
+        f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
+             WHERE a.id = %s""",
+        (agent_id,)).fetchone()
+
+
+def agents_page(conn: psycopg.Connection, user_id: str, *, limit: int,
+                after: tuple[datetime, str] | None) -> list[Row]:
+    """A user's agents newest first, ``limit`` of them after the (created_at,
+    id) the previous page ended with."""
+    keyset = "AND (a.created_at, a.id) < (%(after_at)s, %(after_id)s)" if after else ""
+    at, row_id = after or (None, None)
+    return conn.execute(
+        f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
+             WHERE a.user_id = %(user_id)s {keyset}
+             ORDER BY a.created_at DESC, a.id DESC LIMIT %(limit)s""",
+        {"user_id": user_id, "limit": limit, "after_at": at, "after_id": row_id}).fetchall()
+
+
+def rename_agent(conn: psycopg.Connection, agent_id: str, name: str) -> None:
+    conn.execute("UPDATE agents SET name = %s WHERE id = %s", (name, agent_id))
+

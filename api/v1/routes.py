@@ -1,0 +1,98 @@
+"""The /v1 route table: every path, its resource and, per method, the
+operation (its SDK operationId, who may call it, what it answers). The app
+mounts it (``mount``), the OpenAPI document is generated from it
+(api/v1/openapi.py) and the tenant and scope tests walk it, so a route
+added here is served, documented and tested in one step.
+
+To add a resource: write its class in api/v1/resources/<noun>.py over the
+core functions the legacy resource uses, and add a ``Route`` row below."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import falcon
+from psycopg_pool import ConnectionPool
+
+from e2a.api.v1 import openapi
+from e2a.api.v1.resources import account, agents, conversations, messages, meta
+from e2a.core.config import Config
+
+# Who may call an operation (reference/e2a-v1-current.md §1.2).
+PUBLIC = "public"
+ACCOUNT = "account"  # account keys only
+AGENT = "agent"  # account keys, or an agent key for its own agent
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    operation_id: str
+    summary: str
+    scope: str
+    status: int = 200
+    view: str = ""  # the success body's schema name
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str
+    make: Callable[[Config, ConnectionPool], object]
+    ops: tuple[Op, ...]
+
+
+AGENT_PATH = "/v1/agents/{email}"
+MESSAGE_PATH = AGENT_PATH + "/messages/{id}"
+
+ROUTES: tuple[Route, ...] = (
+    Route("/v1/info", lambda cfg, pool: meta.Info(cfg), (
+        Op("GET", "getDeploymentInfo", "Deployment info", PUBLIC,
+           view="DeploymentInfoView"),)),
+    Route("/v1/openapi.json", lambda cfg, pool: openapi.Document(ROUTES, cfg.http.public_url), (
+        Op("GET", "getOpenApiDocument", "This API's OpenAPI document", PUBLIC),)),
+    Route("/v1/account", lambda cfg, pool: account.Account(pool), (
+        Op("GET", "getAccount", "The caller's account: limits and usage", AGENT,
+           view="AccountView"),
+        Op("DELETE", "deleteAccount", "Erase the account and everything it owns "
+           "(confirm=DELETE)", ACCOUNT, view="DeleteUserDataResult"))),
+    Route("/v1/agents", lambda cfg, pool: agents.Agents(cfg, pool), (
+        Op("GET", "listAgents", "List agents, newest first", ACCOUNT,
+           view="PageAgentView"),
+        Op("POST", "createAgent", "Create an agent by email (a custom domain or the "
+           "shared one)", ACCOUNT, status=201, view="AgentView"))),
+    Route(AGENT_PATH, lambda cfg, pool: agents.Agent(cfg, pool), (
+        Op("GET", "getAgent", "Get an agent", AGENT, view="AgentView"),
+        Op("PATCH", "updateAgent", "Rename an agent", ACCOUNT, view="AgentView"),
+        Op("DELETE", "deleteAgent", "Delete an agent (confirm=DELETE, permanent=true)",
+           ACCOUNT, view="DeleteAgentResult"))),
+    Route(AGENT_PATH + "/restore", lambda cfg, pool: agents.AgentRestore(pool), (
+        Op("POST", "restoreAgent", "Restore a trashed agent", ACCOUNT, view="AgentView"),)),
+    Route(AGENT_PATH + "/messages", lambda cfg, pool: messages.Messages(cfg, pool), (
+        Op("GET", "listMessages", "List an agent's messages", AGENT,
+           view="PageMessageSummaryView"),)),
+    Route(MESSAGE_PATH, lambda cfg, pool: messages.Message(cfg, pool), (
+        Op("GET", "getMessage", "Get a message (marks an unread inbound one read)", AGENT,
+           view="MessageView"),
+        Op("PATCH", "updateMessage", "Add and remove labels", AGENT,
+           view="UpdateMessageResultView"),
+        Op("DELETE", "deleteMessage", "Move a message to the trash, or erase a trashed "
+           "one (permanent=true&confirm=DELETE, account key)", AGENT,
+           view="DeleteMessageResult"))),
+    Route(MESSAGE_PATH + "/restore", lambda cfg, pool: messages.MessageRestore(cfg, pool), (
+        Op("POST", "restoreMessage", "Take a message out of the trash", AGENT,
+           view="MessageView"),)),
+    Route(AGENT_PATH + "/conversations",
+          lambda cfg, pool: conversations.Conversations(cfg, pool), (
+              Op("GET", "listConversations", "List conversations, latest activity first",
+                 AGENT, view="PageConversationSummaryView"),)),
+    Route(AGENT_PATH + "/conversations/{id}",
+          lambda cfg, pool: conversations.Conversation(pool), (
+              Op("GET", "getConversation", "Get a conversation", AGENT,
+                 view="ConversationDetailView"),)),
+)
+
+
+def mount(app: falcon.App, cfg: Config, pool: ConnectionPool) -> None:
+    for route in ROUTES:
+        app.add_route(route.template, route.make(cfg, pool))
