@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
@@ -35,6 +36,27 @@ _MSGID = re.compile(r"<[^<>\s]+>")
 # retried delivery (new Received line, new queue id) is recognised as the same.
 _TRANSIT_HEADERS = frozenset({"received", "return-path", "authentication-results",
                               "x-original-to", "delivered-to"})
+
+
+# What the milter takes into its header parsers (the email package, dkimpy,
+# the Authentication-Results reader), one limit for all of them; a message
+# over it is refused for good (552 5.3.4). Real mail has a few dozen fields
+# (Postfix bounces it after 50 Received); Postfix's header_size_limit
+# (102400) truncates longer fields, so behind a stock Postfix no field
+# reaches the byte limit.
+MAX_HEADER_FIELDS = 1000
+MAX_HEADER_BYTES = 131072  # one field, name and folds included
+
+
+# Every field read as unstructured text (RFC 2047 words decoded): what we read
+# is addresses (from the raw values), ids and the subject, never the MIME
+# structure. The email package's structured parsers raise on some fields
+# (Content-Type: text/plain; charset*=idna''abc) and take seconds on others
+# (100 KB of RFC 2231 parameters); the parser asks for Content-Type itself.
+# policy.default records defects instead of raising, so malformed input
+# still yields the fields we can read.
+_FIELDS_AS_TEXT = policy.default.clone(header_factory=HeaderRegistry(
+    default_class=UnstructuredHeader, use_default_map=False))
 
 
 @dataclass(frozen=True)
@@ -62,9 +84,11 @@ def parse(raw: bytes) -> EmailMessage:
     else:
         end = raw.find(b"\r\n\r\n")
         head = raw if end < 0 else raw[:end + 4]
-    # policy.default parses lazily and records defects instead of raising, so
-    # malformed input still yields the headers we can read.
-    return BytesParser(policy=policy.default).parsebytes(head, headersonly=True)
+    try:
+        return BytesParser(policy=_FIELDS_AS_TEXT).parsebytes(head, headersonly=True)
+    except Exception:  # no known input gets here; what cannot be read stays unread
+        log.warning("header section unreadable: stored without its fields", exc_info=True)
+        return EmailMessage(policy=_FIELDS_AS_TEXT)
 
 
 def text(value: str) -> str:
@@ -132,13 +156,15 @@ def dedupe_key(content: bytes, envelope: Envelope, recipient: str) -> bytes:
 
 
 def _unfold(head: bytes) -> list[bytes]:
-    lines: list[bytes] = []
+    # Lists joined once: growing a field by concatenation is quadratic in its
+    # fold lines.
+    fields: list[list[bytes]] = []
     for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and lines:
-            lines[-1] += b"\r\n" + line
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
         else:
-            lines.append(line)
-    return lines
+            fields.append([line])
+    return [b"\r\n".join(lines) for lines in fields]
 
 
 def prepend_header(raw: bytes, name: str, value: str) -> bytes:

@@ -105,8 +105,11 @@ class InboundMilter(Milter.Base):
         self._reset()
         self.mail_from = inbound.addr_spec(mail_from)
         declared = Milter.param2dict(params).get("SIZE") or ""
-        if declared.isdigit() and int(declared) > self.cfg.mail.max_message_bytes:
-            return self._too_big(f"declared SIZE={declared}")
+        # isdigit() alone takes "²", which int() refuses.
+        if declared.isascii() and declared.isdigit() \
+                and int(declared) > self.cfg.mail.max_message_bytes:
+            return self._too_big(f"declared SIZE={declared} over "
+                                 f"{self.cfg.mail.max_message_bytes} bytes")
         return Milter.CONTINUE
 
     @_answered
@@ -124,8 +127,13 @@ class InboundMilter(Milter.Base):
     @Milter.decode("bytes")
     def header(self, name: Any, value: Any) -> int:
         raw_name = name.encode("ascii", "surrogateescape") if isinstance(name, str) else name
+        size = rebuild.line_size(raw_name, value)
+        if len(self.headers) >= inbound.MAX_HEADER_FIELDS or size > inbound.MAX_HEADER_BYTES:
+            return self._too_big(
+                f"header: over {inbound.MAX_HEADER_FIELDS} fields or one over "
+                f"{inbound.MAX_HEADER_BYTES} bytes", "Message header exceeds fixed limit")
         self.headers.append((raw_name, value))
-        return self._grow(rebuild.line_size(raw_name, value))
+        return self._grow(size)
 
     @_answered
     def eoh(self) -> int:
@@ -139,13 +147,12 @@ class InboundMilter(Milter.Base):
     def _grow(self, n: int) -> int:
         self.size += n
         if self.size > self.cfg.mail.max_message_bytes:
-            return self._too_big("message")
+            return self._too_big(f"message over {self.cfg.mail.max_message_bytes} bytes")
         return Milter.CONTINUE
 
-    def _too_big(self, what: str) -> int:
-        log.info("refused: %s over %d bytes", what, self.cfg.mail.max_message_bytes,
-                 extra={"queue_id": self.queue_id()})
-        self.setreply("552", "5.3.4", "Message size exceeds fixed limit")
+    def _too_big(self, what: str, reply: str = "Message size exceeds fixed limit") -> int:
+        log.info("refused: %s", what, extra={"queue_id": self.queue_id()})
+        self.setreply("552", "5.3.4", reply)
         metrics.inbound_messages.labels(verdict=metrics.UNVERIFIED, result=metrics.REJECTED).inc()
         self._reset()  # nothing of it is needed any more
         return Milter.REJECT

@@ -119,7 +119,9 @@ def client_key(address: str) -> str:
 
 def _declared_size(attrs: Mapping[str, str]) -> int:
     value = attrs.get("size", "").strip()
-    return int(value) if value.isdigit() else 0
+    # isdigit() alone takes "²", which int() refuses. Only a hint: the milter
+    # counts the real bytes.
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,

@@ -1,20 +1,15 @@
 """`e2a serve policy`: Postfix SMTP access policy delegation.
 
-One thread per connection (Postfix opens one per smtpd process and reuses
-it for every request of that process). On any internal error the daemon
-logs and drops the connection without answering, so Postfix applies
+Postfix opens one connection per smtpd process and reuses it for every
+request of that process; policy.connections serves them all from one
+selector and a few workers. On any internal error the daemon logs and
+drops the connection without answering, so Postfix applies
 smtpd_policy_service_default_action: a 4xx, never a silent accept.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import socketserver
-import threading
-import time
-from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -23,7 +18,7 @@ from e2a.core import addresses, metrics, shutdown
 from e2a.core.config import Config
 from e2a.core.db import open_pool
 from e2a.core.sdnotify import notify_ready
-from e2a.policy import checks, listen, protocol, socketmap
+from e2a.policy import checks, connections, listen, netstring, protocol, socketmap
 
 log = logging.getLogger("e2a.policy")
 
@@ -33,122 +28,74 @@ IDLE_TIMEOUT = 600.0
 # Far below Postfix's smtpd_policy_service_timeout (100 s): in an outage the
 # client gets its 4xx quickly instead of waiting on a pool that cannot connect.
 DB_TIMEOUT = 5.0
-MAX_CONNECTIONS = 1000
+# Connections open at once, per listener. Postfix holds one per smtpd process
+# (default_process_limit 100); both listeners together stay under the usual
+# 1024 descriptors.
+MAX_CONNECTIONS = 400
+# Requests decided at once, per listener: each may hold a database connection.
+WORKERS = 16
 # On stop, requests being answered get this long to finish.
 DRAIN_SECONDS = 2.0
-
-
-class PolicyHandler(socketserver.StreamRequestHandler):
-    timeout = IDLE_TIMEOUT
-    server: PolicyServer
-
-    def handle(self) -> None:
-        while True:
-            try:
-                attrs = protocol.read_request(self.rfile)
-            except protocol.ProtocolError as exc:
-                log.warning("policy client dropped: %s", exc)
-                return
-            except OSError:
-                return  # idle timeout, reset, or our own shutdown
-            if attrs is None:
-                return
-            try:
-                with metrics.timed("policy"):
-                    action = checks.decide(self.server.pool, attrs, limits=self.server.limits,
-                                           db_timeout=self.server.db_timeout)
-                answer = protocol.encode_action(action)
-            except psycopg.Error as exc:  # PoolTimeout included: database unreachable
-                log.error("policy lookup failed, disconnecting (Postfix applies its "
-                          "default action): %s", exc, extra=_context(attrs))
-                return
-            except Exception:
-                log.exception("policy check failed, disconnecting (Postfix applies its "
-                              "default action)", extra=_context(attrs))
-                return
-            try:
-                self.wfile.write(answer)
-            except OSError:
-                return
 
 
 def _context(attrs: dict[str, str]) -> dict[str, str]:
     return {k: attrs.get(k, "") for k in ("queue_id", "client_address", "recipient")}
 
 
-class PolicyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+class PolicyServer:
     """Serves on a socket bound by ``listen.bind`` (unix or inet alike)."""
 
-    daemon_threads = True
-    handler_class: type[socketserver.BaseRequestHandler] = PolicyHandler
+    name = "policy"
 
     def __init__(self, listener: listen.Listener, pool: ConnectionPool, limits: checks.Limits,
                  db_timeout: float = DB_TIMEOUT) -> None:
-        super().__init__(("", 0), self.handler_class, bind_and_activate=False)
-        self.socket.close()
-        self.socket = listener.sock
         self.listener = listener
         self.pool = pool
         self.limits = limits
         self.db_timeout = db_timeout
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._thread: threading.Thread | None = None
+        self.connections = connections.Server(
+            listener.sock, name=self.name, new_reader=self._new_reader, respond=self._respond,
+            workers=WORKERS, max_connections=MAX_CONNECTIONS, idle_timeout=IDLE_TIMEOUT)
 
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        if self._slots.acquire(blocking=False):
-            return True
-        log.warning("policy: %d connections open, refusing another", MAX_CONNECTIONS)
-        return False
+    def _new_reader(self) -> connections.Reader:
+        return protocol.RequestReader()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def _respond(self, attrs: dict[str, str]) -> bytes | None:
         try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        with self._lock:
-            self._open.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._lock:
-                self._open.discard(request)
-            self._slots.release()
+            with metrics.timed("policy"):
+                action = checks.decide(self.pool, attrs, limits=self.limits,
+                                       db_timeout=self.db_timeout)
+        except psycopg.Error as exc:  # PoolTimeout included: database unreachable
+            log.error("policy lookup failed, disconnecting (Postfix applies its "
+                      "default action): %s", exc, extra=_context(attrs))
+            return None
+        return protocol.encode_action(action)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="policy-accept",
-                                        daemon=True)
-        self._thread.start()
+        self.connections.start()
 
     def stop(self) -> None:
         """Stop accepting, let answers in progress go out, close everything."""
-        self.shutdown()
-        with self._lock:
-            conns = list(self._open)
-        for conn in conns:
-            # Wakes readers blocked on idle connections; a request being
-            # decided can still write its answer.
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RD)
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while self._open and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self.connections.stop(DRAIN_SECONDS)
         self.listener.close()
 
 
 class SocketmapServer(PolicyServer):
     """Postfix's relay_domains lookups (socketmap), on their own socket."""
 
-    handler_class = socketmap.SocketmapHandler
+    name = "socketmap"
 
     def __init__(self, listener: listen.Listener, pool: ConnectionPool, shared_domain: str,
                  db_timeout: float = DB_TIMEOUT) -> None:
-        super().__init__(listener, pool, checks.Limits(), db_timeout)
         self.shared_domain = shared_domain
+        super().__init__(listener, pool, checks.Limits(), db_timeout)
+
+    def _new_reader(self) -> connections.Reader:
+        return netstring.Reader(socketmap.MAX_REQUEST)
+
+    def _respond(self, request: bytes) -> bytes | None:  # type: ignore[override]
+        return socketmap.respond(self.pool, request, shared_domain=self.shared_domain,
+                                 db_timeout=self.db_timeout)
 
 
 def open_policy_pool(cfg: Config, *, wait: bool = False) -> ConnectionPool:

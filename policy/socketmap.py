@@ -9,8 +9,6 @@ rather than refuse mail for a domain that is ours.
 from __future__ import annotations
 
 import logging
-import socketserver
-from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -22,7 +20,8 @@ log = logging.getLogger("e2a.policy.socketmap")
 
 RELAY_DOMAINS = "relay_domains"
 # A request is "<map name> <key>": a domain is at most 253 bytes, so this
-# leaves room and still bounds what one client can make us buffer.
+# leaves room and still bounds what one client can make us buffer. Postfix
+# closes an idle socketmap connection itself (after about 10 s).
 MAX_REQUEST = 1024
 MAX_DOMAIN = 253
 
@@ -49,32 +48,12 @@ def answer(pool: ConnectionPool, request: bytes, *, shared_domain: str,
     return b"OK " + key.encode() if found else b"NOTFOUND "
 
 
-class SocketmapHandler(socketserver.StreamRequestHandler):
-    """One Postfix client; it keeps the connection for many lookups."""
-
-    # Postfix closes an idle socketmap connection itself (after about 10 s);
-    # this only frees the thread of a client that vanished.
-    timeout = 600.0
-    server: Any  # daemon.SocketmapServer (it imports this module)
-
-    def handle(self) -> None:
-        while True:
-            try:
-                request = netstring.read(self.rfile, MAX_REQUEST)
-            except netstring.NetstringError as exc:
-                log.warning("socketmap client dropped: %s", exc)
-                return
-            except OSError:
-                return  # idle timeout, reset, or our own shutdown
-            if request is None:
-                return
-            try:
-                reply = answer(self.server.pool, request, shared_domain=self.server.shared_domain,
-                               db_timeout=self.server.db_timeout)
-            except Exception:
-                log.exception("socketmap lookup failed, answering TEMP")
-                reply = b"TEMP internal error"
-            try:
-                self.wfile.write(netstring.encode(reply))
-            except OSError:
-                return
+def respond(pool: ConnectionPool, request: bytes, *, shared_domain: str,
+            db_timeout: float) -> bytes:
+    """The framed answer to one request (a worker of policy.connections)."""
+    try:
+        reply = answer(pool, request, shared_domain=shared_domain, db_timeout=db_timeout)
+    except Exception:
+        log.exception("socketmap lookup failed, answering TEMP")
+        reply = b"TEMP internal error"
+    return netstring.encode(reply)

@@ -8,6 +8,7 @@ body with CRLF, in chunks of at most 65535 bytes as Postfix sends them.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 import Milter
 from Milter.testctx import TestCtx
 
+from e2a.core import accounts
 from e2a.core.config import Config
-from e2a.core.db import open_pool
+from e2a.core.db import open_pool, single_connection
 from e2a.milter.handler import InboundMilter
 
 CHUNK = 65535  # MILTER_CHUNK_SIZE: the largest body piece Postfix sends
@@ -55,6 +57,14 @@ def installed(cfg: Config) -> Iterator[None]:
         yield
     finally:
         pool.close()
+
+
+def agent_of_a_new_owner(cfg: Config, slug: str) -> dict:
+    """An agent ``slug`` on the shared domain, its owner made for the test."""
+    with single_connection(cfg) as conn:
+        accounts.seed_shared_domain(conn, cfg)
+        owner = accounts.create_user(conn, f"{slug}-{secrets.token_hex(4)}@owners.example")
+        return accounts.register_agent(conn, cfg, owner["id"], slug=slug)
 
 
 def split_message(raw: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:

@@ -48,6 +48,13 @@ def _ptype(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _dkim_part(result: dkim.DkimResult) -> str:
+    if result.reason:  # signatures not checked: no one signature to name
+        return f"dkim={result.result} reason={_ptype(result.reason)}"
+    return (f"dkim={result.result} header.d={_ptype(result.domain)}"
+            f" header.s={_ptype(result.selector)}")
+
+
 def authenticate(raw: bytes, who: Identity, authserv_id: str) -> Verdict:
     """``raw``: the message exactly as the client sent it (DKIM needs the bytes)."""
     lookups = Lookups()
@@ -58,8 +65,7 @@ def authenticate(raw: bytes, who: Identity, authserv_id: str) -> Verdict:
     checked = spf_result.identity if spf_result.scope == "mailfrom" else who.helo
     parts.append(f"spf={spf_result.result} smtp.{spf_result.scope}={_ptype(checked)}")
     if dkim_results:
-        parts += [f"dkim={d.result} header.d={_ptype(d.domain)} header.s={_ptype(d.selector)}"
-                  for d in dkim_results]
+        parts += [_dkim_part(d) for d in dkim_results]
     else:
         parts.append("dkim=none")
     dmarc_part = f"dmarc={dmarc_result.result}"

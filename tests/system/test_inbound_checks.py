@@ -258,3 +258,45 @@ def test_spoofed_from_is_not_verified(sandbox: RunningSandbox,
     assert "spf=pass smtp.mailfrom=mallory@sandbox.test" in results
     assert "dkim=none" in results
     assert f"dmarc=fail (p=none) header.from={signing_domain.name}" in results
+
+
+# -- hostile and undecodable messages through the real Postfix and milter -------------
+
+def _hostile(sandbox: RunningSandbox, subject: str, extra: bytes) -> bytes:
+    return (b"From: Ada <ada@sandbox.test>\r\nTo: " + sandbox.agent_email.encode() + b"\r\n"
+            b"Subject: " + subject.encode() + b"\r\n" + extra + b"\r\nhello\r\n")
+
+
+def test_a_message_the_parser_cannot_decode_is_stored_not_deferred(
+        sandbox: RunningSandbox) -> None:
+    subject = f"poison {secrets.token_hex(6)}"
+    data = _hostile(sandbox, subject, b"MIME-Version: 1.0\r\n"
+                    b"Content-Type: text/plain; charset*=idna''abc\r\n")
+    reply = smtp_send(sandbox.smtp_port, "ada@sandbox.test", sandbox.agent_email, data)
+    assert reply.code == 250, reply
+    [row] = _stored(sandbox, subject)
+    assert b"charset*=idna''abc\r\n" in bytes(row["raw_message"])
+
+
+def test_a_forgery_in_deeply_nested_comments_is_removed(sandbox: RunningSandbox) -> None:
+    ours = sandbox.box.config().mail.authserv_id
+    subject = f"nested {secrets.token_hex(6)}"
+    # Folded, as Postfix passes lines of at most 2048 bytes whole.
+    nesting = b"\r\n ".join([b"(" * 500] * 80 + [b")" * 500] * 80)
+    forged = b"Authentication-Results: " + nesting + b" " + ours.encode() + \
+        b"; dkim=pass header.d=bank.example\r\n"
+    reply = smtp_send(sandbox.smtp_port, "ada@sandbox.test", sandbox.agent_email,
+                      _hostile(sandbox, subject, forged))
+    assert reply.code == 250, reply
+    [row] = _stored(sandbox, subject)
+    assert b"bank.example" not in bytes(row["raw_message"])
+
+
+def test_more_header_fields_than_the_limit_are_refused_for_good(
+        sandbox: RunningSandbox) -> None:
+    subject = f"fields {secrets.token_hex(6)}"
+    fields = b"".join(b"X-Field-%d: v\r\n" % i for i in range(1500))
+    reply = smtp_send(sandbox.smtp_port, "ada@sandbox.test", sandbox.agent_email,
+                      _hostile(sandbox, subject, fields))
+    assert (reply.code, reply.text) == (552, "5.3.4 Message header exceeds fixed limit"), reply
+    assert _stored(sandbox, subject) == []

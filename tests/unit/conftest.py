@@ -15,6 +15,8 @@ import pytest
 from apisupport import Tenant, api_client, make_tenant
 from filtersupport import Reinjection, RunningFilter, reinjection_service
 from hitlsupport import enable_hitl, hitl_config
+from mailworld import zones_served
+from milterdriver import installed
 from submitsupport import running_fake_postfix
 
 from e2a.core.config import Config
@@ -73,3 +75,11 @@ def running(cfg: Config, pool: Any, reinjection: tuple[Reinjection, int]
     f = RunningFilter(cfg, pool, reinjection[1])
     yield f
     f.stop()
+
+
+@pytest.fixture(scope="module")
+def milter_world(cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """For a module that drives the milter (milterdriver.feed): the milter
+    installed with its own pool, and the test DNS zones served."""
+    with zones_served(tmp_path_factory.mktemp("zones")), installed(cfg):
+        yield

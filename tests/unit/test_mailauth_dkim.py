@@ -3,6 +3,8 @@ cannot be used as written, and the per-message lookup memory."""
 
 from __future__ import annotations
 
+import time
+
 import dns.exception
 import dns.resolver
 import pytest
@@ -89,3 +91,51 @@ def test_lookups_ask_each_name_once_and_remember_temporary_failures(monkeypatch)
     assert asked == ["a.example", "slow.example", "servfail.example", "bad-name.example"]
     assert lookups.dkim_key(b"s._domainkey.a.example") == b"v=spf1 -all"
     assert lookups.dkim_key(b"\xff._domainkey.a.example") is None
+
+
+def signed_many(count: int) -> bytes:
+    raw = eml("dkim_pass")
+    signature = raw[:raw.index(b"\r\nFrom:") + 2]
+    return signature * (count - 1) + raw
+
+
+def test_at_most_max_signatures_are_verified_the_rest_reported_as_policy() -> None:
+    asked: list[str] = []
+
+    class Counting(KeyZone):
+        def txt(self, name: str) -> list[str]:
+            asked.append(name)
+            return super().txt(name)
+
+    outcome = dkim.check(signed_many(2000), Counting({"sel1._domainkey.good.example": GOOD_KEY}))
+    assert dkim.MAX_SIGNATURES == 5
+    assert [r.result for r in outcome] == ["pass"] * 5 + ["policy"]
+    assert outcome[-1].reason == "1995 more signatures not verified (at most 5 are)"
+    assert asked == ["sel1._domainkey.good.example."] * 5
+    assert dkim.summary(outcome) == "pass"
+    assert dkim.summary([outcome[-1]]) == "policy"
+
+
+def test_two_thousand_signatures_cost_well_under_a_second() -> None:
+    raw = signed_many(2000)
+    started = time.process_time()
+    dkim.check(raw, KeyZone({"sel1._domainkey.good.example": GOOD_KEY}))
+    assert time.process_time() - started < 1.0
+
+
+def test_one_verifier_serves_signatures_with_and_without_a_key() -> None:
+    good = eml("dkim_pass")
+    signature = good[:good.index(b"\r\nFrom:") + 2]
+    raw = signature + signature.replace(b"s=sel1", b"s=gone", 1) + good
+    outcome = dkim.check(raw, KeyZone({"sel1._domainkey.good.example": GOOD_KEY}))
+    assert [(r.result, r.selector) for r in outcome] == [
+        ("pass", "sel1"), ("permerror", "gone"), ("pass", "sel1")]
+
+
+def test_the_linear_header_selection_is_dkimpys() -> None:
+    headers = [[b"From", b"biz"], [b"Foo", b"bar"], [b"from", b"baz"], [b"Subject", b"x"]]
+    wanted = [b"from", b"subject", b"to", b"from", b"from"]
+    assert dkim._select_headers(headers, wanted) == [
+        [b"from", b"baz"], [b"Subject", b"x"], [b"From", b"biz"]]
+    assert dkim._split(b"A: 1\r\n 2\r\n\t3\r\nB:x\r\n\r\nbody\nline\r\n") == (
+        [[b"A", b" 1\r\n 2\r\n\t3\r\n"], [b"B", b"x\r\n"]], b"body\r\nline\r\n")

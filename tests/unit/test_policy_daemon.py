@@ -154,25 +154,6 @@ def test_concurrent_connections(policy, agents):
     assert failures == []
 
 
-@pytest.mark.parametrize("garbage", [
-    b"this is not an attribute\n\n",
-    b"x=" + b"A" * 100_000 + b"\n\n",
-    b"".join(b"attr%d=v\n" % i for i in range(1000)) + b"\n",
-])
-def test_malformed_input_drops_that_client_only(policy, agents, garbage):
-    bad = Client(policy)
-    try:
-        # The server may hang up before it has read everything.
-        with contextlib.suppress(OSError):
-            bad.send(garbage)
-        assert bad.closed_without_answer()
-    finally:
-        bad.close()
-    good = Client(policy)
-    try:
-        assert good.rcpt(agents.shared) == "DUNNO"
-    finally:
-        good.close()
 
 
 def test_socket_lets_postfix_connect(policy):
@@ -214,3 +195,115 @@ def test_database_down_disconnects_without_an_action(cfg, sockdir, tmp_path):
         server.stop()
         pool.close()
     assert not (sockdir / "down.sock").exists()
+
+
+# -- malformed requests and many connections ----------------------------------------
+
+def still_answering(path: str, agents: SimpleNamespace) -> None:
+    good = Client(path)
+    try:
+        assert good.rcpt(agents.shared) == "DUNNO"
+    finally:
+        good.close()
+
+
+def no_tracebacks(caplog) -> bool:
+    return not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_size_in_other_digits_is_answered_as_no_declared_size(client, agents, caplog):
+    assert client.ask(protocol_state="RCPT", recipient=agents.shared, size="\u00b2") == "DUNNO"
+    assert client.ask(protocol_state="RCPT", recipient=agents.shared, size="\u0663") == "DUNNO"
+    assert no_tracebacks(caplog)
+
+
+def test_bytes_that_are_not_utf8_are_answered(client, agents):
+    client.send(b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                b"recipient=caf\xe9-%s@%s\n\n" % (agents.tag.encode(), agents.domain.encode()))
+    assert client.rfile.readline() == b"action=550 5.1.1 no such agent\n"
+    assert client.rfile.readline() == b"\n"
+    client.send(b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+                b"recipient=someone@\xff\xfe.example\n\n")
+    assert client.rfile.readline() == b"action=DUNNO\n"
+    assert client.rfile.readline() == b"\n"
+
+
+@pytest.mark.parametrize("garbage", [
+    b"this is not an attribute\n\n",
+    b"x=" + b"A" * 100_000 + b"\n\n",
+    b"".join(b"attr%d=v\n" % i for i in range(1000)) + b"\n",
+    b"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=a\x00b@agents.test.example\n\n",
+    b"protocol_state=RCPT\nrecipient=nobody@agents.test.example\n\n",  # no request=
+    b"\n",
+    b"request=smtpd_access_policy\nrecipient=" + b"a" * 10_000,  # a line without end
+    b"request=smtpd_access_policy\n" + b"x=y\n" * 100_000 + b"\n",
+])
+def test_what_postfix_cannot_send_drops_that_client_only(policy, agents, garbage, caplog):
+    """Logged as a warning and disconnected, as SMTPD_POLICY_README asks."""
+    caplog.set_level("WARNING", logger="e2a.policy")
+    bad = Client(policy)
+    try:
+        # The server may hang up before it has read everything.
+        with contextlib.suppress(OSError):
+            bad.send(garbage)
+        assert bad.closed_without_answer()
+    finally:
+        bad.close()
+    assert any("client dropped" in r.getMessage() for r in caplog.records)
+    assert no_tracebacks(caplog)
+    still_answering(policy, agents)
+
+
+@pytest.fixture
+def small_policy(cfg, sockdir, monkeypatch) -> Iterator[str]:
+    from e2a.policy import daemon
+    monkeypatch.setattr(daemon, "MAX_CONNECTIONS", 20)
+    monkeypatch.setattr(daemon, "IDLE_TIMEOUT", 1.5)
+    pool = open_pool(cfg, name="test-policy-small", wait=True, autocommit=True)
+    path = sockdir / "small.sock"
+    server = PolicyServer(listen.bind(UnixAddress(str(path))), pool, Limits())
+    server.start()
+    try:
+        yield str(path)
+    finally:
+        server.stop()
+        pool.close()
+
+
+def test_idle_connections_cost_no_thread_and_are_capped_and_closed(small_policy, agents):
+    threads_before = threading.active_count()
+    idle = [Client(small_policy) for _ in range(19)]
+    try:
+        time.sleep(0.2)
+        # Nineteen idle clients, and not one thread more for them.
+        assert threading.active_count() <= threads_before
+        asking = Client(small_policy)  # the twentieth
+        assert asking.rcpt(agents.shared) == "DUNNO"
+        refused = Client(small_policy)  # one over the cap: closed at once
+        try:
+            assert refused.closed_without_answer()
+        finally:
+            refused.close()
+        # Idle past the timeout: closed by the server, which takes new ones again.
+        time.sleep(3.5)
+        assert all(c.closed_without_answer() for c in idle)
+        assert asking.closed_without_answer()
+        asking.close()
+        still_answering(small_policy, agents)
+    finally:
+        for c in idle:
+            c.close()
+
+
+def test_many_idle_connections_leave_the_service_answering(policy, agents):
+    threads_before = threading.active_count()
+    idle: list[Client] = []
+    try:
+        for _ in range(6):  # in bursts smaller than the listen backlog
+            idle += [Client(policy) for _ in range(50)]
+            time.sleep(0.05)
+        assert threading.active_count() <= threads_before + 1
+        still_answering(policy, agents)
+    finally:
+        for client in idle:
+            client.close()
