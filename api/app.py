@@ -48,8 +48,9 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     # request costs no database round trip.
     shape = middleware.RequestShape(cfg, large=(Send, Reply, Forward, PendingApproval),
                                     pages=(ApproveLink, RejectLink))
-    app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(), shape,
-                                 v1_middleware.Shape(), middleware.Authentication(pool),
+    app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(),
+                                 v1_middleware.Text(), shape, v1_middleware.Body(),
+                                 middleware.Authentication(pool),
                                  throttle.RequestLimit(pool, cfg.http.requests_per_minute)])
     errors.install(app)
     # The current API's envelope for /v1 requests; the legacy one elsewhere.

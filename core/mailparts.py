@@ -3,6 +3,7 @@ its attachments' metadata (index, decoded size, name, type, Content-ID)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -10,6 +11,8 @@ from email.parser import BytesParser
 from typing import Any
 
 from e2a.core.mimetext import part_text
+
+log = logging.getLogger("e2a.mailparts")
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,15 @@ def split(raw: bytes | None) -> Parts:
     raises on malformed MIME: what can be read is returned."""
     if not raw:
         return Parts()
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(msg, EmailMessage)
     try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        assert isinstance(msg, EmailMessage)
         plain = msg.get_body(preferencelist=("plain",))
         html = msg.get_body(preferencelist=("html",))
         attachments = [_attachment(n, part) for n, part in enumerate(msg.iter_attachments())
                        if isinstance(part, EmailMessage)]
-    except (LookupError, ValueError, TypeError):
+    except Exception:  # hostile MIME (tests/fixtures/mail/fuzz): the raw bytes still serve
+        log.warning("message structure unreadable; served without parts", exc_info=True)
         return Parts()
     return Parts(text=part_text(plain) if plain is not None else None,
                  html=part_text(html) if html is not None else None,

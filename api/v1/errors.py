@@ -51,10 +51,15 @@ def not_found(message: str) -> ApiError:
 
 def _fields(req: falcon.Request, message: str, details: dict[str, Any]) -> dict[str, Any]:
     """A legacy ``{"param": name}`` detail becomes ``{"fields": [...]}``."""
-    if "fields" in details or "param" not in details:
+    if "fields" in details:
         return details
-    param = str(details["param"])
-    location = f"query.{param}" if param in req.params else f"body.{param}"
+    param = str(details.get("param", ""))
+    if not param:
+        location = "body"
+    elif param in req.params:
+        location = f"query.{param}"
+    else:
+        location = f"body.{param}"
     return {"fields": [{"location": location, "message": message}]}
 
 

@@ -29,14 +29,19 @@ def _wire(value: str) -> bytes:
     return value.encode("latin-1", "replace")
 
 
-class Shape:
-    """Placed after the size check (api/middleware.RequestShape) and before
-    authentication."""
+class Text:
+    """Path, query and headers: placed before the legacy shape check, so
+    /v1 words these refusals its own way."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not is_v1(req):
             return
-        problem = _bad(_wire(req.env.get("PATH_INFO", "")))
+        # The path as sent (gunicorn and falcon.testing keep it in RAW_URI):
+        # PATH_INFO arrives decoded, with bad bytes already replaced.
+        raw_uri = req.env.get("RAW_URI") or req.env.get("REQUEST_URI")
+        sent = (unquote_to_bytes(_wire(raw_uri).split(b"?", 1)[0]) if raw_uri
+                else _wire(req.env.get("PATH_INFO", "")))
+        problem = _bad(sent)
         if problem:
             raise invalid("path", problem)
         for pair in req.env.get("QUERY_STRING", "").split("&"):
@@ -51,6 +56,12 @@ class Shape:
                 problem = _bad(_wire(value))
                 if problem:
                     raise invalid("header." + key[5:].lower().replace("_", "-"), problem)
+
+
+
+class Body:
+    """Placed after the size check (api/middleware.RequestShape: nothing
+    oversized is read) and before authentication."""
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response,
                          resource: object, params: dict[str, Any]) -> None:
