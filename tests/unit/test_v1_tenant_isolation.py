@@ -15,6 +15,7 @@ parameter this table does not know fails, so no new route slips past.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from typing import Any
 from urllib.parse import quote
@@ -45,7 +46,7 @@ def body_for(op: Any, cfg: Any) -> dict[str, Any] | None:
 
 def fill(template: str, values: dict[str, str], own: dict[str, str] | None = None) -> str:
     path = template
-    for segment, param in zip(template.split("/"), template.split("/")[1:]):
+    for segment, param in itertools.pairwise(template.split("/")):
         if not (param.startswith("{") and param.endswith("}")):
             continue
         key = (segment, param[1:-1])
