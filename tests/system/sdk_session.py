@@ -18,30 +18,33 @@ INSTALL_DIR = Path(sys.prefix) / "e2a-sdk-2"
 DRIVER = Path(__file__).with_name("sdk_driver.py")
 
 
-def installed_version(target: Path = INSTALL_DIR) -> str | None:
-    found = sorted(target.glob("e2a-2.*.dist-info"))
+def installed_version(target: Path = INSTALL_DIR, major: str = "2") -> str | None:
+    found = sorted(target.glob(f"e2a-{major}.*.dist-info"))
     return found[-1].name.removeprefix("e2a-").removesuffix(".dist-info") if found else None
 
 
-def ensure_installed(target: Path = INSTALL_DIR) -> str:
-    """The installed SDK's version; installs it with pip on first use."""
-    version = installed_version(target)
-    if version is None or not (target / "websockets").is_dir():
+def ensure_installed(target: Path = INSTALL_DIR, requirement: str = REQUIREMENT,
+                     major: str = "2", needs: str = "websockets") -> str:
+    """The installed SDK's version; installs it with pip on first use.
+    ``needs``: a package directory whose absence means a partial install."""
+    version = installed_version(target, major)
+    if version is None or not (target / needs).is_dir():
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--target", str(target), REQUIREMENT],
+             "--target", str(target), requirement],
             capture_output=True, text=True, timeout=300, check=False)
-        version = installed_version(target)
+        version = installed_version(target, major)
         if done.returncode != 0 or version is None:
-            raise RuntimeError(f"pip install {REQUIREMENT!r} into {target} failed:\n"
+            raise RuntimeError(f"pip install {requirement!r} into {target} failed:\n"
                                f"{done.stderr or done.stdout}")
     return version
 
 
-def start(script: Path, *args: str, **popen: Any) -> subprocess.Popen[str]:
+def start(script: Path, *args: str, install_dir: Path = INSTALL_DIR,
+          **popen: Any) -> subprocess.Popen[str]:
     """``script`` in a child interpreter with the SDK alone on its path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("E2A_", "PYTHON"))}
-    env["PYTHONPATH"] = str(INSTALL_DIR)
+    env["PYTHONPATH"] = str(install_dir)
     # -S: no site-packages (ours); -P: not the script's directory either.
     return subprocess.Popen([sys.executable, "-S", "-P", str(script), *args], env=env,
                             text=True, **popen)

@@ -13,6 +13,8 @@ from e2a.core import accountdata
 from e2a.core.store import agents as agent_store
 
 CONFIRM = "DELETE"
+# The current receipt's counts of things this server does not keep.
+_NONE_KEPT = ("agent_suppressions_deleted", "agent_unsubscribe_tokens_deleted")
 
 
 def confirmed(req: falcon.Request) -> None:
@@ -38,4 +40,5 @@ class Account:
         caller = access.account_key(req)
         confirmed(req)
         with self._pool.connection() as conn:
-            resp.media = {"deleted": True, **accountdata.erase(conn, caller.user_id)}
+            receipt = accountdata.erase(conn, caller.user_id)
+        resp.media = {"deleted": True, **dict.fromkeys(_NONE_KEPT, 0), **receipt}

@@ -1,0 +1,67 @@
+"""Today's published e2a SDK (5.x, the /v1 API), installed apart from our
+code and from the 2.x SDK, driven through sdk5_driver.py in its own
+interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sdk_session import ensure_installed, start
+
+# Exactly the release the /v1 adapter is written against
+# (reference/e2a-v1-current.md).
+REQUIREMENT = "e2a==5.8.1"
+INSTALL_DIR = Path(sys.prefix) / "e2a-sdk-5"
+DRIVER = Path(__file__).with_name("sdk5_driver.py")
+
+
+def install() -> str:
+    return ensure_installed(INSTALL_DIR, REQUIREMENT, major="5", needs="httpx")
+
+
+class Sdk5Error(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error['type']} {error['status']} {error['code']}: "
+                         f"{error['message']}")
+        self.type = error["type"]
+        self.code = error["code"]
+        self.status = error["status"]
+        self.request_id = error["request_id"]
+        self.details = error["details"]
+
+
+class Sdk5:
+    """An E2AClient of the real 5.x SDK in a child process."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self._proc = start(DRIVER, base_url, api_key, install_dir=INSTALL_DIR,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+
+    def __call__(self, call: str, *args: Any, **kwargs: Any) -> Any:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps({"call": call, "args": list(args),
+                                           "kwargs": kwargs}) + "\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            self.close()
+            raise RuntimeError("the SDK driver died: "
+                               + (self._proc.stderr.read() if self._proc.stderr else ""))
+        answer = json.loads(line)
+        if "error" in answer:
+            raise Sdk5Error(answer["error"])
+        return answer["ok"]
+
+    def close(self) -> None:
+        if self._proc.stdin and not self._proc.stdin.closed:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
