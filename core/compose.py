@@ -15,6 +15,7 @@ built or sent then.
 
 from __future__ import annotations
 
+import base64
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -28,7 +29,12 @@ from e2a.core.accounts import valid_email
 from e2a.core.config import Config
 
 # 7-bit: every body is quoted-printable or base64 where it is not plain ASCII.
-POLICY = policy.SMTP.clone(cte_type="7bit")
+# refold_source "none": the address and message id fields are folded here
+# (folded) and the email package must write them as they are. Its own folder
+# drops the quotes of a long quoted display name (Python 3.11), turning
+# '"x Bcc: evil@example.org" <a@b>' into a group that holds evil@example.org,
+# and RFC 2047-encodes a message id longer than a line.
+POLICY = policy.SMTP.clone(cte_type="7bit", refold_source="none")
 MAX_SUBJECT = 998
 MAX_NAME = 200
 MAX_FILENAME = 255
@@ -42,6 +48,12 @@ MAX_REFERENCES = 30
 # under its message_size_limit, which is mail.max_message_bytes.
 SIZE_HEADROOM = 16 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# RFC 5322 2.1.1: lines SHOULD stay within 78 characters.
+FOLD_AT = 78
+# A word this long still fits a line of 998 after "Subject: ".
+_LONGEST_WORD = 980
+# Bytes of UTF-8 per RFC 2047 "B" word: =?utf-8?b?...?= stays within 75 characters.
+_EW_BYTES = 45
 
 _CONVERSATION_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_CONVERSATION_ID}}}")
 _MESSAGE_ID = re.compile(rf"<[\x21-\x3b\x3d\x3f-\x7e]{{1,{MAX_MESSAGE_ID}}}>")
@@ -53,6 +65,8 @@ _NAME_ADDR = re.compile(r"(.*)<([^<>]*)>\s*", re.DOTALL)
 # other text than the caller's (and, decoded, can put specials such as @ into
 # an unquoted display name): refused, the caller sends the text itself.
 _ENCODED_WORD = re.compile(r"=\?[^?]*\?[^?]*\?[^?]*\?=")
+# RFC 5322 atext: a display name made only of such words needs no quoting.
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
 
 
 class ComposeError(ValueError):
@@ -276,8 +290,66 @@ def _check_attachments(attachments: tuple[Attachment, ...], limits: Limits) -> N
 # -- building -------------------------------------------------------------------
 
 
-def _address(box: Mailbox) -> Address:
-    return Address(display_name=one_line(box.name), addr_spec=box.address)
+def _phrase(name: str) -> list[str]:
+    """A display name as the words of an RFC 5322 phrase, a fold allowed
+    between any two: atoms as they are; other printable ASCII as one
+    quoted-string (a fold inside one is folding white space, so unfolding
+    gives the same text back); anything else as RFC 2047 encoded words, in
+    which no character of the name is structure to a reader."""
+    words = name.split(" ")
+    if all(_ATOM.fullmatch(word) for word in words):
+        return words
+    if name.isascii():  # printable: header_text refused control characters
+        quoted = [w.replace("\\", "\\\\").replace('"', '\\"') for w in words]
+        quoted[0] = '"' + quoted[0]
+        quoted[-1] += '"'
+        return quoted
+    encoded: list[str] = []
+    chunk = b""
+    for char in name:
+        data = char.encode("utf-8")
+        if len(chunk) + len(data) > _EW_BYTES:
+            encoded.append(chunk)
+            chunk = b""
+        chunk += data
+    encoded.append(chunk)
+    return ["=?utf-8?b?" + base64.b64encode(part).decode("ascii") + "?=" for part in encoded]
+
+
+def folded(field_name: str, tokens: list[str]) -> str:
+    """The value of the field ``field_name`` holding ``tokens`` separated by
+    single spaces, folded at FOLD_AT where a space allows (never right after
+    the colon: a reader would then see a leading blank), lines joined by CRLF
+    and a space. A token longer than a line stays whole, on a line of its own.
+
+    Written here rather than by the email package (see POLICY): its folder
+    can split a quoted display name into bare words, and writes a message id
+    longer than a line (many mailers' are) as RFC 2047 encoded words, which
+    no reader may decode in a msg-id, so threading breaks."""
+    lines = [[f"{field_name}:"]]
+    width = len(field_name) + 1
+    for token in tokens:
+        if width + 1 + len(token) > FOLD_AT and len(lines[-1]) > (1 if len(lines) == 1 else 0):
+            lines.append([])
+            width = 0
+        lines[-1].append(token)
+        width += 1 + len(token)
+    lines[0].pop(0)  # the field name: the email package writes it
+    return "\r\n".join(" " + " ".join(line) for line in lines)[1:]
+
+
+def address_field(field_name: str, boxes: list[Mailbox]) -> str:
+    """The value of an address field (From, To, Cc) holding ``boxes``: what a
+    reader parses out of it is exactly ``boxes``, however long or odd the
+    names."""
+    tokens: list[str] = []
+    for n, box in enumerate(boxes):
+        name = one_line(box.name)
+        words = [*_phrase(name), f"<{box.address}>"] if name else [box.address]
+        if n < len(boxes) - 1:
+            words[-1] += ","
+        tokens += words
+    return folded(field_name, tokens)
 
 
 def message_id_for(message_id: str, domain: str) -> str:
@@ -305,19 +377,27 @@ def compose(draft: Draft, *, message_id: str, domain: str, limits: Limits,
     email_message_id = email_message_id or message_id_for(message_id, domain)
     subject = one_line(draft.subject)
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = _address(draft.sender)
-    msg["To"] = [_address(box) for box in draft.to]
+    msg.set_raw("From", address_field("From", [draft.sender]))
+    msg.set_raw("To", address_field("To", list(draft.to)))
     if draft.cc:
-        msg["Cc"] = [_address(box) for box in draft.cc]
-    msg["Subject"] = subject
+        msg.set_raw("Cc", address_field("Cc", list(draft.cc)))
+    words = subject.split(" ") if subject else []
+    if subject.isascii() and all(len(word) <= _LONGEST_WORD for word in words):
+        # Folded here too: the email package moves a first word longer than
+        # the line below a bare "Subject:", and a reader keeps that blank.
+        msg.set_raw("Subject", folded("Subject", words))
+    else:  # RFC 2047 words, which the package folds anywhere
+        msg["Subject"] = subject
     msg["Date"] = format_datetime(now or datetime.now(UTC))
-    msg["Message-ID"] = email_message_id
+    # Checked above: ids and the conversation id hold no blank, so each is one token.
+    msg.set_raw("Message-ID", folded("Message-ID", [email_message_id]))
     if draft.in_reply_to:
-        msg["In-Reply-To"] = draft.in_reply_to
+        msg.set_raw("In-Reply-To", folded("In-Reply-To", [draft.in_reply_to]))
     if draft.references:
-        msg["References"] = " ".join(draft.references)
+        msg.set_raw("References", folded("References", list(draft.references)))
     if draft.conversation_id:
-        msg["X-E2A-Conversation-Id"] = draft.conversation_id
+        msg.set_raw("X-E2A-Conversation-Id",
+                    folded("X-E2A-Conversation-Id", [draft.conversation_id]))
     if draft.text and draft.html:
         msg.set_content(draft.text)
         msg.add_alternative(draft.html, subtype="html")

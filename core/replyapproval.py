@@ -71,6 +71,15 @@ def command(msg: EmailMessage) -> str | None:
     return None
 
 
+def _command_of(raw: bytes) -> str | None:
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception:  # any parse failure of the reply itself: it says nothing
+        log.info("reply unreadable")
+        return None
+    return command(msg)
+
+
 Authenticate = Callable[[], Verdict]
 
 
@@ -94,9 +103,11 @@ def consume(pool: ConnectionPool, cfg: Config, raw: bytes, authenticate: Authent
                 or agent_store.domain_by_name(conn, p.domain) is not None]
     if not ours:
         return []
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    senders = [a.lower() for a in inbound.header_addresses(msg, "From")]
-    word = command(msg)
+    # The header section by the milter's own robust reader; the body by the
+    # full parser, which a poison message can make raise: such a reply says
+    # nothing, and is still consumed for good rather than retried.
+    senders = [a.lower() for a in inbound.header_addresses(inbound.parse(raw), "From")]
+    word = _command_of(raw)
     verdicts: list[Verdict] = []
 
     def verdict() -> Verdict:

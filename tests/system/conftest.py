@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from sandbox_harness import RunningSandbox
+from sandbox_harness import RunningSandbox, Smtpd, smtpd_without_policy
 
 from e2a.cli.sandbox.stack import Ports, Sandbox
 
@@ -59,6 +59,12 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[RunningSandbox]:
                 print(f"\nsandbox logs kept for inspection: {root}", file=sys.stderr)
             else:
                 shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def smtpd_no_policy(sandbox: RunningSandbox) -> Iterator[Smtpd]:
+    with smtpd_without_policy(sandbox) as smtpd:
+        yield smtpd
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,7 +15,9 @@ from urllib.parse import quote
 
 import dns.resolver
 import requests
+from servicesupport import free_port
 
+from e2a.cli.sandbox import supervisor
 from e2a.cli.sandbox.capture import Store
 from e2a.cli.sandbox.dns import DnsServer
 from e2a.cli.sandbox.postfix import Instance
@@ -87,6 +89,33 @@ def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float 
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not met after {timeout}s")
         time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class Smtpd:
+    """An smtpd of the sandbox's Postfix."""
+
+    port: int
+
+
+@contextmanager
+def smtpd_without_policy(sandbox: RunningSandbox) -> Iterator[Smtpd]:
+    """One more smtpd of the sandbox's Postfix, meanwhile: the same milter,
+    no policy service at RCPT (loopback clients may relay, as on the public
+    one), so what the client hears at end of data is the milter's own."""
+    port = free_port()
+    service = f"127.0.0.1:{port}/inet"
+    sandbox.postfix.postconf(
+        "-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd "
+        "-o smtpd_recipient_restrictions=permit_mynetworks,reject")
+    sandbox.postfix.reload()
+    try:
+        wait_until(lambda: supervisor.accepts(f"127.0.0.1:{port}"), timeout=20,
+                   what=f"smtpd on port {port}")
+        yield Smtpd(port)
+    finally:
+        sandbox.postfix.postconf("-MX", service)
+        sandbox.postfix.reload()
 
 
 def compose(sender: str, to: str, subject: str, body: str) -> bytes:

@@ -10,17 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sdk_session import ensure_installed, start
+from sdk_session import SDK5_REQUIREMENT, SDK5_VERSION, ensure_installed, start
 
-# Exactly the release the /v1 adapter is written against
-# (reference/e2a-v1-current.md).
-REQUIREMENT = "e2a==5.8.1"
-INSTALL_DIR = Path(sys.prefix) / "e2a-sdk-5"
+# Beside the 2.x SDK's directory, named by version like it.
+INSTALL_DIR = Path(sys.prefix) / f"e2a-sdk-{SDK5_VERSION}"
 DRIVER = Path(__file__).with_name("sdk5_driver.py")
 
 
 def install() -> str:
-    return ensure_installed(INSTALL_DIR, REQUIREMENT, major="5", needs="httpx")
+    return ensure_installed(INSTALL_DIR, SDK5_REQUIREMENT, SDK5_VERSION, needs="httpx")
 
 
 class Sdk5Error(Exception):

@@ -15,7 +15,10 @@ per line on stdin, one JSON answer per line on stdout:
   "kwargs": {...}}``: a method of E2AClient or of its raw E2AApi;
 - ``{"op": "info"}``: e2a.fetch_info(BASE_URL), without a key;
 - ``{"op": "verify", "message_id": str, "secret": str}``: get_message, then
-  the SDK's own X-E2A-Auth check (InboundEmail.verify_signature).
+  the SDK's own X-E2A-Auth check (InboundEmail.verify_signature);
+- ``{"op": "parse_webhook", "body": base64, "secret": str}``: the SDK's
+  webhook handler entry (E2AClient.parse_webhook: parse and verify), and
+  what the verified email then reads.
 
 Answers: ``{"ok": result}`` (models as their JSON, bytes as base64) or
 ``{"error": {"type", "status_code", "message"}}``.
@@ -60,6 +63,12 @@ def handle(client: E2AClient, base_url: str, request: dict[str, Any]) -> Any:
         email = client.get_message(request["message_id"])
         return {"valid": email.verify_signature(request["secret"]),
                 "auth": dataclasses.asdict(email.auth)}
+    if op == "parse_webhook":
+        email = client.parse_webhook(base64.b64decode(request["body"]), request["secret"])
+        return {"verified": email.verified, "message_id": email.message_id,
+                "conversation_id": email.conversation_id, "sender": email.sender,
+                "recipient": email.recipient, "to": email.to, "subject": email.subject,
+                "text_body": email.text_body, "auth": dataclasses.asdict(email.auth)}
     if op == "call":
         target = client if request.get("target", "client") == "client" else client.api
         method = getattr(target, request["method"])

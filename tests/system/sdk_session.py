@@ -3,6 +3,7 @@ sdk_driver.py in its own interpreter (that module's docstring says why)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -10,34 +11,41 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The generation of the SDK that clients of e2a run today; [ws]: listen()
-# needs the websockets package.
-REQUIREMENT = "e2a[ws]>=2,<3"
-# Beside the virtualenv it is installed for, so it goes when the venv goes.
-INSTALL_DIR = Path(sys.prefix) / "e2a-sdk-2"
+# Exact versions: a release of the SDK must not change what these tests
+# prove between two runs of the same commit. Raise them on purpose.
+# The legacy generation (/api/v1); [ws]: listen() needs the websockets package.
+SDK2_VERSION = "2.5.0"
+REQUIREMENT = f"e2a[ws]=={SDK2_VERSION}"
+# The current generation (/v1), for the tests of that API.
+SDK5_VERSION = "5.8.1"
+SDK5_REQUIREMENT = f"e2a=={SDK5_VERSION}"
+# Beside the virtualenv it is installed for, so it goes when the venv goes;
+# named by version, so a new pin installs afresh.
+INSTALL_DIR = Path(sys.prefix) / f"e2a-sdk-{SDK2_VERSION}"
 DRIVER = Path(__file__).with_name("sdk_driver.py")
 
 
-def installed_version(target: Path = INSTALL_DIR, major: str = "2") -> str | None:
-    found = sorted(target.glob(f"e2a-{major}.*.dist-info"))
+def installed_version(target: Path = INSTALL_DIR) -> str | None:
+    found = sorted(target.glob("e2a-*.dist-info"))
     return found[-1].name.removeprefix("e2a-").removesuffix(".dist-info") if found else None
 
 
 def ensure_installed(target: Path = INSTALL_DIR, requirement: str = REQUIREMENT,
-                     major: str = "2", needs: str = "websockets") -> str:
-    """The installed SDK's version; installs it with pip on first use.
-    ``needs``: a package directory whose absence means a partial install."""
-    version = installed_version(target, major)
-    if version is None or not (target / needs).is_dir():
+                     version: str = SDK2_VERSION, needs: str = "websockets") -> str:
+    """The installed SDK's version (always ``version``); installs it with
+    pip on first use. ``needs``: a package directory whose absence means a
+    partial install."""
+    found = installed_version(target)
+    if found != version or not (target / needs).is_dir():
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
              "--target", str(target), requirement],
             capture_output=True, text=True, timeout=300, check=False)
-        version = installed_version(target, major)
-        if done.returncode != 0 or version is None:
+        found = installed_version(target)
+        if done.returncode != 0 or found != version:
             raise RuntimeError(f"pip install {requirement!r} into {target} failed:\n"
                                f"{done.stderr or done.stdout}")
-    return version
+    return found
 
 
 def start(script: Path, *args: str, install_dir: Path = INSTALL_DIR,
@@ -88,6 +96,11 @@ class Sdk:
 
     def verify(self, message_id: str, secret: str) -> Any:
         return self._ask({"op": "verify", "message_id": message_id, "secret": secret})
+
+    def parse_webhook(self, body: bytes, secret: str) -> Any:
+        """The SDK's own webhook entry point on a POST body as it arrived."""
+        return self._ask({"op": "parse_webhook", "body": base64.b64encode(body).decode(),
+                          "secret": secret})
 
     def _stderr(self) -> str:
         return self._proc.stderr.read() if self._proc.stderr else ""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from sandbox_harness import Reply, RunningSandbox, compose, smtp_send
+from sandbox_harness import Reply, RunningSandbox, compose, smtp_send, wait_until
 
 from e2a.cli.sandbox import supervisor
 from e2a.core.db import single_connection
@@ -28,9 +28,10 @@ INTERVAL = 0.1  # a new message every 100 ms
 RETRY_DELAY = 0.5  # a 4xx is retried this long after
 DRAIN_TIMEOUT = 60.0  # for the retries once the outage is over
 SENDER = "stream@sandbox.test"
-# Shorter outages are absorbed by waiting and nobody sees a 4xx: the policy
-# service waits 5 s for a connection, and Postfix asks it twice, 1 s apart.
-PG_OUTAGE = 12.0  # seconds
+# Each outage lasts until the stream has felt it (a 4xx); short ones are
+# absorbed by waiting (the policy service waits 5 s for a connection, and
+# Postfix asks it twice, 1 s apart), so this bounds it generously.
+OUTAGE_TIMEOUT = 60.0
 
 
 @dataclass
@@ -116,17 +117,25 @@ def _stored(sandbox: RunningSandbox, tag: str) -> dict[str, int]:
     return {r["subject"]: r["n"] for r in rows}
 
 
-def _outage_in_a_stream(sandbox: RunningSandbox, outage: Callable[[], None]) -> Stream:
+def _outage_in_a_stream(sandbox: RunningSandbox, outage: Callable[[Stream], None]) -> Stream:
     stream = Stream(sandbox)
     stream.start()
     try:
         stream.wait_for(5)  # flowing before the outage
-        outage()
+        outage(stream)
         before = sum(stream.accepted.values())
         stream.wait_for(before + 10)  # and flowing again after it
     finally:
         stream.finish()
     return stream
+
+
+def felt(stream: Stream, refusal: Callable[[Reply], bool]) -> None:
+    """Until the stream has been refused (4xx) in the way ``refusal`` says,
+    from now on: the outage lasts as long as it takes to be seen."""
+    before = len(stream.refused)
+    wait_until(lambda: any(refusal(r) for r in stream.refused[before:]),
+               timeout=OUTAGE_TIMEOUT, interval=0.05, what=f"the outage felt: {stream.report()}")
 
 
 def _assert_exactly_once(sandbox: RunningSandbox, stream: Stream) -> None:
@@ -140,10 +149,10 @@ def _assert_exactly_once(sandbox: RunningSandbox, stream: Stream) -> None:
 
 def test_postgres_stopped_mid_stream_loses_and_duplicates_nothing(
         sandbox: RunningSandbox) -> None:
-    def outage() -> None:
+    def outage(stream: Stream) -> None:
         sandbox.cluster.stop()
         try:
-            time.sleep(PG_OUTAGE)
+            felt(stream, lambda reply: True)
         finally:
             sandbox.cluster.start()
 
@@ -156,12 +165,13 @@ def test_postgres_stopped_mid_stream_loses_and_duplicates_nothing(
 
 def test_milter_killed_mid_stream_loses_and_duplicates_nothing(
         sandbox: RunningSandbox) -> None:
-    def outage() -> None:
+    def outage(stream: Stream) -> None:
         pid = supervisor.read_pid(sandbox.box.pidfile("milter"))
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         assert supervisor.wait_gone(pid, 5)
-        time.sleep(2)
+        # Postfix's own 451 4.7.1 for the milter it cannot reach.
+        felt(stream, lambda reply: reply.code == 451 and reply.text.startswith("4.7.1"))
         sandbox.box.start_services()  # those not running: the milter
         assert supervisor.read_pid(sandbox.box.pidfile("milter")) not in (None, pid)
 

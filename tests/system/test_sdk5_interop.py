@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from sdk5_session import Sdk5, Sdk5Error, install
+from sdk_session import SDK5_VERSION
 
 from e2a.cli.sandbox.stack import SHARED_DOMAIN
 
@@ -32,7 +33,7 @@ def account(sandbox: RunningSandbox):
 
 @pytest.fixture(scope="module")
 def sdk(sandbox: RunningSandbox, account) -> Iterator[Sdk5]:
-    assert install() == "5.8.1"
+    assert install() == SDK5_VERSION
     client = Sdk5(sandbox.api_url, account.api_key)
     try:
         yield client

@@ -4,18 +4,21 @@ gunicorn serving the API, Postfix and the milter delivering the mail.
 Covers what the SDK offers and this server implements: discovery, agents,
 domains (with real DNS through the sandbox's dnsmasq) and the inbox,
 including the SDK's own check of the X-E2A-Auth-* signature with the user's
-signing secret.
+signing secret, and a cloud-mode agent's webhook POST read by the SDK's own
+webhook parser.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from collections.abc import Iterator
 
 import pytest
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
-from sdk_session import Sdk, SdkError, ensure_installed
+from sdk_session import SDK2_VERSION, Sdk, SdkError, ensure_installed
+from webhooksupport import Receiver
 
 from e2a.cli.sandbox.stack import MX_HOST, SHARED_DOMAIN
 
@@ -34,7 +37,7 @@ def account(sandbox: RunningSandbox):
 @pytest.fixture(scope="module")
 def sdk(sandbox: RunningSandbox, account) -> Iterator[Sdk]:
     version = ensure_installed()
-    assert version.startswith("2.")
+    assert version == SDK2_VERSION
     client = Sdk(sandbox.api_url, account.api_key, account.agent_email)
     try:
         yield client
@@ -189,3 +192,42 @@ def test_inbox(sandbox, sdk, account):
     with pytest.raises(SdkError) as missing:
         sdk.call("get_message", "msg_" + "0" * 32)
     assert missing.value.status_code == 404
+
+
+def test_a_cloud_agents_webhook_passes_the_sdks_own_parser(sandbox, sdk, account):
+    """What the worker POSTs to a cloud-mode agent is what the SDK's
+    parse_webhook (parse and verify X-E2A-Auth-* in one call) accepts with
+    the owner's signing secret, and refuses once tampered with."""
+    created = api(sandbox, account, "POST", "/api/v1/users/me/signing-secrets",
+                  json={"name": "interop-webhook"})
+    assert created.status_code == 201, created.text
+    secret = created.json()["secret"]
+    receiver = Receiver().start()
+    slug = f"sdk-cloud-{secrets.token_hex(4)}"
+    agent = sdk.call("register_agent", slug, agent_mode="cloud",
+                     webhook_url=receiver.url("/inbound"))["email"]
+    try:
+        subject = f"sdk webhook {secrets.token_hex(4)}"
+        deliver(sandbox, agent, subject, "For the cloud agent.\n")
+        (post,) = receiver.wait_for(1, timeout=20)
+
+        email = sdk.parse_webhook(post.body, secret)
+        assert email["verified"] is True
+        assert (email["recipient"], email["subject"]) == (agent, subject)
+        assert email["sender"] == "ada@sandbox.test"
+        assert email["text_body"].strip() == "For the cloud agent."
+        assert email["message_id"] == post.json()["message_id"]
+        assert email["auth"]["signature"] == post.headers["X-E2A-Auth-Signature"]
+
+        with pytest.raises(SdkError) as wrong_secret:
+            sdk.parse_webhook(post.body, "whsec_" + "0" * 64)
+        assert wrong_secret.value.type == "PermissionError"
+        payload = post.json()
+        raw = base64.b64decode(payload["raw_message"]).replace(subject.encode(), b"changed")
+        tampered = json.dumps({**payload, "raw_message": base64.b64encode(raw).decode()})
+        with pytest.raises(SdkError) as altered:
+            sdk.parse_webhook(tampered.encode(), secret)
+        assert altered.value.type == "PermissionError"
+    finally:
+        receiver.stop()
+        sdk.call("delete_agent", agent)

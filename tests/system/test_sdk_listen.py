@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
-from sdk_session import ensure_installed, start
+from sdk_session import SDK2_VERSION, ensure_installed, start
 
 from e2a.core import accounts
 from e2a.core.db import single_connection
@@ -56,7 +56,7 @@ def agent(sandbox: RunningSandbox) -> tuple[str, str]:
 
 @pytest.fixture
 def listener(sandbox: RunningSandbox, agent: tuple[str, str]) -> Iterator[Any]:
-    assert ensure_installed().startswith("2.")
+    assert ensure_installed() == SDK2_VERSION
     key, email = agent
     procs: list[subprocess.Popen[str]] = []
 

@@ -1,6 +1,7 @@
 """Webhooks end to end: mail through the real Postfix, the real worker
 processes, a real HTTP receiver on loopback (the sandbox allows loopback
-webhook URLs; production does not).
+webhook URLs; production does not, and one test runs a worker with the
+production default to show it).
 
 Retries wait a minute and more; where a test has to wait one out it moves the
 delivery's next_attempt_at to now (time travel) rather than sleep.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -34,6 +36,11 @@ SENDER = "ada@sandbox.test"
 # Our own workers: short timeouts, so a lease (delivery.lease) lasts 11 s.
 WORKER_TOML = ("[webhooks]\nallow_loopback = true\ntimeout = 2.0\n"
                "[dns]\ntimeout = 1.0\n[worker]\npoll_interval = 0.2\n")
+# A worker as production runs it: webhooks.allow_loopback left at its
+# default; names resolved by the sandbox's DNS, as the internet's would be.
+PRODUCTION_WORKER_TOML = ("[webhooks]\ntimeout = 2.0\n"
+                          "[dns]\ntimeout = 1.0\nresolver = \"{resolver}\"\n"
+                          "[worker]\npoll_interval = 0.2\n")
 
 
 @dataclass
@@ -146,15 +153,19 @@ def test_receiver_down_then_up_gets_every_event_once(sandbox, tenant, receiver):
     time_travel(sandbox, hook["id"])
     wait_until(lambda: all(r["status"] == "delivered" for r in tenant.deliveries(hook["id"])),
                timeout=20, what="all delivered")
-    time.sleep(1.0)  # anything sent twice would have arrived by now
-    seen = event_ids(receiver.requests)
     listed = tenant.api("GET", "/api/v1/events", params={"type": "email.received"}).json()
-    assert sorted(seen) == sorted(e["id"] for e in listed["events"])
-    assert len(seen) == len(set(seen)) == count
+    # The sentinel: one more event, delivered after all of them; anything
+    # sent twice would have been sent before it.
+    send(sandbox, agent, f"sentinel {uuid.uuid4().hex}")
+    receiver.wait_for(count + 1, timeout=20)
+    seen = event_ids(receiver.requests)
+    assert len(seen) == len(set(seen)) == count + 1
+    assert sorted(seen[:-1]) == sorted(e["id"] for e in listed["events"])
     for got in receiver.requests:
         assert webhooksig.verify(got.headers["X-E2A-Signature"], hook["signing_secret"],
                                  got.body, int(time.time()))
-    assert {r["attempts"] for r in tenant.deliveries(hook["id"])} == {3}
+    assert {r["attempts"] for r in tenant.deliveries(hook["id"])
+            if r["event_id"] != seen[-1]} == {3}
     assert all(e["delivery_status"] == {"matched_webhooks": 1, "delivered": 1, "pending": 0,
                                         "failed": 0} for e in listed["events"])
 
@@ -168,10 +179,10 @@ def own_workers(sandbox: RunningSandbox, tmp_path: Path) -> Iterator[Any]:
     own (killed at the end); starts the sandbox's worker again."""
     box = sandbox.box
     supervisor.stop(box.pidfile("worker"), timeout=15)
-    conf = write_config(box.config(), tmp_path / "worker.toml", WORKER_TOML)
     started: list[Any] = []
 
-    def start(name: str) -> Any:
+    def start(name: str, toml: str = WORKER_TOML) -> Any:
+        conf = write_config(box.config(), tmp_path / "worker.toml", toml)
         context = serve("worker", conf, tmp_path / f"{name}.log", "worker started")
         proc = context.__enter__()
         started.append(context)
@@ -222,11 +233,91 @@ def test_two_workers_never_deliver_twice(sandbox, tenant, receiver, own_workers)
     # Every mail: one subscription delivery; the cloud agent's also its own.
     expected = count + (count + 1) // 2
     receiver.wait_for(expected, timeout=30)
-    time.sleep(2.0)  # a double delivery would show up meanwhile
+    # The sentinel: one more event, once the others are all in; a double
+    # delivery would have come before it.
+    wait_until(lambda: {r["status"] for r in tenant.deliveries(hook["id"])} == {"delivered"},
+               timeout=20, what="every delivery recorded")
+    send(sandbox, agent, f"sentinel {uuid.uuid4().hex}")
+    receiver.wait_for(expected + 1, timeout=30)
+    wait_until(lambda: {r["status"] for r in tenant.deliveries(hook["id"])} == {"delivered"},
+               timeout=20, what="the sentinel's delivery recorded")
     events = [r for r in receiver.requests if r.path == "/events"]
     agent_posts = [r for r in receiver.requests if r.path == "/agent"]
-    assert len(receiver.requests) == expected
-    assert len(set(event_ids(events))) == len(events) == count
+    assert len(receiver.requests) == expected + 1
+    assert len(set(event_ids(events))) == len(events) == count + 1
     assert len({r.json()["message_id"] for r in agent_posts}) == len(agent_posts)
     assert {(r["status"], r["attempts"]) for r in tenant.deliveries(hook["id"])} == \
         {("delivered", 1)}
+
+
+class Listener:
+    """A TCP port on 127.0.0.1 that counts who connects (and hangs up on
+    them): a refused webhook must not even reach it."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_the_production_default_never_connects_to_loopback(sandbox, tenant, own_workers,
+                                                          tmp_path):
+    """Two cloud agents whose webhooks point at 127.0.0.1: one by a name that
+    resolves there (the API cannot know; the worker checks at connect time),
+    one by a loopback URL the sandbox's API let through. A worker with the
+    production setting connects to neither and records why on each."""
+    resolver = sandbox.box.config().dns.resolver
+    toml = PRODUCTION_WORKER_TOML.format(resolver=resolver)
+    write_config(sandbox.box.config(), tmp_path / "production.toml", toml)
+    assert config.load(tmp_path / "production.toml", env={}).webhooks.allow_loopback is False
+    by_name, literal = Listener(), Listener()
+    host = f"hook-{secrets.token_hex(4)}.sandbox.test"
+    sandbox.dns.add_a(host, "127.0.0.1")
+    sandbox.dns.reload()
+    try:
+        agents = {
+            tenant.agent(agent_mode="cloud",
+                         webhook_url=f"https://{host}:{by_name.port}/agent"):
+                f"refused: {host} resolves to 127.0.0.1, which is not a public address",
+            tenant.agent(agent_mode="cloud",
+                         webhook_url=f"http://127.0.0.1:{literal.port}/agent"):
+                "refused: webhook_url must be an https:// URL",
+        }
+        own_workers("production", toml)
+        for agent in agents:
+            send(sandbox, agent, f"ssrf {uuid.uuid4().hex}")
+
+        def recorded(agent: str) -> dict[str, Any] | None:
+            listed = tenant.api("GET", f"/api/v1/agents/{agent.replace('@', '%40')}/messages")
+            (message,) = listed.json()["messages"] or [None]
+            return message if message and message["webhook_error"] else None
+
+        for agent, why in agents.items():
+            message = wait_until(lambda agent=agent: recorded(agent), timeout=20,
+                                 what=f"the refusal recorded for {agent}")
+            assert message["webhook_error"] == why
+            assert message["webhook_status"] in ("pending", "failed")
+            with single_connection(sandbox.box.config()) as conn:
+                (row,) = conn.execute(
+                    """SELECT d.last_error, d.status, d.last_status_code FROM deliveries d
+                         JOIN agents a ON a.id = d.agent_id WHERE a.email = %s""",
+                    (agent,)).fetchall()
+            assert (row["last_error"], row["last_status_code"]) == (why, None)
+        # Each attempt has ended (its outcome is recorded): none connected.
+        assert (by_name.connections, literal.connections) == (0, 0)
+    finally:
+        by_name.close()
+        literal.close()

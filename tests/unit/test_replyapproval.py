@@ -214,3 +214,19 @@ def test_no_authentication_work_before_the_mac_and_from_are_right(
                                  [to]) == [to]
     assert asked == []
     assert message_row(hitl_cfg, message_id)["status"] == "pending_approval"
+
+
+@pytest.mark.parametrize("poison", [
+    "Content-Type: text/plain; charset*=idna''abc",
+    "Content-Type: multipart/mixed; boundary*0*=x''%FF",
+])
+def test_a_reply_no_parser_can_read_is_consumed_and_does_nothing(
+        pool: Any, hitl_cfg: Any, hitl_client: Any, hitl_owner: Any, poison: str) -> None:
+    """A poison reply is answered for good (its addresses consumed), never
+    with a 4xx the sender would retry for days; and it approves nothing."""
+    message_id = hold(hitl_client, hitl_owner, hitl_owner.agent)
+    to = reply_address(hitl_cfg, hitl_owner, message_id)
+    raw = (f"From: Owner <{hitl_owner.user['email']}>\r\nTo: {to}\r\n"
+           f"Subject: Re: x\r\nMIME-Version: 1.0\r\n{poison}\r\n\r\napprove\r\n").encode()
+    assert replyapproval.consume(pool, hitl_cfg, raw, given(PASS), [to]) == [to]
+    assert message_row(hitl_cfg, message_id)["status"] == "pending_approval"
