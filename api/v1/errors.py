@@ -6,7 +6,6 @@ handlers: a request outside ``/v1`` is answered by those, unchanged."""
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 from typing import Any
 
 import falcon
@@ -82,12 +81,7 @@ def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTT
     own = getattr(ex, "api_code", None)
     code = _RENAMED.get(own or "", own) or _BY_STATUS.get(
         status, "internal_error" if status >= 500 else "error")
-    if isinstance(ex, falcon.HTTPRouteNotFound):
-        message = f"no route for {req.method} {req.path}"
-    elif isinstance(ex, falcon.HTTPMethodNotAllowed):
-        message = f"{req.method} is not allowed on {req.path}"
-    else:
-        message = ex.description or HTTPStatus(status).phrase
+    message = legacy.message_of(req, ex, status)
     details = dict(getattr(ex, "details", None) or {})
     if code == "invalid_request":
         details = _fields(req, message, details)

@@ -327,14 +327,20 @@ def inbound_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) 
         (message_id, agent_id)).fetchone()
 
 
+def _locked(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """The message's trash state and status, its row locked until the
+    transaction ends; None when the agent has no such message."""
+    return conn.execute(
+        """SELECT id, status, deleted_at FROM messages
+            WHERE id = %s AND agent_id = %s FOR UPDATE""",
+        (message_id, agent_id)).fetchone()
+
+
 def trash(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
     """Move a live message to the trash; the row as it was (None: no such
     message of this agent). A held message stays where it is: its owner
     decides it first (the caller answers 409 on ``status``)."""
-    row = conn.execute(
-        """SELECT id, status, deleted_at FROM messages
-            WHERE id = %s AND agent_id = %s FOR UPDATE""",
-        (message_id, agent_id)).fetchone()
+    row = _locked(conn, agent_id, message_id)
     if row and row["deleted_at"] is None and row["status"] != "pending_approval":
         conn.execute("UPDATE messages SET deleted_at = clock_timestamp() WHERE id = %s",
                      (message_id,))
@@ -343,9 +349,7 @@ def trash(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | Non
 
 def restore(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
     """Take a message out of the trash; the row as it was (None: missing)."""
-    row = conn.execute(
-        "SELECT id, deleted_at FROM messages WHERE id = %s AND agent_id = %s FOR UPDATE",
-        (message_id, agent_id)).fetchone()
+    row = _locked(conn, agent_id, message_id)
     if row and row["deleted_at"] is not None:
         conn.execute("UPDATE messages SET deleted_at = NULL WHERE id = %s", (message_id,))
     return row
@@ -354,9 +358,7 @@ def restore(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | N
 def erase_trashed(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
     """Erase a message that is in the trash; the row as it was (None: missing).
     A live one is left alone (the caller answers 409)."""
-    row = conn.execute(
-        "SELECT id, deleted_at FROM messages WHERE id = %s AND agent_id = %s FOR UPDATE",
-        (message_id, agent_id)).fetchone()
+    row = _locked(conn, agent_id, message_id)
     if row and row["deleted_at"] is not None:
         conn.execute("DELETE FROM messages WHERE id = %s", (message_id,))
     return row

@@ -4,13 +4,12 @@ interpreter."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from sdk_session import SDK5_REQUIREMENT, SDK5_VERSION, ensure_installed, start
+from sdk_session import SDK5_REQUIREMENT, SDK5_VERSION, Sdk, ensure_installed, start
 
 # Beside the 2.x SDK's directory, named by version like it.
 INSTALL_DIR = Path(sys.prefix) / f"e2a-sdk-{SDK5_VERSION}"
@@ -32,8 +31,11 @@ class Sdk5Error(Exception):
         self.details = error["details"]
 
 
-class Sdk5:
-    """An E2AClient of the real 5.x SDK in a child process."""
+class Sdk5(Sdk):
+    """An E2AClient of the real 5.x SDK in a child process; called with a
+    dotted method path of the client (``sdk("messages.list", email)``)."""
+
+    error_class = Sdk5Error
 
     def __init__(self, base_url: str, api_key: str) -> None:
         self._proc = start(DRIVER, base_url, api_key, install_dir=INSTALL_DIR,
@@ -41,25 +43,4 @@ class Sdk5:
                            stderr=subprocess.PIPE)
 
     def __call__(self, call: str, *args: Any, **kwargs: Any) -> Any:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(json.dumps({"call": call, "args": list(args),
-                                           "kwargs": kwargs}) + "\n")
-        self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
-        if not line:
-            self.close()
-            raise RuntimeError("the SDK driver died: "
-                               + (self._proc.stderr.read() if self._proc.stderr else ""))
-        answer = json.loads(line)
-        if "error" in answer:
-            raise Sdk5Error(answer["error"])
-        return answer["ok"]
-
-    def close(self) -> None:
-        if self._proc.stdin and not self._proc.stdin.closed:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        return self._ask({"call": call, "args": list(args), "kwargs": kwargs})

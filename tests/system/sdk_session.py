@@ -74,6 +74,8 @@ class Sdk:
         self._proc = start(DRIVER, base_url, api_key, agent_email, stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
+    error_class: type[Exception] = SdkError
+
     def _ask(self, request: dict[str, Any]) -> Any:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write(json.dumps(request) + "\n")
@@ -84,7 +86,7 @@ class Sdk:
             raise RuntimeError(f"the SDK driver died: {self._stderr()}")
         answer = json.loads(line)
         if "error" in answer:
-            raise SdkError(answer["error"])
+            raise self.error_class(answer["error"])
         return answer["ok"]
 
     def call(self, method: str, *args: Any, target: str = "client", **kwargs: Any) -> Any:
