@@ -12,6 +12,7 @@ holds the message until a person approves it (core/holds.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -20,7 +21,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, idempotent, inputs, opdoc
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
-from e2a.core import compose, holds, ratelimit, replies, sending, submit, timefmt
+from e2a.core import compose, drafts, holds, ratelimit, sending, submit, timefmt
 from e2a.core.compose import ComposeError, Draft, Mailbox
 from e2a.core.config import Config
 from e2a.core.ids import new_id
@@ -55,6 +56,14 @@ def _sent_responses(what: str) -> dict[str, Any]:
                             "HITL enabled): status pending_approval, approval_expires_at")}
 
 
+def legacy_answer(sent: sending.Sent) -> Answer:
+    # 202: held for a person's approval (the agent's HITL), not sent yet.
+    return Answer(202 if sent.status == holds.PENDING else 200,
+                  {"message_id": sent.message_id, "status": sent.status,
+                   "method": sent.method,
+                   "approval_expires_at": timefmt.rfc3339(sent.approval_expires_at)})
+
+
 class Outbox:
     """What the sending resources share: the send rate, composing, and
     handing over to core/sending with the idempotent answer."""
@@ -84,19 +93,16 @@ class Outbox:
                 f"{WINDOW_SECONDS} s; retry in {outcome.retry_after_seconds} s",
                 outcome.retry_after_seconds)
 
-    def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep) -> Answer:
+    def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep, *,
+                view: Callable[[sending.Sent], Answer] | None = None) -> Answer:
+        """``view``: the answer in the caller's API generation (the legacy
+        one when None)."""
         message_id = new_id("msg")
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
                                        limits=self.limits)
         self._count(agent)
-
-        def answer(sent: sending.Sent) -> Answer:
-            # 202: held for a person's approval (the agent's HITL), not sent yet.
-            return Answer(202 if sent.status == holds.PENDING else 200,
-                          {"message_id": sent.message_id, "status": sent.status,
-                           "method": sent.method,
-                           "approval_expires_at": timefmt.rfc3339(sent.approval_expires_at)})
+        answer = view or legacy_answer
 
         try:
             sent = sending.send(self.pool, self.cfg,
@@ -117,21 +123,6 @@ class Outbox:
         """What every kind of send takes from the body alike."""
         return {"cc": mailboxes(body, "cc"), "bcc": mailboxes(body, "bcc"),
                 "attachments": attachments(body, self.limits)}
-
-
-def _conversation(given: str, inherited: str | None = None) -> str:
-    """The caller's id, else the thread's, else a new one."""
-    return given or inherited or new_id("conv")
-
-
-def _without(boxes: tuple[Mailbox, ...], taken: set[str]) -> tuple[Mailbox, ...]:
-    """``boxes`` minus the addresses in ``taken`` (lowercase), each once."""
-    kept = []
-    for box in boxes:
-        if box.address.lower() not in taken:
-            taken.add(box.address.lower())
-            kept.append(box)
-    return tuple(kept)
 
 
 class Send:
@@ -176,7 +167,7 @@ class Send:
                 sender=self._outbox.sender(agent), to=mailboxes(body, "to"),
                 subject=text(body, "subject"), text=text(body, "body"),
                 html=text(body, "html_body"),
-                conversation_id=_conversation(text(body, "conversation_id")),
+                conversation_id=drafts.conversation(text(body, "conversation_id")),
                 **self._outbox.content(body))
         return self._outbox.deliver(agent, "send", draft, keep)
 
@@ -238,18 +229,10 @@ class Reply(_AboutReceived):
 
     def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
               inbound: dict[str, Any]) -> Draft:
-        content = self._outbox.content(body)
-        to, auto_cc = replies.reply_recipients(inbound, agent["email"], flag(body, "reply_all"))
-        to_boxes = tuple(Mailbox(address) for address in to)
-        taken = {box.address.lower() for box in to_boxes}
-        cc = _without((*(Mailbox(a) for a in auto_cc), *content.pop("cc")), taken)
-        in_reply_to, references = replies.threading(inbound)
-        return Draft(
-            sender=sender, to=to_boxes, cc=cc, subject=replies.reply_subject(inbound["subject"]),
-            text=text(body, "body"), html=text(body, "html_body"),
-            conversation_id=_conversation(text(body, "conversation_id"),
-                                          inbound["conversation_id"]),
-            in_reply_to=in_reply_to, references=references, **content)
+        return drafts.reply(sender, agent, inbound, text=text(body, "body"),
+                            html=text(body, "html_body"),
+                            conversation_id=text(body, "conversation_id"),
+                            reply_all=flag(body, "reply_all"), **self._outbox.content(body))
 
 
 class Forward(_AboutReceived):
@@ -272,14 +255,10 @@ class Forward(_AboutReceived):
 
     def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
               inbound: dict[str, Any]) -> Draft:
-        comment_html = text(body, "html_body")
-        return Draft(
-            sender=sender, to=mailboxes(body, "to"),
-            subject=replies.forward_subject(inbound["subject"]),
-            text=replies.forward_text(text(body, "body"), inbound),
-            html=replies.forward_html(comment_html, inbound) if comment_html else "",
-            conversation_id=_conversation(text(body, "conversation_id")),
-            **self._outbox.content(body))
+        return drafts.forward(sender, inbound, to=mailboxes(body, "to"),
+                              text=text(body, "body"), html=text(body, "html_body"),
+                              conversation_id=text(body, "conversation_id"),
+                              **self._outbox.content(body))
 
 
 class AgentTest:
