@@ -46,7 +46,8 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     one of its own when not given (tests)."""
     # Shape checks come before authentication: an oversized or malformed
     # request costs no database round trip.
-    shape = middleware.RequestShape(cfg, large=(Send, Reply, Forward, PendingApproval),
+    shape = middleware.RequestShape(cfg, large=(Send, Reply, Forward, PendingApproval,
+                                           *v1_routes.LARGE_BODIES),
                                     pages=(ApproveLink, RejectLink))
     app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(),
                                  v1_middleware.Text(), shape, v1_middleware.Body(),

@@ -26,7 +26,9 @@ _BY_STATUS = {400: "invalid_request", 401: "unauthorized", 402: "limit_exceeded"
               415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited",
               501: "not_implemented"}
 _RENAMED = {"invalid_json": "invalid_request", "unprocessable": "invalid_request",
-            "unavailable": "internal_error"}
+            "unavailable": "internal_error",
+            "idempotency_key_reused": "idempotency_key_reuse",
+            "idempotency_key_in_progress": "idempotency_in_flight"}
 
 
 def is_v1(req: falcon.Request) -> bool:

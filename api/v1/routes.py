@@ -16,7 +16,7 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api.v1 import openapi
-from e2a.api.v1.resources import account, agents, conversations, messages, meta
+from e2a.api.v1.resources import account, agents, conversations, messages, meta, sending
 from e2a.core.config import Config
 
 # Who may call an operation (reference/e2a-v1-current.md §1.2).
@@ -70,7 +70,9 @@ ROUTES: tuple[Route, ...] = (
         Op("POST", "restoreAgent", "Restore a trashed agent", ACCOUNT, view="AgentView"),)),
     Route(AGENT_PATH + "/messages", lambda cfg, pool: messages.Messages(cfg, pool), (
         Op("GET", "listMessages", "List an agent's messages", AGENT,
-           view="PageMessageSummaryView"),)),
+           view="PageMessageSummaryView"),
+        Op("POST", "sendMessage", "Send a message from the agent (Idempotency-Key)", AGENT,
+           status=202, view="SendResultView"))),
     Route(MESSAGE_PATH, lambda cfg, pool: messages.Message(cfg, pool), (
         Op("GET", "getMessage", "Get a message (marks an unread inbound one read)", AGENT,
            view="MessageView"),
@@ -79,6 +81,12 @@ ROUTES: tuple[Route, ...] = (
         Op("DELETE", "deleteMessage", "Move a message to the trash, or erase a trashed "
            "one (permanent=true&confirm=DELETE, account key)", AGENT,
            view="DeleteMessageResult"))),
+    Route(MESSAGE_PATH + "/reply", lambda cfg, pool: sending.MessageReply(cfg, pool), (
+        Op("POST", "replyToMessage", "Reply to a message (reply_all for its Cc too)", AGENT,
+           status=202, view="SendResultView"),)),
+    Route(MESSAGE_PATH + "/forward", lambda cfg, pool: sending.MessageForward(cfg, pool), (
+        Op("POST", "forwardMessage", "Forward a message", AGENT, status=202,
+           view="SendResultView"),)),
     Route(MESSAGE_PATH + "/restore", lambda cfg, pool: messages.MessageRestore(cfg, pool), (
         Op("POST", "restoreMessage", "Take a message out of the trash", AGENT,
            view="MessageView"),)),
@@ -91,6 +99,11 @@ ROUTES: tuple[Route, ...] = (
               Op("GET", "getConversation", "Get a conversation", AGENT,
                  view="ConversationDetailView"),)),
 )
+
+
+# Resources that take a send's attachments: the larger body limit.
+LARGE_BODIES: tuple[type, ...] = (messages.Messages, sending.MessageReply,
+                                  sending.MessageForward)
 
 
 def mount(app: falcon.App, cfg: Config, pool: ConnectionPool) -> None:

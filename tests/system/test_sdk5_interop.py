@@ -171,3 +171,22 @@ def test_account_erasure(sandbox):
         assert gone.value.type == "E2AAuthError"
     finally:
         client.close()
+
+
+def test_send_and_reply_through_the_sdk(sdk, sandbox, agent, account):
+    """Agent to agent on this host: out through Postfix and the content
+    filter, back in through the milter; then a reply the other way."""
+    subject = f"sent by five {secrets.token_hex(4)}"
+    sent = sdk("messages.send", agent, {"to": [account.agent_email], "subject": subject,
+                                        "text": "hello from the 5.x SDK"})
+    assert sent["status"] == "accepted" and sent["message_id"].startswith("msg_")
+    arrived = wait_until(lambda: inbox(sdk, account.agent_email, subject_contains=subject),
+                         timeout=30, what="the sent mail in the other agent's inbox")
+    replied = sdk("messages.reply", account.agent_email, arrived[0]["id"],
+                  {"text": "got it"})
+    assert replied["status"] == "accepted"
+    back = wait_until(lambda: inbox(sdk, agent, subject_contains=f"Re: {subject}"),
+                      timeout=30, what="the reply back in the sender's inbox")
+    assert back[0]["conversation_id"] == arrived[0]["conversation_id"]
+    outbound = inbox(sdk, agent, direction="outbound", subject_contains=subject)
+    assert [m["id"] for m in outbound] == [sent["message_id"]]

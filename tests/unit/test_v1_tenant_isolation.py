@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 from apisupport import Tenant, add_agent, agent_key, api_client, insert_message, make_tenant
+from submitsupport import sending_config
 from test_api_tenant_isolation import snapshot
 
 from e2a.api.v1.routes import ACCOUNT, AGENT, PUBLIC, ROUTES
@@ -41,7 +42,11 @@ def body_for(op: Any, cfg: Any) -> dict[str, Any] | None:
     """A body valid for the operation, so a refusal is about ownership."""
     return {"createAgent": {"email": f"iso-{secrets.token_hex(4)}@{cfg.mail.shared_domain}"},
             "updateAgent": {"name": "iso"},
-            "updateMessage": {"add_labels": ["iso"]}}.get(op.operation_id)
+            "updateMessage": {"add_labels": ["iso"]},
+            "sendMessage": {"to": ["someone@example.org"], "subject": "iso", "text": "iso"},
+            "replyToMessage": {"text": "iso"},
+            "forwardMessage": {"to": ["someone@example.org"], "text": "iso"},
+            }.get(op.operation_id)
 
 
 def fill(template: str, values: dict[str, str], own: dict[str, str] | None = None) -> str:
@@ -71,8 +76,11 @@ def code(result: Any) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def client(cfg):
-    with api_client(cfg) as test_client:
+def client(cfg, postfix, tmp_path_factory):
+    """Sends go to a fake of Postfix's submit service."""
+    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("iso5") / "e2a.toml",
+                              postfix.address)
+    with api_client(send_cfg) as test_client:
         yield test_client
 
 

@@ -10,6 +10,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api.v1 import access, bodies, cursors, params, views
 from e2a.api.v1.errors import error, invalid, not_found
+from e2a.api.v1.resources import sending
 from e2a.api.v1.resources.account import confirmed
 from e2a.core import labels, mailbox
 from e2a.core.config import Config
@@ -78,6 +79,10 @@ class Messages:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._secret = cfg.secrets.hmac_secret
         self._pool = pool
+        self._sender = sending.Sender(cfg, pool)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
+        sending.send(self._sender, req, resp, email)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
         filt, sort = message_filter(req)
