@@ -28,11 +28,12 @@ def account_key(req: falcon.Request) -> auth.Principal:
 
 
 def agent(conn: psycopg.Connection, req: falcon.Request, email: str, *,
-          account_only: bool = False) -> dict[str, Any]:
+          account_only: bool = False, trashed_too: bool = False) -> dict[str, Any]:
     """The caller's agent at ``email``. ``account_only``: refused to agent
-    keys (403) even for their own agent."""
+    keys (403) even for their own agent. A trashed agent is missing (404)
+    unless ``trashed_too``."""
     caller = principal(req)
-    row = agent_store.agent_for_user(conn, caller.user_id, email)
+    row = agent_store.agent_for_user(conn, caller.user_id, email, trashed_too=trashed_too)
     if row is None:
         raise not_found(f"agent {email} not found")
     if caller.agent_id is not None and (account_only or caller.agent_id != row["id"]):

@@ -190,3 +190,17 @@ def test_send_and_reply_through_the_sdk(sdk, sandbox, agent, account):
     assert back[0]["conversation_id"] == arrived[0]["conversation_id"]
     outbound = inbox(sdk, agent, direction="outbound", subject_contains=subject)
     assert [m["id"] for m in outbound] == [sent["message_id"]]
+
+
+def test_a_trashed_agent_receives_no_mail_until_restored(sdk, sandbox):
+    email = f"trash-{secrets.token_hex(3)}@{SHARED_DOMAIN}"
+    sdk("agents.create", {"email": email})
+    receipt = sdk("agents.delete", email)
+    assert receipt == {"deleted": True, "email": email, "messages_deleted": 0}
+    assert email in [a["email"] for a in sdk("agents.list", deleted=True)]
+    sender = "ada@sandbox.test"
+    refused = smtp_send(sandbox.smtp_port, sender, email, compose(sender, email, "x", "x"))
+    assert (refused.stage, refused.code) == ("RCPT", 550), refused
+    assert sdk("agents.restore", email)["email"] == email
+    deliver(sandbox, email, "back again")
+    assert wait_until(lambda: inbox(sdk, email), what="mail for the restored agent")

@@ -14,6 +14,8 @@ from v1support import agent_path, assert_envelope, messages_path
 
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
+from e2a.core.store import agents as agent_store
+from e2a.core.store import usage as usage_store
 
 
 @pytest.fixture(scope="module")
@@ -111,16 +113,41 @@ def test_agent_limit_is_402(client, cfg, tenant):
     assert error["details"] == {"resource": "agents", "limit": 1, "current": 1}
 
 
-def test_agent_delete_permanent_and_restore(client, cfg, tenant):
+def test_agent_trash_restore_and_erase(client, cfg, tenant):
     other = add_agent(cfg, tenant)
-    insert_message(cfg, other)
+    message_id = insert_message(cfg, other)
     path = agent_path(other["email"])
     assert_envelope(client.simulate_post(path + "/restore", headers=tenant.auth), 409,
                     "not_in_trash")
     assert_envelope(client.simulate_delete(path, headers=tenant.auth), 422, "invalid_request")
-    result = client.simulate_delete(path, params={"confirm": "DELETE", "permanent": "true"},
+    trashed = client.simulate_delete(path, params={"confirm": "DELETE"}, headers=tenant.auth)
+    assert trashed.json == {"deleted": True, "email": other["email"], "messages_deleted": 0}
+    # Out of the lists and the mailbox routes, in the trash view, still readable.
+    live = client.simulate_get("/v1/agents", headers=tenant.auth).json["items"]
+    assert other["email"] not in [a["email"] for a in live]
+    trash = client.simulate_get("/v1/agents", params={"deleted": "true"},
+                                headers=tenant.auth).json["items"]
+    assert [a["email"] for a in trash] == [other["email"]] and trash[0]["deleted_at"]
+    assert client.simulate_get(path, headers=tenant.auth).json["deleted_at"]
+    assert_envelope(client.simulate_get(f"{path}/messages/{message_id}", headers=tenant.auth),
+                    404, "not_found")
+    legacy = client.simulate_get("/api/v1/agents", headers=tenant.auth).json["agents"]
+    assert other["email"] not in [a["email"] for a in legacy]
+    # Mail for it is refused at RCPT (the policy service's lookup) and by the milter's.
+    with single_connection(cfg) as conn:
+        assert usage_store.agent_with_quota(conn, other["email"]) is None
+        assert agent_store.agents_by_emails(conn, [other["email"]]) == []
+    # Its address stays taken while it is in the trash.
+    again = client.simulate_post("/v1/agents", json={"email": other["email"]},
+                                 headers=tenant.auth)
+    assert_envelope(again, 409, "address_in_trash")
+    restored = client.simulate_post(path + "/restore", headers=tenant.auth)
+    assert restored.status_code == 200 and "deleted_at" not in restored.json
+    assert client.simulate_get(f"{path}/messages/{message_id}",
+                               headers=tenant.auth).status_code == 200
+    erased = client.simulate_delete(path, params={"confirm": "DELETE", "permanent": "true"},
                                     headers=tenant.auth)
-    assert result.json == {"deleted": True, "email": other["email"], "messages_deleted": 1}
+    assert erased.json == {"deleted": True, "email": other["email"], "messages_deleted": 1}
     assert_envelope(client.simulate_get(path, headers=tenant.auth), 404, "not_found")
 
 

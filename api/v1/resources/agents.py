@@ -26,9 +26,13 @@ _CREATE = {"email": bodies.Field(str, required=True, max_length=320),
 _UPDATE = {"name": bodies.Field(str, max_length=MAX_NAME)}
 
 
-def _refusal(exc: accounts.AccountError, conn: Any, user_id: str) -> ApiError:
+def _refusal(exc: accounts.AccountError, conn: Any, user_id: str, email: str) -> ApiError:
     """A broken registration rule in the /v1 vocabulary."""
     message = str(exc)
+    taken = agent_store.agent_for_user(conn, user_id, email, trashed_too=True)
+    if exc.code == "conflict" and taken is not None and taken["deleted_at"] is not None:
+        return error(409, "address_in_trash", f"{email} is in your trash; restore it or "
+                     "erase it for good (DELETE with permanent=true)")
     if exc.code == "limit_reached":
         user = user_store.user_by_id(conn, user_id) or {}
         return error(402, "limit_exceeded", message, resource="agents",
@@ -56,15 +60,12 @@ class Agents:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         caller = access.account_key(req)
         limit = params.limit(req)
-        # No agent trash yet: the trash view is empty.
         trashed = params.boolean(req, "deleted")
         bound = cursors.scope(req, "agents", deleted=trashed)
         after = cursors.position(req, self._secret, bound)
-        rows: list[dict[str, Any]] = []
-        if not trashed:
-            with self._pool.connection() as conn:
-                rows = agent_store.agents_page(conn, caller.user_id, limit=limit + 1,
-                                               after=after)
+        with self._pool.connection() as conn:
+            rows = agent_store.agents_page(conn, caller.user_id, limit=limit + 1,
+                                           after=after, trashed=trashed)
         resp.media = cursors.page(rows, limit, self._secret, bound, views.agent,
                                   lambda r: (r["created_at"], r["id"]))
 
@@ -83,7 +84,7 @@ class Agents:
                                                   email=body["email"],
                                                   name=body.get("name", ""))
             except accounts.AccountError as exc:
-                raise _refusal(exc, conn, caller.user_id) from None
+                raise _refusal(exc, conn, caller.user_id, body["email"]) from None
             row = agent_store.agent_by_id(conn, row["id"])
         resp.status = falcon.HTTP_201
         resp.media = views.agent(row)
@@ -96,11 +97,11 @@ class Agent:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
         with self._pool.connection() as conn:
-            resp.media = views.agent(access.agent(conn, req, email))
+            resp.media = views.agent(access.agent(conn, req, email, trashed_too=True))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
         with self._pool.connection() as conn:
-            row = access.agent(conn, req, email, account_only=True)
+            row = access.agent(conn, req, email, account_only=True, trashed_too=True)
             body = bodies.read(req, _UPDATE)
             if "name" in body:
                 row = accounts.rename_agent(conn, row, body["name"])
@@ -108,14 +109,15 @@ class Agent:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
         with self._pool.connection() as conn:
-            row = access.agent(conn, req, email, account_only=True)
+            row = access.agent(conn, req, email, account_only=True, trashed_too=True)
             confirmed(req)
-            if not params.boolean(req, "permanent"):
-                raise error(501, "not_implemented", "agents have no trash on this server "
-                            "yet; permanent=true erases the agent and its mail")
+            erased = 0
             with conn.transaction():
-                erased = message_store.count_for_agent(conn, row["id"])
-                agent_store.delete_agent(conn, row["id"])
+                if params.boolean(req, "permanent"):
+                    erased = message_store.count_for_agent(conn, row["id"])
+                    agent_store.delete_agent(conn, row["id"])
+                elif row["deleted_at"] is None:
+                    agent_store.set_trashed(conn, row["id"], True)
         resp.media = {"deleted": True, "email": row["email"], "messages_deleted": erased}
 
 
@@ -124,7 +126,12 @@ class AgentRestore:
         self._pool = pool
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
+        bodies.no_body(req)
         with self._pool.connection() as conn:
-            access.agent(conn, req, email, account_only=True)
-        # A live agent (the only kind there is here) is not in the trash.
-        raise error(409, "not_in_trash", f"agent {email} is not in the trash")
+            row = access.agent(conn, req, email, account_only=True, trashed_too=True)
+            if row["deleted_at"] is None:
+                raise error(409, "not_in_trash", f"agent {email} is not in the trash")
+            with conn.transaction():
+                agent_store.set_trashed(conn, row["id"], False)
+            row = agent_store.agent_by_id(conn, row["id"])
+        resp.media = views.agent(row)
