@@ -15,8 +15,19 @@ from dataclasses import dataclass
 import falcon
 from psycopg_pool import ConnectionPool
 
+from e2a.api.resources.magiclinks import ApproveLink, RejectLink
 from e2a.api.v1 import openapi
-from e2a.api.v1.resources import account, agents, conversations, messages, meta, sending
+from e2a.api.v1.resources import (
+    account,
+    agents,
+    conversations,
+    events,
+    messages,
+    meta,
+    reviews,
+    sending,
+    webhooks,
+)
 from e2a.core.config import Config
 
 # Who may call an operation (reference/e2a-v1-current.md §1.2).
@@ -98,14 +109,69 @@ ROUTES: tuple[Route, ...] = (
           lambda cfg, pool: conversations.Conversation(pool), (
               Op("GET", "getConversation", "Get a conversation", AGENT,
                  view="ConversationDetailView"),)),
+    # The HITL queue: the same holds and approval path as /api/v1/messages.
+    Route("/v1/reviews", lambda cfg, pool: reviews.Reviews(cfg, pool), (
+        Op("GET", "listReviews", "List held messages awaiting review", ACCOUNT,
+           view="PageReviewView"),)),
+    Route("/v1/reviews/{id}", lambda cfg, pool: reviews.Review(cfg, pool), (
+        Op("GET", "getReview", "A held message with its draft and what it answers",
+           ACCOUNT, view="MessageView"),)),
+    Route("/v1/reviews/{id}/approve", lambda cfg, pool: reviews.ReviewApproval(cfg, pool), (
+        Op("POST", "approveReview", "Approve a held message, optionally edited "
+           "(Idempotency-Key)", ACCOUNT, status=202, view="SendResultView"),)),
+    Route("/v1/reviews/{id}/reject", lambda cfg, pool: reviews.ReviewRejection(pool), (
+        Op("POST", "rejectReview", "Reject a held message", ACCOUNT,
+           view="RejectResultView"),)),
+    # Webhook subscriptions (the legacy ones, generation v1) and the event log.
+    Route("/v1/webhooks", lambda cfg, pool: webhooks.Webhooks(cfg, pool), (
+        Op("GET", "listWebhooks", "List webhooks, newest first", ACCOUNT,
+           view="PageWebhookView"),
+        Op("POST", "createWebhook", "Create a webhook (Idempotency-Key); the signing "
+           "secret is shown once", ACCOUNT, status=201, view="CreateWebhookResponse"))),
+    Route("/v1/webhooks/{id}", lambda cfg, pool: webhooks.Webhook(cfg, pool), (
+        Op("GET", "getWebhook", "Get a webhook", ACCOUNT, view="WebhookView"),
+        Op("PATCH", "updateWebhook", "Update a webhook", ACCOUNT, view="WebhookView"),
+        Op("DELETE", "deleteWebhook", "Delete a webhook (confirm=DELETE)", ACCOUNT,
+           view="DeleteWebhookResult"))),
+    Route("/v1/webhooks/{id}/rotate-secret",
+          lambda cfg, pool: webhooks.WebhookSecretRotation(cfg, pool), (
+              Op("POST", "rotateWebhookSecret", "New signing secret; the old one signs "
+                 "too for 24 hours", ACCOUNT, view="RotateWebhookSecretResponse"),)),
+    Route("/v1/webhooks/{id}/test", lambda cfg, pool: webhooks.WebhookTest(cfg, pool), (
+        Op("POST", "testWebhook", "Deliver a synthetic event to this webhook", ACCOUNT,
+           view="TestWebhookResponse"),)),
+    Route("/v1/webhooks/{id}/deliveries",
+          lambda cfg, pool: webhooks.WebhookDeliveries(cfg, pool), (
+              Op("GET", "listWebhookDeliveries", "A webhook's deliveries, newest first",
+                 ACCOUNT, view="PageWebhookDeliveryView"),)),
+    Route("/v1/events", lambda cfg, pool: events.Events(cfg, pool), (
+        Op("GET", "listEvents", "List events of the last 30 days, newest first", ACCOUNT,
+           view="PageEventView"),)),
+    Route("/v1/events/{id}", lambda cfg, pool: events.Event(pool), (
+        Op("GET", "getEvent", "Get an event (410 past retention)", ACCOUNT,
+           view="EventView"),)),
+    Route("/v1/events/{id}/redeliver", lambda cfg, pool: events.EventRedelivery(pool), (
+        Op("POST", "redeliverEvent", "Deliver an event again to its webhooks", ACCOUNT,
+           status=202, view="RedeliverView"),)),
+)
+
+# Served under /v1 but not JSON operations, so not in the OpenAPI document:
+# the magic links' HTML pages (the same tokens and pages as /api/v1/approve).
+PAGES: tuple[Route, ...] = (
+    Route("/v1/approve", lambda cfg, pool: ApproveLink(cfg, pool), (
+        Op("GET", "approvePage", "Approval confirmation page", PUBLIC),
+        Op("POST", "approveByLink", "Approve by magic link", PUBLIC))),
+    Route("/v1/reject", lambda cfg, pool: RejectLink(cfg, pool), (
+        Op("GET", "rejectPage", "Rejection confirmation page", PUBLIC),
+        Op("POST", "rejectByLink", "Reject by magic link", PUBLIC))),
 )
 
 
 # Resources that take a send's attachments: the larger body limit.
 LARGE_BODIES: tuple[type, ...] = (messages.Messages, sending.MessageReply,
-                                  sending.MessageForward)
+                                  sending.MessageForward, reviews.ReviewApproval)
 
 
 def mount(app: falcon.App, cfg: Config, pool: ConnectionPool) -> None:
-    for route in ROUTES:
+    for route in ROUTES + PAGES:
         app.add_route(route.template, route.make(cfg, pool))

@@ -66,6 +66,7 @@ class EventFilter:
     """Which of a user's events a listing holds; empty fields do not narrow."""
 
     type: str = ""
+    types: tuple[str, ...] = ()  # any of these (the /v1 names cover several)
     agent_id: str = ""
     conversation_id: str = ""
     message_id: str = ""
@@ -74,7 +75,8 @@ class EventFilter:
 
 
 _EVENT_COLUMNS = """id, type, schema_version, created_at, agent_id, conversation_id,
-                    message_id, data, dispatched_at"""
+                    message_id, data, dispatched_at,
+                    (SELECT email FROM agents a WHERE a.id = events.agent_id) AS agent_email"""
 
 
 def list_for_user(conn: psycopg.Connection, user_id: str, filt: EventFilter, *,
@@ -89,6 +91,9 @@ def list_for_user(conn: psycopg.Connection, user_id: str, filt: EventFilter, *,
         if value:
             clauses.append(f"{column} = %({column})s")
             params[column] = value
+    if filt.types:
+        clauses.append("type = ANY(%(types)s)")
+        params["types"] = list(filt.types)
     if filt.since:
         clauses.append("created_at >= %(since)s")
         params["since"] = filt.since

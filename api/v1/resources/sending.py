@@ -59,7 +59,7 @@ def _view(sent: sending.Sent) -> Answer:
 
 
 @contextmanager
-def _refusals() -> Iterator[None]:
+def refusals() -> Iterator[None]:
     """A draft's broken rule in the current vocabulary."""
     try:
         yield
@@ -107,14 +107,14 @@ class Sender:
                        if message_id else None)
         if message_id and inbound is None:
             raise not_found(f"message {message_id} not found")
-        with _refusals():
+        with refusals():
             draft: Draft = build(self.outbox.sender(agent), agent, inbound)
             # Checked here too, so a broken rule is refused in this API's words.
             compose.check(draft, self.outbox.limits)
         return self.outbox.deliver(agent, kind, draft, keep, view=_view)
 
     def content(self, body: dict[str, Any]) -> dict[str, Any]:
-        with _refusals():
+        with refusals():
             return {"cc": mailboxes(body, "cc"), "bcc": mailboxes(body, "bcc"),
                     "attachments": attachments(body, self.outbox.limits)}
 
