@@ -66,7 +66,7 @@ def _resolving(message_id: str, act: Callable[[], approval.Resolved]) -> approva
         raise not_found(f"review {message_id} not found") from None
     except approval.NotPending as exc:
         raise error(409, "message_not_pending", f"message {message_id} is no longer "
-                    "pending review", status=exc.status) from None
+                    "pending review", review_status=exc.status) from None
 
 
 class Reviews:
