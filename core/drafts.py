@@ -53,3 +53,15 @@ def forward(sender: Mailbox, inbound: dict[str, Any], *, to: tuple[Mailbox, ...]
                  text=replies.forward_text(text, inbound),
                  html=replies.forward_html(html, inbound) if html else "",
                  conversation_id=conversation(conversation_id), attachments=attachments)
+
+
+TEST_SUBJECT = "Test email from e2a"
+
+
+def test_mail(sender: Mailbox, agent: dict[str, Any]) -> Draft:
+    """The agent's test mail: to itself, out through the mail server and
+    back in, so it shows in its own inbox."""
+    return Draft(sender=sender, to=(Mailbox(agent["email"]),), subject=TEST_SUBJECT,
+                 text=f"This is a test email from e2a. {agent['email']} sent it to itself to "
+                      "show that its mail goes out and comes back in.\n",
+                 conversation_id=new_id("conv"))

@@ -33,7 +33,6 @@ TAGS = ["Sending"]
 WINDOW_SECONDS = 60
 # How long a client should wait before retrying after Postfix did not take a message.
 SUBMIT_RETRY_AFTER = 30
-TEST_SUBJECT = "Test email from e2a"
 
 
 def _errors(not_found: str) -> dict[str, Any]:
@@ -288,12 +287,7 @@ class AgentTest:
     def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
         with self._outbox.pool.connection() as conn:
             agent = auth.agent_for(conn, req.context.principal, email)
-        sender = self._outbox.sender(agent)
-        draft = Draft(
-            sender=sender, to=(Mailbox(agent["email"]),), subject=TEST_SUBJECT,
-            text=f"This is a test email from e2a. {agent['email']} sent it to itself to "
-                 "show that its mail goes out and comes back in.\n",
-            conversation_id=new_id("conv"))
+        draft = drafts.test_mail(self._outbox.sender(agent), agent)
         answer = self._outbox.deliver(agent, "test", draft, idempotent.Keep())
         resp.status = falcon.code_to_http_status(answer.status)
         resp.media = answer.media

@@ -79,6 +79,9 @@ ROUTES: tuple[Route, ...] = (
            ACCOUNT, view="DeleteAgentResult"))),
     Route(AGENT_PATH + "/restore", lambda cfg, pool: agents.AgentRestore(pool), (
         Op("POST", "restoreAgent", "Restore a trashed agent", ACCOUNT, view="AgentView"),)),
+    Route(AGENT_PATH + "/test", lambda cfg, pool: sending.AgentTest(cfg, pool), (
+        Op("POST", "testAgent", "Send the agent a test mail from itself", AGENT,
+           status=202, view="SendResultView"),)),
     Route(AGENT_PATH + "/messages", lambda cfg, pool: messages.Messages(cfg, pool), (
         Op("GET", "listMessages", "List an agent's messages", AGENT,
            view="PageMessageSummaryView"),

@@ -204,3 +204,10 @@ def test_a_trashed_agent_receives_no_mail_until_restored(sdk, sandbox):
     assert sdk("agents.restore", email)["email"] == email
     deliver(sandbox, email, "back again")
     assert wait_until(lambda: inbox(sdk, email), what="mail for the restored agent")
+
+
+def test_agent_test_mail(sdk, agent):
+    result = sdk("agents.test", agent)
+    assert result["status"] == "accepted"
+    assert wait_until(lambda: inbox(sdk, agent, subject_contains="Test email from e2a"),
+                      timeout=30, what="the test mail back in the inbox")

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 from apisupport import api_client, insert_message, make_tenant
 from submitsupport import sending_config
-from v1support import assert_envelope, messages_path
+from v1support import agent_path, assert_envelope, messages_path
+
+from e2a.core import drafts
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +120,13 @@ def test_a_hitl_agent_is_held_as_pending_review(hitl_client, hitl_owner):
     assert result.status_code == 202, result.text
     assert result.json["status"] == "pending_review"
     assert result.json["approval_expires_at"]
+
+
+def test_agent_test_mail_goes_to_itself(client, tenant, postfix):
+    result = client.simulate_post(agent_path(tenant.agent["email"]) + "/test",
+                                  headers=tenant.auth)
+    assert result.status_code == 202, result.text
+    assert result.json["status"] == "accepted"
+    got = postfix.only()
+    assert got.rcpt_tos == [tenant.agent["email"]]
+    assert got.message["Subject"] == drafts.TEST_SUBJECT

@@ -171,3 +171,18 @@ class MessageForward:
             return self._sender.deliver(req, email, "forward", keep, build, id)
 
         self._sender.respond(req, resp, email, work)
+
+
+class AgentTest:
+    """``POST /v1/agents/{email}/test``: no body, no idempotency key."""
+
+    def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
+        self._sender = Sender(cfg, pool)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
+        bodies.no_body(req)
+        answer = self._sender.deliver(
+            req, email, "test", Keep(),
+            lambda box, agent, inbound: drafts.test_mail(box, agent))
+        resp.status = falcon.code_to_http_status(answer.status)
+        resp.media = answer.media
