@@ -26,13 +26,18 @@ from submitsupport import sending_config
 from test_api_tenant_isolation import snapshot
 
 from e2a.api.v1.routes import ACCOUNT, AGENT, PUBLIC, ROUTES
+from e2a.core import webhooks
+from e2a.core.db import single_connection
 from e2a.core.ids import new_id
+from e2a.core.store import events as event_store
 
 PATH_VALUES = {("agents", "email"): "agent_email", ("messages", "id"): "message_id",
-               ("conversations", "id"): "conversation_id"}
+               ("conversations", "id"): "conversation_id", ("reviews", "id"): "message_id",
+               ("webhooks", "id"): "webhook_id", ("events", "id"): "event_id"}
 QUERY = {"confirm": "DELETE"}
 GHOST = {"agent_email": "nobody-0000@agents.test.example",
-         "message_id": "msg_" + "0" * 32, "conversation_id": "conv_" + "0" * 32}
+         "message_id": "msg_" + "0" * 32, "conversation_id": "conv_" + "0" * 32,
+         "webhook_id": "wh_" + "0" * 32, "event_id": "evt_" + "0" * 32}
 
 CASES = [pytest.param(route.template, op, id=f"{op.method} {route.template}")
          for route in ROUTES for op in route.ops if op.scope != PUBLIC]
@@ -46,6 +51,11 @@ def body_for(op: Any, cfg: Any) -> dict[str, Any] | None:
             "sendMessage": {"to": ["someone@example.org"], "subject": "iso", "text": "iso"},
             "replyToMessage": {"text": "iso"},
             "forwardMessage": {"to": ["someone@example.org"], "text": "iso"},
+            "createWebhook": {"url": "https://hooks.example.com/iso",
+                              "events": ["email.received"]},
+            "updateWebhook": {"description": "iso"},
+            "approveReview": {}, "rejectReview": {}, "testWebhook": {},
+            "redeliverEvent": {},
             }.get(op.operation_id)
 
 
@@ -87,8 +97,16 @@ def client(cfg, postfix, tmp_path_factory):
 def resources_of(cfg: Any, tenant: Tenant, agent: dict[str, Any]) -> dict[str, str]:
     conversation = new_id("conv")
     message_id = insert_message(cfg, agent, subject="victim's", conversation_id=conversation)
+    event_id = new_id("evt")
+    with single_connection(cfg) as conn:
+        hook, _ = webhooks.create(conn, cfg, tenant.user["id"], {
+            "url": "https://hooks.example.com/victim", "events": ["email.received"]},
+            generation="v1")
+        event_store.insert_event(conn, event_id, tenant.user["id"], "email.received",
+                                 {"message_id": message_id}, agent_id=agent["id"],
+                                 message_id=message_id)
     return {"agent_email": agent["email"], "message_id": message_id,
-            "conversation_id": conversation}
+            "conversation_id": conversation, "webhook_id": hook["id"], "event_id": event_id}
 
 
 def test_every_path_parameter_has_a_rule():
