@@ -93,7 +93,8 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/approve", ApproveLink(cfg, pool))
     app.add_route("/api/v1/reject", RejectLink(cfg, pool))
     # Real time: new mail pushed to local-mode agents.
-    app.add_route("/api/v1/agents/{email}/ws", AgentSocket(cfg, pool, hub or Hub(cfg)))
+    hub = hub or Hub(cfg)
+    app.add_route("/api/v1/agents/{email}/ws", AgentSocket(cfg, pool, hub))
     # Webhook subscriptions and the event log (account level).
     app.add_route("/api/v1/webhooks", Webhooks(cfg, pool))
     app.add_route("/api/v1/webhooks/{id}", Webhook(cfg, pool))
@@ -105,5 +106,5 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/events/{id}", Event(pool))
     app.add_route("/api/v1/events/{id}/redeliver", EventRedelivery(pool))
     # The current API (SDK 5.x): its own route table, the same core.
-    v1_routes.mount(app, cfg, pool)
+    v1_routes.mount(app, cfg, pool, hub)
     return app

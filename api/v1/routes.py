@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import falcon
 from psycopg_pool import ConnectionPool
 
+from e2a.api.realtime import Hub
 from e2a.api.resources.magiclinks import ApproveLink, RejectLink
 from e2a.api.v1 import openapi
 from e2a.api.v1.resources import (
@@ -27,6 +28,7 @@ from e2a.api.v1.resources import (
     reviews,
     sending,
     webhooks,
+    websocket,
 )
 from e2a.core.config import Config
 
@@ -175,6 +177,13 @@ LARGE_BODIES: tuple[type, ...] = (messages.Messages, sending.MessageReply,
                                   sending.MessageForward, reviews.ReviewApproval)
 
 
-def mount(app: falcon.App, cfg: Config, pool: ConnectionPool) -> None:
+# The SDK's listen(): a WebSocket, no JSON operation either.
+SOCKET_PATH = AGENT_PATH + "/ws"
+UNDOCUMENTED = frozenset({*(r.template for r in PAGES), SOCKET_PATH})
+
+
+def mount(app: falcon.App, cfg: Config, pool: ConnectionPool, hub: Hub) -> None:
+    """``hub``: the process's WebSocket hub, shared with the legacy socket."""
     for route in ROUTES + PAGES:
         app.add_route(route.template, route.make(cfg, pool))
+    app.add_route(SOCKET_PATH, websocket.AgentSocket(cfg, pool, hub))

@@ -116,3 +116,15 @@ def event_for_user(conn: psycopg.Connection, user_id: str,
         f"""SELECT {_EVENT_COLUMNS} FROM events
              WHERE id = %s AND user_id = %s AND NOT synthetic""",
         (event_id, user_id)).fetchone()
+
+
+def received_for_messages(conn: psycopg.Connection,
+                          message_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``email.received`` event of each of these messages, by message id
+    (the /v1 WebSocket frames them, so a frame and a webhook delivery of the
+    same mail carry the same event id)."""
+    rows = conn.execute(
+        f"""SELECT {_EVENT_COLUMNS} FROM events
+             WHERE message_id = ANY(%s) AND type = 'email.received' AND NOT synthetic""",
+        (message_ids,)).fetchall()
+    return {r["message_id"]: r for r in rows}
