@@ -373,3 +373,12 @@ def erase_trashed(conn: psycopg.Connection, agent_id: str, message_id: str) -> R
     if row and row["deleted_at"] is not None:
         conn.execute("DELETE FROM messages WHERE id = %s", (message_id,))
     return row
+
+
+def conversation_owned_by_other(conn: psycopg.Connection, conversation_id: str,
+                                user_id: str) -> bool:
+    """Whether a message of an owner other than ``user_id`` carries this
+    conversation id (messages_conversation_id, sql/012)."""
+    return conn.execute(
+        """SELECT 1 FROM messages WHERE conversation_id = %s AND user_id <> %s LIMIT 1""",
+        (conversation_id, user_id)).fetchone() is not None
