@@ -16,7 +16,7 @@ from e2a.core.dkimkeys import SigningKey
 SIGNED_HEADERS = (
     "from", "sender", "reply-to", "to", "cc", "subject", "date", "message-id",
     "in-reply-to", "references", "mime-version", "content-type",
-    "content-transfer-encoding", "x-e2a-conversation-id",
+    "content-transfer-encoding",
 )
 OVERSIGNED = ("from",)
 

@@ -51,14 +51,17 @@ class Transaction:
     xforward: Mapping[str, str] = field(default_factory=dict)
 
 
-def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float) -> str:
-    """Send ``txn``; return the server's final reply (it names the new queue id)."""
+def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float,
+             login: str = "") -> str:
+    """Send ``txn``; return the server's final reply (it names the new queue id).
+    ``login``: what proves to the reinjection service that we are its
+    client (core/release.reinject_login), given with XCLIENT LOGIN."""
     try:
         smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo, timeout=timeout)
     except (OSError, smtplib.SMTPException) as exc:
         raise ReinjectError(f"cannot connect to {address}: {exc}") from None
     try:
-        return _send(smtp, txn)
+        return _send(smtp, txn, login)
     except smtplib.SMTPResponseException as exc:
         raise ReinjectError(f"{address}: answered {exc.smtp_code} "
                             f"{_text(exc.smtp_error)}",
@@ -73,12 +76,18 @@ def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: floa
         smtp.close()
 
 
-def _send(smtp: smtplib.SMTP, txn: Transaction) -> str:
+def _send(smtp: smtplib.SMTP, txn: Transaction, login: str) -> str:
     if smtp.sock is not None and smtp.sock.family in (socket.AF_INET, socket.AF_INET6):
         # Small commands then a wait for the reply: Nagle plus delayed ACK
         # would add tens of milliseconds per message.
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _expect(smtp.ehlo(), "EHLO", 250)
+    if login:
+        if "login" not in smtp.esmtp_features.get("xclient", "").lower().split():
+            raise ReinjectError("the reinjection service does not announce XCLIENT LOGIN")
+        # XCLIENT starts the session afresh: a new greeting, then EHLO again.
+        _expect(smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", 220)
+        _expect(smtp.ehlo(), "EHLO", 250)
     if txn.xforward and smtp.has_extn("xforward"):
         supported = smtp.esmtp_features["xforward"].split()
         for args in xforward.commands(txn.xforward, supported):

@@ -161,6 +161,13 @@ def list_for_agent(conn: psycopg.Connection, agent_id: str, filt: MessageFilter,
         params).fetchall()
 
 
+_DETAIL_COLUMNS = """id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
+                     conversation_id, size_bytes, status, labels, webhook_status,
+                     webhook_error, created_at, auth_headers, raw_message, deleted_at,
+                     envelope_sender, spf, dkim, dmarc, verified, delivery_status,
+                     delivery_error, approval_expires_at, email_message_id"""
+
+
 def open_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
     """One of this agent's messages in full; None when it has none by that id.
 
@@ -169,18 +176,22 @@ def open_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> 
     state this read leaves (an inbound message is read from now on), also to a
     concurrent reader whose snapshot predates the other's mark."""
     return conn.execute(
-        """WITH marked AS (
+        f"""WITH marked AS (
                 UPDATE messages SET inbox_status = 'read'
                  WHERE id = %(id)s AND agent_id = %(agent_id)s
                    AND direction = 'inbound' AND inbox_status = 'unread')
-            SELECT id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
-                   conversation_id, size_bytes, status, labels, webhook_status,
-                   webhook_error, created_at, auth_headers, raw_message, deleted_at,
-                   envelope_sender, spf, dkim, dmarc, verified, delivery_status,
-                   delivery_error, approval_expires_at, email_message_id,
+            SELECT {_DETAIL_COLUMNS},
                    CASE WHEN direction = 'inbound' THEN 'read' END AS inbox_status
               FROM messages WHERE id = %(id)s AND agent_id = %(agent_id)s""",
         {"id": message_id, "agent_id": agent_id}).fetchone()
+
+
+def peek_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """As open_for_agent, but its read state stays as it is (a restore
+    answers the message without reading it)."""
+    return conn.execute(
+        f"""SELECT {_DETAIL_COLUMNS}, inbox_status FROM messages
+             WHERE id = %s AND agent_id = %s""", (message_id, agent_id)).fetchone()
 
 
 def labels_for_update(conn: psycopg.Connection, agent_id: str,
@@ -362,3 +373,12 @@ def erase_trashed(conn: psycopg.Connection, agent_id: str, message_id: str) -> R
     if row and row["deleted_at"] is not None:
         conn.execute("DELETE FROM messages WHERE id = %s", (message_id,))
     return row
+
+
+def conversation_owned_by_other(conn: psycopg.Connection, conversation_id: str,
+                                user_id: str) -> bool:
+    """Whether a message of an owner other than ``user_id`` carries this
+    conversation id (messages_conversation_id, sql/012)."""
+    return conn.execute(
+        """SELECT 1 FROM messages WHERE conversation_id = %s AND user_id <> %s LIMIT 1""",
+        (conversation_id, user_id)).fetchone() is not None

@@ -303,6 +303,8 @@ def test_trash_restore_and_erase(client, cfg, tenant):
     assert legacy.json["messages"] == []
     restored = client.simulate_post(path + "/restore", headers=tenant.auth)
     assert restored.status_code == 200 and "deleted_at" not in restored.json
+    # A restore is no read: the message is as unread as it was.
+    assert restored.json["read_status"] == "read"  # the GET above read it
     client.simulate_delete(path, headers=tenant.auth)
     erased = client.simulate_delete(path, params={"permanent": "true", "confirm": "DELETE"},
                                     headers=tenant.auth)
@@ -338,3 +340,11 @@ def test_conversations_list_and_get(client, cfg, tenant):
     assert "alice@example.org" in detail.json["participants"]
     assert_envelope(client.simulate_get(f"{path}/conv_nope", headers=tenant.auth), 404,
                     "not_found")
+
+
+def test_restore_does_not_read_the_message(client, cfg, tenant):
+    message_id = insert_message(cfg, tenant.agent)
+    path = f"{messages_path(tenant.agent['email'])}/{message_id}"
+    client.simulate_delete(path, headers=tenant.auth)
+    restored = client.simulate_post(path + "/restore", headers=tenant.auth)
+    assert restored.json["read_status"] == "unread"

@@ -156,7 +156,7 @@ class MessageRestore:
                 mailbox.restore(conn, agent["id"], id)
             except mailbox.MailboxError as exc:
                 raise _refused(exc) from None
-            row = message_store.open_for_agent(conn, agent["id"], id)
+            row = message_store.peek_for_agent(conn, agent["id"], id)
         if row is None:
             raise not_found(f"message {id} not found")
         resp.media = views.message(row, self._authserv_id)
