@@ -17,7 +17,7 @@ DRIVER = Path(__file__).with_name("sdk5_driver.py")
 
 
 def install() -> str:
-    return ensure_installed(INSTALL_DIR, SDK5_REQUIREMENT, SDK5_VERSION, needs="httpx")
+    return ensure_installed(INSTALL_DIR, SDK5_REQUIREMENT, SDK5_VERSION, needs="websockets")
 
 
 class Sdk5Error(Exception):

@@ -18,7 +18,8 @@ SDK2_VERSION = "2.5.0"
 REQUIREMENT = f"e2a[ws]=={SDK2_VERSION}"
 # The current generation (/v1), for the tests of that API.
 SDK5_VERSION = "5.8.1"
-SDK5_REQUIREMENT = f"e2a=={SDK5_VERSION}"
+# [ws]: websockets, for listen().
+SDK5_REQUIREMENT = f"e2a[ws]=={SDK5_VERSION}"
 # Beside the virtualenv it is installed for, so it goes when the venv goes;
 # named by version, so a new pin installs afresh.
 INSTALL_DIR = Path(sys.prefix) / f"e2a-sdk-{SDK2_VERSION}"
