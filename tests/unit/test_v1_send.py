@@ -10,6 +10,7 @@ from submitsupport import sending_config
 from v1support import agent_path, assert_envelope, messages_path
 
 from e2a.core import drafts
+from e2a.core.ids import new_id
 
 
 @pytest.fixture(autouse=True)
@@ -31,16 +32,18 @@ def tenant(cfg):
 
 
 def test_send_is_accepted_and_submitted(client, tenant, postfix):
+    # Conversation ids belong to the account that first used them: a fresh one.
+    conversation = new_id("conv")
     result = client.simulate_post(messages_path(tenant.agent["email"]), headers=tenant.auth,
                                   json={"to": ["bob@example.org"], "cc": ["c@example.org"],
                                         "subject": "Hi", "text": "hello", "html": "<p>hello</p>",
-                                        "conversation_id": "conv_mine"})
+                                        "conversation_id": conversation})
     assert result.status_code == 202, result.text
     assert result.json["status"] == "accepted" and result.json["method"] == "smtp"
     got = postfix.only()
     assert sorted(got.rcpt_tos) == ["bob@example.org", "c@example.org"]
     assert got.message["Subject"] == "Hi"
-    assert got.message["X-E2A-Conversation-Id"] == "conv_mine"
+    assert got.message["X-E2A-Conversation-Id"] == conversation
     listed = client.simulate_get(messages_path(tenant.agent["email"]),
                                  params={"direction": "outbound"}, headers=tenant.auth)
     assert [m["id"] for m in listed.json["items"]] == [result.json["message_id"]]
