@@ -28,7 +28,9 @@ _BY_STATUS = {400: "invalid_request", 401: "unauthorized", 402: "limit_exceeded"
 _RENAMED = {"invalid_json": "invalid_request", "unprocessable": "invalid_request",
             "unavailable": "internal_error",
             "idempotency_key_reused": "idempotency_key_reuse",
-            "idempotency_key_in_progress": "idempotency_in_flight"}
+            "idempotency_key_in_progress": "idempotency_in_flight",
+            # An approval Postfix did not take (the hold stays).
+            "release_refused": "invalid_request", "release_unavailable": "internal_error"}
 
 
 def is_v1(req: falcon.Request) -> bool:

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from apisupport import agent_key, api_client, make_tenant
 from servicesupport import write_config
+from test_api_webhooks import dispatch_all
 from v1support import assert_envelope
 from webhooksupport import Receiver
 
@@ -64,12 +65,6 @@ def add_event(cfg, tenant, type_="email.received", data=None, age=None, **refs) 
             conn.execute("UPDATE events SET created_at = now() - %s WHERE id = %s",
                          (age, event_id))
     return event_id
-
-
-def dispatch_all(cfg) -> None:
-    with single_connection(cfg) as conn:
-        while dispatch.dispatch(conn):
-            pass
 
 
 # -- subscriptions --------------------------------------------------------------

@@ -7,7 +7,6 @@ agent wrote)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,21 +15,17 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import idempotent
 from e2a.api.idempotent import Answer, Keep
-from e2a.api.resources.pending import edits_of
+from e2a.api.resources.pending import approve_as, edits_of
 from e2a.api.v1 import access, bodies, cursors, params, views
 from e2a.api.v1.errors import error, not_found
 from e2a.api.v1.resources.sending import MAX_BODY, MAX_SUBJECT, refusals
 from e2a.core import approval, compose, holds
 from e2a.core.config import Config
-from e2a.core.release import ReleaseError
 from e2a.core.store import messages as message_store
 from e2a.core.store import pending as pending_store
 from e2a.core.timefmt import rfc3339
 
-log = logging.getLogger("e2a.api")
-
 MAX_REASON = 2000
-RELEASE_RETRY_AFTER = 30
 APPROVE = {"subject": bodies.Field(str, max_length=MAX_SUBJECT),
            "text": bodies.Field(str, max_length=MAX_BODY),
            "html": bodies.Field(str, max_length=MAX_BODY),
@@ -144,19 +139,8 @@ class ReviewApproval:
         legacy = {_LEGACY_NAMES.get(k, k): v for k, v in body.items()}
         with refusals():
             edits = edits_of(legacy, self._limits)
-            try:
-                done = _resolving(message_id, lambda: approval.approve(
-                    self._pool, self._cfg, message_id, owner_id=reviewer,
-                    reviewer_user_id=reviewer, edits=edits, via="api"))
-            except ReleaseError as exc:
-                log.warning("approved message not released: %s", exc,
-                            extra={"message_id": message_id})
-                if exc.permanent:
-                    raise error(422, "invalid_request", f"the mail server refused the "
-                                f"message for good ({exc}); it is still held") from None
-                raise error(503, "internal_error", "the mail server did not take the "
-                            "message; it is still held, retry later",
-                            retry_after_seconds=RELEASE_RETRY_AFTER) from None
+            done = _resolving(message_id, lambda: approve_as(
+                self._pool, self._cfg, message_id, reviewer, edits))
         # Postfix has it: queued, as a /v1 send answers.
         return Answer(202, {"message_id": done.message_id, "status": "accepted",
                             "method": done.method or "smtp", "edited": done.edited})

@@ -18,17 +18,15 @@ import hashlib
 from typing import Any
 
 import falcon
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth
 from e2a.api.errors import ApiError
-from e2a.api.realtime import Hub, Unavailable
-from e2a.api.resources.websocket import TRY_AGAIN_LATER
+from e2a.api.realtime import Hub
+from e2a.api.resources.websocket import Refused, serve
 from e2a.api.v1 import access
 from e2a.api.v1.errors import error
-from e2a.api.wschannel import POLICY_VIOLATION, Channel
-from e2a.api.wsession import Session
+from e2a.api.wschannel import Channel
 from e2a.core import eventtypes, v1events
 from e2a.core.config import Config
 from e2a.core.store import events as event_store
@@ -72,23 +70,14 @@ class AgentSocket:
         ws = req.env.get("wsgi.websocket")
         if ws is None:
             raise error(426, "upgrade_required", "this endpoint speaks WebSocket only")
-        channel = Channel(ws)
-        try:
-            agent, key_id = self._agent(req, email)
-            sub = self._hub.subscribe(agent["id"], channel, key_id)
-        except ApiError as exc:
-            channel.close(POLICY_VIOLATION, exc.api_code or "forbidden")
-            return
-        except Unavailable as exc:
-            channel.close(exc.code, exc.reason)
-            return
-        except psycopg.Error:
-            channel.close(TRY_AGAIN_LATER, "database unavailable, try again later")
-            return
-        try:
-            Session(self._pool, channel, sub, self._ping_seconds, render=frames).run()
-        finally:
-            self._hub.unsubscribe(sub)
+        def find() -> tuple[str, str]:
+            try:
+                agent, key_id = self._agent(req, email)
+            except ApiError as exc:
+                raise Refused(exc.api_code or "forbidden") from None
+            return agent["id"], key_id
+
+        serve(self._pool, self._hub, self._ping_seconds, Channel(ws), find, render=frames)
 
     def _agent(self, req: falcon.Request, email: str) -> tuple[dict[str, Any], str]:
         scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
