@@ -46,7 +46,7 @@ def undispatched(conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
     message and the mode and webhook of its agent, as they are now."""
     return conn.execute(
         """SELECT e.id, e.user_id, e.agent_id, e.message_id, e.conversation_id, e.type,
-                  coalesce(m.labels, '{}') AS labels, a.agent_mode, a.webhook_url
+                  e.data, coalesce(m.labels, '{}') AS labels, a.agent_mode, a.webhook_url
              FROM events e
              LEFT JOIN messages m ON m.id = e.message_id
              LEFT JOIN agents a ON a.id = e.agent_id

@@ -101,7 +101,7 @@ def rotate_secret(conn: psycopg.Connection, webhook_id: str, secret: str,
 def enabled_for_users(conn: psycopg.Connection, user_ids: Sequence[str]) -> list[Row]:
     """What the dispatcher matches events against."""
     return conn.execute(
-        """SELECT id, user_id, events, filters FROM webhooks
+        """SELECT id, user_id, events, filters, generation FROM webhooks
             WHERE user_id = ANY(%s) AND enabled ORDER BY created_at, id""",
         (list(user_ids),)).fetchall()
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from e2a.core import v1events, webhookpayload, webhooksig
+from e2a.core import dispatch, v1events, webhookpayload, webhooksig
 
 AT = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
 
@@ -57,3 +57,19 @@ def test_the_reference_vector_signs_the_encoded_envelope():
     assert header == ("t=1700000000,"
                       "v1=1de00bc31e17fd3bec71b082a780ff6b2cbdf75a33dff23bf5fd17011ad480b4,"
                       "v1=5e52f2321124cafff81c81397278a776dd24a4087ae6aed8fcc8b9c183593872")
+
+
+@pytest.mark.parametrize("status,approved_hook,rejected_hook", [
+    ("expired_approved", True, False), ("expired_rejected", False, True)])
+def test_an_expiry_reaches_the_v1_subscriber_of_its_outcome(status, approved_hook,
+                                                            rejected_hook):
+    event = {"type": "email.expired", "data": {"status": status}}
+
+    def hook(v1_type: str, generation: str = "v1") -> dict:
+        return {"events": v1events.stored_types([v1_type]), "filters": {},
+                "generation": generation}
+
+    assert dispatch.matches(hook("email.review_approved"), event) is approved_hook
+    assert dispatch.matches(hook("email.review_rejected"), event) is rejected_hook
+    # A legacy subscription to email.expired gets every expiry, as before.
+    assert dispatch.matches({"events": ["email.expired"], "filters": {}}, event)
