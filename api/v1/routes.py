@@ -21,6 +21,7 @@ from e2a.api.v1 import openapi
 from e2a.api.v1.resources import (
     account,
     agents,
+    apikeys,
     conversations,
     events,
     messages,
@@ -69,6 +70,14 @@ ROUTES: tuple[Route, ...] = (
            view="AccountView"),
         Op("DELETE", "deleteAccount", "Erase the account and everything it owns "
            "(confirm=DELETE)", ACCOUNT, view="DeleteUserDataResult"))),
+    Route("/v1/account/api-keys", lambda cfg, pool: apikeys.ApiKeys(cfg, pool), (
+        Op("GET", "listApiKeys", "List the account's live API keys, newest first", ACCOUNT,
+           view="PageAPIKeyView"),
+        Op("POST", "createApiKey", "Create an API key (shown once)", ACCOUNT, status=201,
+           view="CreateAPIKeyResponse"))),
+    Route("/v1/account/api-keys/{id}", lambda cfg, pool: apikeys.ApiKey(pool), (
+        Op("DELETE", "deleteApiKey", "Revoke an API key (confirm=DELETE)", ACCOUNT,
+           view="DeleteApiKeyResult"),)),
     Route("/v1/agents", lambda cfg, pool: agents.Agents(cfg, pool), (
         Op("GET", "listAgents", "List agents, newest first", ACCOUNT,
            view="PageAgentView"),

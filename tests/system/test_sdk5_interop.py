@@ -211,3 +211,19 @@ def test_agent_test_mail(sdk, agent):
     assert result["status"] == "accepted"
     assert wait_until(lambda: inbox(sdk, agent, subject_contains="Test email from e2a"),
                       timeout=30, what="the test mail back in the inbox")
+
+
+def test_api_keys(sdk, sandbox):
+    made = sdk("account.api_keys.create", {"name": "from the sdk"})
+    assert made["key"].startswith("e2a_") and made["scope"] == "account"
+    assert made["id"] in [k["id"] for k in sdk("account.api_keys.list")]
+    other = Sdk5(sandbox.api_url, made["key"])
+    try:
+        assert other("account.get")["scope"] == "account"
+        assert sdk("account.api_keys.delete", made["id"]) == {"deleted": True,
+                                                              "id": made["id"]}
+        with pytest.raises(Sdk5Error) as revoked:
+            other("account.get")
+        assert revoked.value.type == "E2AAuthError"
+    finally:
+        other.close()

@@ -348,3 +348,30 @@ def test_restore_does_not_read_the_message(client, cfg, tenant):
     client.simulate_delete(path, headers=tenant.auth)
     restored = client.simulate_post(path + "/restore", headers=tenant.auth)
     assert restored.json["read_status"] == "unread"
+
+
+def test_api_keys_create_list_revoke(client, cfg, tenant):
+    made = client.simulate_post("/v1/account/api-keys", json={"name": "ci"},
+                                headers=tenant.auth)
+    assert made.status_code == 201, made.text
+    assert made.json["scope"] == "account" and made.json["key"].startswith("e2a_")
+    scoped = client.simulate_post("/v1/account/api-keys", headers=tenant.auth, json={
+        "scope": "agent", "agent_email": tenant.agent["email"]})
+    assert scoped.json["agent_email"] == tenant.agent["email"]
+    new_key = {"Authorization": f"Bearer {made.json['key']}"}
+    assert client.simulate_get("/v1/account", headers=new_key).status_code == 200
+    listed = client.simulate_get("/v1/account/api-keys", headers=tenant.auth).json["items"]
+    assert [k["id"] for k in listed][:2] == [scoped.json["id"], made.json["id"]]
+    assert all("key" not in k for k in listed)
+    assert_envelope(client.simulate_post("/v1/account/api-keys", headers=tenant.auth,
+                                         json={"scope": "agent"}), 400, "invalid_scope")
+    assert_envelope(client.simulate_post("/v1/account/api-keys", headers=tenant.auth,
+                                         json={"expires_at": "2030-01-01T00:00:00Z"}),
+                    400, "invalid_expires_at")
+    path = f"/v1/account/api-keys/{made.json['id']}"
+    assert_envelope(client.simulate_delete(path, headers=tenant.auth), 422, "invalid_request")
+    revoked = client.simulate_delete(path, params={"confirm": "DELETE"}, headers=tenant.auth)
+    assert revoked.json == {"deleted": True, "id": made.json["id"]}
+    assert_envelope(client.simulate_get("/v1/account", headers=new_key), 401, "unauthorized")
+    assert_envelope(client.simulate_delete(path, params={"confirm": "DELETE"},
+                                           headers=tenant.auth), 404, "not_found")

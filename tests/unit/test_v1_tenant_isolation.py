@@ -32,12 +32,14 @@ from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
 
 PATH_VALUES = {("agents", "email"): "agent_email", ("messages", "id"): "message_id",
-               ("conversations", "id"): "conversation_id", ("reviews", "id"): "message_id",
-               ("webhooks", "id"): "webhook_id", ("events", "id"): "event_id"}
+               ("conversations", "id"): "conversation_id", ("api-keys", "id"): "key_id",
+               ("reviews", "id"): "message_id", ("webhooks", "id"): "webhook_id",
+               ("events", "id"): "event_id"}
 QUERY = {"confirm": "DELETE"}
 GHOST = {"agent_email": "nobody-0000@agents.test.example",
          "message_id": "msg_" + "0" * 32, "conversation_id": "conv_" + "0" * 32,
-         "webhook_id": "wh_" + "0" * 32, "event_id": "evt_" + "0" * 32}
+         "key_id": "key_" + "0" * 32, "webhook_id": "wh_" + "0" * 32,
+         "event_id": "evt_" + "0" * 32}
 
 CASES = [pytest.param(route.template, op, id=f"{op.method} {route.template}")
          for route in ROUTES for op in route.ops if op.scope != PUBLIC]
@@ -99,6 +101,8 @@ def resources_of(cfg: Any, tenant: Tenant, agent: dict[str, Any]) -> dict[str, s
     message_id = insert_message(cfg, agent, subject="victim's", conversation_id=conversation)
     event_id = new_id("evt")
     with single_connection(cfg) as conn:
+        key_id = conn.execute("SELECT id FROM api_keys WHERE user_id = %s AND agent_id IS NULL "
+                              "ORDER BY created_at LIMIT 1", (tenant.user["id"],)).fetchone()["id"]
         hook, _ = webhooks.create(conn, cfg, tenant.user["id"], {
             "url": "https://hooks.example.com/victim", "events": ["email.received"]},
             generation="v1")
@@ -106,7 +110,8 @@ def resources_of(cfg: Any, tenant: Tenant, agent: dict[str, Any]) -> dict[str, s
                                  {"message_id": message_id}, agent_id=agent["id"],
                                  message_id=message_id)
     return {"agent_email": agent["email"], "message_id": message_id,
-            "conversation_id": conversation, "webhook_id": hook["id"], "event_id": event_id}
+            "conversation_id": conversation, "key_id": key_id, "webhook_id": hook["id"],
+            "event_id": event_id}
 
 
 def test_every_path_parameter_has_a_rule():
@@ -123,7 +128,8 @@ def test_every_operation_has_a_known_scope():
 def test_another_tenant_cannot_reach_or_see(cfg, client, template, op, caller):
     victim = make_tenant(cfg)
     values = resources_of(cfg, victim, victim.agent)
-    identifiers = {victim.user["id"], victim.user["email"], victim.agent["id"], *values.values()}
+    identifiers = {victim.user["id"], victim.user["email"], victim.agent["id"],
+                   *values.values()}
     intruder = make_tenant(cfg)
     key = intruder.key if caller == "account-key" else agent_key(cfg, intruder,
                                                                  intruder.agent)
