@@ -218,7 +218,11 @@ def words(flat: str) -> str:
 
 
 def _negated(view: str, start: int) -> bool:
-    return bool(_NEGATION.search(view, max(0, start - 48), start))
+    """A negation among the five words before the match: "we will never ask
+    you to send ..." (the word view has no sentence ends, so a longer reach
+    would let one sentence's "never" excuse the next one's request)."""
+    before = " " + " ".join(view[max(0, start - 60):start].split()[-5:]) + " "
+    return bool(_NEGATION.search(before))
 
 
 def scan_text(text: str, where: str = "body") -> list[Finding]:
@@ -431,7 +435,7 @@ def encoded_words(msg: Message) -> list[Finding]:
 
 def _ascii_only(word: str) -> bool:
     try:
-        _, _charset, encoding, payload = word[2:-2].split("?", 3)
+        _charset, encoding, payload = word[2:-2].split("?", 2)
         if encoding in "bB":
             data = base64.b64decode(payload + "=" * (-len(payload) % 4))
         else:

@@ -89,7 +89,7 @@ SECRETS: tuple[Pattern, ...] = (
     _p("aws_access_key", 0.92, r"\b(?:AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16}\b", "an AWS access key id",
        _not_aws_example),
     _p("aws_secret_key", 0.97,
-       r"(?i:aws_?secret_?access_?key|aws_?secret)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}\b",
+       r"(?i:aws_?secret_?access_?key|aws_?secret)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
        "an AWS secret access key"),
     _p("gcp_service_account", 0.98,
        r"\"type\"\s*:\s*\"service_account\"", "a Google Cloud service account key file"),
