@@ -57,11 +57,16 @@ class Rule:
     pattern: re.Pattern[str]
     rationale: str
     raw: bool = False  # matched on the lower-cased text, not the word view
+    # Substrings every match contains (one of them at least): a rule whose
+    # anchors are all absent is not run. Python's re has no prefilter for an
+    # alternation of words, and this halves the scan of ordinary mail;
+    # tests check the anchors never change a result.
+    anchors: tuple[str, ...] = ()
 
 
 def _r(category: str, name: str, score: float, pattern: str, rationale: str,
-       raw: bool = False) -> Rule:
-    return Rule(category, name, score, re.compile(pattern), rationale, raw)
+       raw: bool = False, anchors: tuple[str, ...] = ()) -> Rule:
+    return Rule(category, name, score, re.compile(pattern), rationale, raw, anchors)
 
 
 RULES: tuple[Rule, ...] = (
@@ -70,21 +75,25 @@ RULES: tuple[Rule, ...] = (
        rf" (?:previous|prior|above|earlier|preceding|past|all|any|your|system|original|"
        rf"initial|existing){_G2} (?:instructions?|prompts?|rules|directions|directives|"
        rf"guidelines|commands|context|programming|guardrails|constraints)\b",
-       "asks to ignore prior instructions"),
+       "asks to ignore prior instructions",
+       anchors=("ignore", "disregard", "forget", "override", "discard", "abandon")),
     _r("prompt_injection", "role_override", 0.85,
        r"\b(?:you are now (?:a|an|in|the|my|no longer|dan|free)|from now on you (?:are|will|must|"
        r"shall|should|have)|your new (?:task|instructions?|role|goal|objective|purpose) (?:is|are)"
        r"|new (?:system )?instructions? (?:follow|are|is))\b",
-       "tries to give the agent a new role or task"),
+       "tries to give the agent a new role or task",
+       anchors=("you are now", "from now on", "your new", "instruction")),
     _r("prompt_injection", "system_prompt", 0.85,
        r"\b(?:reveal|print|show|repeat|output|leak|disclose|tell me|display|dump)"
        r"(?: \w+){0,2} (?:system prompt|initial prompt|hidden instructions|"
        r"instructions above|original instructions|developer message|hidden prompt)\b",
-       "asks the agent to reveal its instructions"),
+       "asks the agent to reveal its instructions",
+       anchors=("prompt", "instructions", "developer message")),
     _r("prompt_injection", "chat_markup", 0.92,
        r"<\|(?:im_start|im_end|system|user|assistant|endoftext)\|>|\[/?inst\]|<</?sys>>"
        r"|(?:^|\n)\s*#{2,3} ?(?:system|new instructions?) ?:|</?system_?(?:prompt)?>",
-       "carries chat-template markup that fakes a system message", raw=True),
+       "carries chat-template markup that fakes a system message", raw=True,
+       anchors=("<|", "inst]", "sys>>", "#", "system")),
     _r("prompt_injection", "addressed_to_ai", 0.86,
        r"\b(?:ai|llm|assistant|agent|bot|gpt|chatgpt|claude|copilot|language model)s?"
        r"(?: \w+){0,3} (?:must|should|shall|needs? to|is instructed to|are instructed to|"
@@ -95,28 +104,35 @@ RULES: tuple[Rule, ...] = (
        r"ai assistant|ai agent|automated agent|bot)\b"
        r"|\bnote to (?:the |any )?(?:ai|llm|assistant|agent|model|bot)\b"
        r"|\b(?:attention|important|instructions? for) (?:ai|llm|assistant|agent|model)s?\b",
-       "addresses instructions to an AI reader"),
+       "addresses instructions to an AI reader",
+       anchors=("must", "should", "shall", "need", "instructed", "required", "you are a",
+                "note to", "attention", "important", "instruction")),
     _r("prompt_injection", "conceal", 0.82,
        r"\b(?:do not|don t|dont|never) (?:tell|inform|notify|alert|warn|mention this to|"
        r"mention it to|let) (?:the |your )?(?:user|owner|human|operator|principal|boss)\b"
        r"|\bwithout (?:telling|informing|notifying|alerting|asking) (?:the |your )?"
        r"(?:user|owner|human|operator|principal)\b",
-       "asks the agent to hide what it does from its owner"),
+       "asks the agent to hide what it does from its owner",
+       anchors=("not ", "don t", "dont", "never", "without")),
     _r("prompt_injection", "tool_abuse", 0.9,
        r"\b(?:curl|wget)\b[^\n|]{0,200}\|\s*(?:sudo\s+)?(?:ba|z)?sh\b"
        r"|\b(?:powershell|pwsh)(?:\.exe)?\s+-(?:enc|encodedcommand|e)\s"
        r"|\brm\s+-rf\s+/(?:\s|$)",
-       "contains a command that downloads and runs code", raw=True),
+       "contains a command that downloads and runs code", raw=True,
+       anchors=("curl", "wget", "powershell", "pwsh", "rm")),
     # Developers write "run the following command" to each other every day:
     # alone it only counts at high sensitivity.
     _r("prompt_injection", "run_this", 0.45,
        r"\b(?:run|execute|call|invoke) (?:the following|this|these) (?:\w+ )?"
        r"(?:commands?|code|script|shell|tool|function|query|payload)\b",
-       "asks the agent to run something"),
+       "asks the agent to run something",
+       anchors=("run", "execute", "call", "invoke")),
     _r("jailbreak", "dan", 0.92,
        r"\b(?:do anything now|dan mode|developer mode (?:enabled|on|activated)|"
        r"jailbroken|jailbreak mode|god mode (?:enabled|on|activated)|evil confidant)\b",
-       "uses a known jailbreak persona"),
+       "uses a known jailbreak persona",
+       anchors=("do anything now", "dan mode", "developer mode", "jailb", "god mode",
+                "evil confidant")),
     _r("jailbreak", "no_limits", 0.86,
        r"\b(?:pretend|imagine|act as if|act like|assume) (?:you are|you re|you have|you"
        r" ve got|that you have|you)(?: \w+){0,3} (?:no|without|free of|free from) (?:any )?"
@@ -125,28 +141,38 @@ RULES: tuple[Rule, ...] = (
        r"|\b(?:bypass|disable|turn off|circumvent|ignore|override|deactivate)(?: your| the| all|"
        r" any)? (?:safety|content|ethical|security)? ?(?:filters?|guardrails|restrictions|"
        r"safeguards|safety measures|content policy|guidelines)\b",
-       "asks the agent to drop its safety rules"),
+       "asks the agent to drop its safety rules",
+       anchors=("pretend", "imagine", "act as if", "act like", "assume", "bypass", "disable",
+                "turn off", "circumvent", "ignore", "override", "deactivate")),
     _r("jailbreak", "persona", 0.7,
        r"\b(?:stay in character|you are no longer (?:an? )?(?:ai|assistant|chatbot|language "
        r"model|bot)|you have been freed|break free of (?:your )?(?:rules|programming))\b",
-       "tries to move the agent into a persona without rules"),
+       "tries to move the agent into a persona without rules",
+       anchors=("stay in character", "you are no longer", "freed", "break free")),
     _r("jailbreak", "jailbreak_word", 0.5, r"\bjailbreak(?:s|ing)?\b",
-       "mentions jailbreaking"),
+       "mentions jailbreaking",
+       anchors=("jailbreak",)),
     _r("credential_phishing", "ask_secret", 0.9,
        rf"\b(?:send|give|share|provide|reply with|respond with|email|forward|tell|paste|"
        rf"post|disclose|reveal|include|attach|dm|text|read out|hand over)(?: me| us)?"
        rf"(?: \w+){{0,2}} (?:your|the|its|all|any|our) (?:\w+ )?{_SECRETS}\b",
-       "asks for keys, passwords or codes"),
+       "asks for keys, passwords or codes",
+       anchors=("send", "give", "share", "provide", "reply with", "respond with", "email",
+                "forward", "tell", "paste", "post", "disclose", "reveal", "include", "attach",
+                "dm", "text", "read out", "hand over")),
     _r("credential_phishing", "lure", 0.6,
        r"\b(?:verify|confirm|validate|update|re ?activate|unlock|restore) your (?:account|"
        r"identity|login|mailbox|email account|billing|payment details|password|credentials)\b",
-       "asks to confirm an account or its password"),
+       "asks to confirm an account or its password",
+       anchors=("verify", "confirm", "validate", "update", "activate", "unlock", "restore")),
     _r("credential_phishing", "pressure", 0.5,
        r"\b(?:will be|has been|have been|is being) (?:suspended|locked|disabled|deleted|"
        r"terminated|closed|deactivated|restricted)(?: \w+){0,6} (?:within|in|after) \d+ "
        r"(?:hours?|days?|minutes?)\b|\b(?:failure to|if you do not|unless you) (?:verify|confirm|"
        r"respond|act)\b",
-       "threatens the account to rush a response"),
+       "threatens the account to rush a response",
+       anchors=("will be", "has been", "have been", "is being", "failure to", "if you do not",
+                "unless you")),
     _r("exfiltration", "forward_mail", 0.88,
        r"\b(?:forward|send|copy|bcc|cc|redirect|transfer|export|upload|sync|dump|leak)"
        r"(?: \w+){0,2} (?:all|every|each|any|entire|whole|the entire|the whole|your entire|"
@@ -154,22 +180,27 @@ RULES: tuple[Rule, ...] = (
        r"(?: \w+){0,1} (?:emails?|e mails?|messages|mails?|mailbox|inbox|correspondence|"
        r"conversations?|threads|chat history|conversation history|contacts|address book|"
        r"passwords|secrets|credentials|keys)\b",
-       "asks for mail, contacts or secrets to be sent on"),
+       "asks for mail, contacts or secrets to be sent on",
+       anchors=("forward", "send", "copy", "bcc", "cc", "redirect", "transfer", "export", "upload",
+                "sync", "dump", "leak")),
     _r("exfiltration", "forward_files", 0.6,
        r"\b(?:forward|send|copy|upload|export|transfer)(?: \w+){0,2} (?:all|every|each|entire|"
        r"the entire|the whole|whole)(?: of)?(?: your| the| my)?(?: \w+){0,1} (?:files|documents|"
        r"attachments|data|records|database|drive|folders?)\b",
-       "asks for files or data in bulk to be sent on"),
+       "asks for files or data in bulk to be sent on",
+       anchors=("forward", "send", "copy", "upload", "export", "transfer")),
     _r("exfiltration", "auto_forward", 0.9,
        r"\b(?:set up|setup|create|add|configure|enable|turn on) (?:a |an )?(?:new )?"
        r"(?:mail |email |inbox )?(?:forwarding|auto forward|auto forwarding|autoforward|"
        r"forward|redirect) (?:rule|address|filter|to)\b",
-       "asks for a forwarding rule"),
+       "asks for a forwarding rule",
+       anchors=("forward", "redirect")),
     _r("exfiltration", "to_endpoint", 0.75,
        r"\b(?:upload|post|send|submit|exfiltrate|transmit|beacon)(?: \w+){0,8} to "
        r"(?:https? |this (?:url|endpoint|webhook|server)|the (?:following )?(?:url|endpoint|"
        r"webhook|server))\b",
-       "asks for data to be posted to a web address"),
+       "asks for data to be posted to a web address",
+       anchors=("http", "url", "endpoint", "webhook", "server")),
 )
 
 _NEGATION = re.compile(r"\b(?:never|not|don t|dont|won t|will not|do not|nobody|no one|"
@@ -231,10 +262,13 @@ def scan_text(text: str, where: str = "body") -> list[Finding]:
     return _rules(flat, words(flat), where)
 
 
-def _rules(flat: str, view: str, where: str, suffix: str = "") -> list[Finding]:
+def _rules(flat: str, view: str, where: str, suffix: str = "",
+           prefilter: bool = True) -> list[Finding]:
     found: list[Finding] = []
     for rule in RULES:
         haystack = flat if rule.raw else view
+        if prefilter and rule.anchors and not any(a in haystack for a in rule.anchors):
+            continue
         match = rule.pattern.search(haystack)
         if match is None:
             continue

@@ -155,6 +155,10 @@ def test_scanning_is_deterministic(text):
 
 PACKAGE = Path(__file__).parent.parent.parent / "core" / "protection"
 PROCESS_PACKAGES = ("milter", "policy", "api", "filter", "worker", "cli")
+# The MIME text reader and its text(), where main keeps them and where the
+# restructuring (branch house) moves them.
+READER = ("e2a.core.mimetext", "e2a.core.inbound", "e2a.core.mail.mimetext",
+          "e2a.core.mail.headers")
 
 
 def test_engine_imports_no_process_package():
@@ -167,8 +171,8 @@ def test_engine_imports_no_process_package():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 if name.startswith("e2a."):
-                    assert name.startswith(("e2a.core.protection", "e2a.core.mimetext",
-                                            "e2a.core.mail.mimetext")), (path.name, name)
+                    assert name in READER or name.startswith("e2a.core.protection."), (
+                        path.name, name)
     probe = ("import sys, e2a.core.protection.inbound, e2a.core.protection.outbound, "
              "e2a.core.protection.gates, e2a.core.protection.autoreply; "
              "print('\\n'.join(sorted(sys.modules)))")
