@@ -16,8 +16,6 @@ attachment looked at to decide whether it is text.
 
 from __future__ import annotations
 
-import binascii
-import quopri
 import re
 from dataclasses import dataclass
 from email import policy
@@ -59,7 +57,7 @@ class Part:
 class Attachment:
     filename: str
     content_type: str
-    size: int  # bytes of the (encoded) payload as carried
+    size: int  # decoded bytes (the API's attachments[].size_bytes)
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -85,7 +83,7 @@ def _decode(data: bytes, charset: str) -> str:
     UTF-8 can read of it."""
     try:
         return data.decode(charset or "utf-8")
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeError, ValueError):  # idna and friends raise UnicodeError
         return data.decode("utf-8", "replace")
 
 
@@ -108,7 +106,6 @@ class _Head:
     charset: str
     filename: str
     disposition: str
-    encoding: str
 
 
 def _head(part: Message) -> _Head:
@@ -128,8 +125,7 @@ def _head(part: Message) -> _Head:
         named = _NAME.search(raw_disposition) or _NAME.search(raw_type)
         filename = (named.group(1) or named.group(2) or "") if named else ""
     return _Head(ctype, charset.group(1).lower() if charset else "utf-8", filename,
-                 disposition.group(1).lower() if disposition else "",
-                 fields.get("content-transfer-encoding", "").strip().lower())
+                 disposition.group(1).lower() if disposition else "")
 
 
 def _filename(part: Message) -> str:
@@ -140,24 +136,16 @@ def _filename(part: Message) -> str:
     return str(name or "")
 
 
-def _payload(part: Message, encoding: str) -> bytes:
-    """The part's decoded bytes (base64, quoted-printable or as carried);
-    what Message.get_payload(decode=True) does, without its header parse."""
-    payload = part.get_payload()
-    if not isinstance(payload, str):
-        return b""
+def _payload(part: Message) -> bytes:
+    """The part's decoded bytes (base64 read leniently, quoted-printable,
+    uuencode, or as carried). Not get_payload() without decode: on 8-bit
+    content that one decodes with the declared charset, and an exotic
+    charset (idna) raises there."""
     try:
-        data = payload.encode("ascii", "surrogateescape")
-    except UnicodeEncodeError:  # a message built from str, not parsed from bytes
-        data = payload.encode("utf-8", "replace")
-    if encoding == "base64":
-        try:
-            return binascii.a2b_base64(data)
-        except binascii.Error:  # a truncated last quantum: what decodes of it
-            return binascii.a2b_base64(data[: len(data) - len(data) % 4] or b"")
-    if encoding == "quoted-printable":
-        return quopri.decodestring(data)
-    return data
+        payload = part.get_payload(decode=True)
+    except (ValueError, LookupError, UnicodeError):
+        return b""
+    return payload if isinstance(payload, bytes) else b""
 
 
 def leaves(msg: Message) -> list[Message]:
@@ -177,9 +165,7 @@ def attachments(msg: Message) -> list[Attachment]:
         head = _head(part)
         if not head.filename and head.disposition != "attachment":
             continue
-        payload = part.get_payload()
-        size = len(payload) if isinstance(payload, str | bytes) else 0
-        found.append(Attachment(head.filename, head.content_type, size))
+        found.append(Attachment(head.filename, head.content_type, len(_payload(part))))
     return found
 
 
@@ -204,7 +190,7 @@ def text_parts(msg: Message) -> list[Part]:
         ctype, name = head.content_type, head.filename
         attached = bool(name) or head.disposition == "attachment"
         where = f"attachment {name or ctype}" if attached else "body"
-        data = _payload(part, head.encoding)
+        data = _payload(part)
         if ctype.startswith("text/"):
             content = text(_decode(data[: MAX_PART_CHARS * 4], head.charset))
         elif attached or ctype in _TEXTUAL_TYPES:
