@@ -59,25 +59,21 @@ def test_corpus_size():
         assert on_disk == set(MANIFEST[direction])
 
 
+# The class whose messages must never be held at low or medium.
+HARMLESS = {"inbound": "benign", "outbound": "clean"}
+
+
+@pytest.mark.parametrize("direction", ["inbound", "outbound"])
 @pytest.mark.parametrize("sensitivity", SENSITIVITIES)
-def test_inbound_confusion_matrix(sensitivity):
-    rows = matrix("inbound", sensitivity)
-    print("\n" + show("inbound", sensitivity, rows))
+def test_confusion_matrix(direction, sensitivity):
+    rows = matrix(direction, sensitivity)
+    print("\n" + show(direction, sensitivity, rows))
     if sensitivity == "off":
         assert all(set(row) == {"none"} for row in rows.values())
     if sensitivity in ("low", "medium"):
-        assert rows["benign"]["review"] == rows["benign"]["block"] == 0
-
-
-@pytest.mark.parametrize("sensitivity", SENSITIVITIES)
-def test_outbound_confusion_matrix(sensitivity):
-    rows = matrix("outbound", sensitivity)
-    print("\n" + show("outbound", sensitivity, rows))
-    if sensitivity == "off":
-        assert all(set(row) == {"none"} for row in rows.values())
-    if sensitivity in ("low", "medium"):
-        assert rows["clean"]["review"] == rows["clean"]["block"] == 0
-    if sensitivity == "medium":
+        harmless = rows[HARMLESS[direction]]
+        assert harmless["review"] == harmless["block"] == 0
+    if sensitivity == "medium" and direction == "outbound":
         assert rows["secret"]["none"] == rows["secret"]["flag"] == 0
 
 
