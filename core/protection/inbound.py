@@ -91,7 +91,7 @@ RULES: tuple[Rule, ...] = (
        anchors=("prompt", "instructions", "developer message")),
     _r("prompt_injection", "chat_markup", 0.92,
        r"<\|(?:im_start|im_end|system|user|assistant|endoftext)\|>|\[/?inst\]|<</?sys>>"
-       r"|(?:^|\n)\s*#{2,3} ?(?:system|new instructions?) ?:|</?system_?(?:prompt)?>",
+       r"|(?:^|\n)[ \t]*#{2,3} ?(?:system|new instructions?) ?:|</?system_?(?:prompt)?>",
        "carries chat-template markup that fakes a system message", raw=True,
        anchors=("<|", "inst]", "sys>>", "#", "system")),
     _r("prompt_injection", "addressed_to_ai", 0.86,
@@ -323,11 +323,10 @@ _STYLE_HIDES = (
     (re.compile(r"font-size:0(?:\.0+)?(?:px|pt|em|rem|%)?(?:;|!|$)|font-size:[01]px"),
      "zero font size"),
     (re.compile(r"opacity:0(?:\.0\d*)?(?:;|!|$)"), "opacity 0"),
-    (re.compile(r"(?:max-)?height:0(?:px)?;.*overflow:hidden|overflow:hidden;.*(?:max-)?"
-                r"height:0(?:px)?(?:;|$)"), "zero height"),
     (re.compile(r"(?:left|top|text-indent):-\d{4,}"), "off screen"),
     (re.compile(r"clip:rect\(0"), "clipped"),
 )
+_ZERO_HEIGHT = re.compile(r"(?:^|;)(?:max-)?height:0(?:px|em|rem|%)?(?:;|!|$)")
 _WHITE = r"(?:#fff(?:fff)?|white|rgb\(255,255,255\))"
 _WHITE_TEXT = re.compile(rf"(?:^|;)color:{_WHITE}(?:;|!|$)")
 _WHITE_BACKGROUND = re.compile(rf"background(?:-color)?:{_WHITE}(?:;|!|$)")
@@ -340,6 +339,10 @@ def _hides(tag: str, attrs: dict[str, str | None]) -> str:
     for pattern, how in _STYLE_HIDES:
         if pattern.search(style):
             return how
+    # Two searches, not one pattern with ".*" between them: that one
+    # backtracks over the style once per "height:0" in it.
+    if "overflow:hidden" in style and _ZERO_HEIGHT.search(style):
+        return "zero height"
     color = (attrs.get("color") or "").lower().strip()
     if _WHITE_TEXT.search(style) and (_WHITE_BACKGROUND.search(style) or "background" not in
                                       style):

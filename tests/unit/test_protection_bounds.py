@@ -52,6 +52,9 @@ ADVERSARIAL: dict[str, str] = {
     "html styles": ("<div style='display:none;height:0;" + "overflow:hidden;" * 60 + "'>x")
                    * (BIG // 1000),
     "nested tags": "<b>" * (BIG // 3),
+    "newlines": "\n" * BIG,
+    "newlines and hashes": "\n #" * (BIG // 3),
+    "many zero heights": ("<div style='" + "height:0;" * 113 + "'>x</div>") * (BIG // 1030),
     "unclosed attribute": "<p style='" + "x" * BIG,
 }
 
