@@ -509,8 +509,13 @@ def _ordered(found: Iterable[Finding]) -> list[Finding]:
     return sorted(unique.values(), key=lambda f: (-f.score, f.category, f.rule, f.where))
 
 
+HOLD_CODE = "inbound_scan"
+
+
 def screen(msg: Message, sensitivity: str) -> tuple[str, list[Finding]]:
-    """The action the agent's inbound sensitivity takes, and the findings."""
+    """The action the agent's inbound sensitivity takes (none, flag: deliver
+    labelled, review: hold for a person, block: refuse), and the findings.
+    For review, ``findings.hold_reason(found, HOLD_CODE)`` is what to store."""
     if sensitivity == "off":
         return "none", []
     findings = scan_inbound(msg)
