@@ -7,7 +7,8 @@ Families, each a ``Finding`` category:
   database URLs with a password, ``.env`` blocks of KEY=secret lines.
 - ``personal_data``: card numbers (Luhn and a known issuer prefix), IBANs
   (length per country and mod-97), US SSNs (the SSA's format rules), Spanish
-  DNI/NIE (check letter), Dutch BSN (11-test, only next to its name).
+  DNI/NIE (check letter); next to their names only: Dutch BSN (11-test),
+  Canadian SIN (Luhn), French NIR (mod-97 key).
 - ``risky_attachment``: key stores, private keys, .env files, databases, by
   file name or declared type.
 
@@ -208,6 +209,13 @@ _SSN_KNOWN_FAKE = frozenset({"078-05-1120", "219-09-9999", "123-45-6789"})
 _DNI = re.compile(r"(?<![A-Za-z0-9])([XYZ]?)(\d{7,8})-?([A-Z])(?![A-Za-z0-9])")
 _DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
 _BSN = re.compile(r"(?i:\b(?:bsn|burgerservicenummer|sofinummer)\b)\D{0,20}(\d{9})\b")
+# Canadian SIN and French NIR: nine and fifteen digits pass their checks too
+# often by chance to count without their name in the text.
+_SIN = re.compile(r"(?<![\d-])([1-79]\d{2})([ -]?)(\d{3})\2(\d{3})(?![\d-])")
+_SIN_CONTEXT = re.compile(r"(?i:\bsin\b|social insurance|\bnas\b|assurance sociale)")
+_NIR = re.compile(r"(?<!\d)([12]) ?(\d{2}) ?(0[1-9]|1[0-2]|[2-9]\d) ?(\d{2}|2[AB]) ?(\d{3}) ?"
+                  r"(\d{3}) ?(\d{2})(?!\d)")
+_NIR_CONTEXT = re.compile(r"(?i:\bnir\b|s[ée]curit[ée] sociale|num[ée]ro de s[ée]cu|\binsee\b)")
 
 
 def iban_valid(candidate: str) -> bool:
@@ -230,6 +238,13 @@ def dni_valid(prefix: str, digits: str, letter: str) -> bool:
         return False
     number = int(str("XYZ".index(prefix)) + digits) if prefix else int(digits)
     return _DNI_LETTERS[number % 23] == letter
+
+
+def nir_valid(groups: tuple[str, ...]) -> bool:
+    """France's NIR: the key is 97 minus the 13 digits mod 97 (Corsica's
+    departments 2A and 2B count as 19 and 18)."""
+    body = "".join(groups[:6]).replace("2A", "19").replace("2B", "18")
+    return 97 - int(body) % 97 == int(groups[6])
 
 
 def bsn_valid(digits: str) -> bool:
@@ -273,6 +288,22 @@ def personal_data(text: str, where: str) -> list[Finding]:
             found.append(Finding("personal_data", 0.8, "a Spanish DNI/NIE number", "es_dni",
                                  where))
             break
+    if _SIN_CONTEXT.search(text):
+        for count, match in enumerate(_SIN.finditer(text)):
+            if count >= MAX_HITS_PER_RULE:
+                break
+            if luhn(match.group(1) + match.group(3) + match.group(4)):
+                found.append(Finding("personal_data", 0.8,
+                                     "a Canadian social insurance number", "ca_sin", where))
+                break
+    if _NIR_CONTEXT.search(text):
+        for count, match in enumerate(_NIR.finditer(text)):
+            if count >= MAX_HITS_PER_RULE:
+                break
+            if nir_valid(match.groups()):
+                found.append(Finding("personal_data", 0.8, "a French social security number "
+                                     "(NIR)", "fr_nir", where))
+                break
     for count, match in enumerate(_BSN.finditer(text)):
         if count >= MAX_HITS_PER_RULE:
             break

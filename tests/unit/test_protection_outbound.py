@@ -49,6 +49,9 @@ def rules(text: str) -> set[str]:
     ("SSN 536-22-8714", "us_ssn"),
     ("NIE X1234567L", "es_dni"),
     ("BSN: 111222333", "nl_bsn"),
+    ("SIN: 130 692 502", "ca_sin"),
+    ("NIR : 1 85 05 78 006 084 91", "fr_nir"),
+    ("num\u00e9ro de s\u00e9curit\u00e9 sociale 269052A12345688", "fr_nir"),
 ])
 def test_rule_fires(text, rule):
     assert rule in rules(text)
@@ -68,6 +71,10 @@ def test_rule_fires(text, rule):
     "DNI 12345678A",  # wrong check letter
     "BSN 123456789",  # fails the 11-test
     "order 111222333",  # a valid 11-test, but no BSN named
+    "order 130 692 502",  # a valid SIN, but no SIN named
+    "SIN 130 692 503",  # Luhn fails
+    "ref 185057800608491",  # a valid NIR, but no NIR named
+    "NIR 1 85 05 78 006 084 92",  # wrong key
     "The -----BEGIN PUBLIC KEY----- block is public.",
     "Version 3.14.159265358979323",
 ])
