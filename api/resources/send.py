@@ -12,6 +12,7 @@ holds the message until a person approves it (core/outbound/holds.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -25,7 +26,7 @@ from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.messages import conversations
 from e2a.core.mta import submit
-from e2a.core.outbound import compose, holds, replies
+from e2a.core.outbound import compose, drafts, holds
 from e2a.core.outbound import send as sending
 from e2a.core.outbound.compose import ComposeError, Draft, Mailbox
 from e2a.core.store import messages as message_store
@@ -35,12 +36,19 @@ log = logging.getLogger("e2a.api")
 WINDOW_SECONDS = 60
 # How long a client should wait before retrying after Postfix did not take a message.
 SUBMIT_RETRY_AFTER = 30
-TEST_SUBJECT = "Test email from e2a"
+
+
+def legacy_answer(sent: sending.Sent) -> Answer:
+    # 202: held for a person's approval (the agent's HITL), not sent yet.
+    return Answer(202 if sent.status == holds.PENDING else 200,
+                  {"message_id": sent.message_id, "status": sent.status,
+                   "method": sent.method,
+                   "approval_expires_at": timefmt.rfc3339(sent.approval_expires_at)})
 
 
 class Outbox:
     """What the sending resources share: the send rate, composing, and
-    handing over to core/sending with the idempotent answer."""
+    handing over to core/outbound/send with the idempotent answer."""
 
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self.cfg = cfg
@@ -67,20 +75,17 @@ class Outbox:
                 f"{WINDOW_SECONDS} s; retry in {outcome.retry_after_seconds} s",
                 outcome.retry_after_seconds)
 
-    def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep) -> Answer:
+    def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep, *,
+                view: Callable[[sending.Sent], Answer] | None = None) -> Answer:
+        """``view``: the answer in the caller's API generation (the legacy
+        one when None)."""
         self._own_conversation(agent, draft.conversation_id)
         message_id = new_id("msg")
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
                                        limits=self.limits)
         self._count(agent)
-
-        def answer(sent: sending.Sent) -> Answer:
-            # 202: held for a person's approval (the agent's HITL), not sent yet.
-            return Answer(202 if sent.status == holds.PENDING else 200,
-                          {"message_id": sent.message_id, "status": sent.status,
-                           "method": sent.method,
-                           "approval_expires_at": timefmt.rfc3339(sent.approval_expires_at)})
+        answer = view or legacy_answer
 
         try:
             sent = sending.send(self.pool, self.cfg,
@@ -115,21 +120,6 @@ class Outbox:
                 "attachments": attachments(body, self.limits)}
 
 
-def _conversation(given: str, inherited: str | None = None) -> str:
-    """The caller's id, else the thread's, else a new one."""
-    return given or inherited or new_id("conv")
-
-
-def _without(boxes: tuple[Mailbox, ...], taken: set[str]) -> tuple[Mailbox, ...]:
-    """``boxes`` minus the addresses in ``taken`` (lowercase), each once."""
-    kept = []
-    for box in boxes:
-        if box.address.lower() not in taken:
-            taken.add(box.address.lower())
-            kept.append(box)
-    return tuple(kept)
-
-
 class Send:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._outbox = Outbox(cfg, pool)
@@ -156,7 +146,7 @@ class Send:
                 sender=self._outbox.sender(agent), to=mailboxes(body, "to"),
                 subject=text(body, "subject"), text=text(body, "body"),
                 html=text(body, "html_body"),
-                conversation_id=_conversation(text(body, "conversation_id")),
+                conversation_id=drafts.conversation(text(body, "conversation_id")),
                 **self._outbox.content(body))
         return self._outbox.deliver(agent, "send", draft, keep)
 
@@ -200,18 +190,10 @@ class Reply(_AboutReceived):
 
     def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
               inbound: dict[str, Any]) -> Draft:
-        content = self._outbox.content(body)
-        to, auto_cc = replies.reply_recipients(inbound, agent["email"], flag(body, "reply_all"))
-        to_boxes = tuple(Mailbox(address) for address in to)
-        taken = {box.address.lower() for box in to_boxes}
-        cc = _without((*(Mailbox(a) for a in auto_cc), *content.pop("cc")), taken)
-        in_reply_to, references = replies.threading(inbound)
-        return Draft(
-            sender=sender, to=to_boxes, cc=cc, subject=replies.reply_subject(inbound["subject"]),
-            text=text(body, "body"), html=text(body, "html_body"),
-            conversation_id=_conversation(text(body, "conversation_id"),
-                                          inbound["conversation_id"]),
-            in_reply_to=in_reply_to, references=references, **content)
+        return drafts.reply(sender, agent, inbound, text=text(body, "body"),
+                            html=text(body, "html_body"),
+                            conversation_id=text(body, "conversation_id"),
+                            reply_all=flag(body, "reply_all"), **self._outbox.content(body))
 
 
 class Forward(_AboutReceived):
@@ -219,14 +201,10 @@ class Forward(_AboutReceived):
 
     def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
               inbound: dict[str, Any]) -> Draft:
-        comment_html = text(body, "html_body")
-        return Draft(
-            sender=sender, to=mailboxes(body, "to"),
-            subject=replies.forward_subject(inbound["subject"]),
-            text=replies.forward_text(text(body, "body"), inbound),
-            html=replies.forward_html(comment_html, inbound) if comment_html else "",
-            conversation_id=_conversation(text(body, "conversation_id")),
-            **self._outbox.content(body))
+        return drafts.forward(sender, inbound, to=mailboxes(body, "to"),
+                              text=text(body, "body"), html=text(body, "html_body"),
+                              conversation_id=text(body, "conversation_id"),
+                              **self._outbox.content(body))
 
 
 class AgentTest:
@@ -236,12 +214,7 @@ class AgentTest:
     def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
         with self._outbox.pool.connection() as conn:
             agent = auth.agent_for(conn, req.context.principal, email)
-        sender = self._outbox.sender(agent)
-        draft = Draft(
-            sender=sender, to=(Mailbox(agent["email"]),), subject=TEST_SUBJECT,
-            text=f"This is a test email from e2a. {agent['email']} sent it to itself to "
-                 "show that its mail goes out and comes back in.\n",
-            conversation_id=new_id("conv"))
+        draft = drafts.test_mail(self._outbox.sender(agent), agent)
         answer = self._outbox.deliver(agent, "test", draft, idempotent.Keep())
         resp.status = falcon.code_to_http_status(answer.status)
         resp.media = answer.media

@@ -1,2 +1,3 @@
 """Users and what they own: registration of users, keys and agents, API keys,
-signing secrets, mail domains (names, DNS records, DKIM keys)."""
+signing secrets, mail domains (names, DNS records, DKIM keys), an account's
+limits and erasure (data)."""
