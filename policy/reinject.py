@@ -19,12 +19,13 @@ operator's fault, above) is transient.
 
 from __future__ import annotations
 
-import contextlib
+import os
 import smtplib
-import socket
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from e2a.core import smtppool
 from e2a.core.addresses import InetAddress
 from e2a.policy import xforward
 
@@ -51,38 +52,52 @@ class Transaction:
     xforward: Mapping[str, str] = field(default_factory=dict)
 
 
+# Per process (the key's PID): no socket shared across a fork.
+_pools: dict[tuple[int, str, int, str, float], smtppool.Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(address: InetAddress, helo: str, timeout: float) -> smtppool.Pool:
+    key = (os.getpid(), address.host, address.port, helo, timeout)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            def connect() -> smtplib.SMTP:
+                try:
+                    smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo,
+                                        timeout=timeout)
+                except (OSError, smtplib.SMTPException) as exc:
+                    raise ReinjectError(f"cannot connect to {address}: {exc}") from None
+                _expect(smtp.ehlo(), "EHLO", 250)
+                return smtp
+            pool = _pools[key] = smtppool.Pool(connect)
+        return pool
+
+
 def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float) -> str:
-    """Send ``txn``; return the server's final reply (it names the new queue id)."""
+    """Send ``txn``; return the server's final reply (it names the new queue id).
+    The connection is kept for the next message (core/smtppool)."""
     try:
-        smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo, timeout=timeout)
-    except (OSError, smtplib.SMTPException) as exc:
-        raise ReinjectError(f"cannot connect to {address}: {exc}") from None
-    try:
-        return _send(smtp, txn)
+        return _pool(address, helo, timeout).run(lambda session: _send(session, txn))
     except smtplib.SMTPResponseException as exc:
         raise ReinjectError(f"{address}: answered {exc.smtp_code} "
                             f"{_text(exc.smtp_error)}",
                             permanent=_permanent(exc.smtp_code),
                             reply=f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
-    except (OSError, smtplib.SMTPException, UnicodeError) as exc:
+    except (OSError, smtplib.SMTPException, UnicodeError, smtppool.Stale) as exc:
         raise ReinjectError(f"{address}: {exc}") from None
-    finally:
-        # QUIT also discards a transaction we abandoned after a refusal.
-        with contextlib.suppress(OSError, smtplib.SMTPException):
-            smtp.quit()
-        smtp.close()
 
 
-def _send(smtp: smtplib.SMTP, txn: Transaction) -> str:
-    if smtp.sock is not None and smtp.sock.family in (socket.AF_INET, socket.AF_INET6):
-        # Small commands then a wait for the reply: Nagle plus delayed ACK
-        # would add tens of milliseconds per message.
-        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _expect(smtp.ehlo(), "EHLO", 250)
+def _send(session: smtppool.Session, txn: Transaction) -> str:
+    smtp = session.smtp
+    # XFORWARD and SMTPUTF8 state end with each transaction: set them anew.
+    smtp.command_encoding = "ascii"
+    first = True
     if txn.xforward and smtp.has_extn("xforward"):
         supported = smtp.esmtp_features["xforward"].split()
         for args in xforward.commands(txn.xforward, supported):
-            _expect(smtp.docmd("XFORWARD", args), "XFORWARD", 250)
+            _expect_first(session, smtp.docmd("XFORWARD", args), "XFORWARD", first)
+            first = False
     params = []
     if txn.body_type and smtp.has_extn("8bitmime"):
         params.append(f"BODY={txn.body_type}")
@@ -95,12 +110,22 @@ def _send(smtp: smtplib.SMTP, txn: Transaction) -> str:
         params.append(f"SIZE={len(txn.data)}")
     # Commands built by hand: smtplib's own address quoting would re-parse
     # (and could rewrite) the addresses; they go on exactly as received.
-    _expect(smtp.docmd("MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"),
-            "MAIL FROM", 250)
+    _expect_first(session, smtp.docmd(
+        "MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"), "MAIL FROM", first)
     for rcpt in txn.recipients:
         _expect(smtp.docmd("RCPT", f"TO:<{rcpt}>"), f"RCPT TO:<{rcpt}>", 250, 251)
+    session.data_started = True
     code, reply = smtp.data(txn.data)
     return _expect((code, reply), "end of data", 250)
+
+
+def _expect_first(session: smtppool.Session, answer: tuple[int, bytes], step: str,
+                  first: bool) -> str:
+    """The first command on a reused connection: a 421 there is the server's
+    goodbye to an idle connection, not a verdict on this message."""
+    if first and session.reused and answer[0] == 421:
+        raise smtppool.Stale(f"{step} answered {answer[0]} {_text(answer[1])}")
+    return _expect(answer, step, 250)
 
 
 def _expect(answer: tuple[int, bytes], step: str, *codes: int) -> str:
