@@ -86,8 +86,10 @@ class SocketmapServer(PolicyServer):
     name = "socketmap"
 
     def __init__(self, listener: listen.Listener, pool: ConnectionPool, shared_domain: str,
-                 db_timeout: float = DB_TIMEOUT) -> None:
+                 db_timeout: float = DB_TIMEOUT,
+                 cache: socketmap.RelayDomainCache | None = None) -> None:
         self.shared_domain = shared_domain
+        self.cache = cache
         super().__init__(listener, pool, checks.Limits(), db_timeout)
 
     def _new_reader(self) -> connections.Reader:
@@ -95,7 +97,7 @@ class SocketmapServer(PolicyServer):
 
     def _respond(self, request: bytes) -> bytes | None:  # type: ignore[override]
         return socketmap.respond(self.pool, request, shared_domain=self.shared_domain,
-                                 db_timeout=self.db_timeout)
+                                 db_timeout=self.db_timeout, cache=self.cache)
 
 
 def open_policy_pool(cfg: Config, *, wait: bool = False) -> ConnectionPool:
@@ -120,7 +122,10 @@ def run(cfg: Config) -> None:
         raise SystemExit(1) from None
     pool = open_policy_pool(cfg)
     server = PolicyServer(listener, pool, checks.Limits.from_config(cfg))
-    map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain)
+    domains_listener = socketmap.CacheListener(cfg, None, stop)
+    map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain,
+                                 cache=domains_listener.cache)
+    domains_listener.start()
     server.start()
     map_server.start()
     metrics.serve(cfg.metrics.policy_listen, "policy")
@@ -131,5 +136,6 @@ def run(cfg: Config) -> None:
     finally:
         server.stop()
         map_server.stop()
+        domains_listener.join(1.0)
         pool.close()
         log.info("policy stopped")
