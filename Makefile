@@ -10,13 +10,16 @@ export PYTHONSAFEPATH := 1
 VENV := .venv
 E2A := $(VENV)/bin/e2a
 SANDBOX := var
-# What the project needs from Debian: the servers the sandbox and the system
-# tests run, what building pymilter in the virtualenv takes, and the headless
-# browser that drives the magic-link pages (tests/system/test_hitl_browser.py).
-DEBIAN_PACKAGES := postgresql postfix dnsmasq-base swaks libmilter-dev \
-                   python3-venv python3-dev gcc make chromium chromium-driver
+# What the sandbox needs from Debian (make run): the servers it runs and what
+# building pymilter in the virtualenv takes.
+RUN_PACKAGES := postgresql postfix dnsmasq-base swaks libmilter-dev \
+                python3-venv python3-dev gcc make
+# What only the tests need on top (make test, CI): the headless browser that
+# drives the magic-link pages (tests/system/test_hitl_browser.py), and what
+# boots a Debian 12 with systemd for the package (tests/system/test_systemd.py).
+TEST_PACKAGES := chromium chromium-driver debootstrap systemd-container
 
-.PHONY: run stop status test lint deps venv deb
+.PHONY: run stop status test lint deps test-deps venv deb
 
 run: deps venv
 	$(E2A) dev up --root $(SANDBOX)
@@ -28,7 +31,7 @@ stop:
 status: venv
 	$(E2A) dev status --root $(SANDBOX)
 
-test: deps venv
+test: test-deps venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
@@ -42,13 +45,15 @@ deb:
 # apt only when something is missing, so a ready machine needs no network.
 # The debconf answer keeps the postfix package from configuring (and
 # starting) a system Postfix: the sandbox runs its own instance.
-deps:
-	@missing=$$(for pkg in $(DEBIAN_PACKAGES); do \
+deps: PACKAGES = $(RUN_PACKAGES)
+test-deps: PACKAGES = $(RUN_PACKAGES) $(TEST_PACKAGES)
+deps test-deps:
+	@missing=$$(for pkg in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$pkg 2>/dev/null | grep -q '^install ok installed$$' \
 	    || echo $$pkg; done); \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" != 0 ]; then \
-	        echo "missing Debian packages:" $$missing "- run 'make deps' as root"; exit 1; fi; \
+	        echo "missing Debian packages:" $$missing "- run 'make $@' as root"; exit 1; fi; \
 	    echo "installing Debian packages:" $$missing; \
 	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \

@@ -16,20 +16,29 @@ imports it, opens its pool and builds the app after the patch.
 from __future__ import annotations
 
 import atexit
+
+# The readiness thread's connect encodes its host name with this codec, and
+# workers are forked while it runs: imported now, before any fork, a worker
+# never inherits it half-imported (LookupError: unknown encoding: idna).
+import encodings.idna  # noqa: F401
+import http.client
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 import falcon
 from gunicorn import glogging
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from e2a.api import worker
-from e2a.core import config, logs
+from e2a.core import config, localhttp, logs
 from e2a.core.config import Config
 from e2a.core.sdnotify import notify_ready
 
@@ -43,6 +52,9 @@ KEEPALIVE = 2
 DB_MODULES = ("psycopg", "psycopg_pool")
 # Seconds a worker gets to finish its requests after SIGTERM.
 GRACEFUL_TIMEOUT = 10
+# Seconds between two probes of /api/health while the workers boot.
+READY_POLL = 0.2
+HEALTH_PATH = "/api/health"
 # e2a.core.metrics.MULTIPROC_ENV, spelled here: importing prometheus_client in
 # the master before this is set would fix every forked worker in
 # single-process mode.
@@ -87,7 +99,34 @@ def serve(cfg: Config) -> None:
     logging.getLogger("geventwebsocket.handler").setLevel(
         logging.DEBUG if debug else logging.WARNING)
     metrics_dir()
+    keep_process_owner()
+    # gunicorn's arbiter says READY=1 itself as soon as it has bound its
+    # socket, before any worker has booted (or failed to): systemd would call
+    # the unit started, and a worker that cannot start would loop unnoticed.
+    # The variable is taken away from gunicorn (and the workers); the master
+    # says READY=1 once a worker answers /api/health (_announce_when_serving).
+    ApiServer.notify_socket = os.environ.pop("NOTIFY_SOCKET", "")
     ApiServer(cfg).run()
+
+
+def keep_process_owner() -> None:
+    """gunicorn's workers switch to its ``user``/``group`` settings, which
+    default to the ids they already have; Debian's gunicorn (20.1) calls
+    setuid() even then, which the unit's system call filter (~@privileged)
+    refuses, and every worker dies at boot. systemd already made us the
+    service user (User=), so the switch is skipped when there is nothing to
+    switch; a real switch (root starting the API by hand) still happens."""
+    switch = gunicorn_util.set_owner_process
+    if getattr(switch, "e2a_keeps_owner", False):
+        return
+
+    def set_owner_process(uid: int, gid: int, initgroups: bool = False) -> None:
+        if uid == os.getuid() and gid == os.getgid():
+            return
+        switch(uid, gid, initgroups=initgroups)
+
+    set_owner_process.e2a_keeps_owner = True  # type: ignore[attr-defined]
+    gunicorn_util.set_owner_process = set_owner_process
 
 
 def metrics_dir() -> str:
@@ -131,7 +170,32 @@ def _when_ready(arbiter: Any) -> None:
     worker.hold_stop_signals_across_forks()  # the workers are forked next
     # The one start line; gunicorn's own start chatter is INFO, below our level.
     log.info("api listening on %s", ", ".join(str(s) for s in arbiter.LISTENERS))
-    notify_ready()
+    threading.Thread(target=_announce_when_serving,
+                     args=(arbiter.app.e2a_cfg.http.listen, ApiServer.notify_socket),
+                     name="e2a-api-ready", daemon=True).start()
+
+
+def _announce_when_serving(listen: str, notify_socket: str) -> None:
+    """READY=1 once a worker answers /api/health, whatever its status (a 503
+    says the database is down, which the API outlives; it still serves).
+    A worker that never boots makes gunicorn exit, and systemd sees the
+    start fail instead of a service that is "started" and never serves."""
+    while True:
+        if health_answers(listen):
+            log.info("api serving")
+            if notify_socket:
+                notify_ready(notify_socket)
+            return
+        time.sleep(READY_POLL)
+
+
+def health_answers(listen: str, timeout: float = 2.0) -> bool:
+    """Whether GET /api/health on our own ``http.listen`` gets any HTTP answer."""
+    try:
+        localhttp.get_status(listen, HEALTH_PATH, timeout)
+    except (OSError, http.client.HTTPException):
+        return False
+    return True
 
 
 def _worker_exit(arbiter: Any, exiting: Any) -> None:
@@ -144,6 +208,9 @@ def bind_address(listen: str) -> str:
 
 
 class ApiServer(BaseApplication):
+    # systemd's $NOTIFY_SOCKET, kept from gunicorn (see serve).
+    notify_socket: str = ""
+
     def __init__(self, cfg: Config) -> None:
         self.e2a_cfg = cfg
         self._pool: Any = None

@@ -7,7 +7,9 @@ runner's bookkeeping table, created if missing).
 
 from __future__ import annotations
 
+import http.client
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,12 +20,12 @@ import click
 import dns.exception
 import psycopg
 
-from e2a.cli import postfix_check
+from e2a.cli import context, postfix_check
 from e2a.cli.postconf import Postconf
 from e2a.cli.postfix_install import DEFAULT_DIRECTORY
-from e2a.core import config, domaindns, logs
+from e2a.core import config, domaindns, localhttp, logs
 from e2a.core import dns as e2a_dns
-from e2a.core.db import migrate, single_connection
+from e2a.core.db import migrate
 from e2a.core.store import agents as agent_store
 from e2a.core.store import health
 
@@ -58,13 +60,16 @@ def fail(check: str, detail: str) -> Finding:
 def check_database(cfg: config.Config) -> Iterator[Finding]:
     """Reachable, migrated, and its clock against ours."""
     try:
-        with single_connection(cfg, autocommit=True, name="doctor") as conn:
+        with context.connect_raw(cfg, autocommit=True, name="doctor") as conn:
             pending = migrate.pending(conn)
             before = time.time()
             their_now = health.clock(conn)
             after = time.time()
     except (psycopg.Error, migrate.MigrationError) as exc:
-        yield fail("database", " ".join(str(exc).split()) or type(exc).__name__)
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, psycopg.OperationalError):
+            detail += f"; {context.database_advice(exc)}"
+        yield fail("database", detail)
         return
     if pending:
         yield fail("database", f"reachable; migrations not applied: {', '.join(pending)} "
@@ -100,7 +105,8 @@ def check_dns(cfg: config.Config) -> Iterator[Finding]:
     try:
         exchanges = e2a_dns.mx(name)
     except dns.exception.DNSException as exc:
-        yield fail("dns", f"{where} did not answer for {name}: {exc}")
+        yield fail("dns", f"{where} did not answer for {name}: {exc} (set dns.resolver "
+                          "to a resolver that answers, or fix /etc/resolv.conf)")
         return
     yield ok("dns", f"{where} answers (MX of {name}: {', '.join(exchanges) or 'none'})")
 
@@ -111,7 +117,7 @@ def check_shared_domain(cfg: config.Config) -> Iterator[Finding]:
     if not cfg.mail.shared_domain:
         return
     try:
-        with single_connection(cfg, name="doctor") as conn:
+        with context.connect_raw(cfg, name="doctor") as conn:
             row = agent_store.domain_by_name(conn, cfg.mail.shared_domain)
     except psycopg.Error:
         return  # the database finding has said so
@@ -142,17 +148,46 @@ def check_shared_domain(cfg: config.Config) -> Iterator[Finding]:
 def check_postfix(cfg: config.Config, directory: Path) -> Iterator[Finding]:
     pc = Postconf(directory)
     wiring = postfix_check.wiring_problems(cfg, pc)
-    yield from (fail("postfix", p) for p in wiring)
+    yield from (fail("postfix", f"{p} (run e2a postfix install, then postfix reload)")
+                for p in wiring)
     if wiring and wiring[0].startswith("postfix: "):
         return
-    checked = postfix_check.postfix_check_problems(pc)
-    yield from (fail("postfix", p) for p in checked)
+    if os.geteuid() == 0:
+        checked = postfix_check.postfix_check_problems(pc)
+        yield from (fail("postfix", f"{p} (Postfix's own check: fix what it names in "
+                                    f"{pc.directory}, then postfix reload)") for p in checked)
+    else:
+        # Postfix lets only the superuser run `postfix check`.
+        checked = []
+        yield warn("postfix", "postfix check skipped: only root may run it (run e2a doctor "
+                              "as root)")
     if not wiring and not checked:
-        yield ok("postfix", f"{pc.directory} is wired to e2a; postfix check passes")
+        passes = "; postfix check passes" if os.geteuid() == 0 else ""
+        yield ok("postfix", f"{pc.directory} is wired to e2a{passes}")
     sockets = postfix_check.socket_problems(cfg, pc)
-    yield from (fail("sockets", p) for p in sockets)
+    yield from (fail("sockets", f"{p} (systemctl start e2a.target; journalctl -u "
+                                f"'e2a-*' says why one does not start)") for p in sockets)
     if not sockets:
         yield ok("sockets", "milter and policy listen and Postfix's user can reach them")
+
+
+def check_api(cfg: config.Config, timeout: float = 5.0) -> Iterator[Finding]:
+    """GET /api/health on http.listen: a worker serves, and its database answers."""
+    listen = cfg.http.listen.removeprefix("inet:")
+    try:
+        status = localhttp.get_status(listen, "/api/health", timeout)
+    except (OSError, http.client.HTTPException) as exc:
+        yield fail("api", f"no answer on {listen}: {exc} (systemctl status e2a-api; "
+                          "journalctl -u e2a-api)")
+        return
+    if status == 200:
+        yield ok("api", f"{listen} serves; /api/health answers 200")
+    elif status == 503:
+        yield fail("api", f"{listen} serves, but its database does not answer (503): "
+                          "the database finding says why")
+    else:
+        yield fail("api", f"/api/health on {listen} answered {status}: is something else "
+                          "listening there? (http.listen)")
 
 
 @click.command()
@@ -160,11 +195,11 @@ def check_postfix(cfg: config.Config, directory: Path) -> Iterator[Finding]:
               show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Postfix's configuration directory.")
 def doctor(directory: Path) -> None:
-    """Check the database, secrets, DNS, Postfix wiring, sockets and clock."""
+    """Check the database, secrets, DNS, Postfix wiring, sockets, the API and clock."""
     try:
-        cfg = config.load()
+        cfg = context.load()
     except config.ConfigError as exc:
-        click.echo(fail("config", str(exc)).line())
+        click.echo(fail("config", context.explain(exc)).line())
         raise SystemExit(1) from None
     logs.setup(cfg.log.level, cfg.log.format)
     # Lines of our own only; a library's warning would split the report.
@@ -173,7 +208,8 @@ def doctor(directory: Path) -> None:
     e2a_dns.configure(cfg)
     failed = False
     for check in (check_database(cfg), check_secrets(cfg), check_dns(cfg),
-                  check_shared_domain(cfg), check_postfix(cfg, directory)):
+                  check_shared_domain(cfg), check_postfix(cfg, directory),
+                  check_api(cfg)):
         for finding in check:
             click.echo(finding.line())
             failed |= finding.status == "FAIL"

@@ -8,9 +8,8 @@ from typing import Any
 import click
 import psycopg
 
-from e2a.cli.context import load_config
+from e2a.cli.context import connect, load_config
 from e2a.core import accounts
-from e2a.core.db import single_connection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import keys as key_store
 from e2a.core.store import users as user_store
@@ -40,7 +39,7 @@ def _owner(conn: psycopg.Connection, email: str) -> dict[str, Any]:
 def create(owner: str, agent_email: str, name: str, as_json: bool) -> None:
     """Create a key and print it, once: only its hash is stored."""
     cfg = load_config()
-    with single_connection(cfg) as conn:
+    with connect(cfg) as conn:
         user = _owner(conn, owner)
         agent_id = None
         if agent_email:
@@ -63,7 +62,7 @@ def create(owner: str, agent_email: str, name: str, as_json: bool) -> None:
 def list_keys(owner: str, as_json: bool) -> None:
     """List a user's keys (never the keys themselves)."""
     cfg = load_config()
-    with single_connection(cfg) as conn:
+    with connect(cfg) as conn:
         rows = key_store.keys_for_user(conn, _owner(conn, owner)["id"])
     table = [{
         "id": r["id"], "prefix": r["key_prefix"], "name": r["name"],
@@ -89,7 +88,7 @@ def list_keys(owner: str, as_json: bool) -> None:
 def revoke(key_id: str) -> None:
     """Revoke a key by id: it stops working at once."""
     cfg = load_config()
-    with single_connection(cfg) as conn:
+    with connect(cfg) as conn:
         row = key_store.key_by_id(conn, key_id)
         if row is None:
             raise click.ClickException(f"no API key {key_id}")

@@ -6,13 +6,13 @@ import json
 
 import click
 
-from e2a.cli.context import load_config
+from e2a.cli.context import connect, load_config
 from e2a.cli.doctor import doctor
 from e2a.cli.keys import keys
 from e2a.cli.pending import pending
 from e2a.cli.postfix_install import postfix_group
 from e2a.core import accounts, config
-from e2a.core.db import migrate, single_connection
+from e2a.core.db import migrate
 
 SERVICES = ("milter", "policy", "filter", "api", "worker")
 
@@ -49,7 +49,7 @@ def db_group() -> None:
 def db_migrate() -> None:
     """Apply the SQL migrations that are missing (safe to run on several hosts at once)."""
     cfg = load_config()
-    with single_connection(cfg, autocommit=True) as conn:
+    with connect(cfg, autocommit=True) as conn:
         try:
             applied = migrate.migrate(conn)
         except migrate.MigrationError as exc:
@@ -66,7 +66,7 @@ def db_migrate() -> None:
 def bootstrap(email: str, name: str, as_json: bool) -> None:
     """Create a user and print an API key for it, once."""
     cfg = load_config()
-    with single_connection(cfg) as conn:
+    with connect(cfg) as conn:
         try:
             user = accounts.create_user(conn, email, name)
         except accounts.AccountError as exc:
@@ -98,7 +98,7 @@ def agents_create(owner: str, slug: str, email: str, name: str, agent_mode: str,
     from e2a.core.store import users as user_store
 
     cfg = load_config()
-    with single_connection(cfg) as conn:
+    with connect(cfg) as conn:
         user = user_store.user_by_email(conn, owner)
         if user is None:
             raise click.ClickException(f"no user with email {owner}")

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import click
 import requests
 
+from e2a.cli import context
 from e2a.core import config
 
 TIMEOUT = 60.0  # approving waits for the mail server to take the message
@@ -55,7 +56,7 @@ class Api:
 
 def _default_url() -> str:
     try:
-        return config.load().http.public_url
+        return context.load().http.public_url
     except config.ConfigError as exc:
         raise click.ClickException(
             f"no --api-url given and no configuration to take http.public_url from: {exc}"

@@ -8,6 +8,8 @@ the operator decides when (``postfix reload``).
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import click
@@ -77,36 +79,62 @@ def install(directory: Path, state_file: Path, dry_run: bool) -> None:
 @dry_run_option
 @click.option("--all", "every", is_flag=True,
               help="Every configuration directory install recorded (the package's prerm).")
-def uninstall(directory: Path, state_file: Path, dry_run: bool, every: bool) -> None:
+@click.option("--reload", "reload", is_flag=True,
+              help="Reload each Postfix that runs and was changed (the package's prerm).")
+def uninstall(directory: Path, state_file: Path, dry_run: bool, every: bool,
+              reload: bool) -> None:
     """Take out what install added and give back the values it replaced."""
     records = Records(state_file)
     try:
         directories = records.directories() if every else [Postconf(directory).directory]
         for path in directories:
-            _uninstall(Postconf(path), records, dry_run, every)
+            pc = Postconf(path)
+            if _uninstall(pc, records, dry_run, every) and reload:
+                _reload_if_running(pc.directory)
     except (PostconfError, RecordError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _uninstall(pc: Postconf, records: Records, dry_run: bool, every: bool) -> None:
+def _reload_if_running(directory: Path) -> None:
+    """A running Postfix keeps naming our sockets until it reloads: with the
+    milter gone, every message would get 451."""
+    env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
+
+    def postfix(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["postfix", "-c", str(directory), *args], capture_output=True,
+                              text=True, env=env, cwd="/", timeout=120, check=False)
+
+    if postfix("status").returncode != 0:
+        click.echo(f"{directory}: Postfix is not running; it reads the change when it starts")
+        return
+    done = postfix("reload")
+    if done.returncode != 0:
+        raise click.ClickException(f"{directory}: postfix reload failed: "
+                                   f"{(done.stderr or done.stdout).strip()}")
+    click.echo(f"{directory}: Postfix reloaded")
+
+
+def _uninstall(pc: Postconf, records: Records, dry_run: bool, every: bool) -> bool:
+    """True when the files changed."""
     record = records.get(pc.directory)
     if record is None:
         if not every:
             click.echo(f"{pc.directory}: e2a did not install anything here; nothing to undo")
-        return
+        return False
     if every and not pc.main_cf.exists():
         click.echo(f"{pc.directory}: gone; forgetting what e2a installed there")
         if not dry_run:
             records.put(pc.directory, None)
-        return
+        return False
     plan = plan_uninstall(State.read(pc, involved_params(None, record)), record)
     if dry_run or not plan.changes:
         _show(pc, plan, preview(pc, plan.changes), dry_run)
         if not dry_run:
             records.put(pc.directory, None)
-        return
+        return False
     _carry_out(pc, plan, records)
     click.echo("Reload Postfix to let go of e2a: postfix reload (or systemctl reload postfix)")
+    return True
 
 
 @postfix_group.command()

@@ -1,6 +1,7 @@
-"""The socket addresses of the configuration: ``unix:/path``, ``inet:host:port``
-or ``host:port`` (config checks the syntax; this turns it into something to
-bind or connect to)."""
+"""Addresses: the socket addresses of the configuration (``unix:/path``,
+``inet:host:port`` or ``host:port``; config checks the syntax, this turns it
+into something to bind or connect to), and the one canonical form of a mail
+address that every lookup of an agent or sender uses."""
 
 from __future__ import annotations
 
@@ -38,7 +39,6 @@ def parse(value: str) -> Address:
     return InetAddress(host.removeprefix("[").removesuffix("]"), int(port))
 
 
-
 def inet(value: str) -> InetAddress:
     """``value`` as host:port; ValueError when it is a unix socket (the
     configuration refuses that already for the keys that must be TCP)."""
@@ -46,6 +46,8 @@ def inet(value: str) -> InetAddress:
     if not isinstance(address, InetAddress):
         raise ValueError(f"{value} is not host:port")
     return address
+
+
 
 def local_client(addr: str) -> bool:
     """Whether a client address Postfix reports is this host's own: a
@@ -58,3 +60,41 @@ def local_client(addr: str) -> bool:
         return ipaddress.ip_address(addr).is_loopback
     except ValueError:
         return False  # [UNAVAILABLE], or not an address at all
+
+
+def mailbox(value: str) -> str:
+    """The canonical form of a mail address, as an envelope argument
+    (``<...>``), a header's addr-spec or a bare address gives it.
+
+    One address has many spellings that Postfix and receivers treat as the
+    same mailbox: ``<"hello"@agents.example>``, ``<hello@agents.example.>``,
+    ``<HELLO@Agents.Example>``. Every lookup of an agent (policy service,
+    milter, content filter) goes through this, so no spelling is an agent to
+    one of them and a stranger to another. Quotes around a local part are
+    dropped (with their backslash escapes), a trailing dot of the domain
+    goes, and the whole address is lowercased (agents' addresses are stored
+    lowercase and compared without case). "" for the null sender."""
+    value = value.strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1].strip()
+    # Source routes (<@a,@b:user@host>) are obsolete; the mailbox is what counts.
+    if value.startswith("@") and ":" in value:
+        value = value.split(":", 1)[1]
+    local, at, domain = value.rpartition("@")
+    if not at:
+        return value.lower()
+    if len(local) >= 2 and local.startswith('"') and local.endswith('"'):
+        local = _unquote(local[1:-1])
+    return f"{local}@{domain.rstrip('.')}".lower()
+
+
+def _unquote(quoted: str) -> str:
+    out: list[str] = []
+    escaped = False
+    for char in quoted:
+        if escaped or char != "\\":
+            out.append(char)
+            escaped = False
+        else:
+            escaped = True
+    return "".join(out)

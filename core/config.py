@@ -119,6 +119,10 @@ KEYS: tuple[Key, ...] = (
     Key("database", "url", str, "postgresql:///e2a",
         lambda v: _url(v, ("postgresql", "postgres")), env="E2A_DATABASE_URL"),
     Key("database", "pool_size", int, 10, _positive),
+    # Seconds the mail paths (milter, policy service) wait for a database
+    # connection before answering 4xx: with PostgreSQL down, an SMTP client
+    # hears "try later" within this, not after its own timeout.
+    Key("database", "connect_timeout", float, 1.0, _positive),
     Key("secrets", "hmac_secret", str, REQUIRED, _secret, env="E2A_HMAC_SECRET"),
     # Encrypts DKIM private keys at rest; derived from hmac_secret when unset.
     Key("secrets", "encryption_key", str, "", lambda v: v and _secret(v),

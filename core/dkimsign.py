@@ -66,7 +66,7 @@ def use_openssl_rsa() -> None:
 SIGNED_HEADERS = (
     "from", "sender", "reply-to", "to", "cc", "subject", "date", "message-id",
     "in-reply-to", "references", "mime-version", "content-type",
-    "content-transfer-encoding", "x-e2a-conversation-id",
+    "content-transfer-encoding",
 )
 OVERSIGNED = ("from",)
 

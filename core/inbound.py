@@ -68,6 +68,10 @@ class Envelope:
     helo: str = ""
     queue_id: str = ""
     own_path: bool = False  # came through our reinjection service
+    # On our own path: the outbound row (core/store/outbound shape) of the
+    # agent that sent it, when its VERP return path names one and its From
+    # is that agent (outbound.reinjected_sender); None otherwise.
+    sent_by: dict[str, Any] | None = None
 
 
 @dataclass
@@ -178,15 +182,15 @@ def thread_refs(msg: EmailMessage) -> list[str]:
             + message_ids(header_value(msg, "References")))
 
 
-def conversation(agent: dict[str, Any], msg: EmailMessage, *,
-                 trust_header: bool) -> str | None:
-    """The conversation ``msg`` belongs to for this agent: the one its
-    X-E2A-Conversation-Id names when that header can be trusted, else the
-    one of the agent's message it replies to (None: a new thread)."""
-    if trust_header:
-        claimed = header_value(msg, "X-E2A-Conversation-Id")
-        if claimed:
-            return claimed[:200]
+def conversation(agent: dict[str, Any], sent_by: dict[str, Any] | None) -> str | None:
+    """The conversation a received message belongs to for ``agent``: the
+    sender's own when an agent of the same owner sent it through our path
+    (``sent_by``), else the one of the agent's message it replies to (None:
+    a new thread). Never a header's claim, and never across owners: a
+    conversation id names one owner's thread."""
+    if sent_by is not None and sent_by["user_id"] == agent["user_id"] \
+            and sent_by["conversation_id"]:
+        return str(sent_by["conversation_id"])
     return agent["thread_conversation_id"]
 
 
@@ -232,13 +236,16 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                 message_id = new_id("msg")
                 att = attest.Attestation(
                     verified=verdict.aligned, sender=sender,
-                    entity_type="agent" if envelope.own_path else "human",
+                    # An agent's only when our own path carried it and the
+                    # sender proved to be that agent (its API key, or this
+                    # host's filter recording it as the agent's).
+                    entity_type="agent" if envelope.own_path and envelope.sent_by else "human",
                     domain_check=verdict.domain_check, delegation="",
                     timestamp=rfc3339(now), message_id=message_id,
                     body_hash=body_hash)
                 secret = agent["signing_secret"] or deployment_secret
-                # Only our own content filter can have put the header there.
-                conversation_id = conversation(agent, msg, trust_header=envelope.own_path)
+                conversation_id = conversation(
+                    agent, envelope.sent_by if envelope.own_path else None)
                 stored_id = message_store.store_inbound(conn, {
                     "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
                     "recipient": agent["email"], "sender": sender,
@@ -264,16 +271,3 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                     continue
                 result.message_ids.append(stored_id)
     return result
-
-
-def addr_spec(value: str) -> str:
-    """The bare address of an envelope argument such as ``<Bob@Example.COM>``."""
-    value = value.strip()
-    if value.startswith("<") and value.endswith(">"):
-        value = value[1:-1]
-    # Source routes (<@a,@b:user@host>) are obsolete; keep the mailbox.
-    if value.startswith("@") and ":" in value:
-        value = value.split(":", 1)[1]
-    return value
-
-

@@ -25,8 +25,10 @@ KEY_BYTES = 32
 MAGIC_LINK = "hitl-magic-link"
 REPLY_ADDRESS = "hitl-reply-address"
 VERP = "verp-return-path"
+# The XCLIENT login that lets the filter and release into the reinjection service.
+REINJECT_LOGIN = "reinject-login"
 PER_OWNER = frozenset({MAGIC_LINK, REPLY_ADDRESS})
-PURPOSES = frozenset({*PER_OWNER, VERP})
+PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN})
 
 _INFO = b"e2a derived key v1"
 

@@ -157,6 +157,7 @@ def send(conn: psycopg.Connection, cfg: Config, held: Mapping[str, Any], raw: by
     # The null sender: a notification that cannot be delivered bounces to nobody.
     txn = Transaction("", [held["owner_email"]], raw)
     return release.sign_and_reinject(txn, key, to=target, helo=cfg.mail.hostname,
+                                     login=release.reinject_login(cfg),
                                      timeout=cfg.submit.timeout,
                                      log_extra={"message_id": held["id"]})
 

@@ -5,9 +5,10 @@ Mail from the API arrives with the VERP return path of the row the API
 stored (core/verp.py): the row is looked up by that id, once the path's MAC
 says we made it (a return path typed by anyone else names no row). Mail an
 agent sent by plain SMTP or sendmail has no row: one is made here (type
-``smtp``) when its envelope sender or From is an agent's address, so that
-every message an agent sends is recorded, and it then leaves with a VERP
-return path too, so its bounces come back to it. Mail of nobody we know (the host's own)
+``smtp``) when any of its sender identities (outbound.sender_identities: the
+envelope sender, each From, Sender) is an agent's address, so that every
+message an agent sends is recorded, and it then leaves with a VERP return
+path too, so its bounces come back to it. Mail of nobody we know (the host's own)
 gets no row and keeps its envelope.
 
 Postfix retries a message we answered 4xx, so a second pass must find the
@@ -26,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from e2a.core import eventtypes, holds, inbound, outbound, sending, verp
+from e2a.core import conversations, eventtypes, holds, inbound, outbound, sending, verp
 from e2a.core.ids import new_id
 from e2a.core.store import agents as agent_store
 from e2a.core.store import events as event_store
@@ -62,33 +63,37 @@ class Sending:
     # The row's status: "sent" unless held for approval (pending_approval) or
     # decided on while it waited (rejected, expired_...).
     status: str = "sent"
+    # Every agent among the message's sender identities (outbound.sending_agents).
+    senders: tuple[Row, ...] = ()
 
 
 def identify(conn: psycopg.Connection, sub: Submission, verp_key: bytes) -> Sending | None:
     """The outbound message ``sub`` is, its row made when it has none; None
     when no agent of ours sent it. One transaction."""
     with conn.transaction():
+        senders = tuple(outbound.sending_agents(conn, sub.mail_from, sub.headers,
+                                                inbound.thread_refs(sub.headers)))
         claimed = verp.parse(sub.mail_from, verp_key)
         if claimed:
-            found = _api_message(conn, sub, claimed, verp_key)
+            found = _api_message(conn, sub, claimed, senders, verp_key)
             if found is not None:
                 return found
-        agent = _sending_agent(conn, sub)
+        agent = _sending_agent(senders)
         if agent is None:
             return None
         key = dedupe_key(sub)
         message_id = new_id("msg")
         return_path = verp.return_path(message_id, agent["domain"], verp_key)
-        if _create(conn, sub, agent, message_id, return_path, key) is None:
+        if _create(conn, sub, agent, message_id, return_path, key, senders) is None:
             row = outbound_store.outbound_by_dedupe_key(conn, agent["id"], key)
             if row is None:
                 raise RuntimeError("outbound row neither created nor found")
-            return _from_row(row, agent, verp_key)
-        return Sending(message_id, agent, return_path, "")
+            return _from_row(row, agent, senders, verp_key)
+        return Sending(message_id, agent, return_path, "", senders=senders)
 
 
 def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
-                 verp_key: bytes) -> Sending | None:
+                 senders: tuple[Row, ...], verp_key: bytes) -> Sending | None:
     row = outbound_store.outbound_by_id(conn, message_id)
     if row is None:
         # The API commits its row before it submits, and deletes it again
@@ -96,14 +101,14 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
         # same (the 250 lost to a timeout, say). It leaves recorded, under
         # the id it carries (creating the row waits for a transaction of the
         # API's still writing it).
-        agent = _agent(conn, inbound.from_address(sub.headers), sub)
+        agent = _sending_agent(senders)
         if agent is None:
             return None
         return_path = verp.return_path(message_id, agent["domain"], verp_key)
-        if _create(conn, sub, agent, message_id, return_path, None) is not None:
+        if _create(conn, sub, agent, message_id, return_path, None, senders) is not None:
             log.warning("no row for the message's return path: recorded from the message",
                         extra={"queue_id": sub.queue_id, "message_id": message_id})
-            return Sending(message_id, agent, return_path, "")
+            return Sending(message_id, agent, return_path, "", senders=senders)
         row = outbound_store.outbound_by_id(conn, message_id)
         if row is None:
             return None  # the id is an inbound message's: not a return path of ours
@@ -112,25 +117,19 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
     # written here.
     sending.confirm(conn, row["id"], sub.queue_id)
     agent = agent_store.agent_by_email(conn, row["agent_email"])
-    return _from_row(row, agent, verp_key) if agent is not None else None
+    return _from_row(row, agent, senders, verp_key) if agent is not None else None
 
 
-def _from_row(row: Row, agent: Row, verp_key: bytes) -> Sending:
+def _from_row(row: Row, agent: Row, senders: tuple[Row, ...], verp_key: bytes) -> Sending:
     return Sending(row["id"], agent, verp.return_path(row["id"], row["agent_domain"], verp_key),
-                   row["provider_message_id"], row["status"])
+                   row["provider_message_id"], row["status"], senders)
 
 
-def _agent(conn: psycopg.Connection, address: str, sub: Submission) -> Row | None:
-    """The agent of ``address``, with the conversation ``sub`` replies to."""
-    if "@" not in address:
-        return None
-    found = agent_store.agents_by_emails(conn, [address], inbound.thread_refs(sub.headers))
-    return found[0] if found else None
-
-
-def _sending_agent(conn: psycopg.Connection, sub: Submission) -> Row | None:
-    """The agent whose address is the envelope sender, else the From."""
-    return _agent(conn, sub.mail_from, sub) or _agent(conn, inbound.from_address(sub.headers), sub)
+def _sending_agent(senders: tuple[Row, ...]) -> Row | None:
+    """Whose message it is: an agent under review among its sender
+    identities first (its owner is the one to approve it), else the first
+    (the envelope sender's, then the From's)."""
+    return next((a for a in senders if a["hitl_enabled"]), senders[0] if senders else None)
 
 
 def dedupe_key(sub: Submission) -> bytes:
@@ -142,19 +141,22 @@ def dedupe_key(sub: Submission) -> bytes:
 
 
 def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
-            return_path: str, key: bytes | None) -> str | None:
+            return_path: str, key: bytes | None, senders: tuple[Row, ...]) -> str | None:
     """The row and its email.sent event (held for approval: the row pending,
     an email.pending_approval event); None when the id or key is taken."""
     msg = sub.headers
     held = outbound.decide(outbound.Outgoing(sub.mail_from, sub.recipients, sub.raw,
-                                             agent=agent)) is outbound.Decision.HOLD
+                                             agent=agent, senders=senders)
+                           ) is outbound.Decision.HOLD
     to = inbound.header_addresses(msg, "To")
     cc = inbound.header_addresses(msg, "Cc")
     listed = {a.lower() for a in to + cc}
     sender = inbound.from_address(msg) or agent["email"]
     subject = inbound.header_value(msg, "Subject")
-    # The submit service takes mail from this host only: its header is ours to trust.
-    conversation_id = inbound.conversation(agent, msg, trust_header=True)
+    # Mail of this host may name its conversation, but only one of the
+    # agent's own owner: an id never joins another tenant's thread.
+    conversation_id = (conversations.claimed(conn, msg, agent["user_id"])
+                       or agent["thread_conversation_id"])
     stored = message_store.insert_outbound(conn, {
         "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
         "type": SMTP_TYPE, "recipient": (to or list(sub.recipients) or [""])[0],
@@ -174,6 +176,10 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
     })
     if stored is None:
         return None
+    if held:
+        # Its draft and deadline in the same transaction: nobody ever sees
+        # it pending without them (the filter's hold repeats this, idempotent).
+        holds.hold(conn, message_id, sub.raw, agent)
     event_store.insert_event(
         conn, new_id("evt"), agent["user_id"],
         eventtypes.EMAIL_PENDING_APPROVAL if held else eventtypes.EMAIL_SENT,

@@ -17,9 +17,12 @@ import socket
 log = logging.getLogger("e2a.sdnotify")
 
 
-def notify(state: str) -> bool:
-    """Send ``state`` (``"READY=1"``, ``"STOPPING=1"``, ...); True when sent."""
-    address = os.environ.get("NOTIFY_SOCKET", "")
+def notify(state: str, address: str | None = None) -> bool:
+    """Send ``state`` (``"READY=1"``, ``"STOPPING=1"``, ...); True when sent.
+    ``address``: the socket to use instead of ``$NOTIFY_SOCKET`` (for a
+    process that took the variable out of its environment, see e2a.api.server)."""
+    if address is None:
+        address = os.environ.get("NOTIFY_SOCKET", "")
     if address.startswith("@"):
         # Linux abstract namespace: systemd writes its leading NUL as "@".
         address = "\0" + address[1:]
@@ -36,6 +39,6 @@ def notify(state: str) -> bool:
     return True
 
 
-def notify_ready() -> bool:
+def notify_ready(address: str | None = None) -> bool:
     """The service listens and serves: call once, after the listening log line."""
-    return notify("READY=1")
+    return notify("READY=1", address)

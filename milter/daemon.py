@@ -36,7 +36,8 @@ def run(cfg: Config) -> None:
     metrics.serve(cfg.metrics.milter_listen, "milter")  # its thread inherits the mask
     # Autocommit: the recipient lookup is one round trip, not BEGIN, SELECT,
     # COMMIT; inbound.store opens its one transaction explicitly.
-    pool = open_pool(cfg, name="milter", min_size=2, autocommit=True)
+    pool = open_pool(cfg, name="milter", min_size=2, autocommit=True,
+                     timeout=cfg.database.connect_timeout)
     InboundMilter.cfg = cfg
     InboundMilter.pool = pool
     Milter.factory = InboundMilter

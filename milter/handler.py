@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import Milter
 from psycopg_pool import ConnectionPool
 
-from e2a.core import addresses, bounces, inbound, mailauth, metrics, replyapproval, verp
+from e2a.core import addresses, bounces, inbound, mailauth, metrics, outbound, replyapproval, verp
 from e2a.core.config import Config
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.store import agents as agent_store
@@ -143,7 +143,7 @@ class InboundMilter(Milter.Base):
             self.tempfail()
             return Milter.TEMPFAIL
         self._reset()
-        self.mail_from = inbound.addr_spec(mail_from)
+        self.mail_from = addresses.mailbox(mail_from)
         declared = Milter.param2dict(params).get("SIZE") or ""
         # isdigit() alone takes "²", which int() refuses.
         if declared.isascii() and declared.isdigit() \
@@ -247,7 +247,7 @@ class InboundMilter(Milter.Base):
     # -- end of data -----------------------------------------------------
 
     def _deliver(self, queue_id: str) -> int:
-        recipients = [inbound.addr_spec(r) for r in self.rcpts]
+        recipients = [addresses.mailbox(r) for r in self.rcpts]
         leading_space = bool(self._protocol & Milter.P_HDR_LEADSPC)
         body = b"".join(self.body_parts)
         bounced = self._consume_bounces(recipients, body, leading_space, queue_id)
@@ -262,11 +262,21 @@ class InboundMilter(Milter.Base):
         kept = received if not drop else rebuild.message(
             [h for i, h in enumerate(self.headers) if i not in drop], body, leading_space)
         msg = inbound.parse(kept)
+        wanted = {r for r in recipients if r not in bounced}
+        # Our own path: the sender is known by its outbound row instead.
+        identities = [] if self.own_path else outbound.sender_identities(self.mail_from, msg)
         with self.pool.connection() as conn:
-            agents = agent_store.agents_by_emails(
-                conn, [r for r in recipients if r.lower() not in bounced],
-                inbound.thread_refs(msg))
-        if agents and self._sent_by_held_agent(msg):
+            # Recipients and senders in one lookup: one statement per message.
+            found = {a["email"]: a for a in agent_store.agents_by_emails(
+                conn, [*wanted, *identities], inbound.thread_refs(msg))}
+            sent_by = outbound.reinjected_sender(conn, self.mail_from, msg, verp.key(self.cfg)) \
+                if self.own_path else None
+        agents = [a for email, a in found.items() if email in wanted]
+        senders = [found[i] for i in identities if i in found]
+        if senders and not addresses.local_client(self.client_addr) \
+                and self._leaves(recipients, bounced, agents):
+            return self._foreign_agent_mail(queue_id)
+        if agents and self._sent_by_held_agent(senders):
             # Its agent recipients get it when a person releases it: it comes
             # back through our reinjection service and is stored then.
             log.info("from an agent under review: left for the content filter",
@@ -288,7 +298,7 @@ class InboundMilter(Milter.Base):
         envelope = inbound.Envelope(
             mail_from=self.mail_from, recipients=recipients, client_addr=self.client_addr,
             client_name=self.client_name, helo=self.helo, queue_id=queue_id,
-            own_path=self.own_path)
+            own_path=self.own_path, sent_by=sent_by)
         with metrics.timed("milter_store"):
             stored = inbound.store(self.pool, delivered, envelope, verdict,
                                    self.cfg.secrets.hmac_secret, agents=agents, msg=msg)
@@ -305,26 +315,42 @@ class InboundMilter(Milter.Base):
         self._delete_headers(fakes, queue_id)
         return Milter.CONTINUE
 
-    def _sent_by_held_agent(self, msg: EmailMessage) -> bool:
+    def _sent_by_held_agent(self, senders: list[dict[str, Any]]) -> bool:
         """Whether an agent whose mail waits for a person sent this from this
-        host (plain SMTP, sendmail). Such mail is held by the content filter
-        after queueing; stored for agent recipients here, at its first pass,
-        it would reach them before anyone approved it."""
+        host (plain SMTP, sendmail), by any of its sender identities
+        (``senders``: outbound.sending_agents). Such mail is held by the
+        content filter after queueing; stored for agent recipients here, at
+        its first pass, it would reach them before anyone approved it."""
         if self.own_path or not addresses.local_client(self.client_addr):
             return False
-        senders = {a for a in (self.mail_from, inbound.from_address(msg)) if "@" in a}
-        if not senders:
-            return False
-        with self.pool.connection() as conn:
-            found = [agent_store.agent_by_email(conn, sender) for sender in senders]
-        return any(agent is not None and agent["hitl_enabled"] for agent in found)
+        return outbound.decide(outbound.Outgoing(
+            self.mail_from, [], b"", senders=senders)) is outbound.Decision.HOLD
+
+    def _leaves(self, recipients: list[str], bounced: set[str],
+                agents: list[dict[str, Any]]) -> bool:
+        """Whether some recipient is no agent of ours: the message would go
+        on to the content filter and out."""
+        ours = bounced | {a["email"] for a in agents}
+        return any(r not in ours for r in recipients)
+
+    def _foreign_agent_mail(self, queue_id: str) -> int:
+        """An agent's address as sender, from a client that is not this
+        host (SASL submission, a host of mynetworks, the internet), on its
+        way out: refused. Agent mail leaves only from this host, where the
+        content filter holds and signs it; passed on from elsewhere it would
+        leave unheld and unsigned in the agent's name."""
+        log.info("refused: agent sender from a client that is not this host",
+                 extra={"queue_id": queue_id})
+        self.setreply("550", "5.7.1", outbound.FOREIGN_AGENT)
+        metrics.inbound_messages.labels(verdict=metrics.UNVERIFIED, result=metrics.REJECTED).inc()
+        return Milter.REJECT
 
     def _take(self, recipients: list[str], consumed: set[str]) -> int:
         """Take the ``consumed`` recipients (lowercase) away from Postfix;
         return how many are left for it to deliver."""
         remaining = 0
         for original_rcpt, addr in zip(self.rcpts, recipients, strict=True):
-            if addr.lower() in consumed:
+            if addr in consumed:
                 self.delrcpt(original_rcpt)
             else:
                 remaining += 1

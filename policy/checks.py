@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import ratelimit, replyaddress, verp
+from e2a.core import addresses, ratelimit, replyaddress, verp
 from e2a.core.config import Config
 from e2a.core.store import agents as agent_store
 from e2a.core.store import usage as usage_store
@@ -128,7 +128,9 @@ def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,
            db_timeout: float) -> str:
     if attrs.get("protocol_state", "").upper() != "RCPT":
         return DUNNO
-    recipient = attrs.get("recipient", "").strip()
+    # Canonical, as the milter and the filter see it: "hello"@domain or
+    # hello@domain. is the same agent to all three.
+    recipient = addresses.mailbox(attrs.get("recipient", ""))
     local, at, domain_name = recipient.rpartition("@")
     if not at or not local or not domain_name:
         return DUNNO  # null or domainless recipient: not an agent address
@@ -139,7 +141,7 @@ def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: Limits,
         if agent is not None:
             verified = agent["domain_verified"]
         else:
-            domain = agent_store.domain_by_name(conn, domain_name.lower())
+            domain = agent_store.domain_by_name(conn, domain_name)
             if domain is None:
                 return DUNNO  # not one of our domains
             if verp.shaped(recipient):

@@ -2,7 +2,8 @@
 
 Postfix opens one connection per smtpd process and reuses it for every
 request of that process; policy.connections serves them all from one
-selector and a few workers. On any internal error the daemon logs and
+selector and a few workers. With the database unreachable it answers 451
+itself (DB_UNAVAILABLE); on any other internal error it logs and
 drops the connection without answering, so Postfix applies
 smtpd_policy_service_default_action: a 4xx, never a silent accept.
 """
@@ -27,6 +28,7 @@ log = logging.getLogger("e2a.policy")
 IDLE_TIMEOUT = 600.0
 # Far below Postfix's smtpd_policy_service_timeout (100 s): in an outage the
 # client gets its 4xx quickly instead of waiting on a pool that cannot connect.
+# The service passes database.connect_timeout.
 DB_TIMEOUT = 5.0
 # Connections open at once, per listener. Postfix holds one per smtpd process
 # (default_process_limit 100); both listeners together stay under the usual
@@ -34,6 +36,9 @@ DB_TIMEOUT = 5.0
 MAX_CONNECTIONS = 400
 # Requests decided at once, per listener: each may hold a database connection.
 WORKERS = 16
+# Said rather than a dropped connection: Postfix asks a policy server that
+# hung up once more, which doubled the client's wait in an outage.
+DB_UNAVAILABLE = "451 4.3.5 Recipient check unavailable, try again later"
 # On stop, requests being answered get this long to finish.
 DRAIN_SECONDS = 2.0
 
@@ -66,9 +71,8 @@ class PolicyServer:
                 action = checks.decide(self.pool, attrs, limits=self.limits,
                                        db_timeout=self.db_timeout)
         except psycopg.Error as exc:  # PoolTimeout included: database unreachable
-            log.error("policy lookup failed, disconnecting (Postfix applies its "
-                      "default action): %s", exc, extra=_context(attrs))
-            return None
+            log.error("policy lookup failed, answering 451: %s", exc, extra=_context(attrs))
+            return protocol.encode_action(DB_UNAVAILABLE)
         return protocol.encode_action(action)
 
     def start(self) -> None:
@@ -81,14 +85,16 @@ class PolicyServer:
 
 
 class SocketmapServer(PolicyServer):
-    """Postfix's relay_domains lookups (socketmap), on their own socket."""
+    """Postfix's socketmap lookups (relay_domains, the reinjection
+    service's login check), on their own socket."""
 
     name = "socketmap"
 
     def __init__(self, listener: listen.Listener, pool: ConnectionPool, shared_domain: str,
-                 db_timeout: float = DB_TIMEOUT,
+                 db_timeout: float = DB_TIMEOUT, secret: str = "",
                  cache: socketmap.RelayDomainCache | None = None) -> None:
         self.shared_domain = shared_domain
+        self.secret = secret  # the deployment's, which reinjection logins derive from
         self.cache = cache
         super().__init__(listener, pool, checks.Limits(), db_timeout)
 
@@ -97,7 +103,8 @@ class SocketmapServer(PolicyServer):
 
     def _respond(self, request: bytes) -> bytes | None:  # type: ignore[override]
         return socketmap.respond(self.pool, request, shared_domain=self.shared_domain,
-                                 db_timeout=self.db_timeout, cache=self.cache)
+                                 db_timeout=self.db_timeout, secret=self.secret,
+                                 cache=self.cache)
 
 
 def open_policy_pool(cfg: Config, *, wait: bool = False) -> ConnectionPool:
@@ -121,9 +128,11 @@ def run(cfg: Config) -> None:
         log.error("policy socketmap: %s", exc)
         raise SystemExit(1) from None
     pool = open_policy_pool(cfg)
-    server = PolicyServer(listener, pool, checks.Limits.from_config(cfg))
+    server = PolicyServer(listener, pool, checks.Limits.from_config(cfg),
+                          cfg.database.connect_timeout)
     domains_listener = socketmap.CacheListener(cfg, None, stop)
     map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain,
+                                 cfg.database.connect_timeout, secret=cfg.secrets.hmac_secret,
                                  cache=domains_listener.cache)
     domains_listener.start()
     server.start()

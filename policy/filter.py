@@ -29,7 +29,7 @@ from e2a.core.config import Config
 from e2a.core.db import open_pool
 from e2a.core.sdnotify import notify_ready
 from e2a.policy import listen, xforward
-from e2a.policy.gate import HELD, Gate
+from e2a.policy.gate import HELD, Gate, Refused
 from e2a.policy.reinject import ReinjectError, Transaction
 
 log = logging.getLogger("e2a.filter")
@@ -110,6 +110,9 @@ class FilterHandler:
             loop = asyncio.get_running_loop()
             with metrics.timed("filter"):
                 reply = await loop.run_in_executor(self.executor, self.gate.pass_on, txn)
+        except Refused as exc:
+            metrics.outbound_messages.labels(status=metrics.REJECTED).inc()
+            return str(exc)
         except ReinjectError as exc:
             if exc.permanent:
                 metrics.outbound_messages.labels(status=metrics.FAILED).inc()

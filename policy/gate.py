@@ -30,6 +30,13 @@ log = logging.getLogger("e2a.filter")
 DB_TIMEOUT = 10.0
 # How pass_on's answer starts when the message was held, not passed on.
 HELD = "2.0.0 Ok: held for approval"
+# Agent mail submitted elsewhere than this host (SASL submission, a host of
+# mynetworks): Postfix returns it to its sender with this reason.
+FOREIGN_AGENT = f"550 5.7.1 {outbound.FOREIGN_AGENT}"
+
+
+class Refused(Exception):
+    """The message is refused for good; str() is the SMTP reply."""
 
 
 class Gate:
@@ -46,16 +53,24 @@ class Gate:
     def pass_on(self, txn: Transaction) -> str:
         """Pass ``txn`` on; the reinjection service's answer (naming its queue id)."""
         queue_id = txn.xforward.get("IDENT", "")
+        headers = inbound.parse(txn.data)
         if not xforward.from_this_host(txn.xforward):
             # Postfix's content_filter sends all its mail here, the internet's
-            # too (to the host's own users, relayed domains): whatever its
-            # From or return path says, no agent sent it. Never signed, held
-            # or recorded as an agent's.
+            # too (to the host's own users, relayed domains): no agent sent
+            # it, so it is never signed, held or recorded as an agent's. One
+            # that names an agent as a sender (remote submission, a host of
+            # mynetworks) would leave in the agent's name unheld and
+            # unsigned: refused. (The milter refuses it during SMTP already
+            # where it runs.)
+            with self.pool.connection(timeout=self.db_timeout) as conn:
+                if outbound.sending_agents(conn, txn.mail_from, headers):
+                    log.info("refused: agent sender from a client that is not this host",
+                             extra={"queue_id": queue_id})
+                    raise Refused(FOREIGN_AGENT)
             log.info("not from this host: passed on untouched", extra={"queue_id": queue_id})
-            return reinject(self.reinject_to, txn, helo=self.helo, timeout=self.timeout)
-        headers = inbound.parse(txn.data)
+            return reinject(self.reinject_to, txn, helo=self.helo, timeout=self.timeout,
+                            login=release.reinject_login(self.cfg))
         sub = outgoing.Submission(txn.mail_from, txn.recipients, txn.data, headers, queue_id)
-        author_domain = inbound.from_address(headers).rpartition("@")[2].lower()
         with self.pool.connection(timeout=self.db_timeout) as conn:
             sending = outgoing.identify(conn, sub, self.verp_key)
             if sending is not None and sending.passed_on_as:
@@ -66,17 +81,21 @@ class Gate:
             decision = outbound.decide(outbound.Outgoing(
                 txn.mail_from, txn.recipients, txn.data,
                 agent=sending.agent if sending is not None else None,
-                status=sending.status if sending is not None else "sent"))
+                status=sending.status if sending is not None else "sent",
+                senders=sending.senders if sending is not None else ()))
             if decision is outbound.Decision.HOLD and sending is not None:
                 return self._hold(conn, sending, txn, queue_id)
             if decision is not outbound.Decision.PASS:
                 raise RuntimeError(f"the filter cannot handle outbound decision {decision}")
-            key = release.signing_key(conn, self.cfg, author_domain)
+            # Only an agent's mail, and only with a key of its owner's domain.
+            key = release.agent_signing_key(conn, self.cfg, txn.data, sending.agent["user_id"]) \
+                if sending is not None else None
         if sending is not None:
             txn = dataclasses.replace(txn, mail_from=sending.return_path)
         try:
             reply = release.sign_and_reinject(txn, key, to=self.reinject_to, helo=self.helo,
                                               timeout=self.timeout,
+                                              login=release.reinject_login(self.cfg),
                                               log_extra={"queue_id": queue_id})
         except ReinjectError as exc:
             if exc.permanent and sending is not None:

@@ -53,12 +53,12 @@ class Transaction:
 
 
 # Per process (the key's PID): no socket shared across a fork.
-_pools: dict[tuple[int, str, int, str, float], smtppool.Pool] = {}
+_pools: dict[tuple[int, str, int, str, float, str], smtppool.Pool] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool(address: InetAddress, helo: str, timeout: float) -> smtppool.Pool:
-    key = (os.getpid(), address.host, address.port, helo, timeout)
+def _pool(address: InetAddress, helo: str, timeout: float, login: str) -> smtppool.Pool:
+    key = (os.getpid(), address.host, address.port, helo, timeout, login)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
@@ -68,17 +68,25 @@ def _pool(address: InetAddress, helo: str, timeout: float) -> smtppool.Pool:
                                         timeout=timeout)
                 except (OSError, smtplib.SMTPException) as exc:
                     raise ReinjectError(f"cannot connect to {address}: {exc}") from None
-                _expect(smtp.ehlo(), "EHLO", 250)
+                try:
+                    _session(smtp, login)
+                except BaseException:
+                    smtp.close()
+                    raise
                 return smtp
             pool = _pools[key] = smtppool.Pool(connect)
         return pool
 
 
-def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float) -> str:
+def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float,
+             login: str = "") -> str:
     """Send ``txn``; return the server's final reply (it names the new queue id).
-    The connection is kept for the next message (core/smtppool)."""
+    ``login``: what proves to the reinjection service that we are its
+    client (core/release.reinject_login), given with XCLIENT LOGIN once per
+    connection (it holds for the session). The connection is kept for the
+    next message (core/smtppool)."""
     try:
-        return _pool(address, helo, timeout).run(lambda session: _send(session, txn))
+        return _pool(address, helo, timeout, login).run(lambda session: _send(session, txn))
     except smtplib.SMTPResponseException as exc:
         raise ReinjectError(f"{address}: answered {exc.smtp_code} "
                             f"{_text(exc.smtp_error)}",
@@ -86,6 +94,16 @@ def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: floa
                             reply=f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
     except (OSError, smtplib.SMTPException, UnicodeError, smtppool.Stale) as exc:
         raise ReinjectError(f"{address}: {exc}") from None
+
+
+def _session(smtp: smtplib.SMTP, login: str) -> None:
+    _expect(smtp.ehlo(), "EHLO", 250)
+    if login:
+        if "login" not in smtp.esmtp_features.get("xclient", "").lower().split():
+            raise ReinjectError("the reinjection service does not announce XCLIENT LOGIN")
+        # XCLIENT starts the session afresh: a new greeting, then EHLO again.
+        _expect(smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", 220)
+        _expect(smtp.ehlo(), "EHLO", 250)
 
 
 def _send(session: smtppool.Session, txn: Transaction) -> str:

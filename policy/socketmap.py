@@ -1,17 +1,24 @@
-"""Postfix socketmap lookups (socketmap_table(5)) for ``relay_domains``.
+"""Postfix socketmap lookups (socketmap_table(5)).
 
-Postfix asks ``relay_domains <domain>`` for every recipient domain; a domain
-verified through the API is then accepted at once, with no main.cf edit or
-reload. The answer ``TEMP`` on a database error makes Postfix defer (4xx)
-rather than refuse mail for a domain that is ours.
+``relay_domains``: Postfix asks ``relay_domains <domain>`` for every
+recipient domain; a domain verified through the API is then accepted at
+once, with no main.cf edit or reload. The answer ``TEMP`` on a database
+error makes Postfix defer (4xx) rather than refuse mail for a domain that is
+ours.
 
-Postfix asks up to three times per message (smtpd, cleanup, qmgr; an
-outbound message twice over): the answers are cached in the process
-(RelayDomainCache), emptied by the NOTIFY a trigger sends on any change to
-the domains table. The cache is used only while that LISTEN connection is
-up; when it drops, the cache empties and every lookup goes to the database
-until it is back. Entries also expire after CACHE_SECONDS, a bound on a
-notification lost on a connection that died without a word.
+``reinject_login``: the reinjection service's check_sasl_access. Only our
+content filter and release log in to it (XCLIENT LOGIN) with a login made
+from the deployment secret (core/release.reinject_login); every other
+client, any program of this host included, gets a 5.7.1 and can neither
+relay through it, skip the filter, nor pass for an agent there.
+
+Postfix asks ``relay_domains`` up to three times per message (smtpd,
+cleanup, qmgr; an outbound message twice over): the answers are cached in
+the process (RelayDomainCache), emptied by the NOTIFY a trigger sends on any
+change to the domains table. The cache is used only while that LISTEN
+connection is up; when it drops, the cache empties and every lookup goes to
+the database until it is back. Entries also expire after CACHE_SECONDS, a
+bound on a notification lost on a connection that died without a word.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import wakeup
+from e2a.core import release, wakeup
 from e2a.core.config import Config
 from e2a.core.store import domains
 from e2a.policy import netstring
@@ -32,6 +39,9 @@ from e2a.policy import netstring
 log = logging.getLogger("e2a.policy.socketmap")
 
 RELAY_DOMAINS = "relay_domains"
+REINJECT_LOGIN = "reinject_login"
+REINJECT_REFUSED = (b"OK 554 5.7.1 this service takes mail from e2a's content filter "
+                    b"and release only")
 # A request is "<map name> <key>": a domain is at most 253 bytes, so this
 # leaves room and still bounds what one client can make us buffer. Postfix
 # closes an idle socketmap connection itself (after about 10 s).
@@ -119,12 +129,18 @@ class _Invalidate(wakeup.Bell):
         self._owner._heard = True
 
 
+
+
 def answer(pool: ConnectionPool, request: bytes, *, shared_domain: str,
-           db_timeout: float, cache: RelayDomainCache | None = None) -> bytes:
+           db_timeout: float, secret: str = "",
+           cache: RelayDomainCache | None = None) -> bytes:
     """The reply payload (not yet framed) to one request."""
     name, sep, raw_key = request.partition(b" ")
     if not sep:
         return b"PERM malformed request"
+    if name.decode("ascii", "replace") == REINJECT_LOGIN:
+        given = raw_key.decode("ascii", "replace").strip()
+        return b"OK OK" if secret and release.valid_login(secret, given) else REINJECT_REFUSED
     if name.decode("ascii", "replace") != RELAY_DOMAINS:
         return b"PERM unknown map"
     key = raw_key.decode("utf-8", "replace").strip().lower()
@@ -145,11 +161,12 @@ def answer(pool: ConnectionPool, request: bytes, *, shared_domain: str,
 
 
 def respond(pool: ConnectionPool, request: bytes, *, shared_domain: str,
-            db_timeout: float, cache: RelayDomainCache | None = None) -> bytes:
+            db_timeout: float, secret: str = "",
+            cache: RelayDomainCache | None = None) -> bytes:
     """The framed answer to one request (a worker of policy.connections)."""
     try:
         reply = answer(pool, request, shared_domain=shared_domain, db_timeout=db_timeout,
-                       cache=cache)
+                       secret=secret, cache=cache)
     except Exception:
         log.exception("socketmap lookup failed, answering TEMP")
         reply = b"TEMP internal error"

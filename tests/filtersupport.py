@@ -25,6 +25,7 @@ from e2a.policy.filter import ContentFilter
 from e2a.policy.gate import Gate
 
 XFORWARD_ATTRS = "NAME ADDR PORT PROTO HELO IDENT SOURCE"
+XCLIENT_ATTRS = "NAME ADDR PROTO HELO LOGIN"
 QUEUED_AS = "4ABCDEF"  # the queue id the stand-in reinjection service reports
 
 
@@ -42,6 +43,7 @@ class Reinjection:
 
     messages: list[Received] = field(default_factory=list)
     xforward: list[str] = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)  # XCLIENT LOGIN= values
     refuse_rcpt: set[str] = field(default_factory=set)
     data_reply: str = ""
     delay: float = 0.0
@@ -50,7 +52,8 @@ class Reinjection:
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
-        return [*responses[:-1], f"250-XFORWARD {XFORWARD_ATTRS}", responses[-1]]
+        return [*responses[:-1], f"250-XFORWARD {XFORWARD_ATTRS}",
+                f"250-XCLIENT {XCLIENT_ATTRS}", responses[-1]]
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:
@@ -73,6 +76,14 @@ class XforwardSMTP(SMTP):
     async def smtp_XFORWARD(self, arg: str) -> None:
         self.event_handler.xforward.append(arg)
         await self.push("250 2.0.0 Ok")
+
+    async def smtp_XCLIENT(self, arg: str) -> None:
+        # As Postfix: the session starts afresh with a new greeting.
+        for item in arg.split():
+            name, _, value = item.partition("=")
+            if name.upper() == "LOGIN":
+                self.event_handler.logins.append(value)
+        await self.push("220 reinject.test ESMTP")
 
 
 class ReinjectionController(Controller):

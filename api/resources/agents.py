@@ -47,8 +47,8 @@ class Agents:
             "operationId": "registerAgent",
             "summary": "Register a new agent",
             "description": "Registers an agent by slug on the shared domain, or by email on "
-                           "a verified domain of yours. agent_mode is required: local or "
-                           "cloud; cloud needs an https webhook_url. Rate limited to "
+                           "a verified domain of yours. agent_mode: local (the default) "
+                           "or cloud; cloud needs an https webhook_url. Rate limited to "
                            f"{REGISTRATIONS.per_window} registrations per source IP per "
                            "hour; 429 carries Retry-After.",
             "tags": TAGS,
@@ -87,6 +87,10 @@ class Agents:
         # JSON null is "not given", as some clients send every field.
         fields: dict[str, Any] = {k: "" if body.get(k) is None else body[k]
                                   for k in _REGISTER_FIELDS}
+        if body.get("agent_mode") is None:
+            # Not given: local, the mode that needs nothing more (cloud needs a
+            # webhook URL, so asking for it stays explicit).
+            fields["agent_mode"] = "local"
         try:
             with self._pool.connection() as conn:
                 row = accounts.register_agent(conn, self._cfg, principal.user_id, **fields)

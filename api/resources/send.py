@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, idempotent, inputs, opdoc
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
-from e2a.core import compose, holds, ratelimit, replies, sending, submit, timefmt
+from e2a.core import compose, conversations, holds, ratelimit, replies, sending, submit, timefmt
 from e2a.core.compose import ComposeError, Draft, Mailbox
 from e2a.core.config import Config
 from e2a.core.ids import new_id
@@ -40,7 +40,8 @@ def _errors(not_found: str) -> dict[str, Any]:
         "400": opdoc.error("Missing or invalid fields (addresses, header characters, "
                            "sizes); nothing was sent"),
         "401": opdoc.UNAUTHORIZED,
-        "403": opdoc.error("Agent domain not verified"),
+        "403": opdoc.error("Agent domain not verified, or conversation_id names another "
+                           "account's conversation"),
         "404": opdoc.error(not_found),
         **idempotent.RESPONSES,
         "429": opdoc.error("Rate limit exceeded: send.rate_per_agent sends per agent per "
@@ -85,6 +86,7 @@ class Outbox:
                 outcome.retry_after_seconds)
 
     def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep) -> Answer:
+        self._own_conversation(agent, draft.conversation_id)
         message_id = new_id("msg")
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
@@ -112,6 +114,18 @@ class Outbox:
                                   "sent, retry later",
                                   headers={"Retry-After": str(SUBMIT_RETRY_AFTER)}) from None
         return answer(sent)
+
+    def _own_conversation(self, agent: dict[str, Any], conversation_id: str) -> None:
+        """A caller names only a conversation of its own account, or a new
+        one: another tenant's id would put this message in their thread."""
+        if not conversation_id:
+            return
+        with self.pool.connection() as conn:
+            mine = conversations.open_to(conn, conversation_id, agent["user_id"])
+        if not mine:
+            raise errors.ApiError(403, "conversation_forbidden",
+                                  f"conversation {conversation_id} belongs to another account",
+                                  details={"param": "conversation_id"})
 
     def content(self, body: dict[str, Any]) -> dict[str, Any]:
         """What every kind of send takes from the body alike."""
@@ -141,7 +155,8 @@ class Send:
             "summary": "Send a new email",
             "description": "Sends from `from`, an agent of yours on a verified domain, through "
                            "the mail server (DKIM-signed on the way out). The message gets a "
-                           "conversation_id (yours, or a new conv_...). Attachments: base64 "
+                           "conversation_id (yours, or a new conv_...; one that another "
+                           "account's messages carry is refused, 403). Attachments: base64 "
                            "`data`, at most 10 files, 10 MB each, 25 MB in all.",
             "tags": TAGS,
             "parameters": [idempotent.PARAMETER],

@@ -8,8 +8,10 @@ instance (``postfix/``) wired to them. ``down()`` stops all of it. Both can run
 again at any time: up() starts only what is not running, down() stops only
 what is.
 
-``make run`` uses ``./var`` and the fixed ports of ``Ports()``; system tests
-use a temporary directory and ``Ports.free()``.
+``make run`` uses ``./var`` and ``Ports.pick()``: the documented ports where
+they are free, others where not (a second sandbox, a system Postfix); they
+are kept in ``ports.json`` and picked again when none of the sandbox runs.
+System tests use a temporary directory and ``Ports.free()``.
 """
 
 from __future__ import annotations
@@ -64,23 +66,54 @@ class Ports:
     api: int = 8080
     dns: int = 5353
     capture: int = 2526
+    # Each mail-side service's /metrics (metrics.*_listen).
+    milter_metrics: int = 9101
+    policy_metrics: int = 9102
+    filter_metrics: int = 9103
+    worker_metrics: int = 9104
 
     @classmethod
     def free(cls) -> Ports:
         """Ports nobody listens on now (TCP, and UDP too for DNS), all different."""
+        return cls._choose(None)
+
+    @classmethod
+    def pick(cls, preferred: Ports | None = None) -> Ports:
+        """``preferred``'s ports (default: the documented ones) where they are
+        free now, free ones for the rest."""
+        return cls._choose(preferred or cls())
+
+    @classmethod
+    def _choose(cls, preferred: Ports | None) -> Ports:
+        names = list(cls.__dataclass_fields__)
         with ExitStack() as held:
-            chosen: list[int] = []
-            while len(chosen) < len(cls.__dataclass_fields__):
-                tcp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                tcp.bind(("127.0.0.1", 0))
-                port = tcp.getsockname()[1]
-                udp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                chosen.append(port)
-        return cls(*chosen)
+            chosen: dict[str, int] = {}
+            for name in names:
+                wanted = getattr(preferred, name) if preferred is not None else 0
+                if wanted and wanted not in chosen.values() and _hold(held, wanted):
+                    chosen[name] = wanted
+            for name in names:
+                while name not in chosen:
+                    tcp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    tcp.bind(("127.0.0.1", 0))
+                    port = tcp.getsockname()[1]
+                    if port not in chosen.values() and _hold(held, port, tcp_taken=True):
+                        chosen[name] = port
+        return cls(**chosen)
+
+
+def _hold(held: ExitStack, port: int, tcp_taken: bool = False) -> bool:
+    """Bind ``port`` on loopback for TCP and UDP (DNS takes both) until
+    ``held`` closes, so no later pick gets it; False when either is taken."""
+    try:
+        if not tcp_taken:
+            tcp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            tcp.bind(("127.0.0.1", port))
+        udp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        udp.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -118,8 +151,13 @@ class Access:
 class Sandbox:
     def __init__(self, root: Path, ports: Ports | None = None) -> None:
         self.root = Path(root).resolve()
-        self.ports = ports or self._saved_ports() or Ports()
+        self._chosen_ports = ports is not None
+        self.ports = ports or self._saved_ports() or Ports.pick()
         self.cluster = Cluster(self.root / "pg")
+        self._layout()
+
+    def _layout(self) -> None:
+        """The parts that listen on self.ports."""
         self.dns = DnsServer(self.root / "dns", self.ports.dns,
                              pidfile=self.pidfile("dnsmasq"), logfile=self.logfile("dnsmasq"))
         for domain in (MAIL_DOMAIN, SHARED_DOMAIN):
@@ -185,6 +223,14 @@ class Sandbox:
         for path in (self.root, self.run_dir, self.log_dir, self.capture_dir):
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o755)
+        if not self._chosen_ports and not any(
+                running for part, running in self.status().items() if part != "postgres"):
+            # Nothing of ours listens: any saved port someone else took since
+            # (another sandbox) is replaced by a free one.
+            fresh = Ports.pick(self.ports)
+            if fresh != self.ports:
+                self.ports = fresh
+                self._layout()
         (self.root / "ports.json").write_text(json.dumps(asdict(self.ports)) + "\n")
         self.cluster.init()
         self.cluster.start()
@@ -220,6 +266,10 @@ class Sandbox:
             # Sends per agent per minute: bench/outbound sends bursts from one agent.
             "send": {"rate_per_agent": SANDBOX_RATE},
             "dns": {"resolver": self.dns.address},
+            "metrics": {"milter_listen": f"127.0.0.1:{p.milter_metrics}",
+                        "policy_listen": f"127.0.0.1:{p.policy_metrics}",
+                        "filter_listen": f"127.0.0.1:{p.filter_metrics}",
+                        "worker_listen": f"127.0.0.1:{p.worker_metrics}"},
             # Webhook receivers of a developer (and of tests) listen on loopback.
             "webhooks": {"allow_loopback": True},
             "log": {"level": "info"},
@@ -279,20 +329,30 @@ class Sandbox:
         supervisor.wait_ready(lambda: supervisor.accepts(address), pidfile=pidfile,
                               logfile=logfile, name="capture", timeout=READY_TIMEOUT)
 
+    def sockets(self, name: str) -> list[Path]:
+        """The unix sockets a service makes."""
+        listens = [self.listen(name)] + ([self.listen("socketmap")] if name == "policy" else [])
+        return [Path(a[5:]) for a in listens if a.startswith("unix:")]
+
     def start_services(self) -> None:
-        """Start those of our services that are not running (after a crash, say)."""
+        """Start those of our services that are not running (after a crash, say).
+        Each runs under a keeper (e2a.cli.sandbox.keeper) that restarts it when
+        it dies, as systemd's Restart=on-failure does in production."""
         started: dict[str, int] = {}
         for name in SERVICES:
             if supervisor.running(self.pidfile(name)):
                 continue
-            address = self.listen(name)
-            if address.startswith("unix:"):
+            sockets = self.sockets(name)
+            for path in sockets:
                 # A killed libmilter leaves its socket; binding would fail.
-                Path(address[5:]).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
             log = self.logfile(name)
             started[name] = log.stat().st_size if log.exists() else 0
-            supervisor.start([e2a_command(), "serve", name], pidfile=self.pidfile(name),
-                             logfile=log, env=self.service_env(), cwd=self.root)
+            keeper = [sys.executable, "-m", "e2a.cli.sandbox.keeper",
+                      *(f"--unlink={path}" for path in sockets), "--"]
+            supervisor.start([*keeper, e2a_command(), "serve", name],
+                             pidfile=self.pidfile(name), logfile=log, env=self.service_env(),
+                             cwd=self.root)
         for name, log_size in started.items():
             supervisor.wait_ready(self._readiness(name, log_size), pidfile=self.pidfile(name),
                                   logfile=self.logfile(name), name=f"e2a serve {name}",

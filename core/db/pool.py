@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import select
 
 import psycopg
@@ -40,23 +41,30 @@ def _server_spoke(conn: psycopg.Connection) -> bool:
     return bool(readable)
 
 
+def libpq_connect_timeout(cfg: Config) -> int:
+    """libpq counts whole seconds and treats anything under 2 as 2."""
+    return max(2, math.ceil(cfg.database.connect_timeout))
+
+
 def open_pool(cfg: Config, *, name: str, min_size: int = 1,
               max_size: int | None = None, wait: bool = False,
-              autocommit: bool = False) -> Pool:
+              autocommit: bool = False, timeout: float = 10.0) -> Pool:
     """A pool whose connections return rows as dicts.
 
     ``wait=False`` lets a service start while the database is down: the mail
     paths must answer 4xx then, not refuse to exist. ``autocommit``: every
-    statement is its own transaction.
+    statement is its own transaction. ``timeout``: how long a checkout waits
+    for a connection (the mail paths pass ``database.connect_timeout``).
     """
     pool = Pool(
         cfg.database.url,
         min_size=min_size,
         max_size=max_size or cfg.database.pool_size,
         kwargs={"row_factory": dict_row, "application_name": f"e2a-{name}",
-                "connect_timeout": 5, "autocommit": autocommit},
+                "connect_timeout": libpq_connect_timeout(cfg),
+                "autocommit": autocommit},
         name=f"e2a-{name}",
-        timeout=10.0,
+        timeout=timeout,
         reconnect_timeout=float("inf"),  # keep trying: an outage is not our end
         open=False,
     )
@@ -69,4 +77,5 @@ def single_connection(cfg: Config, *, autocommit: bool = False,
     """One connection outside any pool: short-lived commands (migrate,
     bootstrap, CLI), or one that must stay apart (an API process's LISTEN)."""
     return psycopg.connect(cfg.database.url, row_factory=dict_row, autocommit=autocommit,
-                           application_name=f"e2a-{name}", connect_timeout=5)
+                           application_name=f"e2a-{name}",
+                           connect_timeout=libpq_connect_timeout(cfg))

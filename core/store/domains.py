@@ -107,6 +107,23 @@ def accepts_mail_for(conn: psycopg.Connection, domain: str) -> bool:
         (domain,)).fetchone() is not None
 
 
+def owner_may_sign(conn: psycopg.Connection, domain: str, user_id: str,
+                   authors: list[str]) -> bool:
+    """Whether mail of ``user_id``'s agents with these From addresses (all on
+    ``domain``) may carry ``domain``'s signature: the user's own verified
+    domain, or the shared domain when every author is an agent of theirs
+    (nobody owns the shared domain; each address on it is one agent's)."""
+    return conn.execute(
+        """SELECT 1 FROM domains d
+            WHERE d.domain = %(domain)s AND d.verified
+              AND (d.user_id = %(user)s
+                   OR (d.is_shared AND (SELECT count(*) FROM agents a
+                                         WHERE a.domain_id = d.id AND a.user_id = %(user)s
+                                           AND a.email = ANY(%(authors)s))
+                                       = cardinality(%(authors)s::text[])))""",
+        {"domain": domain, "user": user_id, "authors": authors}).fetchone() is not None
+
+
 def delete_expired_claims(conn: psycopg.Connection, age: timedelta, limit: int, *,
                           domain: str | None = None) -> int:
     """Delete up to ``limit`` claims older than ``age`` (of this one name when

@@ -313,3 +313,12 @@ def inbound_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) 
              FROM messages
             WHERE id = %s AND agent_id = %s AND direction = 'inbound'""",
         (message_id, agent_id)).fetchone()
+
+
+def conversation_owned_by_other(conn: psycopg.Connection, conversation_id: str,
+                                user_id: str) -> bool:
+    """Whether a message of an owner other than ``user_id`` carries this
+    conversation id (messages_conversation_id, sql/012)."""
+    return conn.execute(
+        """SELECT 1 FROM messages WHERE conversation_id = %s AND user_id <> %s LIMIT 1""",
+        (conversation_id, user_id)).fetchone() is not None

@@ -15,9 +15,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
-from sandbox_harness import RunningSandbox, Smtpd, smtpd_without_policy
+from sandbox_harness import RunningSandbox, Smtpd, new_agent, smtpd_without_policy
 
 from e2a.cli.sandbox.stack import Ports, Sandbox
 
@@ -73,3 +74,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     no other test inherits their aftermath."""
     items.sort(key=lambda item: bool(getattr(getattr(item, "module", None),
                                              "DISTURBS_SANDBOX", False)))
+
+
+@pytest.fixture(scope="module")
+def held_agent(sandbox: RunningSandbox) -> dict[str, Any]:
+    """An agent of the sandbox's user with HITL on, one per test module."""
+    return new_agent(sandbox, hitl=True, prefix="held")
+
+
+@pytest.fixture(scope="module")
+def free_agent(sandbox: RunningSandbox) -> dict[str, Any]:
+    """An agent of the sandbox's user with HITL off, one per test module."""
+    return new_agent(sandbox, hitl=False, prefix="free")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import smtplib
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,11 @@ from e2a.cli.sandbox.dns import DnsServer
 from e2a.cli.sandbox.postfix import Instance
 from e2a.cli.sandbox.postgres import Cluster
 from e2a.cli.sandbox.stack import Access, Sandbox
+from e2a.core import accounts
 from e2a.core import dns as core_dns
+from e2a.core.db import single_connection
+from e2a.core.store import agents as agent_store
+from e2a.core.store import users as user_store
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,41 @@ class RunningSandbox:
         response = self.api("GET", self.agent_path(email) + "/messages", params=params)
         assert response.status_code == 200, response.text
         return response.json()["messages"]
+
+
+def new_agent(sandbox: RunningSandbox, *, hitl: bool, prefix: str = "bot",
+              user_id: str | None = None) -> dict[str, Any]:
+    """A fresh agent on the shared domain, HITL on or off, of ``user_id``
+    (default: the bootstrapped user)."""
+    cfg = sandbox.box.config()
+    with single_connection(cfg) as conn:
+        if user_id is None:
+            user = user_store.user_by_email(conn, sandbox.user_email)
+            assert user is not None
+            user_id = user["id"]
+        agent = accounts.register_agent(conn, cfg, user_id,
+                                        slug=f"{prefix}-{secrets.token_hex(4)}",
+                                        name=f"{prefix} bot")
+        agent_store.update_agent(conn, agent["id"], {"hitl_enabled": hitl})
+    return agent
+
+
+@contextmanager
+def extra_smtpd(sandbox: RunningSandbox, options: str) -> Iterator[int]:
+    """One more smtpd of the sandbox's Postfix, with these ``-o`` options,
+    on a free loopback port for as long as the context lasts."""
+    port = free_port()
+    service = f"127.0.0.1:{port}/inet"
+    postfix = sandbox.postfix
+    postfix.postconf("-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd {options}")
+    postfix.reload()
+    try:
+        wait_until(lambda: supervisor.accepts(f"127.0.0.1:{port}"), timeout=15,
+                   what=f"the extra smtpd on port {port} listening")
+        yield port
+    finally:
+        postfix.postconf("-MX", service)
+        postfix.reload()
 
 
 @contextmanager

@@ -6,6 +6,7 @@ through one without the policy service, where the answer is the milter's own
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -29,12 +30,15 @@ def listed(sandbox: RunningSandbox, subject: str) -> list[dict[str, Any]] | None
     return [m for m in response.json()["messages"] if m["subject"] == subject]
 
 
-def sent_while_down(sandbox: RunningSandbox, port: int, data: bytes) -> Reply:
-    """What the client hears for ``data`` while PostgreSQL is stopped."""
+def sent_while_down(sandbox: RunningSandbox, port: int, data: bytes) -> tuple[Reply, float]:
+    """What the client hears for ``data`` while PostgreSQL is stopped, and
+    how many seconds the SMTP transaction took."""
     sandbox.cluster.stop()
     try:
         assert not sandbox.cluster.running()
-        return smtp_send(port, SENDER, sandbox.agent_email, data)
+        started = time.monotonic()
+        reply = smtp_send(port, SENDER, sandbox.agent_email, data)
+        return reply, time.monotonic() - started
     finally:
         sandbox.cluster.start()
 
@@ -66,15 +70,19 @@ def assert_stored_once(sandbox: RunningSandbox, port: int, subject: str) -> None
     assert reply.code == 250, reply
     wait_until(lambda: listed(sandbox, marker), timeout=10, what="the sentinel listed")
     assert len(listed(sandbox, subject) or []) == 1
+# database.connect_timeout (1 s by default) bounds each wait for a connection;
+# the rest is SMTP on loopback, with room for a loaded machine.
+TEMPFAIL_WITHIN = 2.0
 
 
 def test_postgres_outage_tempfails_and_loses_nothing(sandbox: RunningSandbox) -> None:
     subject = f"during the outage {uuid.uuid4().hex}"
     data = compose(SENDER, sandbox.agent_email, subject, "Keep this one safe.\n")
 
-    refused = sent_while_down(sandbox, sandbox.smtp_port, data)
+    refused, took = sent_while_down(sandbox, sandbox.smtp_port, data)
     assert 400 <= refused.code < 500, refused
     assert refused.stage in ("RCPT", "DATA"), refused
+    assert took < TEMPFAIL_WITHIN, f"4xx after {took:.2f}s: {refused}"
 
     retried_until_accepted(sandbox, sandbox.smtp_port, data, refused)
     assert_stored_once(sandbox, sandbox.smtp_port, subject)
@@ -85,7 +93,7 @@ def test_without_the_policy_service_the_milter_answers_451(sandbox: RunningSandb
     subject = f"milter in the outage {uuid.uuid4().hex}"
     data = compose(SENDER, sandbox.agent_email, subject, "Keep this one safe too.\n")
 
-    refused = sent_while_down(sandbox, smtpd_no_policy.port, data)
+    refused, _ = sent_while_down(sandbox, smtpd_no_policy.port, data)
     # RCPT passed (no policy service; the agent domain is a static relay
     # domain): the milter itself tempfailed at end of data.
     assert (refused.stage, refused.code) == ("DATA", 451), refused

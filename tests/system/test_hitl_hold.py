@@ -24,36 +24,12 @@ from filtersupport import signature_tags
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 
 from e2a.cli.sandbox.capture import Captured
-from e2a.core import accounts
 from e2a.core.db import single_connection
-from e2a.core.store import agents as agent_store
-from e2a.core.store import users as user_store
 
 pytestmark = pytest.mark.system
 
 # Long enough for a message to cross Postfix twice on this loaded 2-core machine.
 ARRIVAL_TIMEOUT = 60.0
-
-
-def _agent(sandbox: RunningSandbox, hitl: bool) -> dict[str, Any]:
-    cfg = sandbox.box.config()
-    with single_connection(cfg) as conn:
-        user = user_store.user_by_email(conn, sandbox.user_email)
-        assert user is not None
-        agent = accounts.register_agent(conn, cfg, user["id"],
-                                        slug=f"hitl-{secrets.token_hex(4)}", name="HITL bot")
-        agent_store.update_agent(conn, agent["id"], {"hitl_enabled": hitl})
-    return agent
-
-
-@pytest.fixture(scope="module")
-def held_agent(sandbox: RunningSandbox) -> dict[str, Any]:
-    return _agent(sandbox, hitl=True)
-
-
-@pytest.fixture(scope="module")
-def free_agent(sandbox: RunningSandbox) -> dict[str, Any]:
-    return _agent(sandbox, hitl=False)
 
 
 class Mail:

@@ -92,7 +92,8 @@ def test_send_arrives_as_composed_signed_with_bcc_in_the_envelope_only(sandbox):
     assert msg["Cc"] == f"carol@{ELSEWHERE}"
     assert "Bcc" not in msg and b"secret@" not in got.data
     assert msg["Message-ID"] == f"<{message_id}@{domain}>"
-    assert re.fullmatch(r"conv_[0-9a-f]{32}", msg["X-E2A-Conversation-Id"])
+    # Our conversation id stays on the row: the world never sees it.
+    assert "X-E2A-Conversation-Id" not in msg
     assert msg.get_body(("plain",)).get_content().strip() == "Plain words."
     assert msg.get_body(("html",)).get_content().strip() == "<p>Rich <b>words</b>.</p>"
     [attached] = list(msg.iter_attachments())
@@ -133,8 +134,12 @@ def test_reply_is_threaded_and_forward_quotes_the_original(sandbox):
     assert reply["In-Reply-To"] == parent
     assert reply["References"].split() == ["<root@elsewhere.test>", parent]
     assert reply["Message-ID"] == f"<{reply_id}@{agent_domain(sandbox)}>"
-    # The thread's conversation, or (the first message had none) a new one.
-    conversation = reply["X-E2A-Conversation-Id"]
+    # The thread's conversation, or (the first message had none) a new one,
+    # recorded on the row and never sent out.
+    assert "X-E2A-Conversation-Id" not in reply
+    with single_connection(sandbox.box.config()) as conn:
+        conversation = conn.execute("SELECT conversation_id FROM messages WHERE id = %s",
+                                    (reply_id,)).fetchone()["conversation_id"]
     assert conversation == (inbound["conversation_id"] or conversation)
     assert re.fullmatch(r"conv_[0-9a-f]{32}", conversation)
 

@@ -7,10 +7,8 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
-from servicesupport import free_port
+from sandbox_harness import RunningSandbox, compose, extra_smtpd, smtp_send, wait_until
 
-from e2a.cli.sandbox import supervisor
 from e2a.cli.sandbox.stack import MX_HOST
 
 pytestmark = pytest.mark.system
@@ -21,20 +19,9 @@ def outside_port(sandbox: RunningSandbox) -> Iterator[int]:
     """An smtpd that treats its loopback clients as the Internet: the
     sandbox's own smtpd lets 127.0.0.1 relay anywhere (mynetworks), which
     would hide whether relay_domains knows a domain."""
-    port = free_port()
-    service = f"127.0.0.1:{port}/inet"
-    postfix = sandbox.postfix
-    postfix.postconf("-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd"
-                     " -o mynetworks=192.0.2.0/24"
-                     " -o smtpd_relay_restrictions=reject_unauth_destination")
-    postfix.reload()
-    try:
-        wait_until(lambda: supervisor.accepts(f"127.0.0.1:{port}"), timeout=15,
-                   what="the outside smtpd listening")
+    with extra_smtpd(sandbox, "-o mynetworks=192.0.2.0/24"
+                              " -o smtpd_relay_restrictions=reject_unauth_destination") as port:
         yield port
-    finally:
-        postfix.postconf("-MX", service)
-        postfix.reload()
 
 
 def test_domain_verified_at_runtime_receives_mail(sandbox: RunningSandbox,

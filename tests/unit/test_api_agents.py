@@ -129,11 +129,20 @@ def test_register_validation(client, tenant, body):
     assert_error(register(client, tenant, **body), 400, "invalid_request")
 
 
-@pytest.mark.parametrize("mode", ["", "remote", "LOCAL", None, 1])
-def test_agent_mode_is_required(client, tenant, mode):
+@pytest.mark.parametrize("mode", ["", "remote", "LOCAL", 1])
+def test_agent_mode_must_be_local_or_cloud(client, tenant, mode):
     result = client.simulate_post("/api/v1/agents", headers=tenant.auth,
                                   json={"slug": slug(), "agent_mode": mode})
     assert_error(result, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("body", [{}, {"agent_mode": None}])
+def test_agent_mode_defaults_to_local(client, tenant, body):
+    created = client.simulate_post("/api/v1/agents", headers=tenant.auth,
+                                   json={"slug": slug(), **body})
+    assert created.status_code == 201, created.text
+    got = client.simulate_get(f"/api/v1/agents/{created.json['email']}", headers=tenant.auth)
+    assert got.json["agent_mode"] == "local"
 
 
 def test_role_addresses_of_the_shared_domain_are_reserved(cfg, client, tenant):

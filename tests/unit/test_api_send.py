@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 
 import pytest
 from apisupport import (
@@ -149,6 +150,26 @@ def test_send_keeps_the_callers_conversation_and_shows_in_the_outbox(client, ten
     assert summary["direction"] == "outbound"
     assert summary["conversation_id"] == "thread-42"
     assert summary["hitl_status"] == "sent"
+
+
+def test_another_accounts_conversation_cannot_be_joined(cfg, client, tenant, agent, postfix):
+    """A conversation id names one owner's thread: another account passing
+    it is refused (403), and nothing is sent or recorded."""
+    conversation = f"conv_{secrets.token_hex(16)}"
+    assert_sent(post(client, tenant, SEND, {
+        "from": agent["email"], "to": "alice@example.org", "subject": "mine", "body": "b",
+        "conversation_id": conversation}))
+    postfix.reset()
+    intruder = make_tenant(cfg)
+    theirs = named_agent(cfg, intruder)
+    assert_error(post(client, intruder, SEND, {
+        "from": theirs["email"], "to": agent["email"], "subject": "let me in", "body": "b",
+        "conversation_id": conversation}), 403, "conversation_forbidden")
+    assert postfix.received == []
+    # Its owner still writes into it.
+    assert_sent(post(client, tenant, SEND, {
+        "from": agent["email"], "to": "alice@example.org", "subject": "again", "body": "b",
+        "conversation_id": conversation}))
 
 
 def test_an_agent_without_a_name_sends_from_its_address(client, tenant, postfix):

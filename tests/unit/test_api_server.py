@@ -3,14 +3,17 @@ SIGTERM, and neither a slow query nor a silent database freezes a worker."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from apisupport import insert_message, make_tenant
-from servicesupport import free_port, serve, terminate, write_config
+from servicesupport import E2A, free_port, serve, terminate, write_config
 
 from e2a.core.db import single_connection
 
@@ -222,3 +225,54 @@ def test_an_oversized_body_is_refused_before_it_arrives(cfg, tmp_path):
                                          tenant.user["id"][-6:].encode(), b'"}']),
                               headers={**tenant.auth, "Content-Type": "application/json"})
         assert small.status_code == 201, small.text
+
+
+def test_ready_only_once_a_worker_answers_health(cfg, tmp_path):
+    """systemd (Type=notify) hears READY=1 once, from us, when /api/health
+    answers: not gunicorn's own READY=1, which comes before any worker booted."""
+    base = f"http://127.0.0.1:{free_port()}"
+    conf = api_config(cfg, tmp_path, listen=base.removeprefix("http://"), workers=2)
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(30)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("E2A_")}
+        env.update(E2A_CONFIG=str(conf), NOTIFY_SOCKET=str(notify_path))
+        log = tmp_path / "api.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([str(E2A), "serve", "api"], stdout=out, stderr=out,
+                                    env=env, cwd=tmp_path)
+        try:
+            first = notify.recv(4096)
+            # The moment READY=1 arrives, a worker serves.
+            health = requests.get(base + "/api/health", timeout=1)
+            assert health.status_code == 200
+            assert first == b"READY=1", first
+            notify.settimeout(1)
+            with pytest.raises(TimeoutError):
+                notify.recv(4096)  # nothing else: gunicorn's own went nowhere
+            code, _ = terminate(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    assert code == 0, log.read_text()
+    assert "api serving" in log.read_text()
+
+
+def test_workers_keep_the_user_systemd_gave_them(monkeypatch):
+    """Under User=e2a and ~@privileged, a worker's setuid() to its own uid
+    would be refused: the switch is skipped when there is nothing to switch."""
+    from gunicorn import util as gunicorn_util
+
+    from e2a.api import server
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(gunicorn_util, "set_owner_process",
+                        lambda uid, gid, initgroups=False: calls.append((uid, gid)))
+    server.keep_process_owner()
+    server.keep_process_owner()  # twice: wrapped once
+    gunicorn_util.set_owner_process(os.getuid(), os.getgid())
+    assert calls == []
+    gunicorn_util.set_owner_process(os.getuid() + 1, os.getgid())
+    assert calls == [(os.getuid() + 1, os.getgid())]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dns.resolver
@@ -15,7 +17,7 @@ import psycopg
 import pytest
 from servicesupport import E2A, free_udp_tcp_port
 
-from e2a.cli import doctor
+from e2a.cli import context, doctor
 from e2a.cli.sandbox.dns import DnsServer
 from e2a.cli.sandbox.postgres import Cluster
 from e2a.core import accounts, config
@@ -167,3 +169,43 @@ def test_no_configuration_is_one_fail_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout == (f"FAIL config: {path}: secrets.hmac_secret: required, not set "
                            "(or set E2A_HMAC_SECRET)\n")
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/api/health" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "verdict"), [(200, "OK"), (503, "FAIL"), (404, "FAIL")])
+def test_the_api_answers_its_health_check(tmp_path: Path, status: int, verdict: str) -> None:
+    handler = type("Handler", (_Health,), {"status": status})
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        cfg = load(tmp_path, f'[secrets]\nhmac_secret = "{SECRET}"\n'
+                             f'[http]\nlisten = "127.0.0.1:{server.server_port}"\n')
+        [finding] = list(doctor.check_api(cfg))
+        server.shutdown()
+    assert (finding.check, finding.status) == ("api", verdict), finding
+
+
+def test_no_api_fails_and_names_the_unit(tmp_path: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    cfg = load(tmp_path, f'[secrets]\nhmac_secret = "{SECRET}"\n'
+                         f'[http]\nlisten = "127.0.0.1:{port}"\n')
+    [finding] = list(doctor.check_api(cfg, timeout=1))
+    assert finding.status == "FAIL"
+    assert "systemctl status e2a-api" in finding.detail
+
+
+def test_an_unknown_role_says_how_to_create_it() -> None:
+    advice = context.database_advice(Exception('FATAL: role "root" does not exist'))
+    assert "runuser -u postgres -- createuser e2a" in advice

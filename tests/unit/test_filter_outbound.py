@@ -22,7 +22,7 @@ from filtersupport import (
 from mailworld import zones_served
 from servicesupport import free_port, write_config
 
-from e2a.core import accounts, config, dkimkeys, outbound, verp
+from e2a.core import accounts, config, dkimkeys, outbound, release, verp
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import agents as agent_store
@@ -340,3 +340,84 @@ def test_database_down_is_451_and_nothing_is_passed_on(cfg, agent, tmp_path, rei
     finally:
         running.stop()
         dead_pool.close()
+
+
+# -- sender identities, remote submission, signing keys ----------------------
+
+def test_agent_mail_from_a_remote_client_is_refused(cfg, agent, running, reinjection):
+    """SASL submission or a host of mynetworks: XFORWARD names a client that
+    is not this host. An agent sender there would leave unheld and unsigned."""
+    handler, _ = reinjection
+    for envelope, author in ((agent["email"], agent["email"]),
+                             ("someone@relay.example", agent["email"].upper()),
+                             ("someone@relay.example",
+                              f"someone@relay.example>, <{agent['email']}")):
+        with running.client() as smtp:
+            smtp.docmd("XFORWARD", "ADDR=192.0.2.10 NAME=remote.example PROTO=ESMTP")
+            code, reply = send(smtp, envelope, ["friend@elsewhere.example"],
+                               message(author, "remote agent"))
+        assert (code, reply[:5]) == (550, "5.7.1"), (envelope, author, reply)
+    assert handler.messages == []
+    assert rows_by_subject(cfg, "remote agent") == []
+
+
+def test_a_remote_client_without_an_agent_sender_passes_untouched(cfg, running, reinjection):
+    handler, _ = reinjection
+    raw = message("someone@relay.example", "remote human")
+    with running.client() as smtp:
+        smtp.docmd("XFORWARD", "ADDR=192.0.2.10 NAME=remote.example PROTO=ESMTP")
+        assert send(smtp, "someone@relay.example", ["friend@elsewhere.example"], raw)[0] == 250
+    [got] = handler.messages
+    assert got.data == raw
+
+
+def test_any_hitl_agent_among_the_sender_identities_holds(cfg, agent, running, reinjection):
+    """The envelope and the first From name a free agent; a second From or
+    the Sender names one under review: held, under the reviewed agent."""
+    handler, _ = reinjection
+    with single_connection(cfg) as conn:
+        reviewed = accounts.register_agent(conn, cfg, agent["user_id"],
+                                           slug=f"reviewed-{secrets.token_hex(4)}")
+        agent_store.update_agent(conn, reviewed["id"], {"hitl_enabled": True})
+    for n, extra in enumerate((f"Sender: {reviewed['email']}\r\n", "")):
+        author = agent["email"] if extra else f"{agent['email']}>, <{reviewed['email']}"
+        with running.client() as smtp:
+            assert send(smtp, agent["email"], ["friend@elsewhere.example"],
+                        message(author, f"two identities {n}", extra=extra))[0] == 250
+        [stored] = rows_by_subject(cfg, f"two identities {n}")
+        assert (stored["status"], stored["agent_id"]) == ("pending_approval", reviewed["id"])
+    assert handler.messages == []
+
+
+def test_a_from_on_a_domain_the_owner_does_not_own_is_not_signed(cfg, agent, running,
+                                                                 reinjection):
+    handler, _ = reinjection
+    with single_connection(cfg) as conn:
+        other = accounts.create_user(conn, f"other-{secrets.token_hex(4)}@example.net")
+        theirs = accounts.register_agent(conn, cfg, other["id"],
+                                         slug=f"theirs-{secrets.token_hex(4)}")
+    # Another tenant's agent on the shared domain: its key is not ours to use.
+    with running.client() as smtp:
+        assert send(smtp, agent["email"], ["friend@elsewhere.example"],
+                    message(theirs["email"], "borrowed author"))[0] == 250
+    [got] = handler.messages
+    assert b"DKIM-Signature:" not in got.data
+    # The filter's own copy leaves without our internal conversation header.
+    with running.client() as smtp:
+        assert send(smtp, agent["email"], ["friend@elsewhere.example"],
+                    message(agent["email"], "own author",
+                            extra="X-E2A-Conversation-Id: conv_internal\r\n"))[0] == 250
+    own = handler.messages[1].data
+    assert signature_tags(own)["d"] == agent["domain"]
+    assert b"X-E2A-Conversation-Id" not in own
+    assert row(cfg, rows_by_subject(cfg, "own author")[0]["id"])["conversation_id"] \
+        == "conv_internal"
+
+
+def test_the_filter_logs_in_to_the_reinjection_service(cfg, agent, running, reinjection):
+    handler, _ = reinjection
+    with running.client() as smtp:
+        assert send(smtp, agent["email"], ["friend@elsewhere.example"],
+                    message(agent["email"], "logged in"))[0] == 250
+    [login] = handler.logins
+    assert release.valid_login(cfg.secrets.hmac_secret, login)

@@ -309,18 +309,19 @@ def test_a_return_path_we_did_not_sign_never_reaches_a_held_message(
     assert handler.messages == []
 
 
-def test_mail_from_elsewhere_passes_untouched_whatever_it_claims(
+def test_mail_from_elsewhere_naming_an_agent_is_refused(
         cfg, hitl_agent, running, reinjection):
-    """The internet's mail meets the filter too (main.cf content_filter):
-    an agent's From on it is a claim, not an agent's message."""
+    """The internet's mail meets the filter too (main.cf content_filter), and
+    so does a remote submission: one naming an agent as its sender would
+    leave unheld and unsigned in the agent's name, so it is refused (5.7.1),
+    never held, signed or recorded as the agent's."""
     handler, _ = reinjection
     raw = plain(hitl_agent["email"], "spoofed from outside")
     with running.client() as smtp:
         smtp.docmd("XFORWARD", "NAME=mx.evil.example ADDR=203.0.113.9 SOURCE=REMOTE")
-        assert send(smtp, hitl_agent["email"], ["someone@example.org"], raw)[0] == 250
-    [got] = handler.messages
-    assert got.data == raw  # not signed
-    assert got.mail_from == hitl_agent["email"]
+        code, reply = send(smtp, hitl_agent["email"], ["someone@example.org"], raw)
+    assert (code, reply[:5]) == (550, "5.7.1")
+    assert handler.messages == []
     assert rows_by_subject(cfg, "spoofed from outside") == []
 
 

@@ -21,8 +21,10 @@ import pytest
 from mailworld import CASES, MAIL, SENDER_NET_IP, Case, eml, zones_served
 from milterdriver import feed, installed, split_message
 
-from e2a.core import accounts, attest, signing_secrets
+from e2a.core import accounts, attest, signing_secrets, verp
 from e2a.core.db import single_connection
+from e2a.core.ids import new_id
+from e2a.core.store import messages as message_store
 from e2a.milter import rebuild
 
 AGENT = "golden@agents.test.example"
@@ -284,15 +286,41 @@ def message(message_id: str, extra: str = "") -> bytes:
             f"Message-ID: <{message_id}@fixtures.example>\r\n{extra}\r\nhello\r\n").encode()
 
 
-def test_only_our_own_path_sets_entity_type_and_conversation(cfg, world) -> None:
+@pytest.fixture(scope="module")
+def sibling(cfg, world) -> dict[str, Any]:
+    """Another agent of the golden agent's owner."""
+    with single_connection(cfg) as conn:
+        return accounts.register_agent(conn, cfg, world.agent["user_id"], slug="golden-sib")
+
+
+def sent_row(cfg, agent: dict[str, Any], conversation_id: str) -> str:
+    """An outbound row of ``agent`` in ``conversation_id``, as the API or
+    the filter records one; the VERP return path it leaves with."""
+    message_id = new_id("msg")
+    return_path = verp.return_path(message_id, agent["domain"], verp.key(cfg))
+    with single_connection(cfg) as conn:
+        message_store.insert_outbound(conn, {
+            "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
+            "type": "send", "recipient": AGENT, "sender": agent["email"],
+            "envelope_sender": return_path, "to_recipients": [AGENT], "cc": [], "bcc": [],
+            "reply_to": [], "subject": "thread", "email_message_id": "", "in_reply_to": "",
+            "references_ids": [], "conversation_id": conversation_id, "raw_message": b"",
+            "size_bytes": 0, "status": "sent", "delivery_status": "queued", "queue_id": "",
+            "dedupe_key": None, "method": "smtp"})
+    return return_path
+
+
+def test_only_our_own_path_sets_entity_type_and_conversation(cfg, world, sibling) -> None:
     claim = "X-E2A-Conversation-Id: conv_claimed\r\n"
-    own = feed(message("own-path", claim), PEER, [AGENT],
-               daemon_name=cfg.milter.own_daemon_name)
+    return_path = sent_row(cfg, sibling, "conv_sibling")
+    raw = message("own-path", claim).replace(PEER.encode(), sibling["email"].encode())
+    own = feed(raw, return_path, [AGENT], daemon_name=cfg.milter.own_daemon_name)
     outside = feed(message("outside", claim), PEER, [AGENT], daemon_name="smtpd")
     assert own.code == outside.code == Milter.DISCARD
     ours = the_row(cfg, world.agent, "<own-path@fixtures.example>")
     theirs = the_row(cfg, world.agent, "<outside@fixtures.example>")
-    assert (ours["entity_type"], ours["conversation_id"]) == ("agent", "conv_claimed")
+    # The sender's own row names the conversation, never the header.
+    assert (ours["entity_type"], ours["conversation_id"]) == ("agent", "conv_sibling")
     assert ours["auth_headers"]["X-E2A-Auth-Entity-Type"] == "agent"
     assert attest.verify(ours["auth_headers"], world.newest_secret)
     # The same headers from anywhere else: a human, and no conversation.
@@ -300,9 +328,30 @@ def test_only_our_own_path_sets_entity_type_and_conversation(cfg, world) -> None
     assert theirs["auth_headers"]["X-E2A-Auth-Entity-Type"] == "human"
 
 
-def test_replies_thread_by_the_agents_own_messages_only(cfg, world) -> None:
-    feed(message("thread-start", "X-E2A-Conversation-Id: conv_thread\r\n"), PEER, [AGENT],
-         daemon_name=cfg.milter.own_daemon_name)
+def test_our_own_path_alone_proves_no_agent(cfg, world) -> None:
+    """Through our reinjection service but with no row of the agent its
+    From names: a human's, whatever header it carries."""
+    claim = "X-E2A-Conversation-Id: conv_claimed\r\n"
+    out = feed(message("own-no-row", claim), PEER, [AGENT],
+               daemon_name=cfg.milter.own_daemon_name)
+    assert out.code == Milter.DISCARD
+    row = the_row(cfg, world.agent, "<own-no-row@fixtures.example>")
+    assert (row["entity_type"], row["conversation_id"]) == ("human", None)
+
+
+def test_another_owners_agent_never_names_the_conversation(cfg, world) -> None:
+    return_path = sent_row(cfg, world.peer, "conv_of_the_peer_owner")
+    out = feed(message("cross-owner", "X-E2A-Conversation-Id: conv_claimed\r\n"),
+               return_path, [AGENT], daemon_name=cfg.milter.own_daemon_name)
+    assert out.code == Milter.DISCARD
+    row = the_row(cfg, world.agent, "<cross-owner@fixtures.example>")
+    # An agent's mail (its own row proves it), in no conversation of theirs.
+    assert (row["entity_type"], row["conversation_id"]) == ("agent", None)
+
+
+def test_replies_thread_by_the_agents_own_messages_only(cfg, world, sibling) -> None:
+    feed(message("thread-start").replace(PEER.encode(), sibling["email"].encode()),
+         sent_row(cfg, sibling, "conv_thread"), [AGENT], daemon_name=cfg.milter.own_daemon_name)
     reply = message("thread-reply", "In-Reply-To: <thread-start@fixtures.example>\r\n"
                                     "References: <elsewhere@fixtures.example>\r\n"
                                     " <thread-start@fixtures.example>\r\n")
@@ -320,3 +369,28 @@ def test_replies_thread_by_the_agents_own_messages_only(cfg, world) -> None:
     feed(unrelated, "alice@good.example", [AGENT])
     assert the_row(cfg, world.agent, "<thread-none@fixtures.example>")[
         "conversation_id"] is None
+
+
+# -- agent senders from clients that are not this host ---------------------------
+
+def test_agent_mail_leaving_from_a_remote_client_is_refused(cfg, world) -> None:
+    """SASL submission or a host of mynetworks sending as an agent, to
+    someone outside: refused during SMTP, not passed on unheld and unsigned."""
+    for mail_from, author in ((world.agent["email"], "someone@elsewhere.example"),
+                              ("someone@elsewhere.example", world.agent["email"].upper())):
+        raw = (f"From: {author}\r\nTo: {FRIEND}\r\nSubject: remote\r\n"
+               f"Message-ID: <remote-{secrets.token_hex(4)}@fixtures.example>\r\n\r\nhi\r\n"
+               ).encode()
+        out = feed(raw, mail_from, [FRIEND], client_ip=SENDER_NET_IP)
+        assert out.code == Milter.REJECT, (mail_from, author)
+        assert out.reply[:2] == ("550", "5.7.1")
+
+
+def test_agent_mail_from_a_remote_client_to_agents_only_is_stored(cfg, world) -> None:
+    """A mailing list handing an agent's post back to agents: inbound mail,
+    stored (as a human's: nothing of ours proved the sender)."""
+    raw = (f"From: {PEER}\r\nTo: {AGENT}\r\nSubject: list\r\n"
+           "Message-ID: <remote-list@fixtures.example>\r\n\r\nhi\r\n").encode()
+    out = feed(raw, "list@elsewhere.example", [AGENT], client_ip=SENDER_NET_IP)
+    assert out.code == Milter.DISCARD
+    assert the_row(cfg, world.agent, "<remote-list@fixtures.example>")["entity_type"] == "human"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 
 import Milter
 import pytest
 from mailworld import zones_served
 from milterdriver import feed, installed
+from servicesupport import write_config
 
-from e2a.core import accounts
+from e2a.core import accounts, config
 from e2a.core.db import open_pool, single_connection
 from e2a.core.store import events as event_store
 from e2a.core.store import messages as message_store
@@ -131,3 +133,26 @@ def test_database_down_answers_451(cfg, agent, milter, pg_cluster):
         InboundMilter.pool = pool
     assert out.code == Milter.TEMPFAIL
     assert out.reply[:2] == ("451", "4.3.0")
+
+
+def test_database_unreachable_answers_451_within_the_connect_timeout(cfg, agent, milter,
+                                                                     tmp_path):
+    """As `e2a serve milter` opens its pool: a checkout waits database.connect_timeout
+    (1 s by default), so the client hears 451 in time, not after 10 s."""
+    down = config.load(write_config(
+        cfg, tmp_path / "down.toml",
+        database_url=f"postgresql://e2a@/e2a?host={tmp_path}/nowhere&port=1"), env={})
+    pool = InboundMilter.pool
+    InboundMilter.pool = open_pool(down, name="down", min_size=2, autocommit=True,
+                                   timeout=down.database.connect_timeout)
+    try:
+        started = time.monotonic()
+        out = feed(RAW.replace(b"<m1@", b"<m5@"), "alice@example.org",
+                   ["hello@agents.test.example"])
+        took = time.monotonic() - started
+    finally:
+        InboundMilter.pool.close()
+        InboundMilter.pool = pool
+    assert out.code == Milter.TEMPFAIL
+    assert down.database.connect_timeout == 1.0
+    assert took < 2.0, took

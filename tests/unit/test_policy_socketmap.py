@@ -10,17 +10,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from apisupport import add_domain, make_tenant
 from policysupport import Client
 from servicesupport import write_config
 
-from e2a.core import accounts, config
+from e2a.core import accounts, config, release
 from e2a.core.addresses import UnixAddress
 from e2a.core.db import open_pool, single_connection
 from e2a.core.store import domains as domain_store
-from e2a.policy import listen, netstring
+from e2a.policy import listen, netstring, socketmap
 from e2a.policy.daemon import SocketmapServer, open_policy_pool
 from e2a.policy.socketmap import CacheListener, RelayDomainCache
 
@@ -238,3 +239,30 @@ def test_cached_server_hears_verification_and_deletion(cfg: config.Config,
         stop.set()
         listener.join(2.0)
         pool.close()
+
+
+def test_the_reinjection_login_is_ours_and_fresh_only() -> None:
+    """The reinjection service's check_sasl_access: our filter's and
+    release's XCLIENT login passes, anything else gets a 5.7.1."""
+    secret = "s" * 40
+    cfg = SimpleNamespace(secrets=SimpleNamespace(hmac_secret=secret))
+
+    def ask(login: str) -> bytes:
+        return socketmap.answer(None, f"reinject_login {login}".encode(),  # type: ignore[arg-type]
+                                shared_domain="", db_timeout=1.0, secret=secret)
+
+    assert ask(release.reinject_login(cfg)) == b"OK OK"  # type: ignore[arg-type]
+    refused = socketmap.REINJECT_REFUSED
+    assert refused.startswith(b"OK 554 5.7.1 ")
+    stale = release.reinject_login(cfg, now=time.time() - release.LOGIN_SECONDS - 5)  # type: ignore[arg-type]
+    other = release.reinject_login(SimpleNamespace(  # type: ignore[arg-type]
+        secrets=SimpleNamespace(hmac_secret="t" * 40)))
+    for login in (stale, other, "e2a.1.00", "anybody", ""):
+        assert ask(login) == refused, login
+
+
+def test_a_login_of_junk_is_refused_not_an_error() -> None:
+    junk = "e2a.1.\ufffd\ufffd".encode()
+    assert socketmap.answer(None, b"reinject_login " + junk,  # type: ignore[arg-type]
+                            shared_domain="", db_timeout=1.0,
+                            secret="s" * 40) == socketmap.REINJECT_REFUSED

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servicesupport import E2A
-from stockpostfix import postconf, write_stock
+from servicesupport import E2A, free_port
+from stockpostfix import make_private, postconf, write_stock
+from stockpostfix import postfix as stock_postfix
 
 from e2a.cli import postfix_check
 from e2a.cli.postconf import Postconf
@@ -225,3 +226,23 @@ def test_without_an_operators_content_filter_reinjection_sets_none(host: Host) -
     assert wiring_problems(host) == []
     assert host.postfix("uninstall").returncode == 0
     assert host.files() == original
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts a private Postfix: needs root")
+def test_uninstall_reload_reloads_a_running_postfix_only(host: Host) -> None:
+    """The package's prerm: a running Postfix must let go of our sockets at
+    once, or it answers every message 451 until someone reloads it."""
+    make_private(host.etc, host.root, smtp_port=free_port(), relay_domains="",
+                 relayhost="")
+    assert host.postfix("install").returncode == 0
+    stopped = host.postfix("uninstall", "--reload")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Postfix is not running" in stopped.stdout
+    assert host.postfix("install").returncode == 0
+    assert stock_postfix(host.etc, "start").returncode == 0
+    try:
+        done = host.postfix("uninstall", "--reload")
+        assert done.returncode == 0, done.stderr
+        assert f"{host.etc}: Postfix reloaded" in done.stdout
+    finally:
+        stock_postfix(host.etc, "stop")

@@ -76,3 +76,38 @@ def test_examples_carry_the_key_and_the_encoded_agent() -> None:
     assert access.read_example.endswith(
         "http://127.0.0.1:8080/api/v1/agents/hello%40agents.sandbox.test/messages")
     assert access.to_json()["examples"]["read"] == access.read_example
+
+
+def test_metrics_listeners_have_ports_of_their_own(tmp_path: Path) -> None:
+    ports = Ports.free()
+    sandbox = Sandbox(tmp_path, ports)
+    sandbox.write_config()
+    cfg = sandbox.config()
+    assert (cfg.metrics.milter_listen, cfg.metrics.policy_listen, cfg.metrics.filter_listen,
+            cfg.metrics.worker_listen) == tuple(
+        f"127.0.0.1:{p}" for p in (ports.milter_metrics, ports.policy_metrics,
+                                   ports.filter_metrics, ports.worker_metrics))
+
+
+def test_pick_keeps_free_preferred_ports_and_replaces_taken_ones() -> None:
+    """Two sandboxes on one machine: the second gets other ports, metrics too."""
+    first = Ports.free()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first.milter_metrics))
+        taken.listen()
+        second = Ports.pick(first)
+    assert second.milter_metrics != first.milter_metrics
+    assert second.api == first.api and second.smtp == first.smtp
+    values = list(vars(second).values())
+    assert len(set(values)) == len(values)
+
+
+def test_a_new_sandbox_prefers_the_documented_ports(tmp_path: Path) -> None:
+    ports = Sandbox(tmp_path).ports
+    for name, documented in vars(Ports()).items():
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", documented))
+            except OSError:
+                continue  # taken here: the sandbox took another
+        assert getattr(ports, name) == documented, name

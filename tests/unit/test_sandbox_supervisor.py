@@ -132,3 +132,67 @@ def test_python_child_gets_its_environment(tmp_path: Path) -> None:
                            cwd=tmp_path)
     assert supervisor.wait_gone(pid, 10)
     assert log.read_text().strip() == "sandbox"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _kept(tmp_path: Path, *command: str, extra: tuple[str, ...] = ()) -> tuple[Path, Path, int]:
+    pidfile, log = tmp_path / "kept.pid", tmp_path / "kept.log"
+    keeper = supervisor.start([sys.executable, "-m", "e2a.cli.sandbox.keeper", "--delay=0.1",
+                               *extra, "--", *command], pidfile=pidfile, logfile=log)
+    return pidfile, log, keeper
+
+
+def _one_child(keeper: int, other_than: int = 0) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [c for c in _children(keeper) if c != other_than]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError("no child")
+
+
+def test_a_killed_service_is_started_again(tmp_path: Path) -> None:
+    """kill -9 of a sandbox service: its keeper restarts it (Restart=on-failure)."""
+    stale = tmp_path / "stale.sock"
+    pidfile, log, keeper = _kept(tmp_path, "sleep", "60", extra=(f"--unlink={stale}",))
+    try:
+        first = _one_child(keeper)
+        stale.write_text("")  # what a SIGKILLed libmilter leaves
+        os.kill(first, 9)
+        second = _one_child(keeper, other_than=first)
+        assert second != first
+        assert not stale.exists()
+        assert supervisor.running(pidfile)
+        assert "exited with signal 9; restarting" in log.read_text()
+    finally:
+        assert supervisor.stop(pidfile, timeout=5) == [pidfile]
+    assert _gone(keeper) and _gone(second)
+
+
+def test_a_clean_exit_is_not_restarted(tmp_path: Path) -> None:
+    pidfile, _, keeper = _kept(tmp_path, "true")
+    assert supervisor.wait_gone(keeper, 10)
+    assert not supervisor.running(pidfile)
+
+
+def test_a_service_that_keeps_failing_is_given_up(tmp_path: Path) -> None:
+    pidfile, log, keeper = _kept(tmp_path, "false", extra=("--burst=3",))
+    assert supervisor.wait_gone(keeper, 10)
+    assert "failed 3 times" in log.read_text()
+    assert not supervisor.running(pidfile)
+
+
+def test_stop_reaches_the_service_through_its_keeper(tmp_path: Path) -> None:
+    pidfile, _, keeper = _kept(tmp_path, "sleep", "60")
+    child = _one_child(keeper)
+    started = time.monotonic()
+    assert supervisor.stop(pidfile, timeout=5) == [pidfile]
+    assert time.monotonic() - started < 4  # SIGTERM passed on, not the SIGKILL deadline
+    assert _gone(child)

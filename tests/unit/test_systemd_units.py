@@ -25,8 +25,20 @@ SANDBOXING = {
 
 def test_one_unit_per_service_and_a_target() -> None:
     assert sorted(p.name for p in UNIT_DIR.iterdir()) == sorted(
-        [f"e2a-{name}.service" for name in SERVICES] + ["e2a.target"])
+        [f"e2a-{name}.service" for name in SERVICES] + ["e2a.target", "e2a-stop.service"])
     assert parse(UNIT_DIR / "e2a.target")["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_stopping_the_target_waits_for_every_service() -> None:
+    """e2a-stop.service stops before the target and stops the services itself
+    (tests/system/test_systemd.py watches it work)."""
+    unit = parse(UNIT_DIR / "e2a-stop.service")
+    assert unit["Unit"]["PartOf"] == ["e2a.target"] and unit["Unit"]["After"] == ["e2a.target"]
+    assert unit["Install"]["WantedBy"] == ["e2a.target"]
+    stop = unit["Service"]["ExecStop"][0]
+    assert "--job-mode=ignore-dependencies" in stop
+    assert all(f"e2a-{name}.service" in stop for name in SERVICES)
+    assert "grep -qw stop" in stop  # a restart of the target is left to the restart jobs
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -82,3 +94,21 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path: Path) -> None:
     done = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True,
                           text=True, cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_a_failing_service_restarts_then_stays_failed(name: str) -> None:
+    """Restart=on-failure, but within systemd's start limit: 5 starts in 2
+    minutes at most (RestartSec=2s alone would never reach the default 5 in 10 s)."""
+    svc, unit = service(name), parse(UNIT_DIR / f"e2a-{name}.service")["Unit"]
+    assert svc["Restart"] == ["on-failure"]
+    interval, burst = int(unit["StartLimitIntervalSec"][0]), int(unit["StartLimitBurst"][0])
+    restart = float(svc["RestartSec"][0].removesuffix("s"))
+    assert burst * restart < interval
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_no_service_needs_privileged_system_calls(name: str) -> None:
+    """systemd makes each service its user (User=); nothing of ours (gunicorn
+    included, see e2a.api.server.keep_process_owner) calls setuid itself."""
+    assert service(name)["SystemCallFilter"] == ["@system-service", "~@privileged"]
