@@ -96,7 +96,7 @@ def dkim_key(conn: psycopg.Connection, domain: str) -> Row | None:
         (domain,)).fetchone()
 
 
-# Any change to the domains table (a trigger, sql/011_domain_changes.sql).
+# Any change to the domains table (a trigger, sql/013_domain_changes.sql).
 DOMAINS_CHANGED_CHANNEL = "e2a_domains_changed"
 
 
