@@ -250,6 +250,11 @@ def publish_signed_domain(box: Sandbox, public: str) -> None:
                     dkimkeys.public_record(public))
 
 
+def prepare_sandbox(box: Sandbox, public: str, args: argparse.Namespace) -> None:
+    publish_signed_domain(box, public)
+    box.milter_processes = args.milter_processes
+
+
 def verdicts(box: Sandbox, agent: str, since: int) -> str:
     """How the milter judged the rows stored after row count ``since``."""
     with single_connection(box.config()) as conn:
@@ -304,6 +309,9 @@ def main() -> int:
     parser.add_argument("--workloads", default="signed,unsigned",
                         help="comma-separated: signed (one DKIM-signed message from a "
                              "p=reject domain), unsigned (smtp-source's)")
+    parser.add_argument("--milter-processes", type=int, default=os.cpu_count() or 1,
+                        help="milter.processes of a sandbox this run starts (default: "
+                             "one per CPU)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both paths this many times, bare then full; the "
                              "median of the rounds' ratios counts")
@@ -327,7 +335,7 @@ def main() -> int:
         workdir.chmod(0o755)
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         box, agent = stack.enter_context(
-            sandbox_at(args.root, prepare=lambda b: publish_signed_domain(b, public)))
+            sandbox_at(args.root, prepare=lambda b: prepare_sandbox(b, public, args)))
         ports = Ports.free()
         dump = stack.enter_context(sink(workdir, ports.capture))
         bare = stack.enter_context(bare_postfix(workdir, ports))
@@ -335,7 +343,8 @@ def main() -> int:
                      "unsigned": Workload("unsigned", args, SENDER)}
         chosen = [workloads[n] for n in names]
         full_meter, bare_meter_ = sandbox_meter(box), bare_meter(bare)
-        print(f"load: {load()}; PostgreSQL fsync={pg_setting(box, 'fsync')} "
+        print(f"load: {load()}; milter processes: {box.config().milter.processes}; "
+              f"PostgreSQL fsync={pg_setting(box, 'fsync')} "
               f"synchronous_commit={pg_setting(box, 'synchronous_commit')}", flush=True)
         for workload in chosen:
             print(f"warming up both paths ({args.warmup} {workload.name} messages each)",
