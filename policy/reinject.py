@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import smtplib
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -53,12 +54,15 @@ class Transaction:
 
 
 # Per process (the key's PID): no socket shared across a fork.
-_pools: dict[tuple[int, str, int, str, float, str], smtppool.Pool] = {}
+_pools: dict[tuple[int, str, int, str, float], smtppool.Pool] = {}
 _pools_lock = threading.Lock()
+# A kept connection logs in again once its login is this old; well inside
+# release.LOGIN_SECONDS (300 s), after which the service refuses it.
+LOGIN_REFRESH = 60.0
 
 
-def _pool(address: InetAddress, helo: str, timeout: float, login: str) -> smtppool.Pool:
-    key = (os.getpid(), address.host, address.port, helo, timeout, login)
+def _pool(address: InetAddress, helo: str, timeout: float) -> smtppool.Pool:
+    key = (os.getpid(), address.host, address.port, helo, timeout)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
@@ -69,7 +73,7 @@ def _pool(address: InetAddress, helo: str, timeout: float, login: str) -> smtppo
                 except (OSError, smtplib.SMTPException) as exc:
                     raise ReinjectError(f"cannot connect to {address}: {exc}") from None
                 try:
-                    _session(smtp, login)
+                    _expect(smtp.ehlo(), "EHLO", 250)
                 except BaseException:
                     smtp.close()
                     raise
@@ -82,11 +86,14 @@ def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: floa
              login: str = "") -> str:
     """Send ``txn``; return the server's final reply (it names the new queue id).
     ``login``: what proves to the reinjection service that we are its
-    client (core/release.reinject_login), given with XCLIENT LOGIN once per
-    connection (it holds for the session). The connection is kept for the
-    next message (core/smtppool)."""
+    client (core/release.reinject_login), given with XCLIENT LOGIN on a new
+    connection and again on a kept one once its login is LOGIN_REFRESH old
+    (the service refuses a login older than release.LOGIN_SECONDS, checked
+    at each transaction). The connection is kept for the next message
+    (core/smtppool)."""
     try:
-        return _pool(address, helo, timeout, login).run(lambda session: _send(session, txn))
+        return _pool(address, helo, timeout).run(
+            lambda session: _send(session, txn, login))
     except smtplib.SMTPResponseException as exc:
         raise ReinjectError(f"{address}: answered {exc.smtp_code} "
                             f"{_text(exc.smtp_error)}",
@@ -96,21 +103,22 @@ def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: floa
         raise ReinjectError(f"{address}: {exc}") from None
 
 
-def _session(smtp: smtplib.SMTP, login: str) -> None:
-    _expect(smtp.ehlo(), "EHLO", 250)
-    if login:
-        if "login" not in smtp.esmtp_features.get("xclient", "").lower().split():
-            raise ReinjectError("the reinjection service does not announce XCLIENT LOGIN")
-        # XCLIENT starts the session afresh: a new greeting, then EHLO again.
-        _expect(smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", 220)
-        _expect(smtp.ehlo(), "EHLO", 250)
-
-
-def _send(session: smtppool.Session, txn: Transaction) -> str:
+def _send(session: smtppool.Session, txn: Transaction, login: str) -> str:
     smtp = session.smtp
     # XFORWARD and SMTPUTF8 state end with each transaction: set them anew.
     smtp.command_encoding = "ascii"
     first = True
+    # When this connection last gave its login (monotonic), kept on it.
+    logged_in: float | None = getattr(smtp, "e2a_login_at", None)
+    if login and (logged_in is None or time.monotonic() - logged_in > LOGIN_REFRESH):
+        if "login" not in smtp.esmtp_features.get("xclient", "").lower().split():
+            raise ReinjectError("the reinjection service does not announce XCLIENT LOGIN")
+        # XCLIENT starts the session afresh: a new greeting, then EHLO again.
+        _expect_first(session, smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", first,
+                      220)
+        first = False
+        _expect(smtp.ehlo(), "EHLO", 250)
+        smtp.e2a_login_at = time.monotonic()  # type: ignore[attr-defined]
     if txn.xforward and smtp.has_extn("xforward"):
         supported = smtp.esmtp_features["xforward"].split()
         for args in xforward.commands(txn.xforward, supported):
@@ -138,12 +146,12 @@ def _send(session: smtppool.Session, txn: Transaction) -> str:
 
 
 def _expect_first(session: smtppool.Session, answer: tuple[int, bytes], step: str,
-                  first: bool) -> str:
+                  first: bool, code: int = 250) -> str:
     """The first command on a reused connection: a 421 there is the server's
     goodbye to an idle connection, not a verdict on this message."""
     if first and session.reused and answer[0] == 421:
         raise smtppool.Stale(f"{step} answered {answer[0]} {_text(answer[1])}")
-    return _expect(answer, step, 250)
+    return _expect(answer, step, code)
 
 
 def _expect(answer: tuple[int, bytes], step: str, *codes: int) -> str:

@@ -29,6 +29,7 @@ class FakeServer:
         self.after_each = "keep"
         self.data_reply = b"250 2.0.0 Ok: queued as ABC123\r\n"
         self.xforwards: list[str] = []
+        self.xclients: list[str] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -53,7 +54,10 @@ class FakeServer:
                     return
                 if verb == "EHLO":
                     conn.sendall(b"250-fake\r\n250-XFORWARD NAME ADDR IDENT\r\n"
-                                 b"250 SIZE 1000000\r\n")
+                                 b"250-XCLIENT LOGIN\r\n250 SIZE 1000000\r\n")
+                elif verb == "XCLIENT":
+                    self.xclients.append(cmd)
+                    conn.sendall(b"220 fake ESMTP\r\n")
                 elif verb == "XFORWARD":
                     self.xforwards.append(cmd)
                     conn.sendall(b"250 2.0.0 Ok\r\n")
@@ -67,9 +71,9 @@ class FakeServer:
                     data = b""
                     while (chunk := reader.readline()) != b".\r\n":
                         data += chunk
-                    conn.sendall(self.data_reply)
-                    if self.data_reply.startswith(b"250"):
+                    if self.data_reply.startswith(b"250"):  # recorded before the client hears
                         self.messages.append((mail_from, data))
+                    conn.sendall(self.data_reply)
                     if self.after_each == "close":
                         return
                     goodbye = self.after_each == "goodbye"
@@ -180,3 +184,18 @@ def test_a_failure_after_data_is_never_retried():
     with pytest.raises(ConnectionResetError):
         pool.run(transaction)
     assert calls == [True]
+
+
+def test_the_reinjection_login_is_given_once_per_kept_connection_and_renewed(server,
+                                                                              monkeypatch):
+    """XCLIENT LOGIN on a new connection, not again on the kept one until
+    the login is LOGIN_REFRESH old (the service refuses old logins)."""
+    address = InetAddress("127.0.0.1", server.port)
+    txn = Transaction(mail_from="s@example.org", recipients=["r@example.org"], data=MESSAGE)
+    for n in range(3):
+        reinject.reinject(address, txn, helo="test.example", timeout=5, login=f"e2a.{n}.x")
+    assert server.xclients == ["XCLIENT LOGIN=e2a.0.x"] and server.connections == 1
+    monkeypatch.setattr(reinject, "LOGIN_REFRESH", -1.0)
+    reinject.reinject(address, txn, helo="test.example", timeout=5, login="e2a.9.x")
+    assert server.xclients == ["XCLIENT LOGIN=e2a.0.x", "XCLIENT LOGIN=e2a.9.x"]
+    assert server.connections == 1 and len(server.messages) == 4
