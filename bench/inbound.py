@@ -21,7 +21,6 @@ Run as root (a private Postfix needs it): ``bench/inbound`` (see README).
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import shutil
 import signal
@@ -39,8 +38,6 @@ from types import FrameType
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # -P: bench/ is not on the path
 import cpu
 import smtpload
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from e2a.cli.sandbox import supervisor
 from e2a.cli.sandbox.postfix import Instance
@@ -234,13 +231,8 @@ def signed_message_text(sender: str, to: str, serial: int) -> bytes:
 
 
 def signing_key() -> tuple[SigningKey, str]:
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
-    der = private.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    return SigningKey(SIGNED_DOMAIN, SIGNED_SELECTOR, pem), base64.b64encode(der).decode()
+    pair = dkimkeys.generate(SIGNED_SELECTOR)
+    return SigningKey(SIGNED_DOMAIN, SIGNED_SELECTOR, pair.private_pem), pair.public_key
 
 
 def publish_signed_domain(box: Sandbox, public: str) -> None:

@@ -17,6 +17,7 @@ message is never sent twice.
 from __future__ import annotations
 
 import contextlib
+import os
 import smtplib
 import socket
 import threading
@@ -103,6 +104,22 @@ class Pool:
             idle, self._idle = self._idle, []
         for smtp, _ in idle:
             _quit(smtp)
+
+
+_shared: dict[tuple[object, ...], Pool] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(key: tuple[object, ...], connect: Callable[[], smtplib.SMTP]) -> Pool:
+    """The process's pool for ``key`` (made with ``connect`` the first time).
+    Per process: a pool made before a fork (gunicorn's workers) must not hand
+    one socket to two processes, so the PID is part of the key."""
+    full = (os.getpid(), *key)
+    with _shared_lock:
+        pool = _shared.get(full)
+        if pool is None:
+            pool = _shared[full] = Pool(connect)
+        return pool
 
 
 def _closed_by_server(exc: BaseException) -> bool:

@@ -12,10 +12,8 @@ is a SubmitError and Postfix has queued nothing.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import smtplib
-import threading
 from collections.abc import Sequence
 
 from e2a.core import addresses, smtppool
@@ -40,24 +38,13 @@ def _answer(code: int, text: bytes) -> str:
     return f"{code} {text.decode('utf-8', 'replace')}"
 
 
-# Per process (the key's PID): a pool made before gunicorn forks must not
-# hand one socket to two workers.
-_pools: dict[tuple[int, str, int, str, float], smtppool.Pool] = {}
-_pools_lock = threading.Lock()
-
-
 def _pool(target: InetAddress, helo: str, timeout: float) -> smtppool.Pool:
-    key = (os.getpid(), target.host, target.port, helo, timeout)
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            def connect() -> smtplib.SMTP:
-                client = smtplib.SMTP(target.host, target.port, local_hostname=helo,
-                                      timeout=timeout)
-                client.ehlo_or_helo_if_needed()
-                return client
-            pool = _pools[key] = smtppool.Pool(connect)
-        return pool
+    def connect() -> smtplib.SMTP:
+        client = smtplib.SMTP(target.host, target.port, local_hostname=helo, timeout=timeout)
+        client.ehlo_or_helo_if_needed()
+        return client
+
+    return smtppool.shared(("submit", target.host, target.port, helo, timeout), connect)
 
 
 def submit(address: str, mail_from: str, recipients: Sequence[str], message: bytes, *,

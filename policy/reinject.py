@@ -19,9 +19,7 @@ operator's fault, above) is transient.
 
 from __future__ import annotations
 
-import os
 import smtplib
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,33 +51,26 @@ class Transaction:
     xforward: Mapping[str, str] = field(default_factory=dict)
 
 
-# Per process (the key's PID): no socket shared across a fork.
-_pools: dict[tuple[int, str, int, str, float], smtppool.Pool] = {}
-_pools_lock = threading.Lock()
 # A kept connection logs in again once its login is this old; well inside
 # release.LOGIN_SECONDS (300 s), after which the service refuses it.
 LOGIN_REFRESH = 60.0
 
 
 def _pool(address: InetAddress, helo: str, timeout: float) -> smtppool.Pool:
-    key = (os.getpid(), address.host, address.port, helo, timeout)
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            def connect() -> smtplib.SMTP:
-                try:
-                    smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo,
-                                        timeout=timeout)
-                except (OSError, smtplib.SMTPException) as exc:
-                    raise ReinjectError(f"cannot connect to {address}: {exc}") from None
-                try:
-                    _expect(smtp.ehlo(), "EHLO", 250)
-                except BaseException:
-                    smtp.close()
-                    raise
-                return smtp
-            pool = _pools[key] = smtppool.Pool(connect)
-        return pool
+    def connect() -> smtplib.SMTP:
+        try:
+            smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo,
+                                timeout=timeout)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ReinjectError(f"cannot connect to {address}: {exc}") from None
+        try:
+            _expect(smtp.ehlo(), "EHLO", 250)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    return smtppool.shared(("reinject", address.host, address.port, helo, timeout), connect)
 
 
 def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float,

@@ -3,13 +3,10 @@ the very signature dkimpy's own arithmetic makes, and verify independently."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from dkim import crypto as dkim_crypto
 
 from e2a.core import dkimkeys, dkimsign
@@ -24,13 +21,8 @@ MESSAGE = (b"From: Agent <agent@signer.test>\r\nTo: someone@elsewhere.test\r\n"
 
 @pytest.fixture(scope="module")
 def key() -> tuple[SigningKey, str]:
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
-    public = private.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    return SigningKey("signer.test", "sel", pem), base64.b64encode(public).decode()
+    pair = dkimkeys.generate("sel")
+    return SigningKey("signer.test", "sel", pair.private_pem), pair.public_key
 
 
 def _dns(record: str):
