@@ -35,6 +35,9 @@ from e2a.api.resources.webhooks import (
     WebhookTest,
 )
 from e2a.api.resources.websocket import AgentSocket
+from e2a.api.v1 import errors as v1_errors
+from e2a.api.v1 import middleware as v1_middleware
+from e2a.api.v1 import routes as v1_routes
 from e2a.core.config import Config
 
 
@@ -43,12 +46,16 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     one of its own when not given (tests)."""
     # Shape checks come before authentication: an oversized or malformed
     # request costs no database round trip.
-    shape = middleware.RequestShape(cfg, large=(Send, Reply, Forward, PendingApproval),
+    shape = middleware.RequestShape(cfg, large=(Send, Reply, Forward, PendingApproval,
+                                           *v1_routes.LARGE_BODIES),
                                     pages=(ApproveLink, RejectLink))
-    app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(), shape,
+    app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(),
+                                 v1_middleware.Text(), shape, v1_middleware.Body(),
                                  middleware.Authentication(pool),
                                  throttle.RequestLimit(pool, cfg.http.requests_per_minute)])
     errors.install(app)
+    # The current API's envelope for /v1 requests; the legacy one elsewhere.
+    v1_errors.install(app)
     jsonbody.install(app)
     app.add_route("/api/health", Health(pool))
     app.add_route("/api/v1/info", Info(cfg))
@@ -86,7 +93,8 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/approve", ApproveLink(cfg, pool))
     app.add_route("/api/v1/reject", RejectLink(cfg, pool))
     # Real time: new mail pushed to local-mode agents.
-    app.add_route("/api/v1/agents/{email}/ws", AgentSocket(cfg, pool, hub or Hub(cfg)))
+    hub = hub or Hub(cfg)
+    app.add_route("/api/v1/agents/{email}/ws", AgentSocket(cfg, pool, hub))
     # Webhook subscriptions and the event log (account level).
     app.add_route("/api/v1/webhooks", Webhooks(cfg, pool))
     app.add_route("/api/v1/webhooks/{id}", Webhook(cfg, pool))
@@ -97,4 +105,6 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/events", Events(cfg, pool))
     app.add_route("/api/v1/events/{id}", Event(pool))
     app.add_route("/api/v1/events/{id}/redeliver", EventRedelivery(pool))
+    # The current API (SDK 5.x): its own route table, the same core.
+    v1_routes.mount(app, cfg, pool, hub)
     return app

@@ -96,17 +96,21 @@ def _code_of(ex: falcon.HTTPError, status: int) -> str:
     return _CODES.get(status, "error")
 
 
+def message_of(req: falcon.Request, ex: falcon.HTTPError, status: int) -> str:
+    """What an error says, router misses included."""
+    if isinstance(ex, falcon.HTTPRouteNotFound):
+        return f"no route for {req.method} {req.path}"
+    if isinstance(ex, falcon.HTTPMethodNotAllowed):
+        return f"{req.method} is not allowed on {req.path}"
+    return ex.description or HTTPStatus(status).phrase
+
+
 def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError,
                       params: dict[str, Any]) -> None:
     status = falcon.http_status_to_code(ex.status)
     code = getattr(ex, "api_code", None) or _code_of(ex, status)
-    if isinstance(ex, falcon.HTTPRouteNotFound):
-        message = f"no route for {req.method} {req.path}"
-    elif isinstance(ex, falcon.HTTPMethodNotAllowed):
-        message = f"{req.method} is not allowed on {req.path}"
-    else:
-        message = ex.description or HTTPStatus(status).phrase
-    _render(req, resp, status, code, message, getattr(ex, "details", None) or {})
+    _render(req, resp, status, code, message_of(req, ex, status),
+            getattr(ex, "details", None) or {})
     if ex.headers:
         resp.set_headers(ex.headers)
 

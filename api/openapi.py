@@ -50,6 +50,13 @@ def _own_responder(resource: object, responder: Any) -> bool:
 
 
 def routes(app: falcon.App) -> list[Route]:
+    """The legacy generation's routes: this document's. The /v1 routes have
+    their own table and document (api/v1/routes.py, api/v1/openapi.py)."""
+    return [r for r in all_routes(app)
+            if not (r.template == "/v1" or r.template.startswith("/v1/"))]
+
+
+def all_routes(app: falcon.App) -> list[Route]:
     """Every route of the app, in template order. Walks Falcon's compiled
     router as falcon.inspect does (its RouteInfo has no resource object)."""
     found: list[Route] = []

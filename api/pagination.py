@@ -37,21 +37,38 @@ def encode(secret: str, scope: Mapping[str, Any], after: Position) -> str:
         "v": VERSION, "scope": dict(scope), "after": [created_at.isoformat(), row_id]})
 
 
-def decode(secret: str, scope: Mapping[str, Any], token: str) -> Position:
-    """The position to continue after; 400 when the token is not one of ours
-    or belongs to a listing with another scope."""
+class CursorRefused(ValueError):
+    """A token that is not ours (``foreign`` False) or continues another listing."""
+
+    def __init__(self, message: str, *, foreign: bool) -> None:
+        super().__init__(message)
+        self.foreign = foreign
+
+
+def open_token(secret: str, scope: Mapping[str, Any], token: str) -> Position:
+    """The position a token continues after; CursorRefused otherwise. Each API
+    generation words the refusal its own way."""
     try:
         data = tokens.verify_json(secret, PURPOSE, token)
     except tokens.TokenError:
-        raise errors.bad_request("invalid pagination token", param="token") from None
+        raise CursorRefused("invalid pagination token", foreign=False) from None
     if data.get("v") != VERSION:
-        raise errors.bad_request("invalid pagination token", param="token")
+        raise CursorRefused("invalid pagination token", foreign=False)
     if _canonical(data.get("scope")) != _canonical(dict(scope)):
-        raise errors.bad_request(
+        raise CursorRefused(
             "pagination token was issued for other filters; keep the same filters "
-            "or start again without a token", param="token")
+            "or start again without a token", foreign=True)
     try:
         created_at, row_id = data["after"]
         return datetime.fromisoformat(created_at), str(row_id)
     except (KeyError, TypeError, ValueError):
-        raise errors.bad_request("invalid pagination token", param="token") from None
+        raise CursorRefused("invalid pagination token", foreign=False) from None
+
+
+def decode(secret: str, scope: Mapping[str, Any], token: str) -> Position:
+    """The position to continue after; 400 when the token is not one of ours
+    or belongs to a listing with another scope."""
+    try:
+        return open_token(secret, scope, token)
+    except CursorRefused as exc:
+        raise errors.bad_request(str(exc), param="token") from None

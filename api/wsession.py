@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -96,9 +97,19 @@ class Revoked(Exception):
     pass
 
 
+# The frames for a batch of message rows, one per row, in order: the legacy
+# notification by default; the /v1 socket sends each message's event envelope.
+Render = Callable[[ConnectionPool, list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def notifications(pool: ConnectionPool, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [views.notification(row) for row in rows]
+
+
 class Session:
     def __init__(self, pool: ConnectionPool, channel: Channel, sub: Subscription,
-                 ping_seconds: float) -> None:
+                 ping_seconds: float, render: Render = notifications) -> None:
+        self._render = render
         self._pool = pool
         self._channel = channel
         self._sub = sub
@@ -209,10 +220,11 @@ class Session:
             after = (rows[-1]["created_at"], rows[-1]["id"])
 
     def _send(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            if row["id"] in self._sent:
-                continue
-            self._channel.send_json(views.notification(row))
+        rows = [row for row in rows if row["id"] not in self._sent]
+        if not rows:
+            return
+        for row, frame in zip(rows, self._render(self._pool, rows), strict=True):
+            self._channel.send_json(frame)
             self._sent.add(row["id"], row["created_at"])
 
     def _release(self) -> None:

@@ -211,3 +211,11 @@ def _normalize_address(email: str) -> str:
     if len(local) > MAX_LOCAL_PART or not valid_email(address):
         raise AccountError(f"not an email address: {email!r}")
     return address
+
+
+def rename_agent(conn: psycopg.Connection, agent: dict[str, Any], name: str) -> dict[str, Any]:
+    """The agent with its new display name."""
+    if len(name) > MAX_AGENT_NAME:
+        raise AccountError(f"name must be at most {MAX_AGENT_NAME} characters")
+    agent_store.rename_agent(conn, agent["id"], name)
+    return {**agent, "name": name}

@@ -12,6 +12,7 @@ knowing its id.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
@@ -36,7 +37,6 @@ def claimed(conn: psycopg.Connection, msg: EmailMessage, user_id: str) -> str:
     claim = inbound.header_value(msg, HEADER)[:MAX_ID]
     return claim if claim and open_to(conn, claim, user_id) else ""
 
-
 def participants(members: Iterable[dict[str, Any]]) -> list[str]:
     """Every address seen in From, To or Cc of any member, both directions,
     once each (addresses compare case-insensitively), sorted."""
@@ -51,3 +51,23 @@ def participants(members: Iterable[dict[str, Any]]) -> list[str]:
 def labels(members: Iterable[dict[str, Any]]) -> list[str]:
     """The union of the members' labels, sorted."""
     return sorted({label for row in members for label in (row["labels"] or [])})
+
+
+@dataclass(frozen=True)
+class Conversation:
+    summary: dict[str, Any]  # counts and times of all members
+    members: list[dict[str, Any]]  # the newest ones, oldest first
+    participants: list[str]
+    labels: list[str]
+
+
+def load(conn: psycopg.Connection, agent_id: str, conversation_id: str, *,
+         max_members: int) -> Conversation | None:
+    """One of the agent's conversations, None when it has no live member."""
+    summary = message_store.conversation_summaries(conn, agent_id,
+                                                   conversation_id=conversation_id, limit=1)
+    members = message_store.conversation_messages(conn, agent_id, conversation_id,
+                                                  limit=max_members)
+    if not summary or not members:
+        return None
+    return Conversation(summary[0], members, participants(members), labels(members))

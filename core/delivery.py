@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from e2a.core import metrics, webhookhttp, webhookpayload
+from e2a.core import metrics, v1events, webhookhttp, webhookpayload
 from e2a.core.config import Config
 from e2a.core.store import deliveries as delivery_store
 from e2a.core.store import signing as signing_store
@@ -157,13 +157,24 @@ class Deliverer:
         return out
 
     def _for_subscription(self, row: dict[str, Any], hook: dict[str, Any]) -> Attempt:
-        body = webhookpayload.event_envelope(row["event_id"], row["type"],
-                                             row["schema_version"], row["event_created_at"],
-                                             row["data"])
+        # The subscription's generation decides the words, not the event: one
+        # stored event reaches legacy and /v1 subscribers alike.
+        if hook.get("generation") == "v1":
+            envelope = v1events.envelope(row["event_id"], row["type"], row["event_created_at"],
+                                         row["data"] or {}, row.get("event_agent_email"))
+            body = webhookpayload.encode(envelope)
+            type_ = envelope["type"]
+        else:
+            body = webhookpayload.event_envelope(row["event_id"], row["type"],
+                                                 row["schema_version"],
+                                                 row["event_created_at"], row["data"])
+            type_ = row["type"]
         secrets = [hook["secret"]] + ([hook["previous_secret"]] if hook["previous_secret"]
                                       else [])
         headers = webhookpayload.subscription_headers(body, secrets, row["event_id"],
-                                                      row["type"], int(time.time()))
+                                                      type_, int(time.time()))
+        if hook.get("generation") == "v1":
+            headers.update(webhookpayload.V1_HEADERS)
         return Attempt(row, hook["url"], body, headers)
 
     def _for_agent(self, conn: psycopg.Connection, row: dict[str, Any],

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from e2a.core import eventtypes
+from e2a.core import eventtypes, v1events
 from e2a.core.ids import new_id
 from e2a.core.store import deliveries as delivery_store
 from e2a.core.store import events as event_store
@@ -33,6 +33,12 @@ BATCH = 200  # events per transaction
 
 def matches(webhook: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
     if event["type"] not in (webhook["events"] or ()):
+        return False
+    # A /v1 subscription names the review outcome an expiry is, approved or
+    # rejected; the stored email.expired is either (core/v1events).
+    if (webhook.get("generation") == "v1" and event["type"] == eventtypes.EMAIL_EXPIRED
+            and v1events.v1_type(event["type"], event.get("data") or {})
+            not in v1events.v1_types(webhook["events"])):
         return False
     filters = webhook["filters"] or {}
     agent_ids = filters.get("agent_ids") or []

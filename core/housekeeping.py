@@ -21,6 +21,10 @@ RETENTION: dict[str, timedelta] = {
     "events": timedelta(days=31),
     # The notification limit counts the last hour (core/notification.py).
     "owner_notifications": timedelta(days=1),
+    # The trash: a trashed message or agent (with its mail) is erased 30 days
+    # after it was deleted unless restored; live rows are never purged.
+    "messages": timedelta(days=30),
+    "agents": timedelta(days=30),
 }
 
 EVENTS_VISIBLE = timedelta(days=30)

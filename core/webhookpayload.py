@@ -25,8 +25,11 @@ from e2a.core.timefmt import rfc3339
 _P = attest.PREFIX
 
 
-def _json(value: Any) -> bytes:
+def encode(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_json = encode
 
 
 def event_envelope(event_id: str, type_: str, schema_version: int, created_at: datetime,
@@ -39,6 +42,10 @@ def subscription_headers(body: bytes, secrets: Sequence[str], event_id: str, typ
                          now: int) -> dict[str, str]:
     return {webhooksig.HEADER: webhooksig.header(secrets, now, body),
             "X-E2A-Event-Id": event_id, "X-E2A-Event-Type": type_}
+
+
+# What a /v1 subscriber is told besides (reference §4.1's frozen headers).
+V1_HEADERS = {"X-E2A-Schema-Version": "1", "User-Agent": "e2a-webhooks/1"}
 
 
 def resigned(stored: Mapping[str, str], secret: str, now: datetime) -> dict[str, str]:

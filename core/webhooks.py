@@ -119,8 +119,9 @@ def owned(conn: psycopg.Connection, user_id: str, webhook_id: str, *,
 
 
 def create(conn: psycopg.Connection, cfg: Config, user_id: str,
-           body: Mapping[str, Any]) -> tuple[Row, str]:
-    """The new subscription and its secret (the only time it is shown)."""
+           body: Mapping[str, Any], *, generation: str = "legacy") -> tuple[Row, str]:
+    """The new subscription and its secret (the only time it is shown).
+    ``generation``: the API that made it, whose words its deliveries speak."""
     url = check_url(cfg, body.get("url"))
     events = check_events(body.get("events"))
     filters = check_filters(body.get("filters"))
@@ -132,7 +133,7 @@ def create(conn: psycopg.Connection, cfg: Config, user_id: str,
                                "delete one first", code="limit_reached")
         secret = signing_secrets.generate()
         row = webhook_store.insert_webhook(conn, new_id("wh"), user_id, url, description,
-                                           events, filters, secret)
+                                           events, filters, secret, generation)
     return row, secret
 
 

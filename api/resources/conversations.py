@@ -86,12 +86,10 @@ class AgentConversation:
     def on_get(self, req: falcon.Request, resp: falcon.Response, email: str, id: str) -> None:
         with self._pool.connection() as conn:
             agent = auth.agent_for(conn, req.context.principal, email)
-            summary = message_store.conversation_summaries(conn, agent["id"],
-                                                           conversation_id=id, limit=1)
-            members = message_store.conversation_messages(conn, agent["id"], id,
-                                                          limit=MAX_CONVERSATION_MESSAGES)
-        if not summary or not members:
+            found = conversations.load(conn, agent["id"], id,
+                                       max_members=MAX_CONVERSATION_MESSAGES)
+        if found is None:
             raise errors.not_found(f"conversation {id} not found")
         resp.media = views.conversation_detail(
-            summary[0], members, participants=conversations.participants(members),
-            labels=conversations.labels(members))
+            found.summary, found.members, participants=found.participants,
+            labels=found.labels)

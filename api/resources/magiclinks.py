@@ -149,7 +149,8 @@ class _MagicLink:
             return linkcheck.held_message(conn, self._cfg, token, self.action)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        token = req.get_param("token") or ""
+        # /v1 links name the token ``t`` (the same token: one signer).
+        token = req.get_param("token") or req.get_param("t") or ""
         try:
             row = self._held(token)
         except linkcheck.LinkRefused as exc:
@@ -167,7 +168,7 @@ class _MagicLink:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         form = _form(req)
         try:
-            row = self._held(form.get("token", ""))
+            row = self._held(form.get("token") or form.get("t", ""))
             self.act(row, form)
         except (linkcheck.LinkRefused, approval.NotFound, approval.NotPending) as exc:
             _refusal(resp, self.action, exc)

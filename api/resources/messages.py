@@ -11,7 +11,7 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, inputs, opdoc, pagination, views
-from e2a.core import labels
+from e2a.core import labels, mailbox
 from e2a.core.config import Config
 from e2a.core.store import messages as message_store
 from e2a.core.store.messages import MessageFilter
@@ -212,13 +212,9 @@ class AgentMessage:
             delta = labels.Delta.parse(body.get("add_labels"), body.get("remove_labels"))
             with self._pool.connection() as conn:
                 agent = auth.agent_for(conn, req.context.principal, email)
-                with conn.transaction():
-                    current = message_store.labels_for_update(conn, agent["id"], id)
-                    if current is None:
-                        raise errors.not_found(f"message {id} not found")
-                    updated = delta.apply(current)
-                    if updated != current:
-                        message_store.set_labels(conn, id, updated)
+                updated = mailbox.relabel(conn, agent["id"], id, delta)
         except labels.LabelError as exc:
             raise errors.bad_request(str(exc), param=exc.field) from None
+        except mailbox.MailboxError as exc:
+            raise errors.not_found(str(exc)) from None
         resp.media = views.labels_update(id, updated)

@@ -153,6 +153,32 @@ def _optional(body: dict[str, Any], name: str, read: Callable[[], Any]) -> Any:
     return None if body.get(name) is None else read()
 
 
+def not_released(message_id: str, exc: ReleaseError) -> errors.ApiError:
+    """The answer (both API generations') to an approval Postfix did not
+    take: the message is still held."""
+    log.warning("approved message not released: %s", exc, extra={"message_id": message_id})
+    if exc.permanent:
+        return errors.ApiError(
+            422, "release_refused",
+            f"the mail server refused the message for good ({exc}); it is still "
+            "held: edit it (smaller attachments, fewer recipients) or reject it")
+    return errors.ApiError(503, "release_unavailable",
+                           "the mail server did not take the message; it is still "
+                           "held, retry later",
+                           headers={"Retry-After": str(RELEASE_RETRY_AFTER)})
+
+
+def approve_as(pool: ConnectionPool, cfg: Config, message_id: str, reviewer: str,
+               edits: approval.Edits | None) -> approval.Resolved:
+    """A reviewer's approval through either API generation (core/approval
+    raises NotFound and NotPending for the caller to word)."""
+    try:
+        return approval.approve(pool, cfg, message_id, owner_id=reviewer,
+                                reviewer_user_id=reviewer, edits=edits, via="api")
+    except ReleaseError as exc:
+        raise not_released(message_id, exc) from None
+
+
 def edits_of(body: dict[str, Any], limits: compose.Limits) -> approval.Edits | None:
     """The overrides an ApprovePendingMessageRequest gives; None when none.
     Malformed values raise ComposeError; whether a value really differs from
@@ -226,23 +252,8 @@ class PendingApproval:
         body = inputs.json_object(req)
         with refusals():
             edits = edits_of(body, self._limits)
-            try:
-                done = _resolving(message_id, lambda: approval.approve(
-                    self._pool, self._cfg, message_id, owner_id=reviewer,
-                    reviewer_user_id=reviewer, edits=edits, via="api"))
-            except ReleaseError as exc:
-                log.warning("approved message not released: %s", exc,
-                            extra={"message_id": message_id})
-                if exc.permanent:
-                    raise errors.ApiError(
-                        422, "release_refused",
-                        f"the mail server refused the message for good ({exc}); it is still "
-                        "held: edit it (smaller attachments, fewer recipients) or reject it"
-                    ) from None
-                raise errors.ApiError(503, "release_unavailable",
-                                      "the mail server did not take the message; it is still "
-                                      "held, retry later",
-                                      headers={"Retry-After": str(RELEASE_RETRY_AFTER)}) from None
+            done = _resolving(message_id, lambda: approve_as(
+                self._pool, self._cfg, message_id, reviewer, edits))
         return Answer(200, {"message_id": done.message_id, "status": done.status,
                             "edited": done.edited, "method": done.method,
                             "provider_message_id": done.provider_message_id})

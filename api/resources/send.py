@@ -12,6 +12,7 @@ holds the message until a person approves it (core/holds.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -20,7 +21,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, idempotent, inputs, opdoc
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
-from e2a.core import compose, conversations, holds, ratelimit, replies, sending, submit, timefmt
+from e2a.core import compose, conversations, drafts, holds, ratelimit, sending, submit, timefmt
 from e2a.core.compose import ComposeError, Draft, Mailbox
 from e2a.core.config import Config
 from e2a.core.ids import new_id
@@ -32,7 +33,6 @@ TAGS = ["Sending"]
 WINDOW_SECONDS = 60
 # How long a client should wait before retrying after Postfix did not take a message.
 SUBMIT_RETRY_AFTER = 30
-TEST_SUBJECT = "Test email from e2a"
 
 
 def _errors(not_found: str) -> dict[str, Any]:
@@ -54,6 +54,14 @@ def _sent_responses(what: str) -> dict[str, Any]:
     return {"200": opdoc.ok("SendEmailResponse", f"{what} sent (handed to the mail server)"),
             "202": opdoc.ok("SendEmailResponse", f"{what} held for approval (the agent has "
                             "HITL enabled): status pending_approval, approval_expires_at")}
+
+
+def legacy_answer(sent: sending.Sent) -> Answer:
+    # 202: held for a person's approval (the agent's HITL), not sent yet.
+    return Answer(202 if sent.status == holds.PENDING else 200,
+                  {"message_id": sent.message_id, "status": sent.status,
+                   "method": sent.method,
+                   "approval_expires_at": timefmt.rfc3339(sent.approval_expires_at)})
 
 
 class Outbox:
@@ -85,20 +93,17 @@ class Outbox:
                 f"{WINDOW_SECONDS} s; retry in {outcome.retry_after_seconds} s",
                 outcome.retry_after_seconds)
 
-    def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep) -> Answer:
+    def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep, *,
+                view: Callable[[sending.Sent], Answer] | None = None) -> Answer:
+        """``view``: the answer in the caller's API generation (the legacy
+        one when None)."""
         self._own_conversation(agent, draft.conversation_id)
         message_id = new_id("msg")
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
                                        limits=self.limits)
         self._count(agent)
-
-        def answer(sent: sending.Sent) -> Answer:
-            # 202: held for a person's approval (the agent's HITL), not sent yet.
-            return Answer(202 if sent.status == holds.PENDING else 200,
-                          {"message_id": sent.message_id, "status": sent.status,
-                           "method": sent.method,
-                           "approval_expires_at": timefmt.rfc3339(sent.approval_expires_at)})
+        answer = view or legacy_answer
 
         try:
             sent = sending.send(self.pool, self.cfg,
@@ -131,21 +136,6 @@ class Outbox:
         """What every kind of send takes from the body alike."""
         return {"cc": mailboxes(body, "cc"), "bcc": mailboxes(body, "bcc"),
                 "attachments": attachments(body, self.limits)}
-
-
-def _conversation(given: str, inherited: str | None = None) -> str:
-    """The caller's id, else the thread's, else a new one."""
-    return given or inherited or new_id("conv")
-
-
-def _without(boxes: tuple[Mailbox, ...], taken: set[str]) -> tuple[Mailbox, ...]:
-    """``boxes`` minus the addresses in ``taken`` (lowercase), each once."""
-    kept = []
-    for box in boxes:
-        if box.address.lower() not in taken:
-            taken.add(box.address.lower())
-            kept.append(box)
-    return tuple(kept)
 
 
 class Send:
@@ -198,7 +188,7 @@ class Send:
                 sender=self._outbox.sender(agent), to=mailboxes(body, "to"),
                 subject=text(body, "subject"), text=text(body, "body"),
                 html=text(body, "html_body"),
-                conversation_id=_conversation(text(body, "conversation_id")),
+                conversation_id=drafts.conversation(text(body, "conversation_id")),
                 **self._outbox.content(body))
         return self._outbox.deliver(agent, "send", draft, keep)
 
@@ -260,18 +250,10 @@ class Reply(_AboutReceived):
 
     def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
               inbound: dict[str, Any]) -> Draft:
-        content = self._outbox.content(body)
-        to, auto_cc = replies.reply_recipients(inbound, agent["email"], flag(body, "reply_all"))
-        to_boxes = tuple(Mailbox(address) for address in to)
-        taken = {box.address.lower() for box in to_boxes}
-        cc = _without((*(Mailbox(a) for a in auto_cc), *content.pop("cc")), taken)
-        in_reply_to, references = replies.threading(inbound)
-        return Draft(
-            sender=sender, to=to_boxes, cc=cc, subject=replies.reply_subject(inbound["subject"]),
-            text=text(body, "body"), html=text(body, "html_body"),
-            conversation_id=_conversation(text(body, "conversation_id"),
-                                          inbound["conversation_id"]),
-            in_reply_to=in_reply_to, references=references, **content)
+        return drafts.reply(sender, agent, inbound, text=text(body, "body"),
+                            html=text(body, "html_body"),
+                            conversation_id=text(body, "conversation_id"),
+                            reply_all=flag(body, "reply_all"), **self._outbox.content(body))
 
 
 class Forward(_AboutReceived):
@@ -294,14 +276,10 @@ class Forward(_AboutReceived):
 
     def draft(self, body: dict[str, Any], sender: Mailbox, agent: dict[str, Any],
               inbound: dict[str, Any]) -> Draft:
-        comment_html = text(body, "html_body")
-        return Draft(
-            sender=sender, to=mailboxes(body, "to"),
-            subject=replies.forward_subject(inbound["subject"]),
-            text=replies.forward_text(text(body, "body"), inbound),
-            html=replies.forward_html(comment_html, inbound) if comment_html else "",
-            conversation_id=_conversation(text(body, "conversation_id")),
-            **self._outbox.content(body))
+        return drafts.forward(sender, inbound, to=mailboxes(body, "to"),
+                              text=text(body, "body"), html=text(body, "html_body"),
+                              conversation_id=text(body, "conversation_id"),
+                              **self._outbox.content(body))
 
 
 class AgentTest:
@@ -331,12 +309,7 @@ class AgentTest:
     def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
         with self._outbox.pool.connection() as conn:
             agent = auth.agent_for(conn, req.context.principal, email)
-        sender = self._outbox.sender(agent)
-        draft = Draft(
-            sender=sender, to=(Mailbox(agent["email"]),), subject=TEST_SUBJECT,
-            text=f"This is a test email from e2a. {agent['email']} sent it to itself to "
-                 "show that its mail goes out and comes back in.\n",
-            conversation_id=new_id("conv"))
+        draft = drafts.test_mail(self._outbox.sender(agent), agent)
         answer = self._outbox.deliver(agent, "test", draft, idempotent.Keep())
         resp.status = falcon.code_to_http_status(answer.status)
         resp.media = answer.media

@@ -14,6 +14,7 @@ reason that says where the mail goes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -23,7 +24,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, opdoc
 from e2a.api.realtime import Hub, Unavailable
 from e2a.api.wschannel import POLICY_VIOLATION, Channel
-from e2a.api.wsession import Session
+from e2a.api.wsession import Render, Session, notifications
 from e2a.core.config import Config
 
 TRY_AGAIN_LATER = 1013
@@ -34,6 +35,29 @@ _TOKEN = opdoc.query_param("token", "An API key: the account key of the agent's 
 
 class Refused(Exception):
     pass
+
+
+def serve(pool: ConnectionPool, hub: Hub, ping_seconds: float, channel: Channel,
+          find: Callable[[], tuple[str, str]], render: Render = notifications) -> None:
+    """One socket of either API generation: ``find()`` names the agent and
+    the key (agent id, key id) or raises Refused (close 1008); ``render``
+    makes the frames."""
+    try:
+        agent_id, key_id = find()
+        sub = hub.subscribe(agent_id, channel, key_id)
+    except Refused as exc:
+        channel.close(POLICY_VIOLATION, str(exc))
+        return
+    except Unavailable as exc:
+        channel.close(exc.code, exc.reason)
+        return
+    except psycopg.Error:
+        channel.close(TRY_AGAIN_LATER, "database unavailable, try again later")
+        return
+    try:
+        Session(pool, channel, sub, ping_seconds, render=render).run()
+    finally:
+        hub.unsubscribe(sub)
 
 
 class AgentSocket:
@@ -73,23 +97,11 @@ class AgentSocket:
             raise errors.ApiError(426, "upgrade_required",
                                   "this endpoint speaks WebSocket only",
                                   headers={"Upgrade": "websocket"})
-        channel = Channel(ws)
-        try:
+        def find() -> tuple[str, str]:
             principal, agent = self._agent(req.get_param("token") or "", email)
-            sub = self._hub.subscribe(agent["id"], channel, principal.key_id)
-        except Refused as exc:
-            channel.close(POLICY_VIOLATION, str(exc))
-            return
-        except Unavailable as exc:
-            channel.close(exc.code, exc.reason)
-            return
-        except psycopg.Error:
-            channel.close(TRY_AGAIN_LATER, "database unavailable, try again later")
-            return
-        try:
-            Session(self._pool, channel, sub, self._ping_seconds).run()
-        finally:
-            self._hub.unsubscribe(sub)
+            return agent["id"], principal.key_id
+
+        serve(self._pool, self._hub, self._ping_seconds, Channel(ws), find)
 
     def _agent(self, token: str, email: str) -> tuple[auth.Principal, dict[str, Any]]:
         try:

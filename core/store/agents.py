@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -45,11 +46,14 @@ def agent_by_email(conn: psycopg.Connection, email: str) -> Row | None:
         (email,)).fetchone()
 
 
-def agent_for_user(conn: psycopg.Connection, user_id: str, email: str) -> Row | None:
-    """The agent only when this user owns it: other tenants see nothing."""
+def agent_for_user(conn: psycopg.Connection, user_id: str, email: str, *,
+                   trashed_too: bool = False) -> Row | None:
+    """The agent only when this user owns it: other tenants see nothing. A
+    trashed agent only with ``trashed_too``."""
+    live = "" if trashed_too else "AND a.deleted_at IS NULL"
     return conn.execute(
         f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
-             WHERE a.email = lower(%s) AND a.user_id = %s""",
+             WHERE a.email = lower(%s) AND a.user_id = %s {live}""",
         (email, user_id)).fetchone()
 
 
@@ -86,14 +90,16 @@ def agents_by_emails(conn: psycopg.Connection, emails: list[str],
                    SELECT secret FROM signing_secrets WHERE user_id = a.user_id
                     ORDER BY created_at DESC, id DESC LIMIT 1) s ON true
               {join}
-             WHERE a.email IN ({", ".join(f"%(email{n})s" for n in range(len(emails)))})""",
+             WHERE a.email IN ({", ".join(f"%(email{n})s" for n in range(len(emails)))})
+               AND a.deleted_at IS NULL""",
         params).fetchall()
 
 
 def agents_for_user(conn: psycopg.Connection, user_id: str) -> list[Row]:
     return conn.execute(
         f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
-             WHERE a.user_id = %s ORDER BY a.created_at, a.id""",
+             WHERE a.user_id = %s AND a.deleted_at IS NULL
+             ORDER BY a.created_at, a.id""",
         (user_id,)).fetchall()
 
 
@@ -122,3 +128,34 @@ def update_agent(conn: psycopg.Connection, agent_id: str, changes: dict[str, Any
 def delete_agent(conn: psycopg.Connection, agent_id: str) -> bool:
     """Its messages, keys and deliveries go with it (ON DELETE CASCADE)."""
     return conn.execute("DELETE FROM agents WHERE id = %s", (agent_id,)).rowcount == 1
+
+
+def agent_by_id(conn: psycopg.Connection, agent_id: str) -> Row | None:
+    return conn.execute(
+        f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
+             WHERE a.id = %s""",
+        (agent_id,)).fetchone()
+
+
+def agents_page(conn: psycopg.Connection, user_id: str, *, limit: int,
+                after: tuple[datetime, str] | None, trashed: bool = False) -> list[Row]:
+    """A user's live (or ``trashed``) agents newest first, ``limit`` of them
+    after the (created_at, id) the previous page ended with."""
+    keyset = "AND (a.created_at, a.id) < (%(after_at)s, %(after_id)s)" if after else ""
+    keyset += " AND a.deleted_at IS NOT NULL" if trashed else " AND a.deleted_at IS NULL"
+    at, row_id = after or (None, None)
+    return conn.execute(
+        f"""SELECT {_AGENT_COLUMNS} FROM agents a JOIN domains d ON d.id = a.domain_id
+             WHERE a.user_id = %(user_id)s {keyset}
+             ORDER BY a.created_at DESC, a.id DESC LIMIT %(limit)s""",
+        {"user_id": user_id, "limit": limit, "after_at": at, "after_id": row_id}).fetchall()
+
+
+def rename_agent(conn: psycopg.Connection, agent_id: str, name: str) -> None:
+    conn.execute("UPDATE agents SET name = %s WHERE id = %s", (name, agent_id))
+
+
+
+def set_trashed(conn: psycopg.Connection, agent_id: str, trashed: bool) -> None:
+    moment = "clock_timestamp()" if trashed else "NULL"
+    conn.execute(f"UPDATE agents SET deleted_at = {moment} WHERE id = %s", (agent_id,))

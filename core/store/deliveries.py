@@ -62,7 +62,8 @@ def claim_due(conn: psycopg.Connection, limit: int, lease: timedelta) -> list[Ro
             WHERE d.id = due.id AND e.id = d.event_id
         RETURNING d.id, d.event_id, d.webhook_id, d.agent_id, d.attempts, d.origin,
                   e.user_id, e.type, e.schema_version, e.data, e.message_id,
-                  e.created_at AS event_created_at""",
+                  e.created_at AS event_created_at,
+                  (SELECT email FROM agents a WHERE a.id = e.agent_id) AS event_agent_email""",
         {"limit": limit, "lease": lease}).fetchall()
 
 
@@ -70,7 +71,7 @@ def webhook_targets(conn: psycopg.Connection, webhook_ids: Sequence[str]) -> dic
     """URL and secrets of these subscriptions; the previous secret only while
     its grace period lasts."""
     rows = conn.execute(
-        """SELECT id, url, secret,
+        """SELECT id, url, secret, generation,
                   CASE WHEN previous_secret_expires_at > now() THEN previous_secret END
                       AS previous_secret
              FROM webhooks WHERE id = ANY(%s)""",
@@ -149,14 +150,19 @@ def set_messages_pending(conn: psycopg.Connection, message_ids: Sequence[str]) -
 
 
 def list_for_webhook(conn: psycopg.Connection, webhook_id: str, status: str | None,
-                     limit: int) -> list[Row]:
+                     limit: int, after: tuple[Any, str] | None = None) -> list[Row]:
+    """Newest first; ``after``: the (created_at, id) of the previous page's last."""
+    after_at, after_id = after or (None, None)
     return conn.execute(
-        """SELECT d.*, e.type AS event_type FROM deliveries d
+        """SELECT d.*, e.type AS event_type, e.data AS event_data FROM deliveries d
              JOIN events e ON e.id = d.event_id
             WHERE d.webhook_id = %(webhook_id)s
               AND (%(status)s::text IS NULL OR d.status = %(status)s)
+              AND (%(after_at)s::timestamptz IS NULL
+                   OR (d.created_at, d.id) < (%(after_at)s, %(after_id)s))
             ORDER BY d.created_at DESC, d.id DESC LIMIT %(limit)s""",
-        {"webhook_id": webhook_id, "status": status, "limit": limit}).fetchall()
+        {"webhook_id": webhook_id, "status": status, "limit": limit,
+         "after_at": after_at, "after_id": after_id}).fetchall()
 
 
 # Over a dispatched delivery d: whether one to the same subscription is pending.

@@ -46,7 +46,7 @@ def undispatched(conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
     message and the mode and webhook of its agent, as they are now."""
     return conn.execute(
         """SELECT e.id, e.user_id, e.agent_id, e.message_id, e.conversation_id, e.type,
-                  coalesce(m.labels, '{}') AS labels, a.agent_mode, a.webhook_url
+                  e.data, coalesce(m.labels, '{}') AS labels, a.agent_mode, a.webhook_url
              FROM events e
              LEFT JOIN messages m ON m.id = e.message_id
              LEFT JOIN agents a ON a.id = e.agent_id
@@ -66,6 +66,7 @@ class EventFilter:
     """Which of a user's events a listing holds; empty fields do not narrow."""
 
     type: str = ""
+    types: tuple[str, ...] = ()  # any of these (the /v1 names cover several)
     agent_id: str = ""
     conversation_id: str = ""
     message_id: str = ""
@@ -74,7 +75,8 @@ class EventFilter:
 
 
 _EVENT_COLUMNS = """id, type, schema_version, created_at, agent_id, conversation_id,
-                    message_id, data, dispatched_at"""
+                    message_id, data, dispatched_at,
+                    (SELECT email FROM agents a WHERE a.id = events.agent_id) AS agent_email"""
 
 
 def list_for_user(conn: psycopg.Connection, user_id: str, filt: EventFilter, *,
@@ -89,6 +91,9 @@ def list_for_user(conn: psycopg.Connection, user_id: str, filt: EventFilter, *,
         if value:
             clauses.append(f"{column} = %({column})s")
             params[column] = value
+    if filt.types:
+        clauses.append("type = ANY(%(types)s)")
+        params["types"] = list(filt.types)
     if filt.since:
         clauses.append("created_at >= %(since)s")
         params["since"] = filt.since
@@ -111,3 +116,15 @@ def event_for_user(conn: psycopg.Connection, user_id: str,
         f"""SELECT {_EVENT_COLUMNS} FROM events
              WHERE id = %s AND user_id = %s AND NOT synthetic""",
         (event_id, user_id)).fetchone()
+
+
+def received_for_messages(conn: psycopg.Connection,
+                          message_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``email.received`` event of each of these messages, by message id
+    (the /v1 WebSocket frames them, so a frame and a webhook delivery of the
+    same mail carry the same event id)."""
+    rows = conn.execute(
+        f"""SELECT {_EVENT_COLUMNS} FROM events
+             WHERE message_id = ANY(%s) AND type = 'email.received' AND NOT synthetic""",
+        (message_ids,)).fetchall()
+    return {r["message_id"]: r for r in rows}

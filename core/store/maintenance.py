@@ -13,6 +13,9 @@ PURGEABLE: dict[str, tuple[str, str]] = {
     "rate_limits": ("bucket, window_start", "window_start"),
     "events": ("id", "created_at"),
     "owner_notifications": ("user_id, sent_at", "sent_at"),
+    # The trash (sql/020, sql/021): only trashed rows have a deleted_at.
+    "messages": ("id", "deleted_at"),
+    "agents": ("id", "deleted_at"),
 }
 
 

@@ -86,7 +86,8 @@ def store_inbound(conn: psycopg.Connection, row: dict[str, Any], *, event_id: st
 # What a listing shows of each message (api/views.message_summary).
 _SUMMARY_COLUMNS = """id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
                       conversation_id, size_bytes, inbox_status, status, labels,
-                      webhook_status, webhook_error, created_at"""
+                      webhook_status, webhook_error, created_at, deleted_at,
+                      envelope_sender, verified, delivery_status"""
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class MessageFilter:
     since: datetime | None = None  # created_at >= since
     until: datetime | None = None  # created_at < until
     labels: tuple[str, ...] = ()  # the message carries every one of these
+    trashed: bool = False  # the trash instead of the live mailbox
 
 
 def _contains_pattern(text: str) -> str:
@@ -125,7 +127,8 @@ def _filter_sql(agent_id: str, filt: MessageFilter) -> tuple[list[str], dict[str
         ("created_at < %(until)s", "until", filt.until),
         ("labels @> %(labels)s::text[]", "labels", list(filt.labels)),
     ]
-    clauses = ["agent_id = %(agent_id)s"]
+    clauses = ["agent_id = %(agent_id)s",
+               "deleted_at IS NOT NULL" if filt.trashed else "deleted_at IS NULL"]
     params: dict[str, Any] = {"agent_id": agent_id}
     for condition, name, value in conditions:
         if value:
@@ -158,6 +161,13 @@ def list_for_agent(conn: psycopg.Connection, agent_id: str, filt: MessageFilter,
         params).fetchall()
 
 
+_DETAIL_COLUMNS = """id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
+                     conversation_id, size_bytes, status, labels, webhook_status,
+                     webhook_error, created_at, auth_headers, raw_message, deleted_at,
+                     envelope_sender, spf, dkim, dmarc, verified, delivery_status,
+                     delivery_error, approval_expires_at, email_message_id"""
+
+
 def open_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
     """One of this agent's messages in full; None when it has none by that id.
 
@@ -166,16 +176,22 @@ def open_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> 
     state this read leaves (an inbound message is read from now on), also to a
     concurrent reader whose snapshot predates the other's mark."""
     return conn.execute(
-        """WITH marked AS (
+        f"""WITH marked AS (
                 UPDATE messages SET inbox_status = 'read'
                  WHERE id = %(id)s AND agent_id = %(agent_id)s
                    AND direction = 'inbound' AND inbox_status = 'unread')
-            SELECT id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
-                   conversation_id, size_bytes, status, labels, webhook_status,
-                   webhook_error, created_at, auth_headers, raw_message,
+            SELECT {_DETAIL_COLUMNS},
                    CASE WHEN direction = 'inbound' THEN 'read' END AS inbox_status
               FROM messages WHERE id = %(id)s AND agent_id = %(agent_id)s""",
         {"id": message_id, "agent_id": agent_id}).fetchone()
+
+
+def peek_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """As open_for_agent, but its read state stays as it is (a restore
+    answers the message without reading it)."""
+    return conn.execute(
+        f"""SELECT {_DETAIL_COLUMNS}, inbox_status FROM messages
+             WHERE id = %s AND agent_id = %s""", (message_id, agent_id)).fetchone()
 
 
 def labels_for_update(conn: psycopg.Connection, agent_id: str,
@@ -194,11 +210,14 @@ def set_labels(conn: psycopg.Connection, message_id: str, labels: list[str]) -> 
 
 def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
                            conversation_id: str = "", since: datetime | None = None,
-                           until: datetime | None = None, limit: int = 100) -> list[Row]:
+                           until: datetime | None = None, limit: int = 100,
+                           after: tuple[datetime, str] | None = None) -> list[Row]:
     """Per conversation (messages sharing a non-empty conversation_id), latest
     activity first: first/last message time, counts by direction, whether an
     inbound member is unread (outbound rows never count), and the newest
-    member's subject and sender. ``since``/``until`` bound the last message.
+    member's subject and sender. ``since``/``until`` bound the last message;
+    ``after``: the (last_message_at, conversation_id) the previous page ended
+    with. Trashed messages are no conversation's members.
 
     The conversations are picked from the index alone; only theirs are read."""
     having = []
@@ -213,13 +232,16 @@ def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
     if until:
         having.append("max(created_at) < %(until)s")
         params["until"] = until
+    if after:
+        having.append("(max(created_at), conversation_id) < (%(after_at)s, %(after_id)s)")
+        params["after_at"], params["after_id"] = after
     having_sql = f"HAVING {' AND '.join(having)}" if having else ""
     return conn.execute(
         f"""WITH latest AS (
                 SELECT conversation_id, max(created_at) AS last_message_at
                   FROM messages
                  WHERE agent_id = %(agent_id)s AND conversation_id IS NOT NULL
-                   AND conversation_id <> '' {narrow}
+                   AND conversation_id <> '' AND deleted_at IS NULL {narrow}
                  GROUP BY conversation_id {having_sql}
                  ORDER BY last_message_at DESC, conversation_id DESC
                  LIMIT %(limit)s)
@@ -234,11 +256,12 @@ def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
                           coalesce(bool_or(direction = 'inbound'
                                            AND inbox_status = 'unread'), false) AS has_unread
                      FROM messages m
-                    WHERE m.agent_id = %(agent_id)s
+                    WHERE m.agent_id = %(agent_id)s AND m.deleted_at IS NULL
                       AND m.conversation_id = l.conversation_id) agg
              CROSS JOIN LATERAL (
                    SELECT subject, sender FROM messages m
                     WHERE m.agent_id = %(agent_id)s AND m.conversation_id = l.conversation_id
+                      AND m.deleted_at IS NULL
                     ORDER BY created_at DESC, id DESC LIMIT 1) newest
              ORDER BY l.last_message_at DESC, l.conversation_id DESC""",
         params).fetchall()
@@ -251,7 +274,7 @@ def conversation_messages(conn: psycopg.Connection, agent_id: str,
     return conn.execute(
         f"""SELECT * FROM (
                 SELECT {_SUMMARY_COLUMNS} FROM messages
-                 WHERE agent_id = %s AND conversation_id = %s
+                 WHERE agent_id = %s AND conversation_id = %s AND deleted_at IS NULL
                  ORDER BY created_at DESC, id DESC LIMIT %s) newest
              ORDER BY created_at, id""",
         (agent_id, conversation_id, limit)).fetchall()
@@ -313,6 +336,43 @@ def inbound_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) 
              FROM messages
             WHERE id = %s AND agent_id = %s AND direction = 'inbound'""",
         (message_id, agent_id)).fetchone()
+
+
+def _locked(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """The message's trash state and status, its row locked until the
+    transaction ends; None when the agent has no such message."""
+    return conn.execute(
+        """SELECT id, status, deleted_at FROM messages
+            WHERE id = %s AND agent_id = %s FOR UPDATE""",
+        (message_id, agent_id)).fetchone()
+
+
+def trash(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """Move a live message to the trash; the row as it was (None: no such
+    message of this agent). A held message stays where it is: its owner
+    decides it first (the caller answers 409 on ``status``)."""
+    row = _locked(conn, agent_id, message_id)
+    if row and row["deleted_at"] is None and row["status"] != "pending_approval":
+        conn.execute("UPDATE messages SET deleted_at = clock_timestamp() WHERE id = %s",
+                     (message_id,))
+    return row
+
+
+def restore(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """Take a message out of the trash; the row as it was (None: missing)."""
+    row = _locked(conn, agent_id, message_id)
+    if row and row["deleted_at"] is not None:
+        conn.execute("UPDATE messages SET deleted_at = NULL WHERE id = %s", (message_id,))
+    return row
+
+
+def erase_trashed(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
+    """Erase a message that is in the trash; the row as it was (None: missing).
+    A live one is left alone (the caller answers 409)."""
+    row = _locked(conn, agent_id, message_id)
+    if row and row["deleted_at"] is not None:
+        conn.execute("DELETE FROM messages WHERE id = %s", (message_id,))
+    return row
 
 
 def conversation_owned_by_other(conn: psycopg.Connection, conversation_id: str,

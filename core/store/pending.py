@@ -15,7 +15,9 @@ from e2a.core.store.messages import Row
 
 # The queue shows no content: bodies and attachments are for the detail view.
 _SUMMARY_COLUMNS = """id, agent_id, direction, type, status, to_recipients, cc, bcc, subject,
-                      conversation_id, approval_expires_at, created_at"""
+                      conversation_id, approval_expires_at, created_at, sender,
+                      (SELECT email FROM agents a WHERE a.id = messages.agent_id)
+                          AS agent_email"""
 
 
 def list_pending(conn: psycopg.Connection, user_id: str, *, agent_id: str | None = None,

@@ -38,5 +38,5 @@ def agent_with_quota(conn: psycopg.Connection, email: str) -> Row | None:
         f"""SELECT a.id, a.user_id, d.verified AS domain_verified, {_QUOTA_COLUMNS}
               FROM agents a JOIN domains d ON d.id = a.domain_id JOIN users u ON u.id = a.user_id
                    {_USAGE_JOIN}
-             WHERE a.email = lower(%s)""",
+             WHERE a.email = lower(%s) AND a.deleted_at IS NULL""",
         (email,)).fetchone()

@@ -18,12 +18,13 @@ UPDATABLE = ("url", "description", "events", "filters", "enabled")
 
 def insert_webhook(conn: psycopg.Connection, webhook_id: str, user_id: str, url: str,
                    description: str, events: Sequence[str], filters: Mapping[str, Any],
-                   secret: str) -> Row:
+                   secret: str, generation: str = "legacy") -> Row:
     return conn.execute(
-        """INSERT INTO webhooks (id, user_id, url, description, events, filters, secret)
-           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        """INSERT INTO webhooks (id, user_id, url, description, events, filters, secret,
+                                 generation)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
         (webhook_id, user_id, url, description, list(events), Jsonb(dict(filters)),
-         secret)).fetchone()
+         secret, generation)).fetchone()
 
 
 def count_for_user(conn: psycopg.Connection, user_id: str) -> int:
@@ -35,6 +36,19 @@ def webhooks_for_user(conn: psycopg.Connection, user_id: str) -> list[Row]:
     return conn.execute(
         "SELECT * FROM webhooks WHERE user_id = %s ORDER BY created_at, id",
         (user_id,)).fetchall()
+
+
+def webhooks_page(conn: psycopg.Connection, user_id: str, *, limit: int,
+                  after: tuple[Any, str] | None) -> list[Row]:
+    """Newest first, keyset-paginated on (created_at, id) (the /v1 listing)."""
+    if after is None:
+        return conn.execute(
+            """SELECT * FROM webhooks WHERE user_id = %s
+                ORDER BY created_at DESC, id DESC LIMIT %s""", (user_id, limit)).fetchall()
+    return conn.execute(
+        """SELECT * FROM webhooks WHERE user_id = %s AND (created_at, id) < (%s, %s)
+            ORDER BY created_at DESC, id DESC LIMIT %s""",
+        (user_id, *after, limit)).fetchall()
 
 
 def webhook_for_user(conn: psycopg.Connection, user_id: str, webhook_id: str, *,
@@ -87,7 +101,7 @@ def rotate_secret(conn: psycopg.Connection, webhook_id: str, secret: str,
 def enabled_for_users(conn: psycopg.Connection, user_ids: Sequence[str]) -> list[Row]:
     """What the dispatcher matches events against."""
     return conn.execute(
-        """SELECT id, user_id, events, filters FROM webhooks
+        """SELECT id, user_id, events, filters, generation FROM webhooks
             WHERE user_id = ANY(%s) AND enabled ORDER BY created_at, id""",
         (list(user_ids),)).fetchall()
 

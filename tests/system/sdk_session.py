@@ -18,7 +18,8 @@ SDK2_VERSION = "2.5.0"
 REQUIREMENT = f"e2a[ws]=={SDK2_VERSION}"
 # The current generation (/v1), for the tests of that API.
 SDK5_VERSION = "5.8.1"
-SDK5_REQUIREMENT = f"e2a=={SDK5_VERSION}"
+# [ws]: websockets, for listen().
+SDK5_REQUIREMENT = f"e2a[ws]=={SDK5_VERSION}"
 # Beside the virtualenv it is installed for, so it goes when the venv goes;
 # named by version, so a new pin installs afresh.
 INSTALL_DIR = Path(sys.prefix) / f"e2a-sdk-{SDK2_VERSION}"
@@ -30,26 +31,29 @@ def installed_version(target: Path = INSTALL_DIR) -> str | None:
     return found[-1].name.removeprefix("e2a-").removesuffix(".dist-info") if found else None
 
 
-def ensure_installed(target: Path = INSTALL_DIR) -> str:
-    """The installed SDK's version (always SDK2_VERSION); installs it with
-    pip on first use."""
-    version = installed_version(target)
-    if version != SDK2_VERSION or not (target / "websockets").is_dir():
+def ensure_installed(target: Path = INSTALL_DIR, requirement: str = REQUIREMENT,
+                     version: str = SDK2_VERSION, needs: str = "websockets") -> str:
+    """The installed SDK's version (always ``version``); installs it with
+    pip on first use. ``needs``: a package directory whose absence means a
+    partial install."""
+    found = installed_version(target)
+    if found != version or not (target / needs).is_dir():
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--target", str(target), REQUIREMENT],
+             "--target", str(target), requirement],
             capture_output=True, text=True, timeout=300, check=False)
-        version = installed_version(target)
-        if done.returncode != 0 or version != SDK2_VERSION:
-            raise RuntimeError(f"pip install {REQUIREMENT!r} into {target} failed:\n"
+        found = installed_version(target)
+        if done.returncode != 0 or found != version:
+            raise RuntimeError(f"pip install {requirement!r} into {target} failed:\n"
                                f"{done.stderr or done.stdout}")
-    return version
+    return found
 
 
-def start(script: Path, *args: str, **popen: Any) -> subprocess.Popen[str]:
+def start(script: Path, *args: str, install_dir: Path = INSTALL_DIR,
+          **popen: Any) -> subprocess.Popen[str]:
     """``script`` in a child interpreter with the SDK alone on its path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("E2A_", "PYTHON"))}
-    env["PYTHONPATH"] = str(INSTALL_DIR)
+    env["PYTHONPATH"] = str(install_dir)
     # -S: no site-packages (ours); -P: not the script's directory either.
     return subprocess.Popen([sys.executable, "-S", "-P", str(script), *args], env=env,
                             text=True, **popen)
@@ -71,6 +75,8 @@ class Sdk:
         self._proc = start(DRIVER, base_url, api_key, agent_email, stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
+    error_class: type[Exception] = SdkError
+
     def _ask(self, request: dict[str, Any]) -> Any:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write(json.dumps(request) + "\n")
@@ -81,7 +87,7 @@ class Sdk:
             raise RuntimeError(f"the SDK driver died: {self._stderr()}")
         answer = json.loads(line)
         if "error" in answer:
-            raise SdkError(answer["error"])
+            raise self.error_class(answer["error"])
         return answer["ok"]
 
     def call(self, method: str, *args: Any, target: str = "client", **kwargs: Any) -> Any:

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,10 @@ def test_a_cloud_agent_gets_its_mail_with_valid_attestation(sandbox, tenant, rec
     assert message["message_id"] == payload["message_id"]
 
 
+def _seconds_between(earlier: str, later: str) -> float:
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+
+
 def test_receiver_down_then_up_gets_every_event_once(sandbox, tenant, receiver):
     agent = tenant.agent()
     hook = tenant.subscribe(receiver.url("/events"))
@@ -142,9 +147,17 @@ def test_receiver_down_then_up_gets_every_event_once(sandbox, tenant, receiver):
         send(sandbox, agent, f"outage {i} {uuid.uuid4().hex}")
 
     def failed_attempts(n: int) -> bool:
+        """Attempt ``n`` of each delivery has failed AND been recorded: its
+        retry is scheduled. (A claimed attempt counts at once, and the last
+        error is still the one before: time travel then would be undone by
+        the attempt's own record.)"""
         rows = tenant.deliveries(hook["id"])
-        return len(rows) == count and all(r["attempts"] >= n and r["status"] == "pending"
-                                           and r["last_error"] for r in rows)
+        wait = delivery.RETRY_SCHEDULE[n - 1].total_seconds()
+        return len(rows) == count and all(
+            r["attempts"] == n and r["status"] == "pending" and r["last_error"]
+            and r["next_retry_at"] and _seconds_between(r["last_attempt_at"],
+                                                        r["next_retry_at"]) >= wait - 2
+            for r in rows)
 
     wait_until(lambda: failed_attempts(1), timeout=20, what="first attempts failed")
     time_travel(sandbox, hook["id"])  # still down: the retries fail as well

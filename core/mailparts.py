@@ -1,0 +1,53 @@
+"""What a stored message holds, for readers: its text and HTML bodies and
+its attachments' metadata (index, decoded size, name, type, Content-ID)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+from e2a.core.mimetext import part_text
+
+log = logging.getLogger("e2a.mailparts")
+
+
+@dataclass(frozen=True)
+class Parts:
+    text: str | None = None
+    html: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _attachment(index: int, part: EmailMessage) -> dict[str, Any]:
+    payload = part.get_payload(decode=True) or b""
+    meta: dict[str, Any] = {"index": index, "size_bytes": len(payload)}
+    if part.get_filename():
+        meta["filename"] = part.get_filename()
+    meta["content_type"] = part.get_content_type()
+    if part.get("Content-ID"):
+        meta["content_id"] = str(part.get("Content-ID")).strip().strip("<>")
+    return meta
+
+
+def split(raw: bytes | None) -> Parts:
+    """The bodies and attachments of ``raw``; empty for no bytes. Never
+    raises on malformed MIME: what can be read is returned."""
+    if not raw:
+        return Parts()
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        assert isinstance(msg, EmailMessage)
+        plain = msg.get_body(preferencelist=("plain",))
+        html = msg.get_body(preferencelist=("html",))
+        attachments = [_attachment(n, part) for n, part in enumerate(msg.iter_attachments())
+                       if isinstance(part, EmailMessage)]
+    except Exception:  # hostile MIME (tests/fixtures/mail/fuzz): the raw bytes still serve
+        log.warning("message structure unreadable; served without parts", exc_info=True)
+        return Parts()
+    return Parts(text=part_text(plain) if plain is not None else None,
+                 html=part_text(html) if html is not None else None,
+                 attachments=attachments)
