@@ -19,12 +19,12 @@ operator's fault, above) is transient.
 
 from __future__ import annotations
 
-import contextlib
 import smtplib
-import socket
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from e2a.core import smtppool
 from e2a.core.addresses import InetAddress
 from e2a.policy import xforward
 
@@ -51,47 +51,70 @@ class Transaction:
     xforward: Mapping[str, str] = field(default_factory=dict)
 
 
+# A kept connection logs in again once its login is this old; well inside
+# release.LOGIN_SECONDS (300 s), after which the service refuses it.
+LOGIN_REFRESH = 60.0
+
+
+def _pool(address: InetAddress, helo: str, timeout: float) -> smtppool.Pool:
+    def connect() -> smtplib.SMTP:
+        try:
+            smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo,
+                                timeout=timeout)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ReinjectError(f"cannot connect to {address}: {exc}") from None
+        try:
+            _expect(smtp.ehlo(), "EHLO", 250)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    return smtppool.shared(("reinject", address.host, address.port, helo, timeout), connect)
+
+
 def reinject(address: InetAddress, txn: Transaction, *, helo: str, timeout: float,
              login: str = "") -> str:
     """Send ``txn``; return the server's final reply (it names the new queue id).
     ``login``: what proves to the reinjection service that we are its
-    client (core/release.reinject_login), given with XCLIENT LOGIN."""
+    client (core/release.reinject_login), given with XCLIENT LOGIN on a new
+    connection and again on a kept one once its login is LOGIN_REFRESH old
+    (the service refuses a login older than release.LOGIN_SECONDS, checked
+    at each transaction). The connection is kept for the next message
+    (core/smtppool)."""
     try:
-        smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo, timeout=timeout)
-    except (OSError, smtplib.SMTPException) as exc:
-        raise ReinjectError(f"cannot connect to {address}: {exc}") from None
-    try:
-        return _send(smtp, txn, login)
+        return _pool(address, helo, timeout).run(
+            lambda session: _send(session, txn, login))
     except smtplib.SMTPResponseException as exc:
         raise ReinjectError(f"{address}: answered {exc.smtp_code} "
                             f"{_text(exc.smtp_error)}",
                             permanent=_permanent(exc.smtp_code),
                             reply=f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
-    except (OSError, smtplib.SMTPException, UnicodeError) as exc:
+    except (OSError, smtplib.SMTPException, UnicodeError, smtppool.Stale) as exc:
         raise ReinjectError(f"{address}: {exc}") from None
-    finally:
-        # QUIT also discards a transaction we abandoned after a refusal.
-        with contextlib.suppress(OSError, smtplib.SMTPException):
-            smtp.quit()
-        smtp.close()
 
 
-def _send(smtp: smtplib.SMTP, txn: Transaction, login: str) -> str:
-    if smtp.sock is not None and smtp.sock.family in (socket.AF_INET, socket.AF_INET6):
-        # Small commands then a wait for the reply: Nagle plus delayed ACK
-        # would add tens of milliseconds per message.
-        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _expect(smtp.ehlo(), "EHLO", 250)
-    if login:
+def _send(session: smtppool.Session, txn: Transaction, login: str) -> str:
+    smtp = session.smtp
+    # XFORWARD and SMTPUTF8 state end with each transaction: set them anew.
+    smtp.command_encoding = "ascii"
+    first = True
+    # When this connection last gave its login (monotonic), kept on it.
+    logged_in: float | None = getattr(smtp, "e2a_login_at", None)
+    if login and (logged_in is None or time.monotonic() - logged_in > LOGIN_REFRESH):
         if "login" not in smtp.esmtp_features.get("xclient", "").lower().split():
             raise ReinjectError("the reinjection service does not announce XCLIENT LOGIN")
         # XCLIENT starts the session afresh: a new greeting, then EHLO again.
-        _expect(smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", 220)
+        _expect_first(session, smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", first,
+                      220)
+        first = False
         _expect(smtp.ehlo(), "EHLO", 250)
+        smtp.e2a_login_at = time.monotonic()  # type: ignore[attr-defined]
     if txn.xforward and smtp.has_extn("xforward"):
         supported = smtp.esmtp_features["xforward"].split()
         for args in xforward.commands(txn.xforward, supported):
-            _expect(smtp.docmd("XFORWARD", args), "XFORWARD", 250)
+            _expect_first(session, smtp.docmd("XFORWARD", args), "XFORWARD", first)
+            first = False
     params = []
     if txn.body_type and smtp.has_extn("8bitmime"):
         params.append(f"BODY={txn.body_type}")
@@ -104,12 +127,22 @@ def _send(smtp: smtplib.SMTP, txn: Transaction, login: str) -> str:
         params.append(f"SIZE={len(txn.data)}")
     # Commands built by hand: smtplib's own address quoting would re-parse
     # (and could rewrite) the addresses; they go on exactly as received.
-    _expect(smtp.docmd("MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"),
-            "MAIL FROM", 250)
+    _expect_first(session, smtp.docmd(
+        "MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"), "MAIL FROM", first)
     for rcpt in txn.recipients:
         _expect(smtp.docmd("RCPT", f"TO:<{rcpt}>"), f"RCPT TO:<{rcpt}>", 250, 251)
+    session.data_started = True
     code, reply = smtp.data(txn.data)
     return _expect((code, reply), "end of data", 250)
+
+
+def _expect_first(session: smtppool.Session, answer: tuple[int, bytes], step: str,
+                  first: bool, code: int = 250) -> str:
+    """The first command on a reused connection: a 421 there is the server's
+    goodbye to an idle connection, not a verdict on this message."""
+    if first and session.reused and answer[0] == 421:
+        raise smtppool.Stale(f"{step} answered {answer[0]} {_text(answer[1])}")
+    return _expect(answer, step, code)
 
 
 def _expect(answer: tuple[int, bytes], step: str, *codes: int) -> str:
