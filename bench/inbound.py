@@ -31,11 +31,18 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # -P: bench/ is not on the path
+import cpu
+import smtpload
+
+from e2a.core.accounts import dkimkeys
+from e2a.core.accounts.dkimkeys import SigningKey
 from e2a.core.db import single_connection
+from e2a.core.mta import dkimsign
 from sandbox import supervisor
 from sandbox.postfix import Instance
 from sandbox.stack import Ports, Sandbox
@@ -44,8 +51,11 @@ SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SENDER = "bench@sandbox.test"  # SPF passes for loopback in the sandbox DNS
 SINK_RECIPIENT = "sink@bench.example"
-WARMUP_MESSAGES = 200
+WARMUP_MESSAGES = 300
+SIGNED_DOMAIN = "signed-sender.test"  # SPF, DKIM and DMARC p=reject in the sandbox DNS
+SIGNED_SELECTOR = "bench"
 DNS_TTL = 300  # seconds; a common TTL for SPF and DMARC records
+SINK_PIDS: list[int] = []
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class Result:
     seconds: float
     done: int  # stored rows (a) or messages at the sink (b)
     done_what: str
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per message, per group
 
     @property
     def rate(self) -> float:
@@ -85,13 +96,22 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @contextmanager
-def sandbox_at(root: Path | None) -> Iterator[tuple[Sandbox, str]]:
-    """The sandbox and its agent's address; one we start is stopped afterwards."""
+def sandbox_at(root: Path | None, *, durable: bool = True,
+               prepare: Callable[[Sandbox], None] | None = None) -> Iterator[tuple[Sandbox, str]]:
+    """The sandbox and its agent's address; one we start is stopped afterwards.
+
+    ``durable``: a cluster we create keeps fsync and synchronous_commit on,
+    as production does (the tests' sandbox turns them off): a commit then
+    costs a WAL flush, part of what is measured. ``prepare`` runs before
+    the sandbox starts (extra DNS records)."""
     owned = root is None
     if root is None:
         root = Path(tempfile.mkdtemp(prefix="e2a-bench-"))
         root.chmod(0o755)  # postgres and postfix users reach into it
     box = Sandbox(root, Ports.free() if owned else None)
+    box.cluster.fast = not durable
+    if prepare is not None:
+        prepare(box)
     # Real zones answer with a TTL, and the milter caches answers for it; the
     # sandbox's default of 0 would make every message query DNS afresh.
     box.dns.ttl = DNS_TTL
@@ -107,17 +127,20 @@ def sandbox_at(root: Path | None) -> Iterator[tuple[Sandbox, str]]:
 
 @contextmanager
 def sink(workdir: Path, port: int) -> Iterator[Path]:
-    """smtp-sink writing one file per message into a directory (to count them)."""
+    """smtp-sink writing one file per message into a directory (to count them);
+    its PID in ``SINK_PIDS`` (for the CPU table)."""
     dump = workdir / "sink"
     dump.mkdir()
     dump.chmod(0o777)  # smtp-sink drops to nobody
     proc = subprocess.Popen([SMTP_SINK, "-u", "nobody", "-d", f"{dump}/%H%M%S.",
                              f"127.0.0.1:{port}", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    SINK_PIDS.append(proc.pid)
     try:
         wait_for(lambda: supervisor.accepts(f"127.0.0.1:{port}"), 10, "smtp-sink listening")
         yield dump
     finally:
+        SINK_PIDS.remove(proc.pid)
         proc.terminate()
         try:
             proc.wait(5)
@@ -143,30 +166,126 @@ def bare_postfix(workdir: Path, ports: Ports) -> Iterator[Instance]:
         instance.stop()
 
 
+def sandbox_meter(box: Sandbox) -> cpu.Meter:
+    """CPU per group of the sandbox's processes; the bench itself (the client
+    side, and smtp-source as its reaped child) counts under others."""
+    services = {name: [cpu.pidfile(box.pidfile(name))]
+                for name in ("milter", "policy", "worker", "filter", "api")}
+    return cpu.Meter({
+        "Postfix": [box.postfix.master_pid()],
+        "PostgreSQL": [cpu.pidfile(box.cluster.data / "postmaster.pid")],
+        **services,
+        "others": [os.getpid(), cpu.pidfile(box.dns.pidfile),
+                   cpu.pidfile(box.pidfile("capture"))],
+    })
+
+
+def bare_meter(bare: Instance) -> cpu.Meter:
+    return cpu.Meter({"Postfix": [bare.master_pid()], "others": [os.getpid(), *SINK_PIDS]})
+
+
 def stored_rows(box: Sandbox, agent: str) -> int:
     with single_connection(box.config()) as conn:
         return conn.execute("SELECT count(*) AS n FROM messages WHERE recipient = %s",
                             (agent,)).fetchone()["n"]
 
 
-def run_full(box: Sandbox, agent: str, args: argparse.Namespace, messages: int) -> Result:
+class Workload:
+    """What the SMTP client sends: smtp-source's generated messages
+    (unsigned), or copies of one DKIM-signed message from a domain with
+    SPF, DKIM and DMARC p=reject, each copy with its own Message-ID."""
+
+    def __init__(self, name: str, args: argparse.Namespace, sender: str,
+                 key: SigningKey | None = None, to: str = "") -> None:
+        self.name, self.args, self.sender, self.key, self.to = name, args, sender, key, to
+        self.serial = 0
+
+    def prepare(self, count: int) -> list[bytes]:
+        if self.key is None:
+            return []
+        copies = []
+        for _ in range(count):
+            self.serial += 1
+            copies.append(dkimsign.sign(signed_message_text(self.sender, self.to, self.serial),
+                                        self.key))
+        return copies
+
+    def send(self, port: int, recipient: str, count: int, copies: list[bytes]) -> float:
+        if self.key is None:
+            return smtp_source(port, recipient, sessions=self.args.sessions, messages=count,
+                               length=self.args.length, timeout=self.args.timeout)
+        return smtpload.send(port, self.sender, recipient, copies,
+                             sessions=self.args.sessions, timeout=self.args.timeout)
+
+
+def signed_message_text(sender: str, to: str, serial: int) -> bytes:
+    """~4.9 KB once signed: a plain-text letter of ordinary line lengths."""
+    line = b"The quarterly figures are attached below; please check them before Friday.\r\n"
+    body = line * 55
+    head = (f"From: Bench Sender <{sender}>\r\nTo: <{to}>\r\n"
+            f"Subject: Quarterly figures, copy {serial}\r\n"
+            f"Date: Mon, 07 Dec 2026 18:00:00 +0000\r\n"
+            f"Message-ID: <{serial}.{os.getpid()}.{time.time_ns()}@{SIGNED_DOMAIN}>\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 7bit\r\n\r\n").encode()
+    return head + body
+
+
+def signing_key() -> tuple[SigningKey, str]:
+    pair = dkimkeys.generate(SIGNED_SELECTOR)
+    return SigningKey(SIGNED_DOMAIN, SIGNED_SELECTOR, pair.private_pem), pair.public_key
+
+
+def publish_signed_domain(box: Sandbox, public: str) -> None:
+    box.dns.add_mail_domain(SIGNED_DOMAIN, "mx.sandbox.test",
+                            dmarc="v=DMARC1; p=reject; adkim=r; aspf=r")
+    box.dns.add_txt(f"{SIGNED_SELECTOR}._domainkey.{SIGNED_DOMAIN}",
+                    dkimkeys.public_record(public))
+
+
+def prepare_sandbox(box: Sandbox, public: str, args: argparse.Namespace) -> None:
+    publish_signed_domain(box, public)
+    box.milter_processes = args.milter_processes
+
+
+def verdicts(box: Sandbox, agent: str, since: int) -> str:
+    """How the milter judged the rows stored after row count ``since``."""
+    with single_connection(box.config()) as conn:
+        rows = conn.execute(
+            "SELECT spf, dkim, dmarc, count(*) AS n FROM (SELECT spf, dkim, dmarc FROM messages"
+            " WHERE recipient = %s ORDER BY created_at OFFSET %s) m"
+            " GROUP BY spf, dkim, dmarc", (agent, since)).fetchall()
+    return ", ".join(f"spf={r['spf']} dkim={r['dkim']} dmarc={r['dmarc']}: {r['n']}"
+                     for r in rows)
+
+
+def run_full(box: Sandbox, agent: str, workload: Workload, messages: int,
+             meter: cpu.Meter | None = None) -> Result:
+    copies = workload.prepare(messages)
     before = stored_rows(box, agent)
-    seconds = smtp_source(box.ports.smtp, agent, sessions=args.sessions, messages=messages,
-                          length=args.length, timeout=args.timeout)
-    # 250 comes after the commit: every row is there when smtp-source is done.
-    return Result("full: policy + milter -> PostgreSQL", messages, seconds,
-                  stored_rows(box, agent) - before, "rows stored")
+    cpu_before = meter.snapshot() if meter else {}
+    seconds = workload.send(box.ports.smtp, agent, messages, copies)
+    # 250 comes after the commit: every row is there when the client is done.
+    cpu_after = meter.snapshot() if meter else {}
+    done = stored_rows(box, agent) - before
+    return Result(f"{workload.name} full: policy + milter -> PG", messages, seconds, done,
+                  "rows stored" + (f" ({verdicts(box, agent, before)})" if meter else ""),
+                  cpu.per_message_ms(cpu_before, cpu_after, messages) if meter else {})
 
 
-def run_bare(bare: Instance, dump: Path, args: argparse.Namespace, messages: int) -> Result:
+def run_bare(bare: Instance, dump: Path, workload: Workload, messages: int,
+             meter: cpu.Meter | None = None) -> Result:
+    copies = workload.prepare(messages)
     before = len(os.listdir(dump))
-    seconds = smtp_source(bare.smtp_port, SINK_RECIPIENT, sessions=args.sessions,
-                          messages=messages, length=args.length, timeout=args.timeout)
+    cpu_before = meter.snapshot() if meter else {}
+    seconds = workload.send(bare.smtp_port, SINK_RECIPIENT, messages, copies)
     # Accepted is not yet delivered: wait until the sink has them all.
     wait_for(lambda: len(os.listdir(dump)) - before >= messages and bare.queue_empty(),
-             args.timeout, "bare Postfix delivering to smtp-sink")
-    return Result("bare: Postfix -> smtp-sink", messages, seconds,
-                  len(os.listdir(dump)) - before, "at the sink")
+             workload.args.timeout, "bare Postfix delivering to smtp-sink")
+    cpu_after = meter.snapshot() if meter else {}
+    return Result(f"{workload.name} bare: Postfix -> smtp-sink", messages, seconds,
+                  len(os.listdir(dump)) - before, "at the sink",
+                  cpu.per_message_ms(cpu_before, cpu_after, messages) if meter else {})
 
 
 def main() -> int:
@@ -176,7 +295,16 @@ def main() -> int:
                              "temporary one, stopped at the end")
     parser.add_argument("-s", "--sessions", type=int, default=20, help="parallel SMTP sessions")
     parser.add_argument("-m", "--messages", type=int, default=2000, help="messages per path")
-    parser.add_argument("-l", "--length", type=int, default=4096, help="message body bytes")
+    parser.add_argument("-l", "--length", type=int, default=4096,
+                        help="message body bytes of the unsigned workload")
+    parser.add_argument("--warmup", type=int, default=WARMUP_MESSAGES,
+                        help="messages per path and workload before measuring")
+    parser.add_argument("--workloads", default="signed,unsigned",
+                        help="comma-separated: signed (one DKIM-signed message from a "
+                             "p=reject domain), unsigned (smtp-source's)")
+    parser.add_argument("--milter-processes", type=int, default=os.cpu_count() or 1,
+                        help="milter.processes of a sandbox this run starts (default: "
+                             "one per CPU)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both paths this many times, bare then full; the "
                              "median of the rounds' ratios counts")
@@ -192,48 +320,78 @@ def main() -> int:
             print(f"bench/inbound: {tool} missing (apt-get install postfix)", file=sys.stderr)
             return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    key, public = signing_key()
 
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="e2a-bench-work-"))
         workdir.chmod(0o755)
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        box, agent = stack.enter_context(sandbox_at(args.root))
+        box, agent = stack.enter_context(
+            sandbox_at(args.root, prepare=lambda b: prepare_sandbox(b, public, args)))
         ports = Ports.free()
         dump = stack.enter_context(sink(workdir, ports.capture))
         bare = stack.enter_context(bare_postfix(workdir, ports))
+        workloads = {"signed": Workload("signed", args, f"news@{SIGNED_DOMAIN}", key, agent),
+                     "unsigned": Workload("unsigned", args, SENDER)}
+        chosen = [workloads[n] for n in names]
+        full_meter, bare_meter_ = sandbox_meter(box), bare_meter(bare)
+        print(f"load: {load()}; milter processes: {box.config().milter.processes}; "
+              f"PostgreSQL fsync={pg_setting(box, 'fsync')} "
+              f"synchronous_commit={pg_setting(box, 'synchronous_commit')}", flush=True)
+        for workload in chosen:
+            print(f"warming up both paths ({args.warmup} {workload.name} messages each)",
+                  flush=True)
+            run_full(box, agent, workload, args.warmup)
+            run_bare(bare, dump, workload, args.warmup)
 
-        print(f"warming up both paths ({WARMUP_MESSAGES} messages each)", flush=True)
-        run_full(box, agent, args, WARMUP_MESSAGES)
-        run_bare(bare, dump, args, WARMUP_MESSAGES)
-
-        rounds: list[tuple[Result, Result]] = []
+        rounds: dict[str, list[tuple[Result, Result]]] = {w.name: [] for w in chosen}
         for n in range(args.rounds):
-            # Bare first, full right after: the machine's other load is as
-            # alike as it gets for the two halves of one ratio.
-            bare_result = run_bare(bare, dump, args, args.messages)
-            full_result = run_full(box, agent, args, args.messages)
-            rounds.append((bare_result, full_result))
-            for result in (bare_result, full_result):
-                print(f"round {n + 1}: {result.path}: {result.messages} messages in "
-                      f"{result.seconds:.2f} s = {result.rate:.1f} msg/s; "
-                      f"{result.done} {result.done_what}", flush=True)
-            print(f"round {n + 1}: ratio {full_result.rate / bare_result.rate:.2f}", flush=True)
+            for workload in chosen:
+                # Bare first, full right after: the machine's other load is as
+                # alike as it gets for the two halves of one ratio.
+                bare_result = run_bare(bare, dump, workload, args.messages, bare_meter_)
+                full_result = run_full(box, agent, workload, args.messages, full_meter)
+                rounds[workload.name].append((bare_result, full_result))
+                for result in (bare_result, full_result):
+                    print(f"round {n + 1}: {result.path}: {result.messages} messages in "
+                          f"{result.seconds:.2f} s = {result.rate:.1f} msg/s; "
+                          f"{result.done} {result.done_what}", flush=True)
+                print(f"round {n + 1}: {workload.name}: ratio "
+                      f"{full_result.rate / bare_result.rate:.2f}; load {load()}", flush=True)
+                print(cpu.table_header())
+                for result in (bare_result, full_result):
+                    print(cpu.table_line(result.path, result.cpu_ms))
+                print(flush=True)
 
     print()
-    print(f"smtp-source -s {args.sessions} -m {args.messages} -l {args.length}, "
-          f"{args.rounds} round(s), {os.cpu_count()} CPUs")
-    print(f"{'path':40} {'msg/s':>8}  work done")
-    for side in (1, 0):
-        results = [pair[side] for pair in rounds]
-        print(f"{results[0].path:40} {statistics.median(r.rate for r in results):8.1f}  "
-              + ", ".join(f"{r.done}/{r.messages} {r.done_what}" for r in results))
-    ratios = [full.rate / bare.rate for bare, full in rounds]
-    print(f"ratio full / bare: {statistics.median(ratios):.2f}"
-          + (f" (median of {', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""))
-    if not all(r.done == r.messages for pair in rounds for r in pair):
+    print(f"-s {args.sessions} -m {args.messages} (unsigned -l {args.length}), "
+          f"{args.rounds} round(s), {os.cpu_count()} CPUs, load {load()}")
+    print(f"{'path':44} {'msg/s':>8}  work done")
+    failed = False
+    for name, pairs in rounds.items():
+        for side in (0, 1):
+            results = [pair[side] for pair in pairs]
+            print(f"{results[0].path:44} {statistics.median(r.rate for r in results):8.1f}  "
+                  + ", ".join(f"{r.done}/{r.messages}" for r in results))
+        ratios = [full.rate / bare.rate for bare, full in pairs]
+        print(f"{name}: ratio full / bare: {statistics.median(ratios):.2f}"
+              + (f" (median of {', '.join(f'{r:.2f}' for r in ratios)})"
+                 if len(ratios) > 1 else ""))
+        failed |= not all(r.done == r.messages for pair in pairs for r in pair)
+    if failed:
         print("FAILED: a path did not store or deliver every message", file=sys.stderr)
         return 1
     return 0
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def pg_setting(box: Sandbox, name: str) -> str:
+    with single_connection(box.config()) as conn:
+        return str(conn.execute(f"SHOW {name}").fetchone()[name])
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -20,8 +20,11 @@ import math
 import os
 import re
 import secrets
+import shutil
 import signal
+import smtplib
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,13 +34,14 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inbound import sandbox_at
+import cpu
+from inbound import SINK_RECIPIENT, bare_meter, bare_postfix, load, sandbox_at, sandbox_meter, sink
 from realtime_webhook import _interrupt, percentile
 
 from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
 from e2a.core.store import users as user_store
-from sandbox.stack import Sandbox
+from sandbox.stack import Ports, Sandbox
 
 RECIPIENT_DOMAIN = "elsewhere.test"  # not the sandbox's: relayed to the capture server
 # The API allows 600 requests a minute per key (http.requests_per_minute):
@@ -124,8 +128,51 @@ def send_all(api_url: str, agent: str, keys: list[str], numbers: range, run: Run
         list(pool.map(one, numbers))
 
 
+def smtp_message(sender: str, number: int, tag: str) -> bytes:
+    """About what the API composes for the same send: ~1 KB, plain text."""
+    return (f"From: <{sender}>\r\nTo: <bench-{number}@{RECIPIENT_DOMAIN}>\r\n"
+            f"Subject: ob-{number}-{tag}\r\nDate: Mon, 07 Dec 2026 18:00:00 +0000\r\n"
+            f"Message-ID: <ob-{number}-{tag}@bench.example>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 7bit\r\n\r\n"
+            + "A benchmark message.\r\n" * 20).encode()
+
+
+def smtp_send_all(port: int, sender: str, numbers: range, run: Run, concurrency: int,
+                  rcpt: str | None = None) -> None:
+    """``concurrency`` SMTP clients, one connection each, sending in turn."""
+    todo = list(reversed(numbers))
+    lock = threading.Lock()
+
+    def client() -> None:
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.bench.example",
+                          timeout=60) as smtp:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    number = todo.pop()
+                run.sent_at[number] = time.time()
+                started = time.monotonic()
+                try:
+                    smtp.sendmail(sender, [rcpt or f"bench-{number}@{RECIPIENT_DOMAIN}"],
+                                  smtp_message(sender, number, run.tag))
+                except smtplib.SMTPException as exc:
+                    run.failures.append(f"{number}: {exc}")
+                    continue
+                run.post_seconds[number] = time.monotonic() - started
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def measure(box: Sandbox, agent: str, keys: list[str], messages: int, concurrency: int,
-            timeout: float) -> Run:
+            timeout: float, *, via: str = "api") -> Run:
+    """Send ``messages`` through the API or as plain SMTP from the agent's
+    address, and wait for them at the capture server."""
     run = Run(secrets.token_hex(4))
     watch = CaptureWatch(box.capture_dir, run)
     stop = threading.Event()
@@ -138,7 +185,10 @@ def measure(box: Sandbox, agent: str, keys: list[str], messages: int, concurrenc
     watcher = threading.Thread(target=watch_meanwhile, daemon=True)
     watcher.start()
     try:
-        send_all(box.api_url, agent, keys, range(messages), run, concurrency)
+        if via == "api":
+            send_all(box.api_url, agent, keys, range(messages), run, concurrency)
+        else:
+            smtp_send_all(box.ports.smtp, agent, range(messages), run, concurrency)
     finally:
         stop.set()
         watcher.join()
@@ -146,18 +196,26 @@ def measure(box: Sandbox, agent: str, keys: list[str], messages: int, concurrenc
     return run
 
 
-def report(run: Run, messages: int, concurrency: int) -> bool:
+def rate(run: Run) -> float:
+    if not run.arrived:
+        return 0.0
+    return len(run.arrived) / (max(run.arrived.values()) - min(run.sent_at.values()))
+
+
+def report(run: Run, messages: int, concurrency: int, title: str = "API send -> capture",
+           request: str = "POST /api/v1/send (200)") -> bool:
     latencies = [(run.arrived[n] - run.sent_at[n]) * 1000 for n in run.arrived]
     posts = [s * 1000 for s in run.post_seconds.values()]
     print()
-    print(f"{messages} messages, {concurrency} concurrent clients, {os.cpu_count()} CPUs")
+    print(f"{title}: {messages} messages, {concurrency} concurrent clients, "
+          f"{os.cpu_count()} CPUs, load {load()}")
     if latencies:
         span = max(run.arrived.values()) - min(run.sent_at.values())
         print(f"end to end: {len(run.arrived)} messages in {span:.2f} s = "
               f"{len(run.arrived) / span:.1f} msg/s")
         print(f"{'latency (ms)':34} {'p50':>8} {'p99':>8} {'max':>8}")
-        for name, values in (("POST -> capture server", latencies),
-                             ("POST /api/v1/send (200)", posts)):
+        for name, values in (("send -> capture server", latencies),
+                             (request, posts)):
             print(f"{name:34} {percentile(values, 50):8.1f} {percentile(values, 99):8.1f} "
                   f"{max(values):8.1f}")
     ok = (not run.failures and len(run.arrived) == messages and not run.duplicates)
@@ -188,20 +246,80 @@ def main() -> int:
         print("bench/outbound: --messages 1-20000, --concurrency 1-64", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="e2a-bench-work-"))
+    workdir.chmod(0o755)
+    try:
+        return _bench(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bare_relay(workdir: Path, messages: int, concurrency: int, timeout: float,
+               warmup: int) -> tuple[float, dict[str, float]]:
+    """msg/s of a bare Postfix relaying the same size of message to smtp-sink,
+    from the same number of SMTP clients; CPU ms per message."""
+    ports = Ports.free()
+    with sink(workdir, ports.capture) as dump, bare_postfix(workdir, ports) as bare:
+        meter = bare_meter(bare)
+
+        def one(count: int) -> tuple[float, dict[str, float]]:
+            run = Run(secrets.token_hex(4))
+            before = len(os.listdir(dump))
+            snap = meter.snapshot()
+            started = time.monotonic()
+            smtp_send_all(bare.smtp_port, "bench@bench.example", range(count), run,
+                          concurrency, rcpt=SINK_RECIPIENT)
+            deadline = time.monotonic() + timeout
+            while len(os.listdir(dump)) - before < count and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seconds = time.monotonic() - started
+            if run.failures or len(os.listdir(dump)) - before < count:
+                raise RuntimeError(f"bare relay: {run.failures[:3]} "
+                                   f"{len(os.listdir(dump)) - before}/{count} at the sink")
+            return count / seconds, cpu.per_message_ms(snap, meter.snapshot(), count)
+
+        one(warmup)
+        return one(messages)
+
+
+def _bench(args: argparse.Namespace, workdir: Path) -> int:
+    print(f"bare relay ({args.messages} messages, {args.concurrency} SMTP clients)", flush=True)
+    bare_rate, bare_cpu = bare_relay(workdir, args.messages, args.concurrency, args.timeout,
+                                     args.warmup)
+    print(f"bare relay: {bare_rate:.1f} msg/s; load {load()}", flush=True)
     with sandbox_at(args.root) as (box, agent):
         access = box.bootstrap()
         keys = api_keys(box, access.user_email,
                         max(args.concurrency, math.ceil(args.messages / PER_KEY)))
-        print(f"warming up ({args.warmup} messages)", flush=True)
-        warm = measure(box, agent, keys, args.warmup, args.concurrency, args.timeout)
-        if warm.failures or len(warm.arrived) != args.warmup:
-            report(warm, args.warmup, args.concurrency)
-            print("FAILED: the warm-up did not get through", file=sys.stderr)
-            return 1
-        print(f"sending {args.messages} messages from {agent}", flush=True)
-        run = measure(box, agent, keys, args.messages, args.concurrency, args.timeout)
-        ok = report(run, args.messages, args.concurrency)
-    if not ok:
+        meter = sandbox_meter(box)
+        results = {}
+        for via, title, request in (("api", "API send -> capture", "POST /api/v1/send (200)"),
+                                    ("smtp", "agent SMTP -> capture", "SMTP transaction (250)")):
+            print(f"{title}: warming up ({args.warmup} messages)", flush=True)
+            warm = measure(box, agent, keys, args.warmup, args.concurrency, args.timeout,
+                           via=via)
+            if warm.failures or len(warm.arrived) != args.warmup:
+                report(warm, args.warmup, args.concurrency, title, request)
+                print("FAILED: the warm-up did not get through", file=sys.stderr)
+                return 1
+            print(f"{title}: sending {args.messages} messages from {agent}", flush=True)
+            snap = meter.snapshot()
+            run = measure(box, agent, keys, args.messages, args.concurrency, args.timeout,
+                          via=via)
+            used = cpu.per_message_ms(snap, meter.snapshot(), args.messages)
+            ok = report(run, args.messages, args.concurrency, title, request)
+            results[title] = (run, used, ok)
+    print()
+    print(f"{'path':34} {'msg/s':>8} {'ratio':>6}  (load {load()})")
+    print(f"{'bare relay -> smtp-sink':34} {bare_rate:8.1f} {1:6.2f}")
+    for title, (run, _, _) in results.items():
+        print(f"{title:34} {rate(run):8.1f} {rate(run) / bare_rate:6.2f}")
+    print()
+    print(cpu.table_header())
+    print(cpu.table_line("bare relay -> smtp-sink", bare_cpu))
+    for title, (_, used, _) in results.items():
+        print(cpu.table_line(title, used))
+    if not all(ok for _, _, ok in results.values()):
         print("FAILED: not every message arrived exactly once", file=sys.stderr)
         return 1
     return 0

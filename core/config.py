@@ -158,6 +158,9 @@ KEYS: tuple[Key, ...] = (
     # milter_macro_daemon_name of our reinjection service: mail that Postfix
     # hands the milter under this name came through our own content filter.
     Key("milter", "own_daemon_name", str, "e2a-reinject"),
+    # Processes serving the milter socket (each with its own libmilter threads
+    # and database pool): one per core the milter should use.
+    Key("milter", "processes", int, 1, _positive),
     Key("policy", "listen", str, "unix:/var/spool/postfix/e2a/policy.sock", _address),
     # Postfix's relay_domains asks here (socketmap) which domains are ours,
     # so a domain verified through the API is accepted without a reload.

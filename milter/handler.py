@@ -47,6 +47,29 @@ def _answered(callback: Callback) -> Callback:
     return guarded  # type: ignore[return-value]
 
 
+def _noreply_guarded(callback: Callback) -> Callback:
+    """For the stages that do not answer (@noreply): an exception is logged
+    and remembered, the stage answers CONTINUE (all it may), and the next
+    stage that answers says 451."""
+
+    @functools.wraps(callback)
+    def guarded(self: InboundMilter, *args: Any) -> int:
+        if self.failed:
+            return Milter.CONTINUE  # the message gets 451 anyway: no more work on it
+        try:
+            return callback(self, *args)
+        except Exception:
+            log.exception("milter %s failed, answering 451", callback.__name__,
+                          extra={"queue_id": self.queue_id()})
+            if callback.__name__ in ("connect", "hello"):
+                self.connection_failed = True
+            else:
+                self.failed = True
+            return Milter.CONTINUE
+
+    return guarded  # type: ignore[return-value]
+
+
 @Milter.header_leading_space
 class InboundMilter(Milter.Base):
     # Set once by the daemon before libmilter starts its threads.
@@ -58,6 +81,7 @@ class InboundMilter(Milter.Base):
         self.client_name = ""
         self.helo = ""
         self.own_path = False
+        self.connection_failed = False  # connect or hello raised: every MAIL gets 451
         self._reset()
 
     def _reset(self) -> None:
@@ -67,6 +91,8 @@ class InboundMilter(Milter.Base):
         self.body_parts: list[bytes] = []
         self.size = 0
         self.verdict_label = metrics.UNVERIFIED  # until authenticated
+        self.refused: str | None = None  # the 552 text eom answers (over a limit)
+        self.failed = False  # a no-reply stage raised: eom answers 451
 
     def queue_id(self) -> str:
         """Postfix's queue id ({i}: from the first accepted RCPT on)."""
@@ -83,7 +109,17 @@ class InboundMilter(Milter.Base):
 
     # -- SMTP stages -----------------------------------------------------
 
-    @_answered
+    # Only envfrom, envrcpt and eom answer. Every other stage is @noreply
+    # (negotiated: Postfix sends the event and goes on without waiting): a
+    # message's dozen or so headers and its body chunks each cost a round
+    # trip and a libmilter thread handoff otherwise. What those stages would
+    # have refused (a header or message over the limit) is refused at end of
+    # data instead: the client hears the same 552 after its DATA either way,
+    # since SMTP answers a message only once it is all sent. An exception in
+    # one of them tempfails at the next stage that answers.
+
+    @Milter.noreply
+    @_noreply_guarded
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         self.client_name = hostname or ""
         # libmilter gives (ip, port[, flow, scope]) for TCP clients; a local
@@ -97,13 +133,17 @@ class InboundMilter(Milter.Base):
         self.own_path = self.getsymval("{daemon_name}") == self.cfg.milter.own_daemon_name
         return Milter.CONTINUE
 
-    @_answered
+    @Milter.noreply
+    @_noreply_guarded
     def hello(self, heloname: str) -> int:
         self.helo = heloname or ""
         return Milter.CONTINUE
 
     @_answered
     def envfrom(self, mail_from: str, *params: str) -> int:
+        if self.connection_failed:  # connect or hello failed: own_path unknown
+            self.tempfail()
+            return Milter.TEMPFAIL
         self._reset()
         self.mail_from = addresses.mailbox(mail_from)
         declared = Milter.param2dict(params).get("SIZE") or ""
@@ -125,35 +165,54 @@ class InboundMilter(Milter.Base):
         self.rcpts.append(to)
         return Milter.CONTINUE
 
-    @_answered
+    @Milter.noreply
+    @_noreply_guarded
     @Milter.decode("bytes")
     def header(self, name: Any, value: Any) -> int:
+        if self.refused is not None:
+            return Milter.CONTINUE
         raw_name = name.encode("ascii", "surrogateescape") if isinstance(name, str) else name
         size = rebuild.line_size(raw_name, value)
         if len(self.headers) >= headers.MAX_HEADER_FIELDS or size > headers.MAX_HEADER_BYTES:
-            return self._too_big(
+            return self._refuse_at_eom(
                 f"header: over {headers.MAX_HEADER_FIELDS} fields or one over "
                 f"{headers.MAX_HEADER_BYTES} bytes", "Message header exceeds fixed limit")
         self.headers.append((raw_name, value))
         return self._grow(size)
 
-    @_answered
+    @Milter.noreply
+    @_noreply_guarded
     def eoh(self) -> int:
         return self._grow(2)  # the empty line before the body
 
-    @_answered
+    @Milter.noreply
+    @_noreply_guarded
     def body(self, chunk: bytes) -> int:
-        self.body_parts.append(chunk)
-        return self._grow(len(chunk))
+        if self.refused is None:
+            self.body_parts.append(chunk)
+            self._grow(len(chunk))
+        return Milter.CONTINUE
 
     def _grow(self, n: int) -> int:
         self.size += n
-        if self.size > self.cfg.mail.max_message_bytes:
-            return self._too_big(f"message over {self.cfg.mail.max_message_bytes} bytes")
+        if self.size > self.cfg.mail.max_message_bytes and self.refused is None:
+            return self._refuse_at_eom(
+                f"message over {self.cfg.mail.max_message_bytes} bytes")
+        return Milter.CONTINUE
+
+    def _refuse_at_eom(self, what: str,
+                       reply: str = "Message size exceeds fixed limit") -> int:
+        log.info("refused: %s", what, extra={"queue_id": self.queue_id()})
+        self.refused = reply
+        # Nothing of it is needed any more; the rest is not kept either.
+        self.headers, self.body_parts = [], []
         return Milter.CONTINUE
 
     def _too_big(self, what: str, reply: str = "Message size exceeds fixed limit") -> int:
         log.info("refused: %s", what, extra={"queue_id": self.queue_id()})
+        return self._reject(reply)
+
+    def _reject(self, reply: str) -> int:
         self.setreply("552", "5.3.4", reply)
         metrics.inbound_messages.labels(verdict=metrics.UNVERIFIED, result=metrics.REJECTED).inc()
         self._reset()  # nothing of it is needed any more
@@ -162,6 +221,14 @@ class InboundMilter(Milter.Base):
     @_answered
     def eom(self) -> int:
         queue_id = self.queue_id()
+        if self.failed:
+            metrics.inbound_messages.labels(verdict=self.verdict_label,
+                                            result=metrics.TEMPFAIL).inc()
+            self._reset()
+            self.tempfail()
+            return Milter.TEMPFAIL
+        if self.refused is not None:
+            return self._reject(self.refused)
         try:
             return self._deliver(queue_id)
         except Exception:

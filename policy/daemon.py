@@ -92,9 +92,11 @@ class SocketmapServer(PolicyServer):
     name = "socketmap"
 
     def __init__(self, listener: listen.ListeningSocket, pool: ConnectionPool, shared_domain: str,
-                 db_timeout: float = DB_TIMEOUT, secret: str = "") -> None:
+                 db_timeout: float = DB_TIMEOUT, secret: str = "",
+                 cache: socketmap.RelayDomainCache | None = None) -> None:
         self.shared_domain = shared_domain
         self.secret = secret  # the deployment's, which reinjection logins derive from
+        self.cache = cache
         super().__init__(listener, pool, checks.RcptLimits(), db_timeout)
 
     def _new_reader(self) -> connections.Reader:
@@ -102,7 +104,8 @@ class SocketmapServer(PolicyServer):
 
     def _respond(self, request: bytes) -> bytes | None:  # type: ignore[override]
         return socketmap.respond(self.pool, request, shared_domain=self.shared_domain,
-                                 db_timeout=self.db_timeout, secret=self.secret)
+                                 db_timeout=self.db_timeout, secret=self.secret,
+                                 cache=self.cache)
 
 
 def open_policy_pool(cfg: Config, *, wait: bool = False) -> ConnectionPool:
@@ -128,8 +131,11 @@ def run(cfg: Config) -> None:
     pool = open_policy_pool(cfg)
     server = PolicyServer(listener, pool, checks.RcptLimits.from_config(cfg),
                           cfg.database.connect_timeout)
+    domains_listener = socketmap.CacheListener(cfg, None, stop)
     map_server = SocketmapServer(map_listener, pool, cfg.mail.shared_domain,
-                                 cfg.database.connect_timeout, secret=cfg.secrets.hmac_secret)
+                                 cfg.database.connect_timeout, secret=cfg.secrets.hmac_secret,
+                                 cache=domains_listener.cache)
+    domains_listener.start()
     server.start()
     map_server.start()
     metrics.serve(cfg.metrics.policy_listen, "policy")
@@ -140,5 +146,6 @@ def run(cfg: Config) -> None:
     finally:
         server.stop()
         map_server.stop()
+        domains_listener.join(1.0)
         pool.close()
         log.info("policy stopped")

@@ -129,14 +129,21 @@ class Send:
                            authorize=lambda: self._sender(req))
 
     def _sender(self, req: falcon.Request) -> dict[str, Any]:
-        """The agent at ``from``, if the caller's key may use it (else 404)."""
+        """The agent at ``from``, if the caller's key may use it (else 404).
+        Read once per request: the idempotency check asks first, the send
+        after it, and a second read would be a second round trip."""
+        known = req.context.get("sender_agent")
+        if known is not None:
+            return known
         with refusals():
             given = text(inputs.json_object(req), "from")
             if not given:
                 raise ComposeError("from", "required: the address of the agent that sends")
             address = compose.mailbox(given, "from").address.lower()
         with self._outbox.pool.connection() as conn:
-            return auth.agent_for(conn, req.context.principal, address)
+            agent = auth.agent_for(conn, req.context.principal, address)
+        req.context["sender_agent"] = agent
+        return agent
 
     def _send(self, req: falcon.Request, keep: Keep) -> Answer:
         body = inputs.json_object(req)

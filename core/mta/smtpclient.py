@@ -7,20 +7,22 @@ accepted before DATA, because after DATA a server has one answer for all
 recipients: delivering to the accepted subset would lose the refused ones
 (answering 250) or deliver twice to the others (answering 4xx and being
 retried). A refusal at any step ends the transaction; QUIT discards it, so
-nothing is queued. Commands are built by hand: smtplib's address quoting
-would re-parse (and could rewrite) addresses that must go on exactly as
-given. Each caller turns the failures into its own error and wording.
+nothing is queued. The connection is kept between messages
+(core/mta/smtppool: reused while idle, replaced when the server closed it
+before the data went out, so a message is never sent twice). Commands are
+built by hand: smtplib's address quoting would re-parse (and could rewrite)
+addresses that must go on exactly as given. Each caller turns the failures
+into its own error and wording.
 """
 
 from __future__ import annotations
 
-import contextlib
 import smtplib
-import socket
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from e2a.core.mta import xforward
+from e2a.core.mta import smtppool, xforward
 from e2a.core.net.addresses import InetAddress
 
 
@@ -65,45 +67,68 @@ class Unreachable(Exception):
         self.connecting = connecting
 
 
+# A kept connection logs in again once its login is this old; well inside
+# release.LOGIN_SECONDS (300 s), after which the reinjection service refuses it.
+LOGIN_REFRESH = 60.0
+
+
+def _pool(address: InetAddress, helo: str, timeout: float) -> smtppool.Pool:
+    def connect() -> smtplib.SMTP:
+        try:
+            smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo,
+                                timeout=timeout)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise Unreachable(str(exc) or type(exc).__name__, connecting=True) from None
+        try:
+            _expect(smtp.ehlo(), "EHLO", 250)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    return smtppool.shared(("smtp", address.host, address.port, helo, timeout), connect)
+
+
 def send(address: InetAddress, txn: Transaction, *, helo: str, timeout: float,
          login: str = "") -> tuple[int, str]:
     """Send ``txn``; the server's final answer (code, one-line text), which
     names the queue id. ``timeout`` bounds each step (connect, every command).
     ``login``: given with XCLIENT LOGIN, what proves to the reinjection
-    service that we are its client (core/outbound/release.reinject_login)."""
+    service that we are its client (core/outbound/release.reinject_login):
+    on a new connection, and again on a kept one once its login is
+    LOGIN_REFRESH old (the service refuses a login older than
+    release.LOGIN_SECONDS, checked at each transaction). The connection is
+    kept for the next message (core/mta/smtppool: reused while idle,
+    replaced when the server closed it before the data went out)."""
     try:
-        smtp = smtplib.SMTP(address.host, address.port, local_hostname=helo, timeout=timeout)
-    except (OSError, smtplib.SMTPException) as exc:
-        raise Unreachable(str(exc) or type(exc).__name__, connecting=True) from None
-    try:
-        return _transact(smtp, txn, login)
+        return _pool(address, helo, timeout).run(
+            lambda session: _transact(session, txn, login))
     except smtplib.SMTPResponseException as exc:  # DATA refused before the message
         raise Refused("DATA", exc.smtp_code, one_line(exc.smtp_error)) from None
-    except (OSError, smtplib.SMTPException, UnicodeError) as exc:
+    except (OSError, smtplib.SMTPException, UnicodeError, smtppool.Stale) as exc:
         raise Unreachable(str(exc) or type(exc).__name__, connecting=False) from None
-    finally:
-        # QUIT also discards a transaction abandoned after a refusal.
-        with contextlib.suppress(OSError, smtplib.SMTPException):
-            smtp.quit()
-        smtp.close()
 
 
-def _transact(smtp: smtplib.SMTP, txn: Transaction, login: str) -> tuple[int, str]:
-    if smtp.sock is not None and smtp.sock.family in (socket.AF_INET, socket.AF_INET6):
-        # Small commands then a wait for the reply: Nagle plus delayed ACK
-        # would add tens of milliseconds per message.
-        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _expect(smtp.ehlo(), "EHLO", 250)
-    if login:
+def _transact(session: smtppool.Session, txn: Transaction, login: str) -> tuple[int, str]:
+    smtp = session.smtp
+    # XFORWARD and SMTPUTF8 state end with each transaction: set them anew.
+    smtp.command_encoding = "ascii"
+    first = True
+    # When this connection last gave its login (monotonic), kept on it.
+    logged_in: float | None = getattr(smtp, "e2a_login_at", None)
+    if login and (logged_in is None or time.monotonic() - logged_in > LOGIN_REFRESH):
         if "login" not in smtp.esmtp_features.get("xclient", "").lower().split():
             raise Unsupported("XCLIENT LOGIN")
         # XCLIENT starts the session afresh: a new greeting, then EHLO again.
-        _expect(smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", 220)
+        _expect_first(session, smtp.docmd("XCLIENT", f"LOGIN={login}"), "XCLIENT", first, 220)
+        first = False
         _expect(smtp.ehlo(), "EHLO", 250)
+        smtp.e2a_login_at = time.monotonic()  # type: ignore[attr-defined]
     if txn.xforward and smtp.has_extn("xforward"):
         supported = smtp.esmtp_features["xforward"].split()
         for args in xforward.commands(txn.xforward, supported):
-            _expect(smtp.docmd("XFORWARD", args), "XFORWARD", 250)
+            _expect_first(session, smtp.docmd("XFORWARD", args), "XFORWARD", first, 250)
+            first = False
     params = []
     if txn.body_type and smtp.has_extn("8bitmime"):
         params.append(f"BODY={txn.body_type}")
@@ -114,13 +139,24 @@ def _transact(smtp: smtplib.SMTP, txn: Transaction, login: str) -> tuple[int, st
         smtp.command_encoding = "utf-8"
     if smtp.has_extn("size"):
         params.append(f"SIZE={len(txn.data)}")
-    _expect(smtp.docmd("MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"),
-            "MAIL FROM", 250)
+    _expect_first(session, smtp.docmd(
+        "MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"), "MAIL FROM",
+        first, 250)
     for rcpt in txn.recipients:
         _expect(smtp.docmd("RCPT", f"TO:<{rcpt}>"), f"RCPT TO:<{rcpt}>", 250, 251,
                 recipient=rcpt)
+    session.data_started = True
     code, reply = smtp.data(txn.data)
     return code, _expect((code, reply), "end of data", 250)
+
+
+def _expect_first(session: smtppool.Session, answer: tuple[int, bytes], step: str,
+                  first: bool, code: int) -> str:
+    """The first command on a reused connection: a 421 there is the server's
+    goodbye to an idle connection, not a verdict on this message."""
+    if first and session.reused and answer[0] == 421:
+        raise smtppool.Stale(f"{step} answered {answer[0]} {one_line(answer[1])}")
+    return _expect(answer, step, code)
 
 
 def _expect(answer: tuple[int, bytes], step: str, *codes: int, recipient: str = "") -> str:

@@ -137,7 +137,7 @@ def sign_and_reinject(txn: Transaction, key: SigningKey | None, *, to: InetAddre
                       log_extra: dict[str, str] | None = None) -> str:
     """Sign ``txn``'s message with ``key`` (unsigned when None) and reinject
     it; the reinjection service's answer, naming its queue id. Raises
-    policy.reinject.ReinjectError when it was not taken.
+    core.mta.reinject.ReinjectError when it was not taken.
 
     Our conversation header is taken out first: it is an internal id that
     the world has no use for, and our own milter threads an agent's mail to

@@ -96,6 +96,10 @@ def dkim_key(conn: psycopg.Connection, domain: str) -> Row | None:
         (domain,)).fetchone()
 
 
+# Any change to the domains table (a trigger, sql/013_domain_changes.sql).
+DOMAINS_CHANGED_CHANNEL = "e2a_domains_changed"
+
+
 def accepts_mail_for(conn: psycopg.Connection, domain: str) -> bool:
     """Postfix may take mail for this domain: the shared one, or a verified one."""
     return conn.execute(

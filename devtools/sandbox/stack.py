@@ -155,6 +155,7 @@ class Sandbox:
         self.root = Path(root).resolve()
         self._chosen_ports = ports is not None
         self.ports = ports or self._saved_ports() or Ports.pick()
+        self.milter_processes = 1  # bench/inbound runs one per core
         self.cluster = Cluster(self.root / "pg")
         self._layout()
 
@@ -256,7 +257,7 @@ class Sandbox:
             "http": {"listen": self.listen("api"), "public_url": self.api_url, "workers": 2},
             "mail": {"hostname": MX_HOST, "authserv_id": MX_HOST,
                      "shared_domain": SHARED_DOMAIN},
-            "milter": {"listen": self.listen("milter")},
+            "milter": {"listen": self.listen("milter"), "processes": self.milter_processes},
             # Every sandbox client is 127.0.0.1: the production defaults would
             # throttle a developer's (or a test's or bench's) bursts.
             "policy": {"listen": self.listen("policy"),

@@ -6,8 +6,9 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,6 +26,7 @@ from e2a.core.outbound import release
 from e2a.core.store import domains as domain_store
 from e2a.policy import netstring, socketmap
 from e2a.policy.daemon import SocketmapServer, open_policy_pool
+from e2a.policy.socketmap import CacheListener, RelayDomainCache
 
 
 class Trickle(io.RawIOBase):
@@ -152,6 +154,93 @@ def test_database_down_answers_temp(cfg: config.Config, sockdir: Path,
     finally:
         c.close()
         server.stop()
+        pool.close()
+
+
+# -- the cache of answers, emptied by the domains table's NOTIFY ---------------
+
+
+def _until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_cache_answers_without_the_database_until_invalidated() -> None:
+    queries: list[str] = []
+    cache = RelayDomainCache(lambda: True)
+
+    def query() -> bool:
+        queries.append("q")
+        return True
+
+    assert cache.lookup("a.example", query) and cache.lookup("a.example", query)
+    assert len(queries) == 1
+    cache.invalidate()
+    assert cache.lookup("a.example", query)
+    assert len(queries) == 2
+
+
+def test_cache_is_bypassed_and_emptied_while_not_listening() -> None:
+    live = [True]
+    queries: list[str] = []
+    cache = RelayDomainCache(lambda: live[0])
+    cache.lookup("a.example", lambda: queries.append("q") or True)
+    live[0] = False
+    answers = [cache.lookup("a.example", lambda: queries.append("q") is not None)
+               for _ in range(2)]
+    assert answers == [False, False] and len(queries) == 3
+    live[0] = True  # back: nothing from before the outage is served
+    assert cache.lookup("a.example", lambda: queries.append("q") is not None) is False
+
+
+def test_a_change_during_the_query_is_not_cached() -> None:
+    cache = RelayDomainCache(lambda: True)
+
+    def query_racing_a_change() -> bool:
+        cache.invalidate()  # a NOTIFY arrives while the old answer is read
+        return False
+
+    assert cache.lookup("a.example", query_racing_a_change) is False
+    assert cache.lookup("a.example", lambda: True) is True
+
+
+def test_cache_expires() -> None:
+    cache = RelayDomainCache(lambda: True, ttl=0.0)
+    cache.lookup("a.example", lambda: False)
+    assert cache.lookup("a.example", lambda: True) is True
+
+
+def test_cached_server_hears_verification_and_deletion(cfg: config.Config,
+                                                       sockdir: Path) -> None:
+    stop = threading.Event()
+    listener = CacheListener(cfg, None, stop)
+    listener.start()
+    pool = open_policy_pool(cfg, wait=True)
+    server = SocketmapServer(listen.bind(UnixAddress(str(sockdir / "cached.sock"))), pool,
+                             cfg.mail.shared_domain, cache=listener.cache)
+    server.start()
+    c = MapClient(str(sockdir / "cached.sock"))
+    try:
+        assert _until(listener.live)
+        row = add_domain(cfg, make_tenant(cfg), verified=False)
+        name = row["domain"]
+        assert c.lookup(name) == b"NOTFOUND "
+        assert c.lookup(name) == b"NOTFOUND "  # from the cache now
+        with single_connection(cfg) as conn:
+            domain_store.record_check(conn, row["id"], True)
+        assert _until(lambda: c.lookup(name) == f"OK {name}".encode(), 2.0)
+        with single_connection(cfg) as conn:
+            conn.execute("DELETE FROM domains WHERE id = %s", (row["id"],))
+        assert _until(lambda: c.lookup(name) == b"NOTFOUND ", 2.0)
+    finally:
+        c.close()
+        server.stop()
+        stop.set()
+        listener.join(2.0)
         pool.close()
 
 
