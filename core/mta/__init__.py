@@ -1,2 +1,3 @@
 """Talking to Postfix as an SMTP client and what outbound mail carries for
-it: submission, reinjection (with XFORWARD), VERP return paths, DKIM signing."""
+it: submission, reinjection (with XFORWARD), the connections kept between
+messages (smtppool), VERP return paths, DKIM signing."""
