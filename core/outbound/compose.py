@@ -170,6 +170,8 @@ def mailbox(value: object, field_name: str) -> Mailbox:
         name = name[1:-1]
     if "<" in name or ">" in name:  # two addresses in one string, or worse
         raise ComposeError(field_name, f"one address per entry, not {value!r}")
+    if '"' in name:  # a quoted part inside the name: readers drop or join its quotes
+        raise ComposeError(field_name, f"a name may only be quoted as a whole, not {value!r}")
     checked_address(address, field_name)
     return Mailbox(address, name)
 
