@@ -264,6 +264,7 @@ def test_a_long_display_name_with_specials_stays_one_quoted_mailbox():
 @example(given_value="Alice <alice@example.org>")
 @example(given_value="alice@example.org")
 @example(given_value="a@b.example <c@d.example>, e@f.example")
+@example(given_value='0"" <0@0.example>')  # a reader sees the name "0"
 def test_mailbox_gives_what_a_reader_parses_or_refuses(given_value):
     """What the stdlib reads as one plain mailbox, compose.mailbox takes as
     the same address and name; whatever it takes, written into a To field,
