@@ -21,6 +21,12 @@ root_option = click.option(
     show_default=True, help="Directory holding the sandbox's data, logs and sockets.")
 
 
+join_option = click.option(
+    "--join", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+    help="Root of a running sandbox: be a second host of it (its PostgreSQL and secrets, "
+         "everything else of its own).")
+
+
 @click.group()
 def dev() -> None:
     """Developer sandbox: Postgres, Postfix, DNS, a capture server and all services."""
@@ -28,12 +34,13 @@ def dev() -> None:
 
 @dev.command()
 @root_option
+@join_option
 @click.option("--json", "as_json", is_flag=True, help="Print sandbox.json instead of text.")
-def up(root: Path, as_json: bool) -> None:
+def up(root: Path, join: Path | None, as_json: bool) -> None:
     """Start the sandbox (again): only what is not running is started."""
     if os.geteuid() != 0:
         raise click.ClickException("the sandbox runs a private Postfix instance: run as root")
-    sandbox = _sandbox(root)
+    sandbox = _sandbox(root, join)
     try:
         sandbox.up()
         access = sandbox.bootstrap()
@@ -48,9 +55,10 @@ def up(root: Path, as_json: bool) -> None:
 
 @dev.command()
 @root_option
-def down(root: Path) -> None:
+@join_option
+def down(root: Path, join: Path | None) -> None:
     """Stop every process of the sandbox; its data stays for the next `up`."""
-    sandbox = _sandbox(root)
+    sandbox = _sandbox(root, join)
     try:
         sandbox.down()
     except RuntimeError as exc:
@@ -63,13 +71,14 @@ def down(root: Path) -> None:
 
 @dev.command()
 @root_option
-def status(root: Path) -> None:
+@join_option
+def status(root: Path, join: Path | None) -> None:
     """Say which parts of the sandbox are running."""
-    for name, running in _sandbox(root).status().items():
+    for name, running in _sandbox(root, join).status().items():
         click.echo(f"{name:10} {'running' if running else 'stopped'}")
 
 
-def _sandbox(root: Path) -> Sandbox:
+def _sandbox(root: Path, join: Path | None = None) -> Sandbox:
     # Imported on use: every `e2a` command loads this module, and `e2a serve`
     # has no business importing the sandbox. The sandbox is developer tooling
     # in the checkout (devtools/sandbox, on the virtualenv's path by `make
@@ -81,7 +90,7 @@ def _sandbox(root: Path) -> Sandbox:
         raise click.ClickException(
             "the sandbox lives in a checkout of the repository (devtools/): "
             "run `make run` there") from None
-    return stack.Sandbox(root)
+    return stack.Sandbox(root, joins=join)
 
 
 def _devtools_on_path() -> None:

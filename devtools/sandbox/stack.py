@@ -12,6 +12,12 @@ what is.
 they are free, others where not (a second sandbox, a system Postfix); they
 are kept in ``ports.json`` and picked again when none of the sandbox runs.
 System tests use a temporary directory and ``Ports.free()``.
+
+``Sandbox(root, joins=other_root)`` is a second host of the same deployment:
+its own Postfix, DNS server, capture server and five services, on the first
+sandbox's PostgreSQL and secrets (tests/system/test_two_hosts.py runs it in a
+network namespace of its own). ``root/local.toml``, when present, overrides
+settings of the written configuration (a lower rate limit, say).
 """
 
 from __future__ import annotations
@@ -151,12 +157,16 @@ class Access:
 
 
 class Sandbox:
-    def __init__(self, root: Path, ports: Ports | None = None) -> None:
+    def __init__(self, root: Path, ports: Ports | None = None, *,
+                 joins: Path | None = None) -> None:
         self.root = Path(root).resolve()
         self._chosen_ports = ports is not None
         self.ports = ports or self._saved_ports() or Ports.pick()
         self.milter_processes = 1  # bench/inbound runs one per core
-        self.cluster = Cluster(self.root / "pg")
+        # A joining host shares the first host's database and secrets and
+        # runs everything else itself.
+        self.primary = Sandbox(joins) if joins is not None else None
+        self.cluster = self.primary.cluster if self.primary else Cluster(self.root / "pg")
         self._layout()
 
     def _layout(self) -> None:
@@ -235,8 +245,12 @@ class Sandbox:
                 self.ports = fresh
                 self._layout()
         (self.root / "ports.json").write_text(json.dumps(asdict(self.ports)) + "\n")
-        self.cluster.init()
-        self.cluster.start()
+        if self.primary is None:
+            self.cluster.init()
+            self.cluster.start()
+        elif not self.cluster.running():
+            raise RuntimeError(f"the joined sandbox's PostgreSQL ({self.cluster.data}) "
+                               "is not running")
         self.write_config()
         self.migrate()
         self._publish_dkim_key()
@@ -249,7 +263,8 @@ class Sandbox:
 
     def write_config(self) -> None:
         """root/e2a.toml for the services; the HMAC secret survives rewrites."""
-        secret = self._saved_secret() or secrets.token_hex(32)
+        source = self.primary or self
+        secret = source._saved_secret() or secrets.token_hex(32)
         p = self.ports
         values: dict[str, dict[str, Any]] = {
             "database": {"url": self.cluster.url},
@@ -277,6 +292,8 @@ class Sandbox:
             "webhooks": {"allow_loopback": True},
             "log": {"level": "info"},
         }
+        for section, table in self._local_settings().items():
+            values.setdefault(section, {}).update(table)
         lines = ["# Written by `e2a dev up` for the sandbox; rewritten on every run."]
         for section, table in values.items():
             lines.append(f"\n[{section}]")
@@ -286,6 +303,13 @@ class Sandbox:
         tmp.write_text("\n".join(lines) + "\n")
         tmp.chmod(0o600)  # it holds the HMAC secret
         tmp.replace(self.config_path)
+
+    def _local_settings(self) -> dict[str, dict[str, Any]]:
+        """root/local.toml: the developer's (or a test's) overrides."""
+        path = self.root / "local.toml"
+        if not path.exists():
+            return {}
+        return tomllib.loads(path.read_text())
 
     def config(self) -> config.Config:
         # The file alone: a developer's E2A_* variables must not point the
@@ -376,9 +400,11 @@ class Sandbox:
     # -- state ----------------------------------------------------------
 
     def status(self) -> dict[str, bool]:
-        """Which parts are running."""
-        state = {"postgres": self.cluster.running(), "dnsmasq": self.dns.running(),
-                 "capture": supervisor.running(self.pidfile("capture"))}
+        """Which parts of this host are running (a joining host's database is
+        the first host's part)."""
+        state = {"postgres": self.cluster.running()} if self.primary is None else {}
+        state.update({"dnsmasq": self.dns.running(),
+                      "capture": supervisor.running(self.pidfile("capture"))})
         state.update({name: supervisor.running(self.pidfile(name)) for name in SERVICES})
         state["postfix"] = self.postfix.running()
         return state
@@ -448,9 +474,11 @@ class Sandbox:
         supervisor.stop(self.pidfile("capture"), self.dns.pidfile, timeout=STOP_TIMEOUT)
         for name in ("milter", "policy", "socketmap"):
             Path(self.listen(name)[5:]).unlink(missing_ok=True)
-        self.cluster.stop()
-        if self.cluster.running():
-            errors.append(f"postgres in {self.cluster.data} still running")
+        # A joining host leaves the database to the first host, which stops it.
+        if self.primary is None:
+            self.cluster.stop()
+            if self.cluster.running():
+                errors.append(f"postgres in {self.cluster.data} still running")
         if errors:
             raise RuntimeError("; ".join(errors))
 
