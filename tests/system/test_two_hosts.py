@@ -75,6 +75,19 @@ class Host:
         assert reply.code == 250, reply
 
 
+@dataclass
+class _OnA:
+    """Host A with the same call shape as Host."""
+
+    sandbox: RunningSandbox
+
+    def api(self, method: str, path: str, key: str | None = None,
+            **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {key or self.sandbox.api_key}"}
+        return requests.request(method, self.sandbox.api_url + path, headers=headers,
+                                timeout=30, **kwargs)
+
+
 def _dev(ns: Namespace, action: str, root: Path, joins: Path) -> str:
     done = subprocess.run(
         ns.command([e2a_command(), "dev", action, "--root", str(root), "--join", str(joins),
@@ -149,6 +162,23 @@ def test_a_send_rate_counts_the_sends_made_through_either_host(sandbox, host_b):
     refused = send(host_b, B_SEND_RATE)
     assert refused.status_code == 429, refused.text
     assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_an_agent_quota_counts_the_agents_made_through_either_host(sandbox, host_b):
+    with single_connection(sandbox.box.config()) as conn:
+        user = accounts.create_user(conn, f"quota-{secrets.token_hex(4)}@sandbox.test", "Quota")
+        key = accounts.issue_key(conn, user["id"], name="quota").key
+        conn.execute("UPDATE users SET max_agents = 3 WHERE id = %s", (user["id"],))
+
+    def create(through: Any) -> requests.Response:
+        return through.api("POST", "/api/v1/agents", key=key, json={
+            "slug": f"quota-{secrets.token_hex(4)}", "agent_mode": "local"})
+
+    answers = [create(through).status_code for through in (_OnA(sandbox), host_b, host_b)]
+    assert all(code in (200, 201) for code in answers), answers
+    refused = [create(host_b), create(_OnA(sandbox))]
+    assert [r.json()["error"]["code"] for r in refused] == ["limit_reached"] * 2, \
+        [r.text for r in refused]
 
 
 def test_an_event_is_delivered_once_by_the_workers_of_both_hosts(sandbox, host_b):
