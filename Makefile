@@ -16,8 +16,9 @@ RUN_PACKAGES := postgresql postfix dnsmasq-base swaks libmilter-dev \
                 python3-venv python3-dev gcc make
 # What only the tests need on top (make test, CI): the headless browser that
 # drives the magic-link pages (tests/system/test_hitl_browser.py), and what
-# boots a Debian 12 with systemd for the package (tests/system/test_systemd.py).
-TEST_PACKAGES := chromium chromium-driver debootstrap systemd-container
+# boots a Debian 12 with systemd for the package (tests/system/test_systemd.py),
+# and `ip netns` for the second host of tests/system/test_two_hosts.py.
+TEST_PACKAGES := chromium chromium-driver debootstrap systemd-container iproute2
 
 .PHONY: run stop status test lint deps test-deps venv deb
 
