@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import secrets
+import signal
 import stat
 import subprocess
 import sys
@@ -129,6 +130,7 @@ def test_a_wrong_key_is_an_auth_exit_in_one_line(cli, sandbox):
     # The SDK's environment names work as well as the flags.
     cli.env.update({"E2A_API_URL": sandbox.api_url, "E2A_API_KEY": "e2a_acct_wrong"})
     assert cli("whoami", ok=False).returncode == AUTH_EXIT
+    assert cli("listen", sandbox.agent_email, "--once", ok=False).returncode == AUTH_EXIT
     cli.env["E2A_API_KEY"] = sandbox.api_key
     assert sandbox.user_email in cli("whoami").stdout
 
@@ -201,6 +203,27 @@ def test_listen_forward_posts_what_the_sdk_verifies(logged_in, sandbox, sdk, rec
     with pytest.raises(Exception, match="ignature"):
         sdk("construct_event", request.body.decode(), request.headers["X-E2A-Signature"],
             "whsec_other")
+
+
+def test_listen_prints_its_own_secret_and_stops_cleanly_on_ctrl_c(logged_in, sandbox, sdk,
+                                                                 receiver):
+    cli = logged_in
+    email = fresh_agent(cli, "ctrlc")
+    cli("config", "set", "agent", email)  # the default agent: no argument needed
+    proc = cli.start("listen", "--forward", receiver.url("/agent"))
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert first.startswith("signing forwarded events with whsec_"), first
+    secret = first.split()[4]
+    subject = f"then ctrl-c {secrets.token_hex(4)}"
+    mail_in(sandbox, email, subject)
+    [request] = receiver.wait_for(1, timeout=30)
+    assert sdk("construct_event", request.body.decode(), request.headers["X-E2A-Signature"],
+               secret)["data"]["subject"] == subject
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc, timeout=15)
+    assert code == 0 and subject in out
+    assert err.rstrip().endswith("stopped") and "Traceback" not in err
 
 
 class Responses:
