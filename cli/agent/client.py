@@ -98,8 +98,9 @@ class Api:
             response = requests.request(method, base + path, headers=headers, timeout=TIMEOUT,
                                         **kwargs)
         except requests.RequestException as exc:
+            detail = " ".join(str(exc).split())
             raise Failure(f"cannot reach the API at {base}: "
-                          f"{type(exc).__name__}: {exc}") from None
+                          f"{type(exc).__name__}: {detail}") from None
         try:
             body = response.json()
         except ValueError:

@@ -91,9 +91,10 @@ def forward_envelope(url: str, event: dict[str, Any], secret: str,
                signature.HEADER: signature.header([secret], int(now()), body),
                "X-E2A-Event-Type": str(event.get("type", "")),
                "X-E2A-Schema-Version": str(event.get("schema_version", ""))}
-    response = requests.post(url, data=body, headers=headers, timeout=FORWARD_TIMEOUT,
-                             allow_redirects=False)
-    return response.status_code
+    # The receiver's answer is not read: only its status counts.
+    with requests.post(url, data=body, headers=headers, timeout=FORWARD_TIMEOUT,
+                       allow_redirects=False, stream=True) as response:
+        return response.status_code
 
 
 # -- --forward-token: an OpenAI Responses-compatible endpoint ---------------------
@@ -149,20 +150,31 @@ def output_text(body: Any) -> str:
 
 
 def ask_model(url: str, token: str, model: str, agent: str, message: dict[str, Any]) -> str:
-    response = requests.post(
-        url, timeout=RESPONSES_TIMEOUT, allow_redirects=False,
-        headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
-        json={"model": model, "instructions": INSTRUCTIONS.format(agent=agent),
-              "input": prompt(message)})
-    if len(response.content) > MAX_RESPONSE:
-        raise Failure(f"the model's answer is larger than {MAX_RESPONSE} bytes")
+    with requests.post(
+            url, timeout=RESPONSES_TIMEOUT, allow_redirects=False, stream=True,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
+            json={"model": model, "instructions": INSTRUCTIONS.format(agent=agent),
+                  "input": prompt(message)}) as response:
+        content = bounded(response, MAX_RESPONSE)
     if not response.ok:
         raise Failure(f"the model endpoint answered {response.status_code}: "
-                      f"{' '.join(response.text.split())[:200]}")
+                      f"{' '.join(content.decode('utf-8', 'replace').split())[:200]}")
     try:
-        return output_text(response.json())
+        return output_text(json.loads(content))
     except ValueError:
         raise Failure("the model endpoint answered without JSON") from None
+
+
+def bounded(response: requests.Response, most: int) -> bytes:
+    """The body, refused past ``most`` bytes before it is all in memory."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > most:
+            raise Failure(f"the model's answer is larger than {most} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # -- the listener ---------------------------------------------------------------------

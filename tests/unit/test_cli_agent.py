@@ -147,6 +147,12 @@ def test_the_forwarded_delivery_verifies_under_the_secret(monkeypatch: pytest.Mo
     class Answer:
         status_code = 204
 
+        def __enter__(self) -> Answer:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
     def post(url: str, data: bytes, headers: dict[str, str], **kwargs: Any) -> Answer:
         sent.update(url=url, data=data, headers=headers, kwargs=kwargs)
         return Answer()
@@ -160,6 +166,16 @@ def test_the_forwarded_delivery_verifies_under_the_secret(monkeypatch: pytest.Mo
     assert not signature.verify(header, "whsec_other", sent["data"], now=1700000000)
     assert json.loads(sent["data"]) == event
     assert sent["kwargs"]["allow_redirects"] is False
+
+
+def test_a_models_answer_is_cut_off_past_the_limit() -> None:
+    class Streamed:
+        def iter_content(self, size: int) -> Iterator[bytes]:
+            while True:
+                yield b"x" * size
+
+    with pytest.raises(Failure, match="larger than 100000 bytes"):
+        listen.bounded(Streamed(), 100000)  # type: ignore[arg-type]
 
 
 def test_saved_attachment_names_stay_in_the_directory() -> None:
