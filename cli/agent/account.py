@@ -4,6 +4,7 @@ and where it speaks to."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -37,8 +38,14 @@ def login(api_url: str, api_key: str) -> None:
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise Failure(f"not an http(s) URL: {url}", Exit.USAGE)
-    key = api_key or click.prompt("API key", hide_input=True)
-    api = Api(url=url, key=key.strip(), stored={})
+    if not api_key:
+        # Piped (`pass show e2a | e2a login`): one line, no terminal to hide it on.
+        api_key = (click.prompt("API key", hide_input=True) if sys.stdin.isatty()
+                   else sys.stdin.readline(4096))
+    key = api_key.strip()
+    if not key:
+        raise Failure("no API key given", Exit.USAGE)
+    api = Api(url=url, key=key, stored={})
     account = api.get("/v1/account")
     info = api.info
     values = {**stored, "url": url, "api_key": api.key,

@@ -20,7 +20,6 @@ import json
 import re
 import secrets
 import signal
-import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -354,4 +353,3 @@ def answer(api: Api, email: str, event: dict[str, Any], url: str, token: str,
     if result.get("status") == "pending_review":
         line += f" (held for review until {result.get('approval_expires_at')})"
     click.echo(line, err=True)
-    sys.stdout.flush()
