@@ -15,6 +15,8 @@ whose output text becomes the agent's reply.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import json
 import re
@@ -22,6 +24,8 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
+from email import policy
+from email.parser import BytesHeaderParser
 from types import FrameType
 from typing import Any
 
@@ -32,6 +36,7 @@ import websocket
 from e2a.cli.agent import mail
 from e2a.cli.agent.client import Api, Exit, Failure, agent_path, api_options, path_segment
 from e2a.cli.agent.socket import Closed, EventSocket
+from e2a.core.protection import autoreply
 from e2a.core.webhooks import signature
 
 BACKOFF_START = 1.0
@@ -39,6 +44,7 @@ BACKOFF_MAX = 30.0
 FORWARD_TIMEOUT = 30.0
 RESPONSES_TIMEOUT = 120.0  # a model may think for a while
 MAX_RESPONSE = 4 * 1024 * 1024
+MAX_HEADERS = 256 * 1024  # where a message's header ends, at the latest
 FORWARD_ATTEMPTS = 3
 REMEMBERED = 10000  # event ids kept against a re-drain after reconnecting
 USER_AGENT = "e2a-cli/1"
@@ -146,6 +152,17 @@ def output_text(body: Any) -> str:
                     part.get("text"), str):
                 texts.append(part["text"])
     return "".join(texts)
+
+
+def automatic(message: dict[str, Any]) -> autoreply.AutoMail | None:
+    """Whether the mail is a bounce, an auto-reply, a list's: answering it
+    automatically would start a loop (core/protection/autoreply)."""
+    try:
+        raw = base64.b64decode(message.get("raw_message") or "", validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw[:MAX_HEADERS])
+    return autoreply.classify(headers, message.get("envelope_from"))
 
 
 def ask_model(url: str, token: str, model: str, agent: str, message: dict[str, Any]) -> str:
@@ -341,6 +358,10 @@ def answer(api: Api, email: str, event: dict[str, Any], url: str, token: str,
     path = f"{agent_path(email)}/messages/{path_segment(message_id)}"
     try:
         message = api.get(path)  # marks it read: handled, not drained again
+        auto = automatic(message)
+        if auto is not None:
+            click.echo(f"  {message_id}: not answered: {auto.label} ({auto.reason})", err=True)
+            return
         text = ask_model(url, token, model, email, message)
         if not text.strip():
             click.echo(f"  {message_id}: the model answered nothing; no reply", err=True)

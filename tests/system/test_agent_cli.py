@@ -311,6 +311,18 @@ def test_forward_token_reply_is_held_when_hitl_is_on(logged_in, sandbox, model):
                 if str(c.message["Subject"]) == f"Re: {subject}"]
 
 
+def test_forward_token_does_not_answer_an_auto_reply(logged_in, sandbox, model):
+    cli = logged_in
+    email = fresh_agent(cli, "modelauto")
+    raw = b"Auto-Submitted: auto-replied\r\n" + compose(SENDER, email, "Out of office", "Away.")
+    assert smtp_send(sandbox.smtp_port, SENDER, email, raw).code == 250
+    code, _out, err = finish(cli.start("listen", email, "--forward", model.url,
+                                      "--forward-token", "sk-test", "--once", "--until", "60s"))
+    assert code == 0, err
+    assert "not answered: auto_reply (Auto-Submitted: auto-replied)" in err
+    assert model.requests == []
+
+
 # -- inbox, read, reply, send ----------------------------------------------------------
 
 def inbox(cli: Cli, email: str, *args: str) -> list[dict[str, Any]]:

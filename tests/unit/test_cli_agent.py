@@ -5,6 +5,7 @@ scripted socket in place of the network (the real one: tests/system/test_agent_c
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 import tomllib
@@ -166,6 +167,19 @@ def test_the_forwarded_delivery_verifies_under_the_secret(monkeypatch: pytest.Mo
     assert not signature.verify(header, "whsec_other", sent["data"], now=1700000000)
     assert json.loads(sent["data"]) == event
     assert sent["kwargs"]["allow_redirects"] is False
+
+
+def test_auto_generated_mail_is_recognised_for_no_answer() -> None:
+    def view(head: bytes) -> dict[str, Any]:
+        raw = head + b"From: a@x.test\r\nSubject: Hello\r\n\r\nbody\r\n"
+        return {"raw_message": base64.b64encode(raw).decode(), "envelope_from": "a@x.test"}
+
+    assert listen.automatic(view(b"")) is None
+    auto = listen.automatic(view(b"Auto-Submitted: auto-replied\r\n"))
+    assert auto is not None and auto.label == "auto_reply"
+    listed = listen.automatic(view(b"List-Id: <l.x.test>\r\n"))
+    assert listed is not None and listed.label == "list"
+    assert listen.automatic({"raw_message": "not base64!"}) is None
 
 
 def test_a_models_answer_is_cut_off_past_the_limit() -> None:
