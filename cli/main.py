@@ -6,6 +6,10 @@ import json
 
 import click
 
+from e2a.cli.agent import account as agent_account
+from e2a.cli.agent import agents as agent_agents
+from e2a.cli.agent import listen as agent_listen
+from e2a.cli.agent import mail as agent_mail
 from e2a.cli.context import connect, load_config
 from e2a.cli.doctor import doctor
 from e2a.cli.keys import keys
@@ -16,16 +20,40 @@ from e2a.core.accounts import registration as accounts
 from e2a.core.db import migrate
 
 SERVICES = ("milter", "policy", "filter", "api", "worker")
+# `e2a --help` shows the two audiences apart: who runs the mail host, and who
+# builds agents against its API (from any machine).
+SECTIONS = (
+    ("Agent commands (the /v1 API, from anywhere)",
+     ("login", "whoami", "config", "agents", "listen", "inbox", "read", "reply", "send",
+      "pending")),
+    ("Operator commands (on the mail host)",
+     ("serve", "db", "bootstrap", "keys", "postfix", "doctor", "dev")),
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class SectionedGroup(click.Group):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed = {name for _, names in SECTIONS for name in names}
+        sections = [(title, names) for title, names in SECTIONS]
+        sections.append(("Other commands", tuple(sorted(set(self.commands) - listed))))
+        limit = formatter.width - 6 - max(len(name) for name in self.commands)
+        for title, names in sections:
+            rows = [(name, self.commands[name].get_short_help_str(limit))
+                    for name in names if name in self.commands
+                    and not self.commands[name].hidden]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+@click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """e2a-postfix: email for AI agents, as a plugin for Postfix."""
 
 
 @cli.group("config")
 def config_group() -> None:
-    """Inspect the configuration."""
+    """Settings: the CLI's own (show, set) and the server's (check, example)."""
 
 
 @config_group.command("check")
@@ -83,7 +111,7 @@ def bootstrap(email: str, name: str, as_json: bool) -> None:
 
 @cli.group("agents")
 def agents_group() -> None:
-    """Manage agents from the host."""
+    """Agents: register, list, show, update, delete (API); create (on the host)."""
 
 
 @agents_group.command("create")
@@ -95,7 +123,7 @@ def agents_group() -> None:
 @click.option("--webhook-url", default="")
 def agents_create(owner: str, slug: str, email: str, name: str, agent_mode: str,
                   webhook_url: str) -> None:
-    """Register an agent for a user."""
+    """On the mail host: register an agent for a user, in the database."""
     from e2a.core.store import users as user_store
 
     cfg = load_config()
@@ -131,6 +159,13 @@ def serve(service: str) -> None:
     run(cfg)
 
 
+for command in agent_agents.COMMANDS:
+    agents_group.add_command(command)
+config_group.add_command(agent_account.config_show)
+config_group.add_command(agent_account.config_set)
+for command in (agent_account.login, agent_account.whoami, agent_listen.listen,
+                *agent_mail.COMMANDS):
+    cli.add_command(command)
 cli.add_command(keys)
 cli.add_command(pending)
 cli.add_command(postfix_group)

@@ -14,12 +14,12 @@ from typing import Any
 from urllib.parse import quote
 
 import click
-import requests
 
 from e2a.cli import context
+from e2a.cli.agent import client as agentclient
+from e2a.cli.agent import settings
 from e2a.core import config
 
-TIMEOUT = 60.0  # approving waits for the mail server to take the message
 FIELDS = ("Subject", "To", "Cc", "Bcc")
 EDIT_HELP = ("# Edit the subject, the recipients (comma-separated) and the body below the\n"
              "# blank line, then save and quit. Lines starting with # are ignored.\n"
@@ -28,29 +28,15 @@ EDIT_HELP = ("# Edit the subject, the recipients (comma-separated) and the body 
 
 @dataclass(frozen=True)
 class Api:
-    url: str  # "" until a command needs it: http.public_url then
+    url: str  # "" until a command needs it: `e2a login`'s, else http.public_url then
     key: str
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        if not self.key:
-            raise click.ClickException("no API key: give --api-key or set E2A_API_KEY")
-        base = (self.url or _default_url()).rstrip("/")
-        headers = {"Authorization": f"Bearer {self.key}", **kwargs.pop("headers", {})}
-        try:
-            response = requests.request(method, base + path, headers=headers,
-                                        timeout=TIMEOUT, **kwargs)
-        except requests.RequestException as exc:
-            raise click.ClickException(f"cannot reach the API at {base}: {exc}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if not response.ok:
-            error = body.get("error") if isinstance(body, dict) else None
-            if isinstance(error, dict):
-                raise click.ClickException(
-                    f"{response.status_code} {error.get('code', '')}: {error.get('message', '')}")
-            raise click.ClickException(f"the API answered {response.status_code}")
+        stored = settings.load()
+        url = self.url or stored.get("url") or _default_url()
+        client = agentclient.Api(url=url, key=self.key or stored.get("api_key", ""),
+                                 stored=stored)
+        body = client.request(method, path, **kwargs)
         return body if isinstance(body, dict) else {}
 
 
@@ -59,13 +45,14 @@ def _default_url() -> str:
         return context.load().http.public_url
     except config.ConfigError as exc:
         raise click.ClickException(
-            f"no --api-url given and no configuration to take http.public_url from: {exc}"
-        ) from None
+            f"no --url given, no `e2a login` and no configuration to take "
+            f"http.public_url from: {exc}") from None
 
 
 @click.group("pending")
-@click.option("--api-url", envvar="E2A_API_URL", default="",
-              help="The API's base URL (default: http.public_url of the configuration).")
+@click.option("--url", "--api-url", "api_url", envvar="E2A_API_URL", default="",
+              help="The API's base URL (default: `e2a login`'s, else http.public_url "
+                   "of the configuration).")
 @click.option("--api-key", envvar="E2A_API_KEY", default="",
               help="An account-wide API key (or E2A_API_KEY).")
 @click.pass_context

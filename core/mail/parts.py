@@ -33,6 +33,20 @@ def _attachment(index: int, part: EmailMessage) -> dict[str, Any]:
     return meta
 
 
+def _attached(msg: EmailMessage) -> list[tuple[int, EmailMessage]]:
+    """The attachments with the index /v1 gives them (the fetch key)."""
+    return [(n, part) for n, part in enumerate(msg.iter_attachments())
+            if isinstance(part, EmailMessage)]
+
+
+def attachment_files(raw: bytes) -> list[tuple[dict[str, Any], bytes]]:
+    """Each attachment's metadata (as in ``split``) and its decoded bytes."""
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(msg, EmailMessage)
+    return [(_attachment(n, part), part.get_payload(decode=True) or b"")
+            for n, part in _attached(msg)]
+
+
 def split(raw: bytes | None) -> Parts:
     """The bodies and attachments of ``raw``; empty for no bytes. Never
     raises on malformed MIME: what can be read is returned."""
@@ -43,8 +57,7 @@ def split(raw: bytes | None) -> Parts:
         assert isinstance(msg, EmailMessage)
         plain = msg.get_body(preferencelist=("plain",))
         html = msg.get_body(preferencelist=("html",))
-        attachments = [_attachment(n, part) for n, part in enumerate(msg.iter_attachments())
-                       if isinstance(part, EmailMessage)]
+        attachments = [_attachment(n, part) for n, part in _attached(msg)]
     except Exception:  # hostile MIME (tests/fixtures/mail/fuzz): the raw bytes still serve
         log.warning("message structure unreadable; served without parts", exc_info=True)
         return Parts()

@@ -24,6 +24,7 @@ DISTRIBUTIONS = {
     "jinja2": "python3-jinja2", "prometheus-client": "python3-prometheus-client",
     "cryptography": "python3-cryptography", "idna": "python3-idna",
     "publicsuffix2": "python3-publicsuffix2", "urllib3": "python3-urllib3",
+    "websocket-client": "python3-websocket",
 }
 # Top-level module the code imports -> Debian 12 package.
 MODULES = {
@@ -35,7 +36,7 @@ MODULES = {
     "aiosmtpd": "python3-aiosmtpd", "jinja2": "python3-jinja2",
     "prometheus_client": "python3-prometheus-client", "cryptography": "python3-cryptography",
     "idna": "python3-idna", "publicsuffix2": "python3-publicsuffix2",
-    "urllib3": "python3-urllib3",
+    "urllib3": "python3-urllib3", "websocket": "python3-websocket",
 }
 
 

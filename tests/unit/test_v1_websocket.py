@@ -9,11 +9,11 @@ import time
 from urllib.parse import quote
 
 import pytest
-import websocket
 from apisupport import add_agent, agent_key, make_tenant
 from test_api_websocket import api_server, delivering
 from wsclient import AgentSocket
 
+from e2a.cli.agent.socket import EventSocket
 from e2a.core.db import single_connection
 
 ENVELOPE = {"type", "id", "schema_version", "created_at", "data"}
@@ -24,11 +24,8 @@ class V1Socket(AgentSocket):
 
     def __init__(self, api_url: str, email: str, key: str, timeout: float = 10.0) -> None:
         base = api_url.replace("http://", "ws://", 1)
-        self.ws = websocket.create_connection(
-            f"{base}/v1/agents/{quote(email, safe='')}/ws", timeout=timeout,
-            header=[f"Authorization: Bearer {key}"])
-        self.pings = 0
-        self.closed = None
+        EventSocket.__init__(self, f"{base}/v1/agents/{quote(email, safe='')}/ws",
+                             [f"Authorization: Bearer {key}"], timeout)
 
 
 @pytest.fixture(scope="module")
