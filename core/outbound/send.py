@@ -36,6 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core.config import Config
 from e2a.core.ids import new_id
+from e2a.core.messages import lifecycle
 from e2a.core.mta import submit, verp
 from e2a.core.outbound import decision as outbound
 from e2a.core.outbound import holds
@@ -106,6 +107,8 @@ def confirm(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
     row = outbound_store.confirm_submitted(conn, message_id, queue_id)
     if row is None:
         return
+    lifecycle.record(conn, message_id, "outbound", "queue.outbound_submission",
+                     correlation_ids={"queue_id": queue_id})
     event_store.insert_event(conn, new_id("evt"), row["user_id"],
                              eventtypes.EMAIL_PENDING_APPROVAL if row["status"] == holds.PENDING
                              else eventtypes.EMAIL_SENT,
@@ -133,6 +136,9 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
         with conn.transaction():
             if message_store.insert_outbound(conn, row) is None:
                 raise RuntimeError(f"message id {out.message_id} is taken")
+            lifecycle.record(conn, out.message_id, "outbound", "acceptance.outbound_api",
+                             correlation_ids={
+                                 "email_message_id": out.composed.email_message_id})
             if held:
                 expires = holds.hold_draft(conn, out.message_id, out.composed,
                                            out.agent).approval_expires_at

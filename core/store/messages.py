@@ -382,3 +382,11 @@ def conversation_owned_by_other(conn: psycopg.Connection, conversation_id: str,
     return conn.execute(
         """SELECT 1 FROM messages WHERE conversation_id = %s AND user_id <> %s LIMIT 1""",
         (conversation_id, user_id)).fetchone() is not None
+
+
+def direction_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> str | None:
+    """inbound | outbound for one of this agent's messages (trashed too);
+    None when it has none by that id."""
+    row = conn.execute("SELECT direction FROM messages WHERE id = %s AND agent_id = %s",
+                       (message_id, agent_id)).fetchone()
+    return row["direction"] if row else None
