@@ -26,6 +26,7 @@ the hold is the content filter's to enforce on every path.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -164,3 +165,26 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
                                  "kind": out.kind, "recipients": len(recipients),
                                  "held": held})
     return Sent(out.message_id, status, METHOD, queue_id, expires)
+
+
+# delivery_status values at or past Postfix's reinjection (the queue that
+# goes to the internet): the message has left our hands.
+LEFT = ("sent", "deferred", "delivered", "bounced")
+WAIT_POLL = 0.1
+
+
+def wait_sent(pool: ConnectionPool, message_id: str, timeout: float) -> dict[str, Any] | None:
+    """Wait up to ``timeout`` for the API's message to leave (reinjected,
+    or reported on already) or fail for good; its delivery state then, None
+    when it has not by then (still accepted, or held for a person)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with pool.connection() as conn:
+            state = outbound_store.delivery_state(conn, message_id)
+        if state is None or state["status"] == holds.PENDING:
+            return None
+        if state["delivery_status"] in (*LEFT, "failed"):
+            return state
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(WAIT_POLL)

@@ -153,3 +153,11 @@ def mark_unconfirmed(conn: psycopg.Connection, message_id: str, detail: str) -> 
         """UPDATE messages SET delivery_status = 'unconfirmed', delivery_error = %s
             WHERE id = %s AND direction = 'outbound' AND delivery_status = 'submitting'""",
         (detail, message_id)).rowcount == 1
+
+
+def delivery_state(conn: psycopg.Connection, message_id: str) -> Row | None:
+    """Where an outbound message's transport stands (what a waiting send answers)."""
+    return conn.execute(
+        """SELECT status, delivery_status, delivery_error, provider_message_id
+             FROM messages WHERE id = %s AND direction = 'outbound'""",
+        (message_id,)).fetchone()
