@@ -38,10 +38,11 @@ def _delivery_status(row: dict[str, Any]) -> str | None:
 # delivered | deferred | bounced | failed. Recorded but not yet confirmed by
 # Postfix's submit service is "accepted"; in Postfix, before its content
 # filter passed it on, "sending"; "sent" once the queue that goes to the
-# internet has it. A row the reconciler found Postfix never took failed.
-_DELIVERY = {"submitting": "accepted", "queued": "sending", "sent": "sent",
-             "deferred": "deferred", "delivered": "delivered", "bounced": "bounced",
-             "failed": "failed", "unconfirmed": "failed"}
+# internet has it. "unconfirmed" (core/outbound/reconcile.py) is not known to
+# have failed: still "accepted", its delivery_detail says what is wrong.
+_DELIVERY = {"submitting": "accepted", "unconfirmed": "accepted", "queued": "sending",
+             "sent": "sent", "deferred": "deferred", "delivered": "delivered",
+             "bounced": "bounced", "failed": "failed"}
 
 
 # Our HITL statuses in the /v1 review vocabulary.

@@ -42,19 +42,22 @@ def outbound_by_dedupe_key(conn: psycopg.Connection, agent_id: str,
 
 
 SUBMITTING = "submitting"
+UNCONFIRMED = "unconfirmed"
 # What Postfix's DSNs told: no later step may take these back to "sent".
 REPORTED = ("deferred", "delivered", "bounced")
 
 
 def confirm_submitted(conn: psycopg.Connection, message_id: str, queue_id: str) -> Row | None:
-    """Postfix took the message the API marked ``submitting``: the marker
-    goes. The row (what its event says) when this call took it away, None
-    when it was gone already (the other side came first)."""
+    """Postfix took the message the API marked ``submitting`` (or the
+    reconciler ``unconfirmed`` since): the marker goes. The row (what its
+    event says) when this call took it away, None when it was gone already
+    (the other side came first)."""
     return conn.execute(
         """UPDATE messages
               SET delivery_status = 'queued',
                   queue_id = CASE WHEN COALESCE(queue_id, '') = '' THEN %s ELSE queue_id END
-            WHERE id = %s AND direction = 'outbound' AND delivery_status = 'submitting'
+            WHERE id = %s AND direction = 'outbound'
+              AND delivery_status IN ('submitting', 'unconfirmed')
         RETURNING id, user_id, agent_id, type, status, sender, to_recipients, cc, subject,
                   conversation_id""",
         (queue_id, message_id)).fetchone()
@@ -142,13 +145,14 @@ def stuck_submitting(conn: psycopg.Connection, older_than_seconds: float,
              WHERE m.direction = 'outbound' AND m.delivery_status = 'submitting'
                AND m.status <> 'pending_approval'
                AND m.created_at < now() - make_interval(secs => %s)
-             ORDER BY m.created_at LIMIT %s""",
+             ORDER BY m.created_at LIMIT %s
+               FOR UPDATE OF m SKIP LOCKED""",
         (older_than_seconds, limit)).fetchall()
 
 
 def mark_unconfirmed(conn: psycopg.Connection, message_id: str, detail: str) -> bool:
-    """A stuck ``submitting`` row Postfix has no trace of: marked for an
-    operator, never sent again (core/outbound/reconcile.py says why)."""
+    """A stuck ``submitting`` row: marked for an operator, never sent again
+    (core/outbound/reconcile.py says why)."""
     return conn.execute(
         """UPDATE messages SET delivery_status = 'unconfirmed', delivery_error = %s
             WHERE id = %s AND direction = 'outbound' AND delivery_status = 'submitting'""",
