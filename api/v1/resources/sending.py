@@ -95,7 +95,6 @@ class Sender:
 
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self.outbox = Outbox(cfg, pool)
-        self.wait_seconds = WAIT_SECONDS
 
     def respond(self, req: falcon.Request, resp: falcon.Response, email: str,
                 work: Any) -> None:
@@ -114,7 +113,7 @@ class Sender:
         ``accepted`` as it was. The stored idempotent answer stays the 202: a
         replay does not wait, and never sends again."""
         media = resp.media
-        state = sending.wait_sent(self.outbox.pool, media["message_id"], self.wait_seconds)
+        state = sending.wait_sent(self.outbox.pool, media["message_id"], WAIT_SECONDS)
         if state is None:
             return
         if state["delivery_status"] == "failed":
