@@ -77,6 +77,32 @@ def bounded(evidence: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_DMARC = {"pass": "authentication.dmarc_pass", "fail": "authentication.dmarc_fail",
+          "none": "authentication.dmarc_none",
+          "temperror": "authentication.dmarc_temporary_error",
+          "permerror": "authentication.dmarc_permanent_error"}
+
+
+def step(reason_code: str, *, evidence: dict[str, Any] | None = None,
+         correlation_ids: dict[str, str] | None = None) -> dict[str, Any]:
+    """One step to be written by a statement of the caller's (the milter's
+    one-statement delivery, core/store/messages.store_inbound)."""
+    reason = REASONS[reason_code]
+    return {"id": new_id("lct"), "stage": reason.stage, "outcome": reason.outcome,
+            "reason_code": reason_code, "retryable": reason.retryable,
+            "evidence": bounded(evidence or {}),
+            "correlation_ids": {k: v for k, v in (correlation_ids or {}).items() if v}}
+
+
+def inbound_steps(dmarc: str, queue_id: str, email_message_id: str) -> list[dict[str, Any]]:
+    """What an inbound message's delivery records: accepted over SMTP, and
+    its DMARC verdict."""
+    ids = {"queue_id": queue_id, "email_message_id": email_message_id}
+    return [step("acceptance.inbound_smtp", correlation_ids=ids),
+            step(_DMARC.get(dmarc, "authentication.dmarc_none"),
+                 evidence={"dmarc": dmarc or "none"}, correlation_ids=ids)]
+
+
 def record(conn: psycopg.Connection, message_id: str, direction: str, reason_code: str, *,
            recipient: str = "", evidence: dict[str, Any] | None = None,
            correlation_ids: dict[str, str] | None = None) -> bool:

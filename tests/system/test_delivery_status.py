@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sandbox_harness import RunningSandbox, wait_until
+from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from sdk5_session import Sdk5, install
 from sdk_session import SDK5_VERSION
 
@@ -109,3 +109,21 @@ def test_lifecycle_of_another_accounts_message_is_not_found(sandbox, sdk, agent)
     other = sandbox.api("GET", f"/v1/agents/{sandbox.agent_email}/messages/"
                                f"{sent['message_id']}/lifecycle")
     assert other.status_code == 404, other.text
+
+
+def test_inbound_lifecycle_is_acceptance_and_dmarc(sandbox, sdk, agent):
+    subject = f"inbound steps {secrets.token_hex(4)}"
+    sender = "ada@sandbox.test"
+    reply = smtp_send(sandbox.smtp_port, sender, agent,
+                      compose(sender, agent, subject, "hello"))
+    assert reply.code == 250, reply
+    [message] = wait_until(lambda: [m for m in sdk("messages.list", agent)
+                                    if m["subject"] == subject],
+                           timeout=30, what="the message in the inbox")
+    page = sdk("messages.get_lifecycle", agent, message["id"])
+    steps = [(t["stage"], t["reason_code"], t["direction"]) for t in page["items"]]
+    assert steps[0] == ("accepted", "acceptance.inbound_smtp", "inbound")
+    assert steps[1][0] == "authentication" and steps[1][1].startswith("authentication.dmarc_")
+    assert page["items"][1]["evidence"]["dmarc"] in ("pass", "fail", "none", "temperror",
+                                                     "permerror")
+    assert len(steps) == 2
