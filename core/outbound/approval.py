@@ -222,6 +222,8 @@ def _event(conn: psycopg.Connection, row: Row, status: str, *, edited: Row | Non
         agent_id=row["agent_id"], message_id=row["id"], conversation_id=row["conversation_id"])
     lifecycle.record(conn, row["id"], "outbound", _REVIEW_REASONS[status],
                      evidence={"reason": reason} if reason else None)
+    if status in (SENT, EXPIRED_APPROVED):  # released: Postfix's outbound queue has it
+        lifecycle.record(conn, row["id"], "outbound", "submission.upstream_accepted")
 
 
 def _check_via(via: str) -> None:

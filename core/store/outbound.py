@@ -75,8 +75,8 @@ def discard_unsubmitted(conn: psycopg.Connection, message_id: str) -> bool:
 
 def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> bool:
     """Postfix took the message for delivery under ``queue_id``. A report that
-    came back first keeps its mark: the fate only moves forward. True when
-    this call moved it to sent (its lifecycle step is written then)."""
+    came back first keeps its mark: the fate only moves forward. False when
+    there is no such outbound message."""
     return conn.execute(
         """UPDATE messages
               SET delivery_status = CASE WHEN delivery_status = ANY(%s)
