@@ -121,6 +121,11 @@ def apply(conn: psycopg.Connection, row: Mapping[str, Any], reports: Sequence[ds
     """Record what ``reports`` say of outbound ``row``'s recipients, in the
     caller's transaction; how many recipients changed."""
     message_id = row["id"]
+    if row["delivery_status"] == "failed":
+        # Refused on its way out by our own side (the reinjection's 5xx, told
+        # already by email.failed): Postfix's bounce of it says nothing of
+        # the recipients' servers, and must never count as their hard bounce.
+        return 0
     changed = [(recipient, report) for recipient, report in about(reports, row)
                if outbound_store.record_recipient(
                    conn, message_id, recipient, status=report.outcome,

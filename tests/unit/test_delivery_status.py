@@ -217,3 +217,20 @@ def test_failed_before_it_left_is_one_email_failed(cfg, agent, pool):
         "email.failed", "552 5.3.4 Message size exceeds fixed limit")
     assert steps[-1] == "submission.provider_rejected"
 
+
+
+def test_postfixs_bounce_of_a_message_we_refused_is_no_recipients_bounce(cfg, agent, pool,
+                                                                        monkeypatch):
+    # The reinjection refused it for good (552, say): the filter answered the
+    # 5xx, Postfix bounces the message to the return path with the
+    # recipients named. Their servers never saw it: no hard bounce.
+    hard: list[delivery.HardBounce] = []
+    monkeypatch.setattr(delivery, "hard_bounce_recorded", lambda conn, b: hard.append(b))
+    message_id = sent_message(cfg, agent, [REFUSED])
+    with single_connection(cfg) as conn:
+        delivery.failed(conn, message_id, "552 5.3.4 Message size exceeds fixed limit")
+    consume(cfg, pool, agent, message_id, about(golden("refused"), message_id))
+    row, events, _ = state(cfg, message_id)
+    assert row["delivery_status"] == "failed"
+    assert [e["type"] for e in events] == ["email.failed"]
+    assert hard == []
