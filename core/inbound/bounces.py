@@ -45,13 +45,14 @@ def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str], verp_ke
     reports = dsn.reports(raw)
     consumed: list[str] = []
     with pool.connection() as conn, conn.transaction():
-        for rcpt in candidates:
+        for rcpt in sorted(candidates):  # one order of row locks for all
             domain = verp.domain_of(rcpt)
             if agent_store.domain_by_name(conn, domain) is None:
                 continue  # not ours: it passes on like any other address
             consumed.append(rcpt)
             message_id = verp.parse(rcpt, verp_key)  # None: a MAC not ours
-            row = outbound_store.outbound_by_id(conn, message_id) if message_id else None
+            row = outbound_store.outbound_by_id(conn, message_id, lock=True) \
+                if message_id else None
             if row is None or row["agent_domain"] != domain:
                 log.info("report for an unknown message consumed",
                          extra={"queue_id": queue_id, "message_id": message_id})

@@ -20,14 +20,18 @@ _COLUMNS = """m.id, m.user_id, m.agent_id, m.status, m.delivery_status,
               a.email AS agent_email, d.domain AS agent_domain"""
 
 
-def outbound_by_id(conn: psycopg.Connection, message_id: str) -> Row | None:
+def outbound_by_id(conn: psycopg.Connection, message_id: str, *,
+                   lock: bool = False) -> Row | None:
     """The outbound message with this id and its agent's address and domain;
-    None when there is none (or the id is an inbound message's)."""
+    None when there is none (or the id is an inbound message's). ``lock``:
+    the row is locked for the caller's transaction (two reports on one
+    message, handled at once, must add up, not overwrite each other)."""
     return conn.execute(
         f"""SELECT {_COLUMNS}
               FROM messages m JOIN agents a ON a.id = m.agent_id
                               JOIN domains d ON d.id = a.domain_id
-             WHERE m.id = %s AND m.direction = 'outbound'""",
+             WHERE m.id = %s AND m.direction = 'outbound'
+             {"FOR UPDATE OF m" if lock else ""}""",
         (message_id,)).fetchone()
 
 

@@ -4,7 +4,9 @@ sandbox (tests/fixtures/mail/dsn/README), a real database."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import threading
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from e2a.core.inbound import bounces
 from e2a.core.mta import dsn, verp
 from e2a.core.outbound import delivery
 from e2a.core.store import messages as message_store
+from e2a.core.store import outbound as outbound_store
 
 DSN = MAIL / "dsn"
 FRIEND = "friend-golden@elsewhere.test"
@@ -234,3 +237,31 @@ def test_postfixs_bounce_of_a_message_we_refused_is_no_recipients_bounce(cfg, ag
     assert row["delivery_status"] == "failed"
     assert [e["type"] for e in events] == ["email.failed"]
     assert hard == []
+
+
+def test_two_reports_on_one_message_at_once_add_up(cfg, agent, pool, monkeypatch):
+    # Postfix writes one DSN per outcome; two milter connections may hand
+    # them over at the same moment. Each must see the other's recipient.
+    message_id = sent_message(cfg, agent, [FRIEND, REFUSED])
+    both_inside = threading.Barrier(2, timeout=2)
+    record = outbound_store.record_recipient
+
+    def record_then_meet(*args: Any, **kwargs: Any) -> bool:
+        changed = record(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_inside.wait()  # only ever reached together without the row lock
+        return changed
+
+    monkeypatch.setattr(outbound_store, "record_recipient", record_then_meet)
+    threads = [threading.Thread(target=consume, args=(cfg, pool, agent, message_id,
+                                                      about(golden(name), message_id)))
+               for name in ("relayed", "refused")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    row, events, _ = state(cfg, message_id)
+    assert row["delivery_status"] == "bounced"
+    assert f"{FRIEND}: delivered" in row["delivery_error"]
+    assert f"{REFUSED}: bounced" in row["delivery_error"]
+    assert sorted(e["type"] for e in events) == ["email.bounced", "email.delivered"]
