@@ -123,7 +123,7 @@ def record_recipient(conn: psycopg.Connection, message_id: str, recipient: str, 
 
 
 def recipients(conn: psycopg.Connection, message_id: str) -> list[Row]:
-    """The recipients DSNs have reported on, in the order they were first reported."""
+    """The recipients DSNs have reported on, by address."""
     return conn.execute(
         """SELECT recipient, status, bounce_type, action, dsn_status, diagnostic, remote_mta,
                   updated_at
