@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 
-PREFIXES = frozenset({"usr", "key", "dom", "ag", "msg", "evt", "wh", "whd", "sec", "conv", "ws"})
+PREFIXES = frozenset({"usr", "key", "dom", "ag", "msg", "evt", "wh", "whd", "sec", "conv", "ws",
+                      "lct"})
 
 
 def new_id(prefix: str) -> str:

@@ -19,14 +19,13 @@ from psycopg_pool import ConnectionPool
 from e2a.core import timefmt
 from e2a.core.config import Config
 from e2a.core.mail import headers
-from e2a.core.mta import submit, verp, xforward
+from e2a.core.mta import dsn, submit, verp, xforward
 from e2a.core.mta.reinject import ReinjectError, Transaction, reinject
 from e2a.core.net.addresses import InetAddress
 from e2a.core.outbound import decision as outbound
-from e2a.core.outbound import holds, release
+from e2a.core.outbound import delivery, holds, release
 from e2a.core.outbound import identify as outgoing
 from e2a.core.runtime import metrics
-from e2a.core.store import outbound as outbound_store
 
 log = logging.getLogger("e2a.filter")
 
@@ -96,7 +95,11 @@ class Gate:
             key = release.agent_signing_key(conn, self.cfg, txn.data, sending.agent["user_id"]) \
                 if sending is not None else None
         if sending is not None:
-            txn = dataclasses.replace(txn, mail_from=sending.return_path)
+            # The reinjection makes the queue file that goes to the internet:
+            # asked there, Postfix reports every recipient's fate to the
+            # return path (core/mta/dsn.py), the content filter's hop never.
+            txn = dataclasses.replace(txn, mail_from=sending.return_path,
+                                      dsn=dsn.Dsn(sending.message_id))
         try:
             reply = release.sign_and_reinject(txn, key, to=self.reinject_to, helo=self.helo,
                                               timeout=self.timeout,
@@ -106,16 +109,17 @@ class Gate:
             if exc.permanent and sending is not None:
                 # The filter answers with the 5xx and Postfix bounces the
                 # message: the row says so now, not after days of retries.
-                with self.pool.connection(timeout=self.db_timeout) as conn:
-                    outbound_store.record_failed(conn, sending.message_id, str(exc))
+                with self.pool.connection(timeout=self.db_timeout) as conn, \
+                        conn.transaction():
+                    delivery.failed(conn, sending.message_id, str(exc))
             raise
         if sending is not None:
             new_queue_id = submit.queue_id(reply)
             if not new_queue_id:
                 log.warning("no queue id in the reinjection's answer", extra={
                     "queue_id": queue_id, "message_id": sending.message_id})
-            with self.pool.connection(timeout=self.db_timeout) as conn:
-                outbound_store.record_passed_on(conn, sending.message_id, new_queue_id)
+            with self.pool.connection(timeout=self.db_timeout) as conn, conn.transaction():
+                delivery.passed_on(conn, sending.message_id, new_queue_id)
             log.info("sent", extra={"queue_id": queue_id, "message_id": sending.message_id,
                                     "agent": sending.agent["email"], "signed": key is not None})
         return reply

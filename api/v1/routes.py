@@ -24,6 +24,7 @@ from e2a.api.v1.resources import (
     apikeys,
     conversations,
     events,
+    lifecycle,
     messages,
     meta,
     reviews,
@@ -112,6 +113,9 @@ ROUTES: tuple[Route, ...] = (
     Route(MESSAGE_PATH + "/forward", lambda cfg, pool: sending.MessageForward(cfg, pool), (
         Op("POST", "forwardMessage", "Forward a message", AGENT, status=202,
            view="SendResultView"),)),
+    Route(MESSAGE_PATH + "/lifecycle", lambda cfg, pool: lifecycle.MessageLifecycle(cfg, pool), (
+        Op("GET", "getMessageLifecycle", "A message's lifecycle transitions, oldest first "
+           "(beta)", AGENT, view="PageMessageLifecycleTransition"),)),
     Route(MESSAGE_PATH + "/restore", lambda cfg, pool: messages.MessageRestore(cfg, pool), (
         Op("POST", "restoreMessage", "Take a message out of the trash", AGENT,
            view="MessageView"),)),

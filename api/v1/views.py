@@ -30,9 +30,19 @@ def agent(row: dict[str, Any]) -> dict[str, Any]:
 def _delivery_status(row: dict[str, Any]) -> str | None:
     if row["direction"] != "outbound" or row.get("status") == "pending_approval":
         return None
-    # Ours: queued | sent | bounced; /v1 names the queued state "accepted".
-    return {"queued": "accepted", "sent": "sent", "bounced": "bounced"}.get(
-        row.get("delivery_status") or "", "sent" if row.get("status") == "sent" else None)
+    return _DELIVERY.get(row.get("delivery_status") or "",
+                         "sent" if row.get("status") == "sent" else None)
+
+
+# Ours (core/store/outbound.py) -> /v1's accepted -> sending -> sent ->
+# delivered | deferred | bounced | failed. Recorded but not yet confirmed by
+# Postfix's submit service is "accepted"; in Postfix, before its content
+# filter passed it on, "sending"; "sent" once the queue that goes to the
+# internet has it. "unconfirmed" (core/outbound/reconcile.py) is not known to
+# have failed: still "accepted", its delivery_detail says what is wrong.
+_DELIVERY = {"submitting": "accepted", "unconfirmed": "accepted", "queued": "sending",
+             "sent": "sent", "deferred": "deferred", "delivered": "delivered",
+             "bounced": "bounced", "failed": "failed"}
 
 
 # Our HITL statuses in the /v1 review vocabulary.

@@ -21,6 +21,7 @@ from e2a.core.ids import new_id
 from e2a.core.inbound import attest
 from e2a.core.mail import headers
 from e2a.core.mailauth.verdict import Verdict
+from e2a.core.messages import lifecycle
 from e2a.core.store import agents as agent_store
 from e2a.core.store import messages as message_store
 from e2a.core.timefmt import rfc3339
@@ -167,7 +168,9 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                     "recipient": agent["email"], "from": sender, "subject": subject,
                     "conversation_id": conversation_id or ""},
                     notify_payload=json.dumps({"message_id": message_id,
-                                               "agent_id": agent["id"]}))
+                                               "agent_id": agent["id"]}),
+                    lifecycle=lifecycle.inbound_steps(verdict.dmarc, envelope.queue_id,
+                                                      email_message_id))
                 if stored_id is None:
                     log.info("duplicate delivery ignored", extra={
                         "queue_id": envelope.queue_id, "agent": agent["email"]})

@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from e2a.core.mta import dsn as dsnparams
 from e2a.core.mta import smtppool, xforward
 from e2a.core.net.addresses import InetAddress
 
@@ -34,6 +35,9 @@ class Transaction:
     body_type: str = ""  # BODY= of the client's MAIL FROM (7BIT, 8BITMIME)
     smtputf8: bool = False
     xforward: Mapping[str, str] = field(default_factory=dict)
+    # Delivery status notifications to ask for (core/mta/dsn.py); None: the
+    # server's defaults (failures only).
+    dsn: dsnparams.Dsn | None = None
 
 
 class Refused(Exception):
@@ -139,15 +143,30 @@ def _transact(session: smtppool.Session, txn: Transaction, login: str) -> tuple[
         smtp.command_encoding = "utf-8"
     if smtp.has_extn("size"):
         params.append(f"SIZE={len(txn.data)}")
+    # Without DSN announced the parameters would be refused; the message
+    # still goes, with the server's default notices (failures).
+    dsn = txn.dsn if txn.dsn is not None and smtp.has_extn("dsn") else None
+    if dsn is not None:
+        params.extend((f"RET={dsn.ret}", f"ENVID={dsnparams.xtext(dsn.envid)}"))
     _expect_first(session, smtp.docmd(
         "MAIL", f"FROM:<{txn.mail_from}>{''.join(' ' + p for p in params)}"), "MAIL FROM",
         first, 250)
     for rcpt in txn.recipients:
-        _expect(smtp.docmd("RCPT", f"TO:<{rcpt}>"), f"RCPT TO:<{rcpt}>", 250, 251,
-                recipient=rcpt)
+        _expect(smtp.docmd("RCPT", f"TO:<{rcpt}>{_rcpt_params(dsn, rcpt)}"),
+                f"RCPT TO:<{rcpt}>", 250, 251, recipient=rcpt)
     session.data_started = True
     code, reply = smtp.data(txn.data)
     return code, _expect((code, reply), "end of data", 250)
+
+
+def _rcpt_params(dsn: dsnparams.Dsn | None, rcpt: str) -> str:
+    if dsn is None:
+        return ""
+    # ORCPT names the address as we asked for it, so that the report can be
+    # matched to the message's recipient after any rewriting; rfc822 is
+    # for ASCII addresses only.
+    orcpt = f" ORCPT=rfc822;{dsnparams.xtext(rcpt)}" if rcpt.isascii() else ""
+    return f" NOTIFY={dsn.notify}{orcpt}"
 
 
 def _expect_first(session: smtppool.Session, answer: tuple[int, bytes], step: str,

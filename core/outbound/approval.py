@@ -36,6 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core.config import Config
 from e2a.core.ids import new_id
+from e2a.core.messages import lifecycle
 from e2a.core.outbound import compose, holds, release
 from e2a.core.outbound.compose import Attachment, Mailbox
 from e2a.core.runtime import metrics
@@ -198,6 +199,9 @@ def _expire_approved(conn: psycopg.Connection, cfg: Config, row: Row) -> bool:
 # -- the parts -------------------------------------------------------------------
 
 
+_REVIEW_REASONS = {SENT: "review.approved", REJECTED: "review.rejected",
+                   EXPIRED_APPROVED: "review.expired_approved",
+                   EXPIRED_REJECTED: "review.expired_rejected"}
 _EVENT_TYPES = {SENT: eventtypes.EMAIL_APPROVED, REJECTED: eventtypes.EMAIL_REJECTED,
                 EXPIRED_APPROVED: eventtypes.EMAIL_EXPIRED,
                 EXPIRED_REJECTED: eventtypes.EMAIL_EXPIRED}
@@ -216,6 +220,10 @@ def _event(conn: psycopg.Connection, row: Row, status: str, *, edited: Row | Non
          "conversation_id": row["conversation_id"] or "", "type": row["type"],
          "status": status, "edited": edited is not None, "rejection_reason": reason},
         agent_id=row["agent_id"], message_id=row["id"], conversation_id=row["conversation_id"])
+    lifecycle.record(conn, row["id"], "outbound", _REVIEW_REASONS[status],
+                     evidence={"reason": reason} if reason else None)
+    if status in (SENT, EXPIRED_APPROVED):  # released: Postfix's outbound queue has it
+        lifecycle.record(conn, row["id"], "outbound", "submission.upstream_accepted")
 
 
 def _check_via(via: str) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from e2a.core.mail import mimetext
+from e2a.core.messages import lifecycle
 from e2a.core.outbound.compose import Composed
 from e2a.core.store import holds as hold_store
 
@@ -121,4 +122,6 @@ def _held(conn: psycopg.Connection, message_id: str, row: hold_store.Row | None)
         row = hold_store.held_state(conn, message_id)
         if row is None:
             raise LookupError(f"no outbound message {message_id} to hold")
+    if row["status"] == PENDING:
+        lifecycle.record(conn, message_id, "outbound", "review.hold_created")
     return Held(row["id"], row["status"], row["approval_expires_at"])

@@ -25,7 +25,7 @@ from e2a.core.config import Config
 from e2a.core.crypto import serverkeys as keys
 from e2a.core.mail import headers
 from e2a.core.messages import conversations
-from e2a.core.mta import dkimsign, submit, verp
+from e2a.core.mta import dkimsign, dsn, submit, verp
 from e2a.core.mta.reinject import ReinjectError, Transaction, reinject
 from e2a.core.net import addresses
 from e2a.core.net.addresses import InetAddress
@@ -174,7 +174,8 @@ def release(conn: psycopg.Connection, cfg: Config, *, message_id: str, agent_dom
         # What Postfix must be told of a held SMTP submission's 8-bit body
         # or UTF-8 addresses; a composed message is 7-bit ASCII.
         body_type="8BITMIME" if not raw.isascii() else "",
-        smtputf8=not all(r.isascii() for r in recipients))
+        smtputf8=not all(r.isascii() for r in recipients),
+        dsn=dsn.Dsn(message_id))
     try:
         reply = sign_and_reinject(txn, key, to=target, helo=cfg.mail.hostname,
                                   timeout=cfg.submit.timeout, login=reinject_login(cfg),

@@ -26,6 +26,7 @@ the hold is the content filter's to enforce on every path.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core.config import Config
 from e2a.core.ids import new_id
+from e2a.core.messages import lifecycle
 from e2a.core.mta import submit, verp
 from e2a.core.outbound import decision as outbound
 from e2a.core.outbound import holds
@@ -106,6 +108,8 @@ def confirm(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
     row = outbound_store.confirm_submitted(conn, message_id, queue_id)
     if row is None:
         return
+    lifecycle.record(conn, message_id, "outbound", "queue.outbound_submission",
+                     correlation_ids={"queue_id": queue_id})
     event_store.insert_event(conn, new_id("evt"), row["user_id"],
                              eventtypes.EMAIL_PENDING_APPROVAL if row["status"] == holds.PENDING
                              else eventtypes.EMAIL_SENT,
@@ -133,6 +137,9 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
         with conn.transaction():
             if message_store.insert_outbound(conn, row) is None:
                 raise RuntimeError(f"message id {out.message_id} is taken")
+            lifecycle.record(conn, out.message_id, "outbound", "acceptance.outbound_api",
+                             correlation_ids={
+                                 "email_message_id": out.composed.email_message_id})
             if held:
                 expires = holds.hold_draft(conn, out.message_id, out.composed,
                                            out.agent).approval_expires_at
@@ -158,3 +165,26 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
                                  "kind": out.kind, "recipients": len(recipients),
                                  "held": held})
     return Sent(out.message_id, status, METHOD, queue_id, expires)
+
+
+# delivery_status values at or past Postfix's reinjection (the queue that
+# goes to the internet): the message has left our hands.
+LEFT = ("sent", "deferred", "delivered", "bounced")
+WAIT_POLL = 0.1
+
+
+def wait_sent(pool: ConnectionPool, message_id: str, timeout: float) -> dict[str, Any] | None:
+    """Wait up to ``timeout`` for the API's message to leave (reinjected,
+    or reported on already) or fail for good; its delivery state then, None
+    when it has not by then (still accepted, or held for a person)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with pool.connection() as conn:
+            state = outbound_store.delivery_state(conn, message_id)
+        if state is None or state["status"] == holds.PENDING:
+            return None
+        if state["delivery_status"] in (*LEFT, "failed"):
+            return state
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(WAIT_POLL)

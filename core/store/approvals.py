@@ -80,7 +80,11 @@ def finish_sent(conn: psycopg.Connection, message_id: str, *, status: str, queue
     changes = edited or {}
     conn.execute(
         """UPDATE messages
-              SET status = %(status)s, delivery_status = 'sent',
+              SET status = %(status)s,
+                  -- a DSN that came back before this commit keeps its mark
+                  delivery_status = CASE WHEN delivery_status IN ('deferred', 'delivered',
+                                                                  'bounced')
+                                         THEN delivery_status ELSE 'sent' END,
                   provider_message_id = %(queue_id)s,
                   reviewed_by_user_id = %(reviewer)s,
                   reviewed_at = CASE WHEN %(reviewed)s THEN now() END,

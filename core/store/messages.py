@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,28 +58,45 @@ def count_for_agent(conn: psycopg.Connection, agent_id: str) -> int:
 
 
 # One delivery to one agent in one statement (one round trip): the row, its
-# email.received event for the worker, and the two NOTIFYs (sent on commit).
-# A duplicate inserts nothing, so it has no event and notifies nobody.
+# email.received event for the worker, its lifecycle steps (in the order
+# given), and the two NOTIFYs (sent on commit). A duplicate inserts nothing,
+# so it has no event and notifies nobody.
 _STORE_INBOUND = f"""
     WITH stored AS ({_INSERT_INBOUND} RETURNING id),
          queued AS (
              INSERT INTO events (id, user_id, agent_id, message_id, conversation_id, type, data)
              SELECT %(event_id)s, %(user_id)s, %(agent_id)s, stored.id, %(conversation_id)s,
                     'email.received', %(event_data)s
-               FROM stored)
+               FROM stored),
+         steps AS (
+             INSERT INTO message_lifecycle (id, message_id, direction, stage, outcome,
+                                            reason_code, retryable, evidence,
+                                            correlation_ids, occurred_at)
+             SELECT v.id, stored.id, 'inbound', v.stage, v.outcome, v.reason_code,
+                    v.retryable, v.evidence, v.correlation_ids,
+                    clock_timestamp() + make_interval(secs => n / 1000000.0)
+               FROM stored,
+                    ROWS FROM (jsonb_to_recordset(%(lifecycle)s)
+                               AS (id text, stage text, outcome text, reason_code text,
+                                   retryable boolean, evidence jsonb, correlation_ids jsonb))
+                    WITH ORDINALITY AS v(id, stage, outcome, reason_code, retryable, evidence,
+                                         correlation_ids, n))
     SELECT stored.id, pg_notify('{INBOUND_CHANNEL}', %(notify_payload)s) AS inbound_notified,
            pg_notify('{EVENTS_CHANNEL}', '') AS workers_notified
       FROM stored"""
 
 
 def store_inbound(conn: psycopg.Connection, row: dict[str, Any], *, event_id: str,
-                  event_data: dict[str, Any], notify_payload: str) -> str | None:
-    """``insert_inbound`` with its ``email.received`` event and the NOTIFYs of
-    the API (INBOUND_CHANNEL, ``notify_payload``) and the workers, all or
-    nothing in one statement; None for a duplicate (nothing written)."""
+                  event_data: dict[str, Any], notify_payload: str,
+                  lifecycle: Sequence[dict[str, Any]] = ()) -> str | None:
+    """``insert_inbound`` with its ``email.received`` event, its lifecycle
+    steps (each {id, stage, outcome, reason_code, retryable, evidence,
+    correlation_ids}) and the NOTIFYs of the API (INBOUND_CHANNEL,
+    ``notify_payload``) and the workers, all or nothing in one statement;
+    None for a duplicate (nothing written)."""
     found = conn.execute(_STORE_INBOUND, {
         **_inbound_params(row), "event_id": event_id, "event_data": Jsonb(event_data),
-        "notify_payload": notify_payload}).fetchone()
+        "notify_payload": notify_payload, "lifecycle": Jsonb(list(lifecycle))}).fetchone()
     return found["id"] if found else None
 
 
@@ -382,3 +399,11 @@ def conversation_owned_by_other(conn: psycopg.Connection, conversation_id: str,
     return conn.execute(
         """SELECT 1 FROM messages WHERE conversation_id = %s AND user_id <> %s LIMIT 1""",
         (conversation_id, user_id)).fetchone() is not None
+
+
+def direction_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> str | None:
+    """inbound | outbound for one of this agent's messages (trashed too);
+    None when it has none by that id."""
+    row = conn.execute("SELECT direction FROM messages WHERE id = %s AND agent_id = %s",
+                       (message_id, agent_id)).fetchone()
+    return row["direction"] if row else None

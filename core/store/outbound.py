@@ -1,6 +1,8 @@
 """Outbound messages as the content filter and the bounce handler see them:
-found by id or retry key, and their transport fate (queued -> sent ->
-bounced). They are inserted by core/store/messages.insert_outbound."""
+found by id or retry key, and their transport fate (submitting -> queued ->
+sent -> deferred -> delivered | bounced, or failed), per recipient too
+(delivery_recipients, from Postfix's DSNs). They are inserted by
+core/store/messages.insert_outbound."""
 
 from __future__ import annotations
 
@@ -13,18 +15,23 @@ Row = dict[str, Any]
 # What the filter and the bounce handler need of a row: never its body.
 _COLUMNS = """m.id, m.user_id, m.agent_id, m.status, m.delivery_status,
               m.provider_message_id, m.conversation_id, m.subject,
-              m.to_recipients, m.cc, m.bcc,
+              m.to_recipients, m.cc, m.bcc, m.type, m.sender, m.queue_id,
+              m.email_message_id, m.delivery_error,
               a.email AS agent_email, d.domain AS agent_domain"""
 
 
-def outbound_by_id(conn: psycopg.Connection, message_id: str) -> Row | None:
+def outbound_by_id(conn: psycopg.Connection, message_id: str, *,
+                   lock: bool = False) -> Row | None:
     """The outbound message with this id and its agent's address and domain;
-    None when there is none (or the id is an inbound message's)."""
+    None when there is none (or the id is an inbound message's). ``lock``:
+    the row is locked for the caller's transaction (two reports on one
+    message, handled at once, must add up, not overwrite each other)."""
     return conn.execute(
         f"""SELECT {_COLUMNS}
               FROM messages m JOIN agents a ON a.id = m.agent_id
                               JOIN domains d ON d.id = a.domain_id
-             WHERE m.id = %s AND m.direction = 'outbound'""",
+             WHERE m.id = %s AND m.direction = 'outbound'
+             {"FOR UPDATE OF m" if lock else ""}""",
         (message_id,)).fetchone()
 
 
@@ -39,17 +46,22 @@ def outbound_by_dedupe_key(conn: psycopg.Connection, agent_id: str,
 
 
 SUBMITTING = "submitting"
+UNCONFIRMED = "unconfirmed"
+# What Postfix's DSNs told: no later step may take these back to "sent".
+REPORTED = ("deferred", "delivered", "bounced")
 
 
 def confirm_submitted(conn: psycopg.Connection, message_id: str, queue_id: str) -> Row | None:
-    """Postfix took the message the API marked ``submitting``: the marker
-    goes. The row (what its event says) when this call took it away, None
-    when it was gone already (the other side came first)."""
+    """Postfix took the message the API marked ``submitting`` (or the
+    reconciler ``unconfirmed`` since): the marker goes. The row (what its
+    event says) when this call took it away, None when it was gone already
+    (the other side came first)."""
     return conn.execute(
         """UPDATE messages
               SET delivery_status = 'queued',
                   queue_id = CASE WHEN COALESCE(queue_id, '') = '' THEN %s ELSE queue_id END
-            WHERE id = %s AND direction = 'outbound' AND delivery_status = 'submitting'
+            WHERE id = %s AND direction = 'outbound'
+              AND delivery_status IN ('submitting', 'unconfirmed')
         RETURNING id, user_id, agent_id, type, status, sender, to_recipients, cc, subject,
                   conversation_id""",
         (queue_id, message_id)).fetchone()
@@ -65,31 +77,95 @@ def discard_unsubmitted(conn: psycopg.Connection, message_id: str) -> bool:
         (message_id,)).rowcount == 1
 
 
-def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
-    """Postfix took the message for delivery under ``queue_id``. A bounce that
-    came back first keeps its mark: the fate only moves forward."""
-    conn.execute(
+def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> bool:
+    """Postfix took the message for delivery under ``queue_id``. A report that
+    came back first keeps its mark: the fate only moves forward. False when
+    there is no such outbound message."""
+    return conn.execute(
         """UPDATE messages
-              SET delivery_status = CASE WHEN delivery_status = 'bounced'
+              SET delivery_status = CASE WHEN delivery_status = ANY(%s)
                                          THEN delivery_status ELSE 'sent' END,
                   provider_message_id = %s
-            WHERE id = %s AND direction = 'outbound'""",
-        (queue_id, message_id))
+            WHERE id = %s AND direction = 'outbound'
+        RETURNING delivery_status""",
+        (list(REPORTED), queue_id, message_id)).fetchone() is not None
 
 
-def record_failed(conn: psycopg.Connection, message_id: str, error: str) -> None:
+def record_failed(conn: psycopg.Connection, message_id: str, error: str) -> bool:
     """Postfix's reinjection refused the message for good (it bounces it to
-    the sender with the reason); a bounce recorded already keeps its mark."""
-    conn.execute(
-        """UPDATE messages SET delivery_status = 'failed', delivery_error = %s
-            WHERE id = %s AND direction = 'outbound' AND delivery_status <> 'bounced'""",
-        (error, message_id))
-
-
-def record_bounced(conn: psycopg.Connection, message_id: str, error: str) -> bool:
-    """Mark the message bounced; False when it was already (a DSN delivered
-    twice), so that its event is written once."""
+    the sender with the reason); a report recorded already keeps its mark.
+    False when it was failed already (its event is written once)."""
     return conn.execute(
-        """UPDATE messages SET delivery_status = 'bounced', delivery_error = %s
-            WHERE id = %s AND direction = 'outbound' AND delivery_status <> 'bounced'""",
-        (error, message_id)).rowcount == 1
+        """UPDATE messages SET delivery_status = 'failed', delivery_error = %s
+            WHERE id = %s AND direction = 'outbound'
+              AND delivery_status <> ALL(%s) AND delivery_status <> 'failed'""",
+        (error, message_id, list(REPORTED))).rowcount == 1
+
+
+def record_recipient(conn: psycopg.Connection, message_id: str, recipient: str, *,
+                     status: str, bounce_type: str, action: str, dsn_status: str,
+                     diagnostic: str, remote_mta: str) -> bool:
+    """One recipient's fate as a DSN told it. Only forward: a final one
+    (delivered, bounced) never changes, a delay repeated changes nothing.
+    True when the row changed (its event and lifecycle step follow)."""
+    return conn.execute(
+        """INSERT INTO delivery_recipients AS r (message_id, recipient, status, bounce_type,
+                                                 action, dsn_status, diagnostic, remote_mta)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (message_id, recipient) DO UPDATE
+              SET status = EXCLUDED.status, bounce_type = EXCLUDED.bounce_type,
+                  action = EXCLUDED.action, dsn_status = EXCLUDED.dsn_status,
+                  diagnostic = EXCLUDED.diagnostic, remote_mta = EXCLUDED.remote_mta,
+                  updated_at = now()
+            WHERE r.status = 'deferred' AND EXCLUDED.status <> 'deferred'""",
+        (message_id, recipient.lower(), status, bounce_type, action, dsn_status, diagnostic,
+         remote_mta)).rowcount == 1
+
+
+def recipients(conn: psycopg.Connection, message_id: str) -> list[Row]:
+    """The recipients DSNs have reported on, by address."""
+    return conn.execute(
+        """SELECT recipient, status, bounce_type, action, dsn_status, diagnostic, remote_mta,
+                  updated_at
+             FROM delivery_recipients WHERE message_id = %s
+            ORDER BY recipient""", (message_id,)).fetchall()
+
+
+def set_reported(conn: psycopg.Connection, message_id: str, status: str, detail: str) -> None:
+    """The message's fate as its recipients' reports add up (core/outbound/delivery.py)."""
+    conn.execute(
+        """UPDATE messages SET delivery_status = %s, delivery_error = %s
+            WHERE id = %s AND direction = 'outbound'""", (status, detail, message_id))
+
+
+def stuck_submitting(conn: psycopg.Connection, older_than_seconds: float,
+                     limit: int) -> list[Row]:
+    """Rows the API marked ``submitting`` this long ago and nobody confirmed
+    or discarded: the process died between its commit and Postfix's answer."""
+    return conn.execute(
+        f"""SELECT {_COLUMNS}, m.created_at, m.envelope_sender
+              FROM messages m JOIN agents a ON a.id = m.agent_id
+                              JOIN domains d ON d.id = a.domain_id
+             WHERE m.direction = 'outbound' AND m.delivery_status = 'submitting'
+               AND m.status <> 'pending_approval'
+               AND m.created_at < now() - make_interval(secs => %s)
+             ORDER BY m.created_at LIMIT %s
+               FOR UPDATE OF m SKIP LOCKED""",
+        (older_than_seconds, limit)).fetchall()
+
+
+def mark_unconfirmed(conn: psycopg.Connection, message_id: str, detail: str) -> bool:
+    """A stuck ``submitting`` row: marked for an operator, never sent again
+    (core/outbound/reconcile.py says why)."""
+    return conn.execute(
+        """UPDATE messages SET delivery_status = 'unconfirmed', delivery_error = %s
+            WHERE id = %s AND direction = 'outbound' AND delivery_status = 'submitting'""",
+        (detail, message_id)).rowcount == 1
+
+
+def delivery_state(conn: psycopg.Connection, message_id: str) -> Row | None:
+    """Where an outbound message's transport stands (what a waiting send answers)."""
+    return conn.execute(
+        """SELECT status, delivery_status, delivery_error, provider_message_id
+             FROM messages WHERE id = %s AND direction = 'outbound'""",
+        (message_id,)).fetchone()

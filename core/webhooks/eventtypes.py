@@ -10,6 +10,10 @@ from __future__ import annotations
 EMAIL_RECEIVED = "email.received"
 EMAIL_SENT = "email.sent"
 EMAIL_BOUNCED = "email.bounced"
+# Per recipient, from Postfix's DSNs (core/outbound/delivery.py).
+EMAIL_DELIVERED = "email.delivered"
+# Postfix refused the message for good before it left (one per message).
+EMAIL_FAILED = "email.failed"
 EMAIL_PENDING_APPROVAL = "email.pending_approval"
 # A held message's outcome (core/outbound/approval.py); data.status says which.
 EMAIL_APPROVED = "email.approved"
@@ -19,8 +23,9 @@ EMAIL_EXPIRED = "email.expired"
 TYPES: tuple[str, ...] = (
     EMAIL_RECEIVED,
     EMAIL_SENT,
-    "email.delivered",
+    EMAIL_DELIVERED,
     EMAIL_BOUNCED,
+    EMAIL_FAILED,
     EMAIL_PENDING_APPROVAL,
     EMAIL_APPROVED,
     EMAIL_REJECTED,

@@ -28,8 +28,9 @@ SCHEMA_VERSION = "1"
 _TO_V1 = {
     eventtypes.EMAIL_RECEIVED: eventtypes.EMAIL_RECEIVED,
     eventtypes.EMAIL_SENT: eventtypes.EMAIL_SENT,
-    "email.delivered": "email.delivered",
+    eventtypes.EMAIL_DELIVERED: eventtypes.EMAIL_DELIVERED,
     eventtypes.EMAIL_BOUNCED: eventtypes.EMAIL_BOUNCED,
+    eventtypes.EMAIL_FAILED: eventtypes.EMAIL_FAILED,
     eventtypes.EMAIL_PENDING_APPROVAL: REVIEW_REQUESTED,
     eventtypes.EMAIL_APPROVED: REVIEW_APPROVED,
     eventtypes.EMAIL_REJECTED: REVIEW_REJECTED,
@@ -38,8 +39,9 @@ _TO_V1 = {
 _FROM_V1: dict[str, tuple[str, ...]] = {
     eventtypes.EMAIL_RECEIVED: (eventtypes.EMAIL_RECEIVED,),
     eventtypes.EMAIL_SENT: (eventtypes.EMAIL_SENT,),
-    "email.delivered": ("email.delivered",),
+    eventtypes.EMAIL_DELIVERED: (eventtypes.EMAIL_DELIVERED,),
     eventtypes.EMAIL_BOUNCED: (eventtypes.EMAIL_BOUNCED,),
+    eventtypes.EMAIL_FAILED: (eventtypes.EMAIL_FAILED,),
     REVIEW_REQUESTED: (eventtypes.EMAIL_PENDING_APPROVAL,),
     REVIEW_APPROVED: (eventtypes.EMAIL_APPROVED, eventtypes.EMAIL_EXPIRED),
     REVIEW_REJECTED: (eventtypes.EMAIL_REJECTED, eventtypes.EMAIL_EXPIRED),
@@ -119,6 +121,18 @@ def data(stored_type: str, stored: Mapping[str, Any], agent_email: str | None,
         out.update(direction="outbound", method="smtp",
                    message_type=stored.get("type") or "send",
                    to=list(stored.get("to") or []), subject=stored.get("subject") or "")
+    elif stored_type in (eventtypes.EMAIL_DELIVERED, eventtypes.EMAIL_BOUNCED):
+        # Before per-recipient reports a bounce named its recipients in a list.
+        out.update(direction="outbound", subject=stored.get("subject") or "",
+                   delivered_to=stored.get("delivered_to")
+                   or next(iter(stored.get("recipients") or []), ""))
+        if stored_type == eventtypes.EMAIL_BOUNCED:
+            out["bounce_type"] = stored.get("bounce_type") or "undetermined"
+    elif stored_type == eventtypes.EMAIL_FAILED:
+        out.update(direction="outbound", method="smtp",
+                   message_type=stored.get("type") or "send",
+                   to=list(stored.get("to") or []), subject=stored.get("subject") or "",
+                   reason=stored.get("reason") or "")
     elif stored_type in (eventtypes.EMAIL_PENDING_APPROVAL, eventtypes.EMAIL_APPROVED,
                          eventtypes.EMAIL_REJECTED, eventtypes.EMAIL_EXPIRED):
         out.update(_review(stored_type, stored))

@@ -6,9 +6,10 @@ dot-stuffing undone), next to ``<timestamp>-<n>.json`` with the envelope.
 The ``.json`` is written first and the ``.eml`` appears by rename, so a
 reader that sees a ``.eml`` always finds it complete and its envelope there.
 
-Like a real peer it can refuse: a recipient whose local part is
-``bounce-me`` gets 550 at RCPT (Postfix then writes the DSN itself), one
-whose local part is ``defer-me`` gets 450 (the message stays queued).
+Like a real peer it can refuse: a recipient whose local part starts with
+``bounce-`` (bounce-me, bounce-42) gets 550 at RCPT (Postfix then writes the
+DSN itself), one whose local part starts with ``defer-`` gets 450 (the
+message stays queued), so a test picks each recipient's fate by its name.
 
 Run as ``python -m sandbox.capture --dir D --listen 127.0.0.1:PORT``.
 """
@@ -93,11 +94,18 @@ class Store:
             time.sleep(0.1)
 
 
-# Local parts the stand-in internet refuses, and how.
+# Starts of local parts the stand-in internet refuses, and how.
 REFUSALS = {
-    "bounce-me": "550 5.1.1 <{address}>: Recipient address rejected: the sandbox bounces it",
-    "defer-me": "450 4.2.0 <{address}>: Recipient address rejected: the sandbox defers it",
+    "bounce-": "550 5.1.1 <{address}>: Recipient address rejected: the sandbox bounces it",
+    "defer-": "450 4.2.0 <{address}>: Recipient address rejected: the sandbox defers it",
 }
+
+
+def refusal(address: str) -> str | None:
+    """The RCPT reply for ``address`` when the sandbox refuses it."""
+    local = address.rpartition("@")[0].lower()
+    found = next((r for prefix, r in REFUSALS.items() if local.startswith(prefix)), None)
+    return found.format(address=address) if found else None
 
 
 class Handler:
@@ -108,9 +116,9 @@ class Handler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        refusal = REFUSALS.get(address.rpartition("@")[0].lower())
-        if refusal:
-            return refusal.format(address=address)
+        refused = refusal(address)
+        if refused:
+            return refused
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 

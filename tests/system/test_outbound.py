@@ -2,9 +2,10 @@
 SMTP client) submits, Postfix hands the message to our content filter, the
 filter signs and reinjects it, and it reaches the capture server (the
 internet) DKIM-signed with a VERP return path, or another agent on this
-host through the milter. Bounces: the capture server refuses bounce-me@...,
-Postfix's own bounce daemon writes the DSN to the return path, and the
-milter turns it into a bounced message and an email.bounced event."""
+host through the milter. Reports: Postfix's bounce daemon writes a DSN to
+the return path for each recipient (a success when the capture server took
+it, a failure when it refused bounce-me@...), and the milter turns it into
+the recipient's fate and its event."""
 
 from __future__ import annotations
 
@@ -63,9 +64,11 @@ def test_api_send_leaves_signed_with_its_return_path_and_is_recorded(sandbox):
     assert (tags["d"], tags["s"], tags["c"]) == (domain, "e2a", "relaxed/relaxed")
     with sandbox_resolver(sandbox):
         assert dkim.verify(captured.data)
+    # Postfix's success report to the return path: the capture server took it.
     stored = wait_until(lambda: (r := row(sandbox, message_id))
-                        and r["delivery_status"] == "sent" and r,
-                        what="the message recorded as sent")
+                        and r["delivery_status"] == "delivered" and r,
+                        what="the message recorded as delivered")
+    assert stored["delivery_error"] == "friend@elsewhere.test: delivered: 250 2.0.0 captured"
     # The queue id the filter recorded is the one the message left Postfix under.
     assert stored["provider_message_id"]
     assert received_ids(captured.data)[0] == stored["provider_message_id"]
@@ -85,8 +88,8 @@ def test_plain_smtp_from_an_agent_is_recorded_signed_and_given_a_return_path(san
     with sandbox_resolver(sandbox):
         assert dkim.verify(captured.data)
     stored = wait_until(lambda: (r := row(sandbox, message_id))
-                        and r["delivery_status"] == "sent" and r,
-                        what="the filter's row recorded as sent")
+                        and r["delivery_status"] == "delivered" and r,
+                        what="the filter's row recorded as delivered")
     assert (stored["type"], stored["direction"], stored["sender"]) == ("smtp", "outbound", agent)
     assert stored["subject"] == subject
 

@@ -183,6 +183,11 @@ def test_approve_as_held_sends_the_held_bytes_signed_with_the_verp_path(
     assert found["edited"] is False
     assert_wiped(found, raw_kept=True)
     assert approvals_count("sent") == before + 1
+    with single_connection(rcfg) as conn:
+        steps = [r["reason_code"] for r in conn.execute(
+            "SELECT reason_code FROM message_lifecycle WHERE message_id = %s "
+            "ORDER BY occurred_at, id", (message_id,)).fetchall()]
+    assert steps[-2:] == ["review.approved", "submission.upstream_accepted"]
     [event] = outcome_events(rcfg, message_id)
     assert event["type"] == "email.approved"
     assert event["data"]["status"] == "sent"

@@ -16,41 +16,41 @@ from e2a.core.accounts import registration as accounts
 from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
 from e2a.core.inbound import bounces
-from e2a.core.mta import verp
+from e2a.core.mta import dsn, verp
+from e2a.core.outbound import delivery
 from e2a.core.store import messages as message_store
 from e2a.core.store import outbound as outbound_store
 
 DSN = MAIL / "dsn"
 
 
-def dsn(name: str) -> bytes:
+def golden(name: str) -> bytes:
     return (DSN / f"{name}.eml").read_bytes()
 
 
 # -- reading DSNs -------------------------------------------------------------
 
 def test_failed_report():
-    [report] = bounces.reports(dsn("failed"))
-    assert report == bounces.Report(
-        recipient="bounce-me@elsewhere.test", action="failed", status="5.1.1",
-        diagnostic="550 5.1.1 <bounce-me@elsewhere.test>: Recipient address rejected: "
-                   "the sandbox bounces it")
+    [report] = dsn.reports(golden("failed"))
+    assert (report.recipient, report.action, report.status, report.diagnostic,
+            report.original_recipient, report.remote_mta) == (
+        "bounce-me@elsewhere.test", "failed", "5.1.1",
+        "550 5.1.1 <bounce-me@elsewhere.test>: Recipient address rejected: "
+        "the sandbox bounces it", "bounce-me@elsewhere.test", "127.0.0.1")
+    assert (report.outcome, report.bounce_type) == ("bounced", "permanent")
 
 
 def test_partial_failure_reports_each_refused_recipient_only():
-    reports = bounces.reports(dsn("partial"))
+    reports = dsn.reports(golden("partial"))
     assert [(r.recipient, r.action) for r in reports] == [
         ("bounce-me@elsewhere.test", "failed"), ("bounce-me@other.test", "failed")]
-    assert bounces.reason(reports) == (
-        "bounce-me@elsewhere.test: 550 5.1.1 <bounce-me@elsewhere.test>: Recipient address "
-        "rejected: the sandbox bounces it; bounce-me@other.test: 550 5.1.1 "
-        "<bounce-me@other.test>: Recipient address rejected: the sandbox bounces it")
 
 
 def test_delay_warning_is_delayed_not_failed():
-    [report] = bounces.reports(dsn("delayed"))
+    [report] = dsn.reports(golden("delayed"))
     assert (report.recipient, report.action, report.status) == (
         "defer-me@elsewhere.test", "delayed", "4.2.0")
+    assert (report.outcome, report.bounce_type) == ("deferred", "")
 
 
 @pytest.mark.parametrize("raw", [
@@ -61,14 +61,14 @@ def test_delay_warning_is_delayed_not_failed():
     b"",
 ])
 def test_what_is_no_dsn_has_no_reports(raw):
-    assert bounces.reports(raw) == []
+    assert dsn.reports(raw) == []
 
 
-def test_reason_is_bounded():
-    many = [bounces.Report(f"r{i}@example.org", "failed", "5.1.1", "550 " + "x" * 80)
-            for i in range(50)]
-    text = bounces.reason(many)
-    assert len(text) == bounces.MAX_ERROR
+def test_detail_is_bounded():
+    many = [{"recipient": f"r{i}@example.org", "status": "bounced", "dsn_status": "5.1.1",
+             "action": "failed", "diagnostic": "550 " + "x" * 80} for i in range(50)]
+    text = delivery.detail(many)
+    assert len(text) == delivery.MAX_DETAIL
     assert text.endswith("...")
 
 
@@ -119,11 +119,11 @@ def test_failed_dsn_marks_the_message_bounced_once(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
     rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
     for _ in range(2):  # a DSN delivered twice is recorded once
-        assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
+        assert bounces.consume(pool, golden("failed"), [rcpt], verp.key(cfg)) == [rcpt]
     row, events = state(cfg, message_id)
     assert row["delivery_status"] == "bounced"
     assert row["delivery_error"] == (
-        "bounce-me@elsewhere.test: 550 5.1.1 <bounce-me@elsewhere.test>: "
+        "bounce-me@elsewhere.test: bounced: 550 5.1.1 <bounce-me@elsewhere.test>: "
         "Recipient address rejected: the sandbox bounces it")
     assert row["provider_message_id"] == "QID1"  # the bounce keeps what was sent
     [event] = events
@@ -133,6 +133,8 @@ def test_failed_dsn_marks_the_message_bounced_once(cfg, agent, pool):
     assert event["data"]["recipients"] == ["bounce-me@elsewhere.test"]
     assert event["data"]["status"] == "5.1.1"
     assert event["data"]["delivery_error"] == row["delivery_error"]
+    assert (event["data"]["delivered_to"], event["data"]["bounce_type"]) == (
+        "bounce-me@elsewhere.test", "permanent")
 
 
 def test_only_reports_for_the_messages_own_recipients_count(cfg, agent, pool):
@@ -140,13 +142,13 @@ def test_only_reports_for_the_messages_own_recipients_count(cfg, agent, pool):
     # with a DSN about some address it was never sent to.
     message_id = sent_message(cfg, agent)
     rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
-    stranger = dsn("failed").replace(b"rfc822; bounce-me@elsewhere.test",
+    stranger = golden("failed").replace(b"rfc822; bounce-me@elsewhere.test",
                                      b"rfc822; someone@unrelated.test")
     assert bounces.consume(pool, stranger, [rcpt], verp.key(cfg)) == [rcpt]
     row, events = state(cfg, message_id)
     assert (row["delivery_status"], events) == ("sent", [])
     # A report naming one of its recipients among others counts for that one only.
-    assert bounces.consume(pool, dsn("partial"), [rcpt], verp.key(cfg)) == [rcpt]
+    assert bounces.consume(pool, golden("partial"), [rcpt], verp.key(cfg)) == [rcpt]
     row, events = state(cfg, message_id)
     assert row["delivery_status"] == "bounced"
     assert [e["data"]["recipients"] for e in events] == [["bounce-me@elsewhere.test"]]
@@ -157,7 +159,7 @@ def test_a_return_path_without_our_mac_is_consumed_and_marks_nothing(cfg, agent,
     message_id = sent_message(cfg, agent)
     for rcpt in (f"bounces+{message_id}@{agent['domain']}",
                  f"bounces+{message_id}-{'0' * 16}@{agent['domain']}"):
-        assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
+        assert bounces.consume(pool, golden("failed"), [rcpt], verp.key(cfg)) == [rcpt]
     row, events = state(cfg, message_id)
     assert (row["delivery_status"], events) == ("sent", [])
 
@@ -165,23 +167,23 @@ def test_a_return_path_without_our_mac_is_consumed_and_marks_nothing(cfg, agent,
 def test_sent_after_bounced_stays_bounced(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
     rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
-    bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg))
+    bounces.consume(pool, golden("failed"), [rcpt], verp.key(cfg))
     with single_connection(cfg) as conn:
         outbound_store.record_passed_on(conn, message_id, "QID2")
     assert state(cfg, message_id)[0]["delivery_status"] == "bounced"
 
 
-def test_delay_warning_is_consumed_without_a_mark(cfg, agent, pool):
+def test_delay_warning_of_another_recipient_changes_nothing(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
     rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
-    assert bounces.consume(pool, dsn("delayed"), [rcpt], verp.key(cfg)) == [rcpt]
+    assert bounces.consume(pool, golden("delayed"), [rcpt], verp.key(cfg)) == [rcpt]
     row, events = state(cfg, message_id)
     assert (row["delivery_status"], row["delivery_error"], events) == ("sent", "", [])
 
 
 def test_unknown_message_is_consumed_never_bounced_back(cfg, agent, pool):
     rcpt = verp.return_path(new_id("msg"), agent["domain"], verp.key(cfg))
-    assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
+    assert bounces.consume(pool, golden("failed"), [rcpt], verp.key(cfg)) == [rcpt]
 
 
 def test_return_path_on_another_domain_than_the_agents_is_not_its_bounce(cfg, agent, pool):
@@ -194,14 +196,15 @@ def test_return_path_on_another_domain_than_the_agents_is_not_its_bounce(cfg, ag
                         VALUES (%s, %s, %s, 'token', true)""",
                      (new_id("dom"), agent["user_id"], other))
     rcpt = verp.return_path(message_id, other, verp.key(cfg))
-    assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
+    assert bounces.consume(pool, golden("failed"), [rcpt], verp.key(cfg)) == [rcpt]
     assert state(cfg, message_id)[0]["delivery_status"] == "sent"
 
 
 def test_return_path_on_a_foreign_domain_is_left_alone(cfg, agent, pool):
     message_id = sent_message(cfg, agent)
     rcpt = verp.return_path(message_id, "elsewhere.example", verp.key(cfg))
-    assert bounces.consume(pool, dsn("failed"), [rcpt, "someone@example.org"], verp.key(cfg)) == []
+    assert bounces.consume(pool, golden("failed"), [rcpt, "someone@example.org"],
+                           verp.key(cfg)) == []
     assert state(cfg, message_id)[0]["delivery_status"] == "sent"
 
 
@@ -222,7 +225,7 @@ def milter(cfg, zones):
 def test_milter_consumes_a_dsn_and_discards_it(cfg, agent, milter):
     message_id = sent_message(cfg, agent)
     rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
-    out = feed(dsn("failed"), "", [rcpt], client_ip="192.0.2.25", helo="mx.elsewhere.test")
+    out = feed(golden("failed"), "", [rcpt], client_ip="192.0.2.25", helo="mx.elsewhere.test")
     assert out.code == Milter.DISCARD
     assert out.deleted == [f"<{rcpt}>"]
     row, events = state(cfg, message_id)
@@ -233,7 +236,7 @@ def test_milter_consumes_a_dsn_and_discards_it(cfg, agent, milter):
 def test_milter_consumes_the_return_path_and_passes_the_rest_on(cfg, agent, milter):
     message_id = sent_message(cfg, agent)
     rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
-    out = feed(dsn("failed"), "", [rcpt, "someone@elsewhere.example"])
+    out = feed(golden("failed"), "", [rcpt, "someone@elsewhere.example"])
     assert out.code == Milter.CONTINUE
     assert out.deleted == [f"<{rcpt}>"]
     assert state(cfg, message_id)[0]["delivery_status"] == "bounced"
@@ -243,7 +246,7 @@ def test_milter_stores_for_an_agent_and_consumes_a_return_path_in_one_message(
         cfg, agent, milter):
     message_id = sent_message(cfg, agent)
     rcpt = verp.return_path(message_id, agent["domain"], verp.key(cfg))
-    out = feed(dsn("failed"), "", [agent["email"], rcpt])
+    out = feed(golden("failed"), "", [agent["email"], rcpt])
     assert out.code == Milter.DISCARD
     assert sorted(out.deleted) == sorted([f"<{agent['email']}>", f"<{rcpt}>"])
     with single_connection(cfg) as conn:
@@ -260,8 +263,8 @@ def test_milter_tempfails_a_dsn_when_the_database_fails(cfg, agent, milter, monk
     def broken(*args: Any, **kwargs: Any) -> bool:
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(outbound_store, "record_bounced", broken)
-    out = feed(dsn("failed"), "", [rcpt])
+    monkeypatch.setattr(outbound_store, "record_recipient", broken)
+    out = feed(golden("failed"), "", [rcpt])
     assert out.code == Milter.TEMPFAIL
     assert out.deleted == []
     assert state(cfg, message_id)[0]["delivery_status"] == "sent"

@@ -89,7 +89,11 @@ def test_bounce_me_and_defer_me_are_refused_like_a_real_peer(capture: tuple[int,
         assert (code, text[:5]) == (550, b"5.1.1")
         code, text = client.rcpt("defer-me@elsewhere.test")
         assert (code, text[:5]) == (450, b"4.2.0")
+        # A test picks each recipient's fate by the start of its name.
+        assert client.rcpt("bounce-7f3a@elsewhere.test")[0] == 550
+        assert client.rcpt("defer-7f3a@elsewhere.test")[0] == 450
+        assert client.rcpt("bouncer@elsewhere.test")[0] == 250
         assert client.rcpt("friend@elsewhere.test")[0] == 250
         assert client.data(b"Subject: x\r\n\r\ny\r\n")[0] == 250
     [captured] = store.messages()
-    assert captured.rcpt_tos == ["friend@elsewhere.test"]
+    assert captured.rcpt_tos == ["bouncer@elsewhere.test", "friend@elsewhere.test"]

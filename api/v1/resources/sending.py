@@ -17,7 +17,7 @@ from e2a.api import idempotent
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.resources.send import Outbox
 from e2a.api.sendinputs import attachments, mailboxes
-from e2a.api.v1 import access, bodies
+from e2a.api.v1 import access, bodies, params
 from e2a.api.v1.errors import error, not_found
 from e2a.core import timefmt
 from e2a.core.config import Config
@@ -46,6 +46,9 @@ REPLY = {**_COMMON, "text": bodies.Field(str, required=True, max_length=MAX_BODY
          "reply_all": bodies.Field(bool), "quote_history": bodies.Field(bool)}
 FORWARD = {**_COMMON, "to": bodies.Field(list, required=True),
            "text": bodies.Field(str, required=True, max_length=MAX_BODY)}
+# wait=sent holds an immediate send at most this long (the reference: ≤20 s,
+# ~15 s now), then answers what it saw.
+WAIT_SECONDS = 15.0
 _NOT_YET = ("reply_to", "send_at", "unsubscribe", "template_id", "template_alias",
             "template_data", "quote_history")
 
@@ -99,7 +102,27 @@ class Sender:
             with self.outbox.pool.connection() as conn:
                 access.agent(conn, req, email)
 
+        wait = params.choice(req, "wait", ("sent",), "")
         idempotent.respond(self.outbox.pool, req, resp, work, authorize=authorize)
+        if wait and isinstance(resp.media, dict) and resp.media.get("status") == "accepted":
+            self._wait_sent(resp)
+
+    def _wait_sent(self, resp: falcon.Response) -> None:
+        """``wait=sent``: 200 ``sent`` (with Postfix's queue id) once the message
+        left, 200 ``failed`` when Postfix refused it for good, else the 202
+        ``accepted`` as it was. The stored idempotent answer stays the 202: a
+        replay does not wait, and never sends again."""
+        media = resp.media
+        state = sending.wait_sent(self.outbox.pool, media["message_id"], WAIT_SECONDS)
+        if state is None:
+            return
+        if state["delivery_status"] == "failed":
+            resp.media = {**media, "status": "failed"}
+        else:
+            resp.media = {**media, "status": "sent"}
+            if state["provider_message_id"]:
+                resp.media["provider_message_id"] = state["provider_message_id"]
+        resp.status = falcon.HTTP_200
 
     def deliver(self, req: falcon.Request, email: str, kind: str, keep: Keep,
                 build: Any, message_id: str = "") -> Answer:
