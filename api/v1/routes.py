@@ -23,6 +23,7 @@ from e2a.api.v1.resources import (
     agents,
     apikeys,
     conversations,
+    domains,
     events,
     messages,
     meta,
@@ -167,6 +168,25 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/events/{id}/redeliver", lambda cfg, pool: events.EventRedelivery(pool), (
         Op("POST", "redeliverEvent", "Deliver an event again to its webhooks", ACCOUNT,
            status=202, view="RedeliverView"),)),
+)
+
+# -- v1data: domains, export, attachments (the legacy domains' and export's core).
+ROUTES += (
+    Route("/v1/domains", lambda cfg, pool: domains.Domains(cfg, pool), (
+        Op("GET", "listDomains", "List the account's domains, newest first", ACCOUNT,
+           view="PageDomainView"),
+        Op("POST", "registerDomain", "Register a domain (an owned one answers itself)",
+           ACCOUNT, status=201, view="DomainView"))),
+    Route("/v1/domains/{domain}", lambda cfg, pool: domains.Domain(cfg, pool), (
+        Op("GET", "getDomain", "Get a domain with the DNS records to publish", ACCOUNT,
+           view="DomainView"),
+        Op("DELETE", "deleteDomain", "Delete a domain without agents (confirm=DELETE, "
+           "Idempotency-Key)", ACCOUNT, view="DeleteDomainResult"))),
+    Route("/v1/domains/{domain}/verify",
+          lambda cfg, pool: domains.DomainVerification(cfg, pool), (
+              Op("POST", "verifyDomain", "Probe the DNS records; verified once the "
+                 "ownership TXT and the inbound MX resolve", ACCOUNT,
+                 view="VerifyDomainView"),)),
 )
 
 # Served under /v1 but not JSON operations, so not in the OpenAPI document:
