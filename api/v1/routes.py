@@ -187,6 +187,9 @@ ROUTES += (
               Op("POST", "verifyDomain", "Probe the DNS records; verified once the "
                  "ownership TXT and the inbound MX resolve", ACCOUNT,
                  view="VerifyDomainView"),)),
+    Route("/v1/account/export", lambda cfg, pool: account.AccountExport(cfg, pool), (
+        Op("GET", "exportAccount", "Everything the account holds, as one JSON document "
+           "(streamed, Content-Disposition)", ACCOUNT, view="UserExport"),)),
 )
 
 # Served under /v1 but not JSON operations, so not in the OpenAPI document:

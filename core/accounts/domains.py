@@ -85,6 +85,16 @@ def record_probe(conn: psycopg.Connection, domain_id: str, result: Probe, *,
     return domain_store.record_check(conn, domain_id, result.verifies(need_mx=need_mx))
 
 
+def sending_status(row: Row) -> str:
+    """Whether agents of the domain send as themselves (/v1's outbound axis):
+    mail leaves through our own Postfix, signed with the domain's DKIM key,
+    so there is no provider identity to wait for; a verified domain with a
+    key sends. A legacy row without a key signs nothing."""
+    if not row["dkim_public_key"]:
+        return "none"
+    return "verified" if row["verified"] else "pending"
+
+
 def make_primary(conn: psycopg.Connection, user_id: str, row: Row) -> Row:
     user_store.lock_user(conn, user_id)
     return domain_store.make_primary(conn, user_id, row["id"])

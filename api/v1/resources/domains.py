@@ -41,8 +41,7 @@ _NO_RAMP = {"status": "exempt", "daily_recipient_limit": 0, "recipients_used_tod
 def domain_view(cfg: Config, row: dict[str, Any], agent_count: int) -> dict[str, Any]:
     """DomainView."""
     inbound = "verified" if row["verified"] else "pending"
-    # A domain whose DKIM key is not generated yet (legacy rows) signs nothing.
-    sending = inbound if row["dkim_public_key"] else "none"
+    sending = domains.sending_status(row)
     status = {"ownership": inbound, "inbound_mx": inbound,
               "dkim": "verified" if sending == "verified" else "pending"}
     published = domaindns.records(cfg, row)
