@@ -137,7 +137,7 @@ class Shape:
     # (message, the user's agent emails by id)
     message: Callable[[Row, dict[str, str]], Row]
     # The generation's further top-level keys, read up front.
-    extra: Callable[[psycopg.Connection, str], Row]
+    more: Callable[[psycopg.Connection, str], Row]
 
 
 def _legacy_extra(conn: psycopg.Connection, user_id: str) -> Row:
@@ -172,7 +172,7 @@ class Export:
                 "domains": [shape.domain(d)
                             for d in domain_store.domains_for_user(conn, user_id)],
                 "api_keys": [shape.api_key(k) for k in key_store.keys_for_user(conn, user_id)],
-                **shape.extra(conn, user_id),
+                **shape.more(conn, user_id),
             }
         self._agent_ids = [a["id"] for a in agents]
         self._emails = {a["id"]: a["email"] for a in agents}
