@@ -1,0 +1,104 @@
+"""Today's published SDK, exactly ``e2a==5.8.1``, on the rest of the /v1
+data surface against the live sandbox: a custom domain's whole life (register,
+get, list, verify against the sandbox's DNS server, an agent on it, delete),
+the account's export parsed by the SDK's own UserExport model, and a message's
+attachment fetched through its signed download URL."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import requests
+from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
+from sdk5_session import Sdk5, Sdk5Error, install
+from sdk_session import SDK5_VERSION
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture(scope="module")
+def account(sandbox: RunningSandbox):
+    return sandbox.box.bootstrap(user_email="sdk5-data@sandbox.test", slug="sdk5data")
+
+
+@pytest.fixture(scope="module")
+def sdk(sandbox: RunningSandbox, account) -> Iterator[Sdk5]:
+    assert install() == SDK5_VERSION
+    client = Sdk5(sandbox.api_url, account.api_key)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def raw(sandbox: RunningSandbox, account, method: str, path: str, **kwargs) -> requests.Response:
+    return requests.request(method, sandbox.api_url + path, timeout=15,
+                            headers={"Authorization": f"Bearer {account.api_key}"}, **kwargs)
+
+
+def test_a_custom_domain_from_register_to_delete(sdk, sandbox, account):
+    name = f"five-{secrets.token_hex(4)}.test"
+    made = sdk("domains.create", {"domain": name})
+    assert (made["domain"], made["verified"]) == (name, False)
+    assert made["capabilities"]["inbound"] == "pending"
+    records = {r["purpose"]: r for r in made["dns_records"]}
+    assert {"ownership", "inbound_mx", "dkim"} <= set(records)
+    assert sdk("domains.create", {"domain": name})["verification_token"] == \
+        made["verification_token"]
+    assert sdk("domains.get", name)["verification_token"] == made["verification_token"]
+    assert name in [d["domain"] for d in sdk("domains.list")]
+
+    nothing = sdk("domains.verify", name)
+    assert (nothing["verified"], nothing["mx"]) == (False, "missing")
+    with pytest.raises(Sdk5Error) as unverified:
+        sdk("agents.create", {"email": f"bot@{name}"})
+    assert unverified.value.code == "domain_not_verified"
+
+    # The ownership TXT alone is not enough under /v1: the MX must point at us.
+    sandbox.dns.add_txt(records["ownership"]["name"], records["ownership"]["value"])
+    sandbox.dns.reload()
+    assert sdk("domains.verify", name)["verified"] is False
+    sandbox.dns.add_mx(name, records["inbound_mx"]["value"], records["inbound_mx"]["priority"])
+    sandbox.dns.add_txt(records["dkim"]["name"], records["dkim"]["value"])
+    sandbox.dns.reload()
+    done = sdk("domains.verify", name)
+    assert (done["verified"], done["mx"], done["dkim"]) == (True, "found", "found")
+    assert done["verified_at"]
+    shown = sdk("domains.get", name)
+    assert shown["capabilities"] == {"inbound": "verified", "outbound": "verified"}
+
+    agent = f"bot@{name}"
+    assert sdk("agents.create", {"email": agent})["domain_verified"] is True
+    with pytest.raises(Sdk5Error) as busy:
+        sdk("domains.delete", name)
+    assert (busy.value.status, busy.value.code) == (400, "domain_has_agents")
+    erased = raw(sandbox, account, "DELETE", "/v1/agents/" + quote(agent, safe=""),
+                 params={"confirm": "DELETE", "permanent": "true"})
+    assert erased.status_code == 200, erased.text
+
+    assert sdk("domains.delete", name) == {"deleted": True, "domain": name,
+                                           "sending_teardown": "confirmed"}
+    with pytest.raises(Sdk5Error) as gone:
+        sdk("domains.get", name)
+    assert gone.value.type == "E2ANotFoundError"
+
+
+def test_the_export_is_what_the_sdk_parses(sdk, sandbox, account):
+    subject = f"export {secrets.token_hex(4)}"
+    sender, rcpt = "ada@sandbox.test", account.agent_email
+    reply = smtp_send(sandbox.smtp_port, sender, rcpt, compose(sender, rcpt, subject, "kept"))
+    assert reply.code == 250, reply
+    wait_until(lambda: sdk("messages.list", rcpt, read_status="all"), what="the mail stored")
+    exported = sdk("account.export")
+    [message] = [m for m in exported["messages"] if m["subject"] == subject]
+    assert (message["agent_email"], message["header_from"]) == (rcpt, sender)
+    assert exported["schema_version"] == "4"
+    assert exported["user"]["email"] == account.user_email
+    assert account.agent_email in [a["email"] for a in exported["agents"]]
+    assert exported["api_keys"] and "key" not in exported["api_keys"][0]
+    download = raw(sandbox, account, "GET", "/v1/account/export")
+    assert download.headers["Content-Disposition"].startswith("attachment")
+    assert download.headers["X-Request-Id"]
