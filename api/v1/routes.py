@@ -22,6 +22,7 @@ from e2a.api.v1.resources import (
     account,
     agents,
     apikeys,
+    attachments,
     conversations,
     domains,
     events,
@@ -190,6 +191,11 @@ ROUTES += (
     Route("/v1/account/export", lambda cfg, pool: account.AccountExport(cfg, pool), (
         Op("GET", "exportAccount", "Everything the account holds, as one JSON document "
            "(streamed, Content-Disposition)", ACCOUNT, view="UserExport"),)),
+    Route(MESSAGE_PATH + "/attachments/{index}",
+          lambda cfg, pool: attachments.Attachment(cfg, pool), (
+              Op("GET", "getAttachment", "An attachment's metadata and a 15-minute download "
+                 "URL (inline=true: its bytes too, up to 256 KB)", AGENT,
+                 view="AttachmentView"),)),
 )
 
 # Served under /v1 but not JSON operations, so not in the OpenAPI document:
@@ -203,6 +209,12 @@ PAGES: tuple[Route, ...] = (
         Op("POST", "rejectByLink", "Reject by magic link", PUBLIC))),
 )
 
+# -- v1data: an attachment's bytes, to the holder of its signed download URL.
+PAGES += (
+    Route(MESSAGE_PATH + "/attachments/{index}/download",
+          lambda cfg, pool: attachments.AttachmentDownload(cfg, pool), (
+              Op("GET", "downloadAttachment", "An attachment's bytes (token=)", PUBLIC),)),
+)
 
 # Resources that take a send's attachments: the larger body limit.
 LARGE_BODIES: tuple[type, ...] = (messages.Messages, sending.MessageReply,

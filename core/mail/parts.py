@@ -33,6 +33,23 @@ def _attachment(index: int, part: EmailMessage) -> dict[str, Any]:
     return meta
 
 
+def attachment(raw: bytes | None, index: int) -> tuple[dict[str, Any], bytes] | None:
+    """Attachment ``index`` of ``raw`` (as ``split`` numbers them): its
+    metadata and decoded bytes; None when there is no such attachment."""
+    if not raw or index < 0:
+        return None
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        found = list(msg.iter_attachments())
+        if index >= len(found) or not isinstance(found[index], EmailMessage):
+            return None
+        part = found[index]
+        return _attachment(index, part), part.get_payload(decode=True) or b""
+    except Exception:  # hostile MIME, as in split: no attachment to serve
+        log.warning("message structure unreadable; no attachment served", exc_info=True)
+        return None
+
+
 def split(raw: bytes | None) -> Parts:
     """The bodies and attachments of ``raw``; empty for no bytes. Never
     raises on malformed MIME: what can be read is returned."""
