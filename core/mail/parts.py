@@ -33,21 +33,26 @@ def _attachment(index: int, part: EmailMessage) -> dict[str, Any]:
     return meta
 
 
-def attachment(raw: bytes | None, index: int) -> tuple[dict[str, Any], bytes] | None:
-    """Attachment ``index`` of ``raw`` (as ``split`` numbers them): its
-    metadata and decoded bytes; None when there is no such attachment."""
-    if not raw or index < 0:
-        return None
+def attachments(raw: bytes | None) -> list[tuple[dict[str, Any], bytes]]:
+    """Every attachment of ``raw`` (numbered as ``split`` numbers them): its
+    metadata and decoded bytes; none for unreadable MIME."""
+    if not raw:
+        return []
     try:
         msg = BytesParser(policy=policy.default).parsebytes(raw)
-        found = list(msg.iter_attachments())
-        if index >= len(found) or not isinstance(found[index], EmailMessage):
-            return None
-        part = found[index]
-        return _attachment(index, part), part.get_payload(decode=True) or b""
+        assert isinstance(msg, EmailMessage)
+        return [(_attachment(n, part), part.get_payload(decode=True) or b"")
+                for n, part in enumerate(msg.iter_attachments())
+                if isinstance(part, EmailMessage)]
     except Exception:  # hostile MIME, as in split: no attachment to serve
         log.warning("message structure unreadable; no attachment served", exc_info=True)
-        return None
+        return []
+
+
+def attachment(raw: bytes | None, index: int) -> tuple[dict[str, Any], bytes] | None:
+    """Attachment ``index`` of ``raw``; None when there is no such attachment."""
+    found = [a for a in attachments(raw) if a[0]["index"] == index]
+    return found[0] if found else None
 
 
 def split(raw: bytes | None) -> Parts:

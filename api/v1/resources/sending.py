@@ -47,7 +47,7 @@ REPLY = {**_COMMON, "text": bodies.Field(str, required=True, max_length=MAX_BODY
 FORWARD = {**_COMMON, "to": bodies.Field(list, required=True),
            "text": bodies.Field(str, required=True, max_length=MAX_BODY)}
 _NOT_YET = ("reply_to", "send_at", "unsubscribe", "template_id", "template_alias",
-            "template_data", "quote_history")
+            "template_data")
 
 
 def _view(sent: sending.Sent) -> Answer:
@@ -150,6 +150,7 @@ class MessageReply:
                                     html=body.get("html", ""),
                                     conversation_id=body.get("conversation_id", ""),
                                     reply_all=body.get("reply_all", False),
+                                    quote_history=body.get("quote_history", False),
                                     **self._sender.content(body))
             return self._sender.deliver(req, email, "reply", keep, build, id)
 
@@ -169,7 +170,7 @@ class MessageForward:
                 return drafts.forward(box, inbound, to=mailboxes(body, "to"),
                                       text=body["text"], html=body.get("html", ""),
                                       conversation_id=body.get("conversation_id", ""),
-                                      **self._sender.content(body))
+                                      with_originals=True, **self._sender.content(body))
             return self._sender.deliver(req, email, "forward", keep, build, id)
 
         self._sender.respond(req, resp, email, work)
