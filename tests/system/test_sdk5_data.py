@@ -6,8 +6,10 @@ attachment fetched through its signed download URL."""
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Iterator
+from email.message import EmailMessage
 from urllib.parse import quote
 
 import pytest
@@ -15,6 +17,8 @@ import requests
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
 from sdk5_session import Sdk5, Sdk5Error, install
 from sdk_session import SDK5_VERSION
+
+from sandbox.stack import SHARED_DOMAIN
 
 pytestmark = pytest.mark.system
 
@@ -102,3 +106,44 @@ def test_the_export_is_what_the_sdk_parses(sdk, sandbox, account):
     download = raw(sandbox, account, "GET", "/v1/account/export")
     assert download.headers["Content-Disposition"].startswith("attachment")
     assert download.headers["X-Request-Id"]
+
+
+def test_a_forwarded_attachment_downloads_by_its_signed_url(sdk, sandbox, account):
+    """Mail with a PDF arrives, the SDK forwards it to a second agent through
+    the real Postfix, and the copy's attachment comes back byte for byte
+    through the URL getAttachment hands out, with no API key; the same URL
+    tampered with, or aimed at another attachment, gets nothing."""
+    pdf = b"%PDF-1.4 " + secrets.token_bytes(3000)
+    subject = f"attached {secrets.token_hex(4)}"
+    sender, first = "ada@sandbox.test", account.agent_email
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, first, subject
+    msg.set_content("numbers attached")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="q3.pdf")
+    assert smtp_send(sandbox.smtp_port, sender, first, msg.as_bytes()).code == 250
+    [arrived] = wait_until(lambda: [m for m in sdk("messages.list", first, read_status="all")
+                                    if m["subject"] == subject], what="the mail with the PDF")
+
+    second = f"copy-{secrets.token_hex(3)}@{SHARED_DOMAIN}"
+    sdk("agents.create", {"email": second})
+    sent = sdk("messages.forward", first, arrived["id"], {"to": [second], "text": "FYI"})
+    assert sent["status"] == "accepted", sent
+    [copy] = wait_until(lambda: [m for m in sdk("messages.list", second)
+                                 if m["subject"] == f"Fwd: {subject}"], timeout=60,
+                        what="the forward in the second inbox")
+    shown = sdk("messages.get", second, copy["id"])
+    assert [(a["filename"], a["size_bytes"]) for a in shown["attachments"]] == [
+        ("q3.pdf", len(pdf))]
+
+    view = sdk("messages.get_attachment", second, copy["id"], 0)
+    assert (view["filename"], view["content_type"]) == ("q3.pdf", "application/pdf")
+    got = requests.get(view["download_url"], timeout=15)  # no Authorization
+    assert got.status_code == 200 and got.content == pdf
+    token = view["download_url"].split("token=")[1]
+    tampered = view["download_url"].replace(token, token[:-3] + ("AAA" if token[-3:] != "AAA"
+                                                                 else "BBB"))
+    assert requests.get(tampered, timeout=15).status_code == 403
+    moved = view["download_url"].replace("/attachments/0/", "/attachments/1/")
+    assert requests.get(moved, timeout=15).status_code == 403
+    inline = sdk("messages.get_attachment", second, copy["id"], 0, inline=True)
+    assert base64.b64decode(inline["data"]) == pdf
