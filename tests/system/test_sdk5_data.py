@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import quote
 
@@ -147,3 +148,19 @@ def test_a_forwarded_attachment_downloads_by_its_signed_url(sdk, sandbox, accoun
     assert requests.get(moved, timeout=15).status_code == 403
     inline = sdk("messages.get_attachment", second, copy["id"], 0, inline=True)
     assert base64.b64decode(inline["data"]) == pdf
+
+
+def test_an_api_key_with_an_expiry(sdk, sandbox):
+    when = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    made = sdk("account.api_keys.create", {"name": "short-lived", "expires_at": when.isoformat()})
+    assert made["expires_at"].startswith(when.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert made["id"] in [k["id"] for k in sdk("account.api_keys.list")]
+    scoped = Sdk5(sandbox.api_url, made["key"])
+    try:
+        assert scoped("account.get")["scope"] == "account"
+    finally:
+        scoped.close()
+    with pytest.raises(Sdk5Error) as past:
+        sdk("account.api_keys.create", {"expires_at": "2020-01-01T00:00:00+00:00"})
+    assert past.value.code == "invalid_expires_at"
+    sdk("account.api_keys.delete", made["id"])
