@@ -7,7 +7,10 @@ attachment fetched through its signed download URL."""
 from __future__ import annotations
 
 import base64
+import json
+import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -16,7 +19,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
-from sdk5_session import Sdk5, Sdk5Error, install
+from sdk5_session import INSTALL_DIR, Sdk5, Sdk5Error, install
 from sdk_session import SDK5_VERSION
 
 from sandbox.stack import SHARED_DOMAIN
@@ -164,3 +167,26 @@ def test_an_api_key_with_an_expiry(sdk, sandbox):
         sdk("account.api_keys.create", {"expires_at": "2020-01-01T00:00:00+00:00"})
     assert past.value.code == "invalid_expires_at"
     sdk("account.api_keys.delete", made["id"])
+
+
+def test_the_printed_examples_read_the_inbox(sandbox, account):
+    """What `make run` prints (devtools/sandbox Access): the /v1 curl, the
+    5.x SDK one-liner and the legacy curl, run as printed."""
+    subject = f"example {secrets.token_hex(4)}"
+    sender, rcpt = "ada@sandbox.test", account.agent_email
+    assert smtp_send(sandbox.smtp_port, sender, rcpt,
+                     compose(sender, rcpt, subject, "hi")).code == 250
+
+    def run(command: str) -> str:
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(INSTALL_DIR)}
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                              env=env, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    current = wait_until(lambda: [m for m in json.loads(run(account.read_example))["items"]
+                                  if m["subject"] == subject], what="the mail in /v1")
+    assert current[0]["header_from"] == sender
+    assert subject in run(account.sdk_example)
+    legacy = json.loads(run(account.legacy_read_example))
+    assert subject in json.dumps(legacy)
