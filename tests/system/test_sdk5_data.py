@@ -11,9 +11,11 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -190,3 +192,27 @@ def test_the_printed_examples_read_the_inbox(sandbox, account):
     assert subject in run(account.sdk_example)
     legacy = json.loads(run(account.legacy_read_example))
     assert subject in json.dumps(legacy)
+
+
+def test_the_readmes_sdk_example_runs(sandbox, account):
+    """README.md's Python example, as written, against this account's agent."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    script = readme.split("python3 - <<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    subject = f"readme {secrets.token_hex(4)}"
+    sender, rcpt = "ada@sandbox.test", account.agent_email
+    assert smtp_send(sandbox.smtp_port, sender, rcpt,
+                     compose(sender, rcpt, subject, "from the readme test")).code == 250
+    wait_until(lambda: [m for m in sdk_list(sandbox, account) if m["subject"] == subject],
+               what="the mail in the inbox")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(INSTALL_DIR),
+           "E2A_API_URL": sandbox.api_url, "E2A_API_KEY": account.api_key}
+    done = subprocess.run([sys.executable, "-S", "-"], capture_output=True, text=True,
+                          env=env, timeout=60, check=False,
+                          input=script.replace("hello@agents.sandbox.test", rcpt))
+    assert done.returncode == 0, done.stderr
+    assert subject in done.stdout and "from the readme test" in done.stdout
+
+
+def sdk_list(sandbox, account) -> list[dict]:
+    return raw(sandbox, account, "GET", "/v1/agents/" + quote(account.agent_email, safe="")
+               + "/messages", params={"read_status": "all"}).json()["items"]
