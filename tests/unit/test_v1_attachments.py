@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from apisupport import agent_key, api_client, insert_message, make_tenant
+from test_api_throttle import inside_one_window
 from v1support import assert_envelope, messages_path
 
 from e2a.core.crypto import serverkeys, tokens
@@ -183,3 +184,17 @@ def test_the_key_is_its_own_purpose(cfg, tenant):
     with pytest.raises(tokens.TokenError):
         tokens.verify(serverkeys.for_owner(cfg, serverkeys.MAGIC_LINK, tenant.user["id"]),
                       token)
+
+
+def test_downloads_are_limited_per_client_address(cfg, client, tenant, monkeypatch):
+    from e2a.api.v1.resources import attachments as resource
+    from e2a.core import ratelimit
+    monkeypatch.setattr(resource, "DOWNLOADS", ratelimit.Limit(
+        f"attachment-download-test-{tenant.user['id']}", per_window=2, window_seconds=60))
+    message_id = message_with_files(cfg, tenant)
+    url = url_for(client, tenant, message_id, 0)
+    inside_one_window()
+    assert [fetch(client, url).status_code for _ in range(2)] == [200, 200]
+    refused = fetch(client, url)
+    assert_envelope(refused, 429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) >= 1

@@ -14,9 +14,11 @@ from urllib.parse import quote, urlencode
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api.errors import ApiError
+from e2a.api.clientaddr import ClientAddress
+from e2a.api.errors import ApiError, rate_limited
 from e2a.api.v1 import access, params
 from e2a.api.v1.errors import error, invalid, not_found
+from e2a.core import ratelimit
 from e2a.core.config import Config
 from e2a.core.crypto import tokens
 from e2a.core.mail import parts as mailparts
@@ -26,6 +28,8 @@ from e2a.core.store import messages as message_store
 from e2a.core.timefmt import rfc3339
 
 MAX_INLINE = 256 * 1024
+# Downloads need no key, so they are counted per client address instead.
+DOWNLOADS = ratelimit.Limit("attachment-download-ip", per_window=120, window_seconds=60)
 MAX_INDEX_DIGITS = 4  # a message has far fewer parts; bounds what is parsed
 
 
@@ -89,10 +93,16 @@ class AttachmentDownload:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool
+        self._client = ClientAddress(cfg.http.trusted_proxies)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, email: str, id: str,
                index: str) -> None:
         number = _index(index)
+        with self._pool.connection() as conn:
+            outcome = ratelimit.hit(conn, DOWNLOADS, self._client.of(req))
+        if not outcome.allowed:
+            raise rate_limited(f"at most {DOWNLOADS.per_window} downloads a minute from one "
+                               "address", outcome.retry_after_seconds)
         try:
             grant = attachments.open_grant(self._cfg, req.get_param("token") or "")
         except tokens.TokenExpired as exc:
