@@ -82,6 +82,7 @@ def test_metadata_download_url_and_the_bytes(cfg, client, tenant):
     assert got.headers["content-type"] == "application/pdf"
     assert "report.pdf" in got.headers["content-disposition"]
     assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["X-Request-Id"]
     assert "sandbox" in got.headers["content-security-policy"]
     token = parse_qs(urlsplit(body["download_url"]).query)["token"][0]
     grant = attachments.open_grant(cfg, token)
