@@ -18,7 +18,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,6 +124,33 @@ def _message(row: Row) -> Row:
     }
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How one API generation writes the export: its schema version and one
+    function per record. The reading and streaming are the same for both."""
+
+    schema_version: str
+    user: Callable[[Row], Row]
+    agent: Callable[[Row], Row]
+    domain: Callable[[Row], Row]
+    api_key: Callable[[Row], Row]
+    # (message, the user's agent emails by id)
+    message: Callable[[Row, dict[str, str]], Row]
+    # The generation's further top-level keys, read up front.
+    more: Callable[[psycopg.Connection, str], Row]
+
+
+def _legacy_extra(conn: psycopg.Connection, user_id: str) -> Row:
+    return {"signing_secrets": [_signing_secret(s)
+                                for s in signing_store.list_secrets(conn, user_id)],
+            "webhooks": [_webhook(w) for w in userdata.webhooks(conn, user_id)],
+            "usage_events": [], "oauth_connections": []}
+
+
+LEGACY = Shape(SCHEMA_VERSION, _user, _agent, _domain, _api_key,
+               lambda row, emails: _message(row), _legacy_extra)
+
+
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -130,25 +158,24 @@ def _dumps(value: Any) -> bytes:
 class Export:
     """One user's export: ``head`` read at construction, ``chunks()`` streamed."""
 
-    def __init__(self, pool: ConnectionPool, user: Row) -> None:
+    def __init__(self, pool: ConnectionPool, user: Row, shape: Shape = LEGACY) -> None:
         self._pool = pool
+        self._shape = shape
         user_id = user["id"]
         with pool.connection() as conn:
             agents = userdata.agents(conn, user_id)
             self._head: Row = {
-                "schema_version": SCHEMA_VERSION,
+                "schema_version": shape.schema_version,
                 "generated_at": rfc3339(datetime.now(UTC)),
-                "user": _user(user),
-                "agents": [_agent(a) for a in agents],
-                "domains": [_domain(d) for d in domain_store.domains_for_user(conn, user_id)],
-                "api_keys": [_api_key(k) for k in key_store.keys_for_user(conn, user_id)],
-                "signing_secrets": [_signing_secret(s)
-                                    for s in signing_store.list_secrets(conn, user_id)],
-                "webhooks": [_webhook(w) for w in userdata.webhooks(conn, user_id)],
-                "usage_events": [],
-                "oauth_connections": [],
+                "user": shape.user(user),
+                "agents": [shape.agent(a) for a in agents],
+                "domains": [shape.domain(d)
+                            for d in domain_store.domains_for_user(conn, user_id)],
+                "api_keys": [shape.api_key(k) for k in key_store.keys_for_user(conn, user_id)],
+                **shape.more(conn, user_id),
             }
         self._agent_ids = [a["id"] for a in agents]
+        self._emails = {a["id"]: a["email"] for a in agents}
         self._user_id = user_id
 
     def chunks(self) -> Iterator[bytes]:
@@ -158,7 +185,8 @@ class Export:
         try:
             first = True
             for message in self._messages():
-                yield (b"" if first else b",") + _dumps(_message(message))
+                yield (b"" if first else b",") + _dumps(self._shape.message(message,
+                                                                            self._emails))
                 first = False
         except psycopg.Error:
             # Only the kind and the user: the rows may hold message content.

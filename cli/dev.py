@@ -120,9 +120,15 @@ Send a mail to your agent through Postfix:
 
   {access.send_example}
 
-Read it through the API:
+Read it with today's SDK (pip install e2a), or through the /v1 API:
+
+  {access.sdk_example}
 
   {access.read_example}
+
+SDK 2.x clients keep the legacy API under /api/v1:
+
+  {access.legacy_read_example}
 
 The same as JSON: {summary}
 Stop everything: make stop  (or: e2a dev down)"""

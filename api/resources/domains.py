@@ -23,7 +23,7 @@ from e2a.core.store import domains as domain_store
 DNS_RETRY_AFTER = 30
 
 
-def _owned(conn: psycopg.Connection, principal: auth.Principal, name: str) -> dict[str, Any]:
+def owned(conn: psycopg.Connection, principal: auth.Principal, name: str) -> dict[str, Any]:
     """The caller's domain by the name in the path, else 404."""
     try:
         domain = domainname.normalize(name)
@@ -33,6 +33,22 @@ def _owned(conn: psycopg.Connection, principal: auth.Principal, name: str) -> di
     if row is None:
         raise errors.not_found(f"domain {domain} not found")
     return row
+
+
+def check(cfg: Config, pool: ConnectionPool, row: dict[str, Any], *,
+          need_mx: bool = False) -> tuple[dict[str, Any] | None, domaindns.Probe]:
+    """Probe the domain's DNS and store the outcome (both API generations):
+    the row as checked (None when it went meanwhile) and what the probe saw.
+    DnsUnavailable when DNS did not answer; only the check time moved then."""
+    # No pooled connection is held while DNS takes its time.
+    try:
+        probe = domaindns.probe(cfg, row)
+    except domaindns.DnsUnavailable:
+        with pool.connection() as conn:
+            domain_store.touch_checked(conn, row["id"])
+        raise
+    with pool.connection() as conn:
+        return domains.record_probe(conn, row["id"], probe, need_mx=need_mx), probe
 
 
 class Domains:
@@ -70,7 +86,7 @@ class Domain:
         principal = req.context.principal
         auth.require_account_key(principal)
         with self._pool.connection() as conn:
-            row = _owned(conn, principal, domain)
+            row = owned(conn, principal, domain)
             count = domain_store.agent_count(conn, row["id"])
         resp.media = views.domain(self._cfg, {**row, "agent_count": count})
 
@@ -82,7 +98,7 @@ class Domain:
         if primary is not None and not isinstance(primary, bool):
             raise errors.bad_request("is_primary must be true or false", param="is_primary")
         with self._pool.connection() as conn:
-            row = _owned(conn, principal, domain)
+            row = owned(conn, principal, domain)
             if primary:
                 row = domains.make_primary(conn, principal.user_id, row)
             count = domain_store.agent_count(conn, row["id"])
@@ -93,7 +109,7 @@ class Domain:
         auth.require_account_key(principal)
         try:
             with self._pool.connection() as conn:
-                domains.delete(conn, principal.user_id, _owned(conn, principal, domain))
+                domains.delete(conn, principal.user_id, owned(conn, principal, domain))
         except AccountError as exc:
             raise errors.rule_broken(exc) from None
         resp.status = falcon.HTTP_204
@@ -108,17 +124,12 @@ class DomainVerification:
         principal = req.context.principal
         auth.require_account_key(principal)
         with self._pool.connection() as conn:
-            row = _owned(conn, principal, domain)
-        # No pooled connection is held while DNS takes its time.
+            row = owned(conn, principal, domain)
         try:
-            probe = domaindns.probe(self._cfg, row)
+            checked, probe = check(self._cfg, self._pool, row)
         except domaindns.DnsUnavailable as exc:
-            with self._pool.connection() as conn:
-                domain_store.touch_checked(conn, row["id"])
             raise errors.ApiError(503, "dns_unavailable", f"{exc}; try again later",
                                   headers={"Retry-After": str(DNS_RETRY_AFTER)}) from None
-        with self._pool.connection() as conn:
-            checked = domains.record_probe(conn, row["id"], probe)
         if checked is None:
             raise errors.not_found(f"domain {row['domain']} not found")
         resp.status = falcon.HTTP_200 if checked["verified"] else falcon.HTTP_412

@@ -22,7 +22,9 @@ from e2a.api.v1.resources import (
     account,
     agents,
     apikeys,
+    attachments,
     conversations,
+    domains,
     events,
     lifecycle,
     messages,
@@ -173,6 +175,33 @@ ROUTES: tuple[Route, ...] = (
            status=202, view="RedeliverView"),)),
 )
 
+# -- v1data: domains, export, attachments (the legacy domains' and export's core).
+ROUTES += (
+    Route("/v1/domains", lambda cfg, pool: domains.Domains(cfg, pool), (
+        Op("GET", "listDomains", "List the account's domains, newest first", ACCOUNT,
+           view="PageDomainView"),
+        Op("POST", "registerDomain", "Register a domain (an owned one answers itself)",
+           ACCOUNT, status=201, view="DomainView"))),
+    Route("/v1/domains/{domain}", lambda cfg, pool: domains.Domain(cfg, pool), (
+        Op("GET", "getDomain", "Get a domain with the DNS records to publish", ACCOUNT,
+           view="DomainView"),
+        Op("DELETE", "deleteDomain", "Delete a domain without agents (confirm=DELETE, "
+           "Idempotency-Key)", ACCOUNT, view="DeleteDomainResult"))),
+    Route("/v1/domains/{domain}/verify",
+          lambda cfg, pool: domains.DomainVerification(cfg, pool), (
+              Op("POST", "verifyDomain", "Probe the DNS records; verified once the "
+                 "ownership TXT and the inbound MX resolve", ACCOUNT,
+                 view="VerifyDomainView"),)),
+    Route("/v1/account/export", lambda cfg, pool: account.AccountExport(cfg, pool), (
+        Op("GET", "exportAccount", "Everything the account holds, as one JSON document "
+           "(streamed, Content-Disposition)", ACCOUNT, view="UserExport"),)),
+    Route(MESSAGE_PATH + "/attachments/{index}",
+          lambda cfg, pool: attachments.Attachment(cfg, pool), (
+              Op("GET", "getAttachment", "An attachment's metadata and a 15-minute download "
+                 "URL (inline=true: its bytes too, up to 256 KB)", AGENT,
+                 view="AttachmentView"),)),
+)
+
 # Served under /v1 but not JSON operations, so not in the OpenAPI document:
 # the magic links' HTML pages (the same tokens and pages as /api/v1/approve).
 PAGES: tuple[Route, ...] = (
@@ -184,6 +213,12 @@ PAGES: tuple[Route, ...] = (
         Op("POST", "rejectByLink", "Reject by magic link", PUBLIC))),
 )
 
+# -- v1data: an attachment's bytes, to the holder of its signed download URL.
+PAGES += (
+    Route(MESSAGE_PATH + "/attachments/{index}/download",
+          lambda cfg, pool: attachments.AttachmentDownload(cfg, pool), (
+              Op("GET", "downloadAttachment", "An attachment's bytes (token=)", PUBLIC),)),
+)
 
 # Resources that take a send's attachments: the larger body limit.
 LARGE_BODIES: tuple[type, ...] = (messages.Messages, sending.MessageReply,

@@ -94,7 +94,7 @@ def save_attachments(message: dict[str, Any], directory: Path) -> list[Path]:
         raise Failure("the API sent a raw_message that is not base64") from None
     directory.mkdir(parents=True, exist_ok=True)
     saved = []
-    for meta, data in mailparts.attachment_files(raw):
+    for meta, data in mailparts.attachments(raw):
         name = safe_name(str(meta.get("filename") or ""), meta["index"])
         target = directory / name
         stem, suffix, n = target.stem, target.suffix, 1

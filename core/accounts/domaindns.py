@@ -53,6 +53,9 @@ class Probe:
     spf: str
     dkim: str
 
+    def verifies(self, *, need_mx: bool = False) -> bool:
+        return self.owned and (not need_mx or self.mx == FOUND)
+
 
 def ownership_host(domain: str) -> str:
     return f"{OWNERSHIP_LABEL}.{domain}"

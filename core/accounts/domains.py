@@ -75,11 +75,24 @@ def expire_claims(cfg: Config, conn: psycopg.Connection) -> int:
     return domain_store.delete_expired_claims(conn, claim_lifetime(cfg), EXPIRY_BATCH)
 
 
-def record_probe(conn: psycopg.Connection, domain_id: str, result: Probe) -> Row | None:
+def record_probe(conn: psycopg.Connection, domain_id: str, result: Probe, *,
+                 need_mx: bool = False) -> Row | None:
     """Store what a verify probe found; None when the domain went meanwhile.
-    The ownership token alone decides ``verified``, both ways: a domain whose
-    token was taken down stops being verified at its next check."""
-    return domain_store.record_check(conn, domain_id, result.owned)
+    The probe decides ``verified``, both ways: a domain whose token was taken
+    down stops being verified at its next check. The legacy API asks for the
+    ownership token alone; /v1 promises more (``need_mx``): the inbound MX
+    must point at us too, so a verified domain really receives mail."""
+    return domain_store.record_check(conn, domain_id, result.verifies(need_mx=need_mx))
+
+
+def sending_status(row: Row) -> str:
+    """Whether agents of the domain send as themselves (/v1's outbound axis):
+    mail leaves through our own Postfix, signed with the domain's DKIM key,
+    so there is no provider identity to wait for; a verified domain with a
+    key sends. A legacy row without a key signs nothing."""
+    if not row["dkim_public_key"]:
+        return "none"
+    return "verified" if row["verified"] else "pending"
 
 
 def make_primary(conn: psycopg.Connection, user_id: str, row: Row) -> Row:

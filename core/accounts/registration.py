@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -63,10 +64,12 @@ def create_user(conn: psycopg.Connection, email: str, name: str = "") -> dict[st
 
 
 def issue_key(conn: psycopg.Connection, user_id: str, *, name: str = "",
-              agent_id: str | None = None) -> NewKey:
+              agent_id: str | None = None, expires_at: datetime | None = None) -> NewKey:
+    """``expires_at``: when the key stops working (None: never); the caller
+    has checked that it lies ahead."""
     key = apikeys.generate()
     row = user_store.create_api_key(conn, new_id("key"), user_id, apikeys.digest(key),
-                                    apikeys.prefix(key), name, agent_id)
+                                    apikeys.prefix(key), name, agent_id, expires_at)
     return NewKey(row["id"], key)
 
 

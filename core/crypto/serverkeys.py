@@ -27,7 +27,9 @@ REPLY_ADDRESS = "hitl-reply-address"
 VERP = "verp-return-path"
 # The XCLIENT login that lets the filter and release into the reinjection service.
 REINJECT_LOGIN = "reinject-login"
-PER_OWNER = frozenset({MAGIC_LINK, REPLY_ADDRESS})
+# /v1's attachment download URLs: whoever holds one reads that attachment.
+ATTACHMENT_DOWNLOAD = "attachment-download"
+PER_OWNER = frozenset({MAGIC_LINK, REPLY_ADDRESS, ATTACHMENT_DOWNLOAD})
 PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN})
 
 _INFO = b"e2a derived key v1"

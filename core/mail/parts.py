@@ -39,12 +39,25 @@ def _attached(msg: EmailMessage) -> list[tuple[int, EmailMessage]]:
             if isinstance(part, EmailMessage)]
 
 
-def attachment_files(raw: bytes) -> list[tuple[dict[str, Any], bytes]]:
-    """Each attachment's metadata (as in ``split``) and its decoded bytes."""
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(msg, EmailMessage)
-    return [(_attachment(n, part), part.get_payload(decode=True) or b"")
-            for n, part in _attached(msg)]
+def attachments(raw: bytes | None) -> list[tuple[dict[str, Any], bytes]]:
+    """Every attachment of ``raw`` (numbered as ``split`` numbers them): its
+    metadata and decoded bytes; none for unreadable MIME."""
+    if not raw:
+        return []
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        assert isinstance(msg, EmailMessage)
+        return [(_attachment(n, part), part.get_payload(decode=True) or b"")
+                for n, part in _attached(msg)]
+    except Exception:  # hostile MIME, as in split: no attachment to serve
+        log.warning("message structure unreadable; no attachment served", exc_info=True)
+        return []
+
+
+def attachment(raw: bytes | None, index: int) -> tuple[dict[str, Any], bytes] | None:
+    """Attachment ``index`` of ``raw``; None when there is no such attachment."""
+    found = [a for a in attachments(raw) if a[0]["index"] == index]
+    return found[0] if found else None
 
 
 def split(raw: bytes | None) -> Parts:

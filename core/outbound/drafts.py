@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from e2a.core.ids import new_id
+from e2a.core.mail import parts as mailparts
 from e2a.core.outbound import replies
 from e2a.core.outbound.compose import Attachment, Draft, Mailbox
 
@@ -28,9 +29,16 @@ def _without(boxes: tuple[Mailbox, ...], taken: set[str]) -> tuple[Mailbox, ...]
 
 def reply(sender: Mailbox, agent: dict[str, Any], inbound: dict[str, Any], *, text: str,
           html: str, conversation_id: str, reply_all: bool, cc: tuple[Mailbox, ...] = (),
-          bcc: tuple[Mailbox, ...] = (), attachments: tuple[Attachment, ...] = ()) -> Draft:
+          bcc: tuple[Mailbox, ...] = (), attachments: tuple[Attachment, ...] = (),
+          quote_history: bool = False) -> Draft:
     """To the message's Reply-To (else From); with ``reply_all`` also to its
-    other To and Cc addresses, never the agent itself; threaded under it."""
+    other To and Cc addresses, never the agent itself; threaded under it.
+    ``quote_history``: the original quoted below the reply (its HTML too
+    when the reply has HTML)."""
+    if quote_history:
+        quoted_text, quoted_html = replies.quoted_history(inbound)
+        text = f"{text.rstrip()}\n\n{quoted_text}"
+        html = f"{html}\n<br>\n{quoted_html}" if html else ""
     to, auto_cc = replies.reply_recipients(inbound, agent["email"], reply_all)
     to_boxes = tuple(Mailbox(address) for address in to)
     taken = {box.address.lower() for box in to_boxes}
@@ -45,14 +53,24 @@ def reply(sender: Mailbox, agent: dict[str, Any], inbound: dict[str, Any], *, te
 def forward(sender: Mailbox, inbound: dict[str, Any], *, to: tuple[Mailbox, ...], text: str,
             html: str, conversation_id: str, cc: tuple[Mailbox, ...] = (),
             bcc: tuple[Mailbox, ...] = (),
-            attachments: tuple[Attachment, ...] = ()) -> Draft:
+            attachments: tuple[Attachment, ...] = (), with_originals: bool = False) -> Draft:
     """The comment, then the original quoted; a new thread unless a
-    conversation is named."""
+    conversation is named. ``with_originals``: the original's attachments
+    go along, before the caller's (the draft's limits hold for all)."""
+    if with_originals:
+        attachments = (*original_attachments(inbound), *attachments)
     return Draft(sender=sender, to=to, cc=cc, bcc=bcc,
                  subject=replies.forward_subject(inbound["subject"]),
                  text=replies.forward_text(text, inbound),
                  html=replies.forward_html(html, inbound) if html else "",
                  conversation_id=conversation(conversation_id), attachments=attachments)
+
+
+def original_attachments(inbound: dict[str, Any]) -> tuple[Attachment, ...]:
+    raw = bytes(inbound["raw_message"]) if inbound["raw_message"] is not None else None
+    return tuple(Attachment(meta.get("filename") or f"attachment-{meta['index']}",
+                            meta["content_type"], data)
+                 for meta, data in mailparts.attachments(raw))
 
 
 TEST_SUBJECT = "Test email from e2a"

@@ -137,3 +137,22 @@ def forward_html(comment_html: str, inbound: Row) -> str:
     body = html.escape(original_text(inbound["raw_message"])).replace("\n", "<br>\n")
     return (f"{comment_html}\n<br><br>\n<div class=\"e2a_forward\">{head}<br>\n<br>\n"
             f"{body}</div>\n")
+
+
+def quoted_history(inbound: Row) -> tuple[str, str]:
+    """What a reply with ``quote_history`` appends: "On <date>, <sender>
+    wrote:" and the original's text, as ``>``-quoted plain text and as an
+    HTML blockquote (escaped: the original is the sender's, not ours)."""
+    msg = _parsed(inbound["raw_message"])
+    created: datetime = inbound["created_at"]
+    when = _shown_header(msg, "Date") or format_datetime(created)
+    who = _shown_header(msg, "From") or inbound["sender"]
+    intro = f"On {when}, {who} wrote:"
+    body = original_text(inbound["raw_message"])
+    quoted = "\n".join(f"> {line}" if line else ">" for line in body.split("\n"))
+    text = f"{intro}\n{quoted}\n" if body else f"{intro}\n"
+    escaped = html.escape(body).replace("\n", "<br>\n")
+    markup = (f"<div class=\"e2a_quote\">{html.escape(intro)}<br>\n"
+              f"<blockquote style=\"margin:0 0 0 .8ex;border-left:1px solid #ccc;"
+              f"padding-left:1ex\">{escaped}</blockquote></div>\n")
+    return text, markup

@@ -10,7 +10,7 @@ Row = dict[str, Any]
 
 # Never the digest: nothing outside authentication needs it.
 _COLUMNS = """k.id, k.user_id, k.agent_id, k.name, k.key_prefix, k.created_at,
-              k.last_used_at, k.revoked_at, a.email AS agent_email"""
+              k.last_used_at, k.revoked_at, k.expires_at, a.email AS agent_email"""
 
 
 def keys_for_user(conn: psycopg.Connection, user_id: str) -> list[Row]:

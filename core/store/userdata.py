@@ -17,7 +17,7 @@ def agents(conn: psycopg.Connection, user_id: str) -> list[Row]:
     """The user's agents with e2a's read-time figures (7-day traffic, held
     mail, webhook health)."""
     return conn.execute(
-        """SELECT a.id, a.user_id, a.email, a.name, a.agent_mode, a.webhook_url,
+        """SELECT a.id, a.user_id, a.email, a.name, a.agent_mode, a.webhook_url, a.deleted_at,
                   a.hitl_enabled, a.hitl_ttl_seconds, a.hitl_expiration_action, a.created_at,
                   d.domain, d.verified AS domain_verified,
                   (SELECT count(*) FROM messages m
@@ -63,15 +63,7 @@ def messages_batch(conn: psycopg.Connection, agent_id: str,
         params["after_at"], params["after_id"] = after
     return conn.execute(
         f"""SELECT * FROM (
-                SELECT m.id, m.agent_id, m.direction, m.type, m.recipient, m.sender,
-                       m.to_recipients, m.cc, m.bcc, m.reply_to, m.subject,
-                       m.email_message_id, m.conversation_id, m.raw_message, m.size_bytes,
-                       m.auth_headers, m.inbox_status, m.status, m.delivery_status,
-                       m.labels, m.webhook_status, m.webhook_error, m.webhook_attempts,
-                       m.body_text, m.body_html, m.attachments, m.approval_expires_at,
-                       m.edited, m.reviewed_by_user_id, r.name AS reviewed_by_name,
-                       m.reviewed_at, m.rejection_reason, m.method, m.provider_message_id,
-                       m.created_at,
+                SELECT m.*, r.name AS reviewed_by_name,
                        row_number() OVER w AS n,
                        sum(coalesce(octet_length(m.raw_message), 0)
                            + coalesce(octet_length(m.body_text), 0)

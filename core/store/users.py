@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -25,11 +26,12 @@ def user_by_id(conn: psycopg.Connection, user_id: str) -> Row | None:
 
 
 def create_api_key(conn: psycopg.Connection, key_id: str, user_id: str, key_hash: bytes,
-                   key_prefix: str, name: str = "", agent_id: str | None = None) -> Row:
+                   key_prefix: str, name: str = "", agent_id: str | None = None,
+                   expires_at: datetime | None = None) -> Row:
     return conn.execute(
-        """INSERT INTO api_keys (id, user_id, agent_id, name, key_hash, key_prefix)
-           VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
-        (key_id, user_id, agent_id, name, key_hash, key_prefix)).fetchone()
+        """INSERT INTO api_keys (id, user_id, agent_id, name, key_hash, key_prefix, expires_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        (key_id, user_id, agent_id, name, key_hash, key_prefix, expires_at)).fetchone()
 
 
 def api_key_by_hash(conn: psycopg.Connection, key_hash: bytes) -> Row | None:
@@ -37,13 +39,15 @@ def api_key_by_hash(conn: psycopg.Connection, key_hash: bytes) -> Row | None:
     return conn.execute(
         """SELECT k.*, u.email AS user_email
              FROM api_keys k JOIN users u ON u.id = k.user_id
-            WHERE k.key_hash = %s AND k.revoked_at IS NULL""",
+            WHERE k.key_hash = %s AND k.revoked_at IS NULL
+              AND (k.expires_at IS NULL OR k.expires_at > now())""",
         (key_hash,)).fetchone()
 
 
 def api_key_is_live(conn: psycopg.Connection, key_id: str) -> bool:
-    """The key exists and is not revoked."""
-    return conn.execute("SELECT 1 FROM api_keys WHERE id = %s AND revoked_at IS NULL",
+    """The key exists, is not revoked and has not expired."""
+    return conn.execute("SELECT 1 FROM api_keys WHERE id = %s AND revoked_at IS NULL"
+                        " AND (expires_at IS NULL OR expires_at > now())",
                         (key_id,)).fetchone() is not None
 
 

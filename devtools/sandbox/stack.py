@@ -147,12 +147,28 @@ class Access:
 
     @property
     def read_example(self) -> str:
+        """The current API (/v1), as today's SDK speaks it."""
+        return (f'curl -s -H "Authorization: Bearer {self.api_key}" '
+                f"{self.api_url}/v1/agents/{quote(self.agent_email, safe='')}/messages")
+
+    @property
+    def sdk_example(self) -> str:
+        """Today's Python SDK (``pip install e2a``) reading the agent's inbox."""
+        return (f"E2A_API_URL={self.api_url} E2A_API_KEY={self.api_key} python3 -c "
+                "'from e2a.v1 import E2AClient; client = E2AClient(); "
+                f'print([m.subject for m in client.messages.list("{self.agent_email}", '
+                "read_status=\"all\")])'")
+
+    @property
+    def legacy_read_example(self) -> str:
+        """The legacy API (/api/v1), kept for 2.x SDK clients."""
         return (f'curl -s -H "Authorization: Bearer {self.api_key}" '
                 f"{self.api_url}/api/v1/agents/{quote(self.agent_email, safe='')}/messages")
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out["examples"] = {"send": self.send_example, "read": self.read_example}
+        out["examples"] = {"send": self.send_example, "read": self.read_example,
+                           "sdk": self.sdk_example, "read_legacy": self.legacy_read_example}
         return out
 
 

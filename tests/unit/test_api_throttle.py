@@ -63,3 +63,22 @@ def test_zero_turns_the_limit_off(cfg):
         statuses = {client.simulate_get(PATH, headers=tenant.auth).status_code
                     for _ in range(LIMIT * 3)}
     assert statuses == {200}
+
+
+def test_v1_answers_carry_ratelimit_headers(cfg, limited_cfg):
+    tenant = make_tenant(cfg)
+    inside_one_window()
+    with api_client(limited_cfg) as client:
+        answers = [client.simulate_get("/v1/account", headers=tenant.auth)
+                   for _ in range(LIMIT + 1)]
+        legacy = client.simulate_get(PATH, headers=make_tenant(cfg).auth)
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == [
+        str(n) for n in (*range(LIMIT - 1, -1, -1), 0)]
+    assert {a.headers["RateLimit-Limit"] for a in answers} == {str(LIMIT)}
+    assert all(1 <= int(a.headers["RateLimit-Reset"]) <= 60 for a in answers)
+    refused = answers[-1]
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == refused.headers["RateLimit-Reset"]
+    assert refused.json["error"]["details"]["retry_after_seconds"] == int(
+        refused.headers["Retry-After"])
+    assert "RateLimit-Limit" not in legacy.headers  # the legacy API is as it was

@@ -87,8 +87,15 @@ def test_examples_carry_the_key_and_the_encoded_agent() -> None:
     assert "--to hello@agents.sandbox.test" in access.send_example
     assert f"Bearer {access.api_key}" in access.read_example
     assert access.read_example.endswith(
+        "http://127.0.0.1:8080/v1/agents/hello%40agents.sandbox.test/messages")
+    assert access.legacy_read_example.endswith(
         "http://127.0.0.1:8080/api/v1/agents/hello%40agents.sandbox.test/messages")
-    assert access.to_json()["examples"]["read"] == access.read_example
+    assert access.sdk_example.startswith(
+        f"E2A_API_URL=http://127.0.0.1:8080 E2A_API_KEY={access.api_key} python3 -c ")
+    assert 'messages.list("hello@agents.sandbox.test"' in access.sdk_example
+    assert access.to_json()["examples"] == {
+        "send": access.send_example, "read": access.read_example,
+        "sdk": access.sdk_example, "read_legacy": access.legacy_read_example}
 
 
 def test_metrics_listeners_have_ports_of_their_own(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ def test_no_bytes():
     assert mailparts.split(None) == mailparts.Parts()
 
 
-def test_attachment_files_are_the_listed_attachments_with_their_bytes():
+def test_attachments_are_the_listed_attachments_with_their_bytes():
     from email.message import EmailMessage
 
     msg = EmailMessage()
@@ -31,7 +31,7 @@ def test_attachment_files_are_the_listed_attachments_with_their_bytes():
                        filename="a.bin")
     msg.add_attachment("some text\n", filename="b.txt")
     raw = msg.as_bytes()
-    files = mailparts.attachment_files(raw)
+    files = mailparts.attachments(raw)
     assert [meta for meta, _ in files] == mailparts.split(raw).attachments
     assert [(meta["index"], meta["filename"], data) for meta, data in files] == [
         (0, "a.bin", b"\x00\x01binary"), (1, "b.txt", b"some text\n")]

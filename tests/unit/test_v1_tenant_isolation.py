@@ -26,6 +26,7 @@ from submitsupport import sending_config
 from test_api_tenant_isolation import snapshot
 
 from e2a.api.v1.routes import ACCOUNT, AGENT, PUBLIC, ROUTES
+from e2a.core.accounts import domains
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
@@ -34,12 +35,16 @@ from e2a.core.webhooks import subscriptions as webhooks
 PATH_VALUES = {("agents", "email"): "agent_email", ("messages", "id"): "message_id",
                ("conversations", "id"): "conversation_id", ("api-keys", "id"): "key_id",
                ("reviews", "id"): "message_id", ("webhooks", "id"): "webhook_id",
-               ("events", "id"): "event_id"}
+               ("events", "id"): "event_id", ("domains", "domain"): "domain",
+               ("attachments", "index"): "attachment_index"}
 QUERY = {"confirm": "DELETE"}
+# Values too short to say anything by appearing in an answer.
+NOT_IDENTIFIERS = {"attachment_index"}
 GHOST = {"agent_email": "nobody-0000@agents.test.example",
          "message_id": "msg_" + "0" * 32, "conversation_id": "conv_" + "0" * 32,
          "key_id": "key_" + "0" * 32, "webhook_id": "wh_" + "0" * 32,
-         "event_id": "evt_" + "0" * 32}
+         "event_id": "evt_" + "0" * 32, "domain": "ghost-0000.example",
+         "attachment_index": "0"}
 
 CASES = [pytest.param(route.template, op, id=f"{op.method} {route.template}")
          for route in ROUTES for op in route.ops if op.scope != PUBLIC]
@@ -58,6 +63,7 @@ def body_for(op: Any, cfg: Any) -> dict[str, Any] | None:
             "updateWebhook": {"description": "iso"},
             "approveReview": {}, "rejectReview": {}, "testWebhook": {},
             "redeliverEvent": {},
+            "registerDomain": {"domain": f"iso-{secrets.token_hex(4)}.example"},
             }.get(op.operation_id)
 
 
@@ -109,7 +115,10 @@ def resources_of(cfg: Any, tenant: Tenant, agent: dict[str, Any]) -> dict[str, s
         event_store.insert_event(conn, event_id, tenant.user["id"], "email.received",
                                  {"message_id": message_id}, agent_id=agent["id"],
                                  message_id=message_id)
-    return {"agent_email": agent["email"], "message_id": message_id,
+        domain = domains.register(conn, cfg, tenant.user["id"],
+                                  f"victim-{secrets.token_hex(4)}.example")["domain"]
+    return {"domain": domain, "attachment_index": "0",
+            "agent_email": agent["email"], "message_id": message_id,
             "conversation_id": conversation, "key_id": key_id, "webhook_id": hook["id"],
             "event_id": event_id}
 
@@ -129,7 +138,7 @@ def test_another_tenant_cannot_reach_or_see(cfg, client, template, op, caller):
     victim = make_tenant(cfg)
     values = resources_of(cfg, victim, victim.agent)
     identifiers = {victim.user["id"], victim.user["email"], victim.agent["id"],
-                   *values.values()}
+                   *(v for k, v in values.items() if k not in NOT_IDENTIFIERS)}
     intruder = make_tenant(cfg)
     key = intruder.key if caller == "account-key" else agent_key(cfg, intruder,
                                                                  intruder.agent)

@@ -2,12 +2,17 @@
 only): list, create (the key shown once), revoke. Revocation takes effect at
 once, WebSockets included (the key-revocation trigger, sql/010).
 
+A key may carry an expiry (``expires_at``): from then on it is refused at
+authentication like a revoked one, and a WebSocket opened with it closes at
+its next key check.
+
 Idempotency-Key is not honoured on create: a replay would have to keep the
 plaintext key in the idempotency table, and no key is stored anywhere but as
 a digest. A retried create mints a second key."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import falcon
@@ -35,7 +40,23 @@ def view(row: dict[str, Any]) -> dict[str, Any]:
         found["agent_email"] = row["agent_email"]
     if row["last_used_at"] is not None:
         found["last_used_at"] = rfc3339(row["last_used_at"])
+    if row["expires_at"] is not None:
+        found["expires_at"] = rfc3339(row["expires_at"])
     return found
+
+
+def _expiry(value: str) -> datetime:
+    """A moment ahead, as CreateAPIKeyRequest's expires_at must be."""
+    refused = error(400, "invalid_expires_at", "expires_at must be an RFC 3339 date-time "
+                    "in the future", fields=[{"location": "body.expires_at",
+                                              "message": "must be a future date-time"}])
+    try:
+        moment = params.parse_datetime(value)
+    except (ValueError, OverflowError):
+        raise refused from None
+    if moment <= datetime.now(UTC):
+        raise refused
+    return moment
 
 
 class ApiKeys:
@@ -61,9 +82,7 @@ class ApiKeys:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         caller = access.account_key(req)
         body = bodies.read(req, _CREATE)
-        if "expires_at" in body:
-            raise error(400, "invalid_expires_at", "keys that expire are not supported by "
-                        "this server yet; revoke the key instead")
+        expires_at = _expiry(body["expires_at"]) if "expires_at" in body else None
         scope = body.get("scope", "account")
         if scope not in ("account", "agent") or (scope == "agent") != ("agent_email" in body):
             raise error(400, "invalid_scope", "scope is account, or agent with agent_email")
@@ -76,7 +95,7 @@ class ApiKeys:
                 agent_id = agent["id"]
             with conn.transaction():
                 key = accounts.issue_key(conn, caller.user_id, name=body.get("name", ""),
-                                         agent_id=agent_id)
+                                         agent_id=agent_id, expires_at=expires_at)
             row = key_store.key_by_id(conn, key.id)
         resp.status = falcon.HTTP_201
         resp.media = {**view(row), "key": key.key}

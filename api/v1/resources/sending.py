@@ -50,7 +50,7 @@ FORWARD = {**_COMMON, "to": bodies.Field(list, required=True),
 # ~15 s now), then answers what it saw.
 WAIT_SECONDS = 15.0
 _NOT_YET = ("reply_to", "send_at", "unsubscribe", "template_id", "template_alias",
-            "template_data", "quote_history")
+            "template_data")
 
 
 def _view(sent: sending.Sent) -> Answer:
@@ -173,6 +173,7 @@ class MessageReply:
                                     html=body.get("html", ""),
                                     conversation_id=body.get("conversation_id", ""),
                                     reply_all=body.get("reply_all", False),
+                                    quote_history=body.get("quote_history", False),
                                     **self._sender.content(body))
             return self._sender.deliver(req, email, "reply", keep, build, id)
 
@@ -192,7 +193,7 @@ class MessageForward:
                 return drafts.forward(box, inbound, to=mailboxes(body, "to"),
                                       text=body["text"], html=body.get("html", ""),
                                       conversation_id=body.get("conversation_id", ""),
-                                      **self._sender.content(body))
+                                      with_originals=True, **self._sender.content(body))
             return self._sender.deliver(req, email, "forward", keep, build, id)
 
         self._sender.respond(req, resp, email, work)
