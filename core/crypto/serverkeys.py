@@ -27,8 +27,14 @@ REPLY_ADDRESS = "hitl-reply-address"
 VERP = "verp-return-path"
 # The XCLIENT login that lets the filter and release into the reinjection service.
 REINJECT_LOGIN = "reinject-login"
+# The dashboard (core/accounts/signin.py): what its stored token hashes are
+# keyed with, and what its CSRF tokens are derived from.
+DASHBOARD_SIGN_IN = "dashboard-sign-in"
+DASHBOARD_SESSION = "dashboard-session"
+DASHBOARD_CSRF = "dashboard-csrf"
 PER_OWNER = frozenset({MAGIC_LINK, REPLY_ADDRESS})
-PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN})
+PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN, DASHBOARD_SIGN_IN, DASHBOARD_SESSION,
+                      DASHBOARD_CSRF})
 
 _INFO = b"e2a derived key v1"
 

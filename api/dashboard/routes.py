@@ -1,0 +1,35 @@
+"""The dashboard's routes, under /dashboard."""
+
+from __future__ import annotations
+
+import falcon
+from psycopg_pool import ConnectionPool
+
+from e2a.api.dashboard import agents, pending, signin, web
+from e2a.core.config import Config
+
+
+def mount(app: falcon.App, cfg: Config, pool: ConnectionPool) -> None:
+    web.install(app)
+    p = web.PREFIX
+    app.add_route(p, signin.Home(cfg, pool))
+    app.add_route(f"{p}/login", signin.Login(cfg, pool))
+    app.add_route(f"{p}/signin", signin.SignIn(cfg, pool))
+    app.add_route(f"{p}/logout", signin.SignOut(cfg, pool))
+    # Pending: the queue, a draft, its decisions, its files and HTML body.
+    app.add_route(f"{p}/pending", pending.PendingList(cfg, pool))
+    app.add_route(f"{p}/pending/{{id}}", pending.PendingDraft(cfg, pool))
+    app.add_route(f"{p}/pending/{{id}}/approve", pending.PendingApproval(cfg, pool))
+    app.add_route(f"{p}/pending/{{id}}/reject", pending.PendingRejection(cfg, pool))
+    app.add_route(f"{p}/pending/{{id}}/attachments/{{index:int}}",
+                  pending.PendingAttachment(cfg, pool))
+    app.add_route(f"{p}/pending/{{id}}/html", pending.PendingHtml(cfg, pool))
+    # Agents: settings, activity, the inbox (read-only).
+    app.add_route(f"{p}/agents", agents.AgentList(cfg, pool))
+    app.add_route(f"{p}/agents/{{agent_id}}", agents.AgentDetail(cfg, pool))
+    app.add_route(f"{p}/agents/{{agent_id}}/hitl", agents.AgentHitl(cfg, pool))
+    app.add_route(f"{p}/agents/{{agent_id}}/inbox", agents.AgentInbox(cfg, pool))
+    app.add_route(f"{p}/agents/{{agent_id}}/inbox/{{id}}", agents.InboxMessage(cfg, pool))
+    app.add_route(f"{p}/agents/{{agent_id}}/inbox/{{id}}/html", agents.InboxHtml(cfg, pool))
+    app.add_route(f"{p}/agents/{{agent_id}}/inbox/{{id}}/attachments/{{index:int}}",
+                  agents.InboxAttachment(cfg, pool))
