@@ -18,7 +18,6 @@ from typing import Any
 
 import falcon
 import jinja2
-from markupsafe import Markup
 
 from e2a.core.timefmt import rfc3339
 
@@ -26,14 +25,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORM = "application/x-www-form-urlencoded"
 
 
-def when(moment: datetime | None) -> Markup:
-    """A moment as <time>: UTC in the page, the viewer's zone once the
-    dashboard's script (if any) has run."""
-    if moment is None:
-        return Markup("-")
-    stamp = rfc3339(moment)
-    return Markup('<time datetime="{}">{}</time>').format(
-        stamp, stamp.replace("T", " ").replace("Z", " UTC"))
+def utc(moment: datetime | None) -> str:
+    """A moment as a person reads it in UTC (the dashboard's script shows it
+    in the viewer's zone)."""
+    return "-" if moment is None else rfc3339(moment).replace("T", " ").replace("Z", " UTC")
 
 
 def time_left(moment: datetime | None, now: datetime | None = None) -> str:
@@ -56,7 +51,8 @@ ENV = jinja2.Environment(
     autoescape=jinja2.select_autoescape(["html"]),
     undefined=jinja2.StrictUndefined,
 )
-ENV.filters["when"] = when
+ENV.filters["utc"] = utc
+ENV.filters["rfc3339"] = lambda moment: rfc3339(moment) if moment else ""
 ENV.filters["time_left"] = time_left
 
 
