@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 from psycopg_pool import ConnectionPool
 
-from e2a.api.dashboard import agents, pending, signin, web
+from e2a.api.dashboard import account, agents, pending, signin, web
 from e2a.core.config import Config
 
 
@@ -33,3 +33,13 @@ def mount(app: falcon.App, cfg: Config, pool: ConnectionPool) -> None:
     app.add_route(f"{p}/agents/{{agent_id}}/inbox/{{id}}/html", agents.InboxHtml(cfg, pool))
     app.add_route(f"{p}/agents/{{agent_id}}/inbox/{{id}}/attachments/{{index:int}}",
                   agents.InboxAttachment(cfg, pool))
+    # Account: keys, signing secrets, webhooks, domains.
+    app.add_route(f"{p}/account", account.Account(cfg, pool))
+    app.add_route(f"{p}/account/keys", account.ApiKeys(cfg, pool))
+    app.add_route(f"{p}/account/keys/{{id}}/revoke", account.ApiKeyRevocation(cfg, pool))
+    app.add_route(f"{p}/account/secrets", account.SigningSecrets(cfg, pool))
+    app.add_route(f"{p}/account/secrets/{{id}}/delete",
+                  account.SigningSecretDeletion(cfg, pool))
+    app.add_route(f"{p}/account/webhooks/{{id}}", account.WebhookDetail(cfg, pool))
+    app.add_route(f"{p}/account/domains/{{domain}}", account.DomainDetail(cfg, pool))
+    app.add_route(f"{p}/account/domains/{{domain}}/verify", account.DomainVerify(cfg, pool))

@@ -109,16 +109,11 @@ class DomainVerification:
         auth.require_account_key(principal)
         with self._pool.connection() as conn:
             row = _owned(conn, principal, domain)
-        # No pooled connection is held while DNS takes its time.
         try:
-            probe = domaindns.probe(self._cfg, row)
+            checked, probe = domains.verify(self._pool, self._cfg, row)
         except domaindns.DnsUnavailable as exc:
-            with self._pool.connection() as conn:
-                domain_store.touch_checked(conn, row["id"])
             raise errors.ApiError(503, "dns_unavailable", f"{exc}; try again later",
                                   headers={"Retry-After": str(DNS_RETRY_AFTER)}) from None
-        with self._pool.connection() as conn:
-            checked = domains.record_probe(conn, row["id"], probe)
         if checked is None:
             raise errors.not_found(f"domain {row['domain']} not found")
         resp.status = falcon.HTTP_200 if checked["verified"] else falcon.HTTP_412

@@ -14,10 +14,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from apisupport import add_agent, agent_key, insert_message, make_tenant
+from apisupport import add_agent, add_domain, agent_key, insert_message, make_tenant
 from hitlsupport import FRIEND, enable_hitl, hold, message_row, released, reset
 
 from e2a.core.db import single_connection
+from e2a.core.webhooks import subscriptions
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 LINK = re.compile(r"(http\S+/dashboard/signin\?token=[A-Za-z0-9_-]+)")
@@ -379,3 +380,71 @@ def test_sign_out_ends_the_session(hitl_client, hitl_reinjection, owner):
     replay = hitl_client.simulate_get("/dashboard/pending", cookies={"e2a_session": cookie})
     assert replay.status_code == 303
     assert replay.headers["Location"] == "/dashboard/login"
+
+
+def test_account_keys_are_shown_once_and_revoke(hitl_cfg, hitl_client, hitl_reinjection, owner):
+    browser = signed_in(hitl_client, hitl_reinjection, owner.user["email"])
+    csrf = csrf_of(browser.get("/dashboard/account").text)
+    made = browser.post("/dashboard/account/keys", {"csrf": csrf, "name": "laptop",
+                                                    "agent": owner.agent["id"]})
+    assert made.status_code == 201
+    key = html.unescape(re.search(r'id="new-key">([^<]+)<', made.text).group(1))
+    auth = {"Authorization": f"Bearer {key}"}
+    assert hitl_client.simulate_get(f"/api/v1/agents/{owner.agent['email']}",
+                                    headers=auth).status_code == 200
+    # Listed by its prefix from now on, never in full.
+    listing = browser.get("/dashboard/account").text
+    assert key not in listing and key[:12] in listing
+    with single_connection(hitl_cfg) as conn:
+        key_id = conn.execute("SELECT id FROM api_keys WHERE name = 'laptop' AND user_id = %s",
+                              (owner.user["id"],)).fetchone()["id"]
+    assert browser.post(f"/dashboard/account/keys/{key_id}/revoke",
+                        {"csrf": csrf}).status_code == 303
+    assert hitl_client.simulate_get(f"/api/v1/agents/{owner.agent['email']}",
+                                    headers=auth).status_code == 401
+    # A key for another user's agent, or another user's key: not found.
+    other = make_tenant(hitl_cfg)
+    assert browser.post("/dashboard/account/keys", {"csrf": csrf, "agent": other.agent["id"]}
+                        ).status_code == 404
+    with single_connection(hitl_cfg) as conn:
+        theirs = conn.execute("SELECT id FROM api_keys WHERE user_id = %s",
+                              (other.user["id"],)).fetchone()["id"]
+    assert browser.post(f"/dashboard/account/keys/{theirs}/revoke",
+                        {"csrf": csrf}).status_code == 404
+    still = hitl_client.simulate_get("/api/v1/users/me/limits", headers=other.auth)
+    assert still.status_code == 200
+
+
+def test_account_secrets_webhooks_and_domains(hitl_cfg, hitl_client, hitl_reinjection, owner):
+    other = make_tenant(hitl_cfg)
+    with single_connection(hitl_cfg) as conn:
+        mine, _ = subscriptions.create(conn, hitl_cfg, owner.user["id"],
+                                       {"url": "https://hooks.example.com/e2a",
+                                        "events": ["email.received"]})
+        theirs, _ = subscriptions.create(conn, hitl_cfg, other.user["id"],
+                                         {"url": "https://hooks.example.com/other",
+                                          "events": ["email.received"]})
+    domain = add_domain(hitl_cfg, owner, verified=False)
+    their_domain = add_domain(hitl_cfg, other)
+    browser = signed_in(hitl_client, hitl_reinjection, owner.user["email"])
+    page = browser.get("/dashboard/account")
+    assert "hooks.example.com/e2a" in page.text and domain["domain"] in page.text
+    assert "hooks.example.com/other" not in page.text
+    csrf = csrf_of(page.text)
+    made = browser.post("/dashboard/account/secrets", {"csrf": csrf, "name": "ci"})
+    assert made.status_code == 201 and 'id="new-secret"' in made.text
+    assert browser.get(f"/dashboard/account/webhooks/{mine['id']}").status_code == 200
+    assert browser.get(f"/dashboard/account/webhooks/{theirs['id']}").status_code == 404
+    detail = browser.get(f"/dashboard/account/domains/{domain['domain']}")
+    assert detail.status_code == 200
+    assert domain["verification_token"] in detail.text
+    assert browser.get(f"/dashboard/account/domains/{their_domain['domain']}"
+                       ).status_code == 404
+    assert browser.post(f"/dashboard/account/domains/{their_domain['domain']}/verify",
+                        {"csrf": csrf}).status_code == 404
+    with single_connection(hitl_cfg) as conn:
+        their_secret = conn.execute("SELECT id FROM signing_secrets WHERE user_id = %s",
+                                    (other.user["id"],)).fetchone()
+    if their_secret is not None:
+        assert browser.post(f"/dashboard/account/secrets/{their_secret['id']}/delete",
+                            {"csrf": csrf}).status_code == 404
