@@ -72,12 +72,15 @@ def test_review_in_the_dashboard(sandbox: RunningSandbox) -> None:
         assert browser.text("#who") == owner.email
         queue = browser.text("#pending")
         assert first in queue and second in queue
+        # The one script (times in the viewer's zone) ran: the CSP allows it.
+        assert not browser.text("#pending time").endswith("UTC")
         screenshot(browser, "dashboard-pending.png")
 
         # Edit the first one's subject, approve it.
         browser.click(f'tr[data-id="{first_id}"] a.open')
         assert browser.wait_for_text("#heading") == first
         assert browser.value("#subject") == first
+        browser.resize(1280, 1300)
         screenshot(browser, "dashboard-edit.png")
         edited = f"Q3 numbers, final {tag}"
         browser.type("#subject", edited)

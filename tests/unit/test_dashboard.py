@@ -5,8 +5,10 @@ in every URL, and approving/rejecting through the approval core."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import hashlib
 import html
 import re
 import time
@@ -448,3 +450,24 @@ def test_account_secrets_webhooks_and_domains(hitl_cfg, hitl_client, hitl_reinje
     if their_secret is not None:
         assert browser.post(f"/dashboard/account/secrets/{their_secret['id']}/delete",
                             {"csrf": csrf}).status_code == 404
+
+
+def test_the_pages_policy_allows_exactly_their_style_and_script(hitl_client, hitl_reinjection,
+                                                               owner):
+    browser = signed_in(hitl_client, hitl_reinjection, owner.user["email"])
+    page = browser.get("/dashboard/pending")
+    policy = page.headers["Content-Security-Policy"]
+    for tag in ("style", "script"):
+        [content] = re.findall(f"<{tag}>(.*?)</{tag}>", page.text, re.S)
+        digest = base64.b64encode(hashlib.sha256(content.encode()).digest()).decode()
+        assert f"{tag}-src 'sha256-{digest}'" in policy
+    assert "unsafe-inline" not in policy and " style=" not in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_an_oversized_form_is_a_page_413(hitl_client):
+    result = hitl_client.simulate_post("/dashboard/login", headers=FORM,
+                                       body=urlencode({"email": "a" * 20_000}))
+    assert result.status_code == 413
+    assert result.headers["Content-Type"].startswith("text/html")
