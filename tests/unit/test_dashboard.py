@@ -15,10 +15,14 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import falcon
 import pytest
 from apisupport import add_agent, add_domain, agent_key, insert_message, make_tenant
 from hitlsupport import FRIEND, enable_hitl, hold, message_row, released, reset
+from servicesupport import write_config
 
+from e2a.api.dashboard import web
+from e2a.core import config
 from e2a.core.db import single_connection
 from e2a.core.webhooks import subscriptions
 
@@ -232,7 +236,7 @@ def test_another_users_ids_are_not_found(hitl_cfg, hitl_client, hitl_reinjection
     assert mine.get(f"/dashboard/pending/{theirs}").status_code == 200
 
 
-def test_api_keys_do_not_open_the_dashboard(hitl_cfg, hitl_client, owner):
+def test_api_keys_do_not_open_the_dashboard(hitl_cfg, hitl_client, hitl_reinjection, owner):
     scoped = agent_key(hitl_cfg, owner, owner.agent)
     for key in (scoped, owner.key):
         by_header = hitl_client.simulate_get("/dashboard/pending",
@@ -241,9 +245,26 @@ def test_api_keys_do_not_open_the_dashboard(hitl_cfg, hitl_client, owner):
         assert by_header.headers["Location"] == "/dashboard/login"
         by_cookie = hitl_client.simulate_get("/dashboard/pending", cookies={"e2a_session": key})
         assert by_cookie.status_code == 303
-        token_link = hitl_client.simulate_post("/dashboard/signin", headers=FORM,
-                                               body=urlencode({"token": key}))
-        assert token_link.status_code == 403  # no browser-bound CSRF token either
+        # Nor is a key a sign-in link, or an address to mail one to.
+        browser = Browser(hitl_client)
+        assert browser.get(f"/dashboard/signin?token={key}").status_code == 410
+        csrf = csrf_of(browser.get("/dashboard/login").text)
+        used = browser.post("/dashboard/signin", {"token": key, "csrf": csrf})
+        assert used.status_code == 410 and "e2a_session" not in browser.cookies
+        assert browser.post("/dashboard/login", {"email": key, "csrf": csrf}).status_code == 200
+    time.sleep(0.3)
+    assert released(hitl_reinjection) == []
+
+
+def test_the_cookie_is_secure_under_an_https_public_url(hitl_cfg, tmp_path, pool):
+    write_config(hitl_cfg, tmp_path / "e2a.toml", "")
+    for url, secure in (("https://mail.example.com", True), ("http://127.0.0.1:8080", False)):
+        cfg = config.load(tmp_path / "e2a.toml", env={"E2A_PUBLIC_URL": url})
+        resp = falcon.Response()
+        web.Page(cfg, pool).set_cookie(resp, web.SESSION_COOKIE, "x" * 43, 60)
+        [cookie] = [value for name, value in resp._wsgi_headers() if name == "set-cookie"]
+        assert ("Secure" in cookie) is secure, cookie
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
 
 
 def test_the_queue_lists_every_agents_held_mail_soonest_first(hitl_cfg, hitl_client,
