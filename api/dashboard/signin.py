@@ -36,14 +36,16 @@ class Login(web.Page):
         binding = self.browser_binding(req, resp)
         self.render(req, resp, "dashboard/login.html",
                     csrf=signin.csrf_token(self._cfg, binding),
-                    signed_out=req.get_param("signed_out") == "1")
+                    signed_out=req.get_param("signed_out") == "1",
+                    next=web.safe_next(req.get_param("next") or ""))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         fields = self.checked_form(req, binding=web.cookie(req, web.BROWSER_COOKIE))
         address = fields.get("email", "")
         try:
             with self._pool.connection() as conn, conn.transaction():
-                mail = signin.request_link(conn, self._cfg, address, self._client.of(req))
+                mail = signin.request_link(conn, self._cfg, address, self._client.of(req),
+                                           then=web.safe_next(fields.get("next", "")))
         except signin.RateLimited as exc:
             resp.set_header("Retry-After", str(exc.retry_after))
             raise web.PageError(429, "Too many sign-in requests",
@@ -70,7 +72,8 @@ class SignIn(web.Page):
             raise _refused()
         binding = self.browser_binding(req, resp)
         self.render(req, resp, "dashboard/signin.html", token=token,
-                    csrf=signin.csrf_token(self._cfg, binding))
+                    csrf=signin.csrf_token(self._cfg, binding),
+                    next=web.safe_next(req.get_param("next") or ""))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         fields = self.checked_form(req, binding=web.cookie(req, web.BROWSER_COOKIE))
@@ -80,7 +83,7 @@ class SignIn(web.Page):
         except signin.LinkRefused:
             raise _refused() from None
         self.set_cookie(resp, web.SESSION_COOKIE, session.token, signin.SESSION_TTL_SECONDS)
-        web.redirect(resp, web.url("/pending"))
+        web.redirect(resp, web.safe_next(fields.get("next", "")) or web.url("/pending"))
 
 
 def _refused() -> web.PageError:

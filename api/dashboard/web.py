@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlencode
@@ -99,6 +100,15 @@ def redirect(resp: falcon.Response, location: str) -> None:
     resp.text = ""
 
 
+# Where to go after sign-in: a dashboard path of plain segments, nothing
+# that could lead off the site (no scheme, no //, no backslash, no dots).
+_NEXT = re.compile(r"^/dashboard(/[A-Za-z0-9_-]+)*$")
+
+
+def safe_next(path: str) -> str:
+    return path if _NEXT.match(path) and len(path) <= 200 else ""
+
+
 def url(path: str, **query: str) -> str:
     given = {k: v for k, v in query.items() if v}
     return PREFIX + path + ("?" + urlencode(given) if given else "")
@@ -142,7 +152,9 @@ class Page:
         """The signed-in user; else the browser goes to the sign-in page."""
         found = self.session(req)
         if found is None:
-            raise Redirect(url("/login"))
+            # Back to this page after sign-in (a notification's link, say).
+            raise Redirect(url("/login", next=safe_next(req.path) if req.method == "GET"
+                               else ""))
         req.context.session_token, req.context.user = found
         return found[1]
 

@@ -25,6 +25,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import psycopg
 
@@ -85,8 +86,10 @@ def token_hash(cfg: Config, purpose: str, token: str) -> bytes:
     return hmac.new(keys.deployment(cfg, purpose), token.encode(), hashlib.sha256).digest()
 
 
-def link(cfg: Config, token: str) -> str:
-    return f"{cfg.http.public_url.rstrip('/')}{LINK_PATH}?token={token}"
+def link(cfg: Config, token: str, then: str = "") -> str:
+    """The sign-in link; ``then``: the page to open once signed in."""
+    query = urlencode({"token": token, **({"next": then} if then else {})})
+    return f"{cfg.http.public_url.rstrip('/')}{LINK_PATH}?{query}"
 
 
 def render(cfg: Config, recipient: str, url: str, *, now: datetime | None = None) -> bytes:
@@ -107,7 +110,7 @@ def render(cfg: Config, recipient: str, url: str, *, now: datetime | None = None
 
 
 def request_link(conn: psycopg.Connection, cfg: Config, address: str,
-                 client: str) -> SignInMail | None:
+                 client: str, *, then: str = "") -> SignInMail | None:
     """Count a request for a sign-in link from ``client`` (an IP) for
     ``address``, then, when that address has an account, record a new link:
     the mail to send (after the transaction commits), else None. Raises
@@ -126,7 +129,7 @@ def request_link(conn: psycopg.Connection, cfg: Config, address: str,
     token = new_token()
     signin_store.insert(conn, token_hash(cfg, keys.DASHBOARD_SIGN_IN, token), user["id"],
                         LINK_TTL_SECONDS)
-    return SignInMail(user["email"], render(cfg, user["email"], link(cfg, token)))
+    return SignInMail(user["email"], render(cfg, user["email"], link(cfg, token, then)))
 
 
 def send(conn: psycopg.Connection, cfg: Config, mail: SignInMail) -> str:

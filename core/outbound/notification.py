@@ -65,6 +65,9 @@ def links(cfg: Config, owner_id: str, message_id: str,
         "reject": f"{base}/api/v1/reject?token="
                   + tokens.magic_link(key, message_id, "reject", exp),
         "review": f"{base}/api/v1/messages/{message_id}",
+        # The dashboard's page of the draft (edit, then approve or reject);
+        # opening it asks for a sign-in when the browser has no session.
+        "dashboard": f"{base}/dashboard/pending/{message_id}",
     }
 
 
@@ -95,6 +98,9 @@ def _details(cfg: Config, held: Mapping[str, Any]) -> list[str]:
         "",
         "Review page (API):",
         urls["review"],
+        "",
+        "Edit in the dashboard:",
+        urls["dashboard"],
     ]
 
 

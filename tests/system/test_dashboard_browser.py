@@ -130,7 +130,7 @@ def test_review_in_the_dashboard(sandbox: RunningSandbox) -> None:
     replay = requests.get(f"{sandbox.api_url}/dashboard/pending", timeout=15,
                           cookies={"e2a_session": session["value"]}, allow_redirects=False)
     assert replay.status_code == 303
-    assert replay.headers["Location"] == "/dashboard/login"
+    assert replay.headers["Location"] == "/dashboard/login?next=%2Fdashboard%2Fpending"
 
     # Each approved or rejected message went out once, or never.
     time.sleep(2)

@@ -28,6 +28,7 @@ from e2a.core.webhooks import subscriptions
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 LINK = re.compile(r"(http\S+/dashboard/signin\?token=[A-Za-z0-9_-]+)")
+FULL_LINK = re.compile(r"(http\S+/dashboard/signin\?\S+)")
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +243,7 @@ def test_api_keys_do_not_open_the_dashboard(hitl_cfg, hitl_client, hitl_reinject
         by_header = hitl_client.simulate_get("/dashboard/pending",
                                              headers={"Authorization": f"Bearer {key}"})
         assert by_header.status_code == 303
-        assert by_header.headers["Location"] == "/dashboard/login"
+        assert by_header.headers["Location"] == "/dashboard/login?next=%2Fdashboard%2Fpending"
         by_cookie = hitl_client.simulate_get("/dashboard/pending", cookies={"e2a_session": key})
         assert by_cookie.status_code == 303
         # Nor is a key a sign-in link, or an address to mail one to.
@@ -402,7 +403,7 @@ def test_sign_out_ends_the_session(hitl_client, hitl_reinjection, owner):
     assert "e2a_session" not in browser.cookies
     replay = hitl_client.simulate_get("/dashboard/pending", cookies={"e2a_session": cookie})
     assert replay.status_code == 303
-    assert replay.headers["Location"] == "/dashboard/login"
+    assert replay.headers["Location"] == "/dashboard/login?next=%2Fdashboard%2Fpending"
 
 
 def test_account_keys_are_shown_once_and_revoke(hitl_cfg, hitl_client, hitl_reinjection, owner):
@@ -492,3 +493,38 @@ def test_an_oversized_form_is_a_page_413(hitl_client):
                                        body=urlencode({"email": "a" * 20_000}))
     assert result.status_code == 413
     assert result.headers["Content-Type"].startswith("text/html")
+
+
+def test_a_page_opened_signed_out_opens_again_after_sign_in(hitl_client, hitl_reinjection,
+                                                           owner):
+    message_id = hold(hitl_client, owner, owner.agent)
+    browser = Browser(hitl_client)
+    first = browser.get(f"/dashboard/pending/{message_id}")
+    assert first.status_code == 303
+    assert first.headers["Location"] == (
+        f"/dashboard/login?next=%2Fdashboard%2Fpending%2F{message_id}")
+    page = browser.get("/dashboard/login", params={"next": f"/dashboard/pending/{message_id}"})
+    browser.post("/dashboard/login", {"email": owner.user["email"], "csrf": csrf_of(page.text),
+                                      "next": f"/dashboard/pending/{message_id}"})
+    wait_for_link(hitl_reinjection, owner.user["email"])
+    [mail] = sign_in_mails(hitl_reinjection, owner.user["email"])
+    url = FULL_LINK.search(mail).group(1)
+    form = browser.get(url[url.index("/dashboard/"):])
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.text))
+    result = browser.post("/dashboard/signin", {k: html.unescape(v) for k, v in fields.items()})
+    assert result.headers["Location"] == f"/dashboard/pending/{message_id}"
+
+
+@pytest.mark.parametrize("where", ["https://evil.example/x", "//evil.example", "/dashboard/../x",
+                                   "/\\evil.example", "/api/v1/users/me", "/dashboard/a?b=c"])
+def test_no_way_off_the_dashboard_after_sign_in(hitl_client, hitl_reinjection, owner, where):
+    browser = Browser(hitl_client)
+    page = browser.get("/dashboard/login", params={"next": where})
+    assert 'name="next"' not in page.text
+    browser.post("/dashboard/login", {"email": owner.user["email"], "csrf": csrf_of(page.text),
+                                      "next": where})
+    token = wait_for_link(hitl_reinjection, owner.user["email"]).partition("token=")[2]
+    form = browser.get(f"/dashboard/signin?token={token}")
+    result = browser.post("/dashboard/signin", {"token": token, "csrf": csrf_of(form.text),
+                                                "next": where})
+    assert result.headers["Location"] == "/dashboard/pending"
