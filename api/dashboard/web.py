@@ -83,7 +83,9 @@ def install(app: falcon.App) -> None:
 
 def _page_error(req: falcon.Request, resp: falcon.Response, exc: PageError,
                 params: dict[str, Any]) -> None:
-    pages.render(resp, exc.status, "error.html", heading=exc.heading, text=exc.text)
+    # No navigation: the handler does not know who is signed in.
+    pages.render(resp, exc.status, "dashboard/error.html", heading=exc.heading,
+                 text=exc.text, user=None, csrf="", prefix=PREFIX)
     resp.set_headers(HEADERS)
 
 

@@ -58,7 +58,7 @@ def test_review_in_the_dashboard(sandbox: RunningSandbox) -> None:
         browser.open(f"{sandbox.api_url}/dashboard/login")
         browser.type("#email", owner.email)
         browser.click("#send-link")
-        assert browser.wait_for_text("#heading") == "Check your mail"
+        browser.wait_until_text("#heading", "Check your mail")
         mail = sandbox.capture.wait_for(
             lambda c: c.rcpt_tos == [owner.email]
             and "sign-in" in str(c.message["Subject"]), timeout=30)
@@ -68,17 +68,20 @@ def test_review_in_the_dashboard(sandbox: RunningSandbox) -> None:
 
         browser.open(link)
         browser.click("#signin")
-        assert browser.wait_for_text("#heading") == "Pending review"
+        browser.wait_until_text("#heading", "Pending review")
         assert browser.text("#who") == owner.email
         queue = browser.text("#pending")
         assert first in queue and second in queue
         # The one script (times in the viewer's zone) ran: the CSP allows it.
         assert not browser.text("#pending time").endswith("UTC")
         screenshot(browser, "dashboard-pending.png")
+        browser.resize(390, 844)  # a phone
+        screenshot(browser, "dashboard-pending-phone.png")
+        browser.resize(1280, 900)
 
         # Edit the first one's subject, approve it.
         browser.click(f'tr[data-id="{first_id}"] a.open')
-        assert browser.wait_for_text("#heading") == first
+        browser.wait_until_text("#heading", first)
         assert browser.value("#subject") == first
         browser.resize(1280, 1300)
         screenshot(browser, "dashboard-edit.png")
@@ -98,7 +101,7 @@ def test_review_in_the_dashboard(sandbox: RunningSandbox) -> None:
 
         # Reject the second one with a reason.
         browser.click(f'tr[data-id="{second_id}"] a.open')
-        assert browser.wait_for_text("#heading") == second
+        browser.wait_until_text("#heading", second)
         browser.type("#reason-text", "Not before legal has read it")
         browser.click("#reject")
         assert browser.wait_for_text("#notice").startswith("Rejected")
@@ -108,7 +111,7 @@ def test_review_in_the_dashboard(sandbox: RunningSandbox) -> None:
         # The agent's HITL off: its next send leaves at once.
         browser.open(f"{sandbox.api_url}/dashboard/agents")
         browser.click(f'#agents a[href$="{agent_id(sandbox, owner.agent)}"]')
-        assert browser.wait_for_text("#heading") == owner.agent
+        browser.wait_until_text("#heading", owner.agent)
         browser.click("#hitl_enabled")
         browser.click("#save-hitl")
         assert browser.wait_for_text("#notice") == "Saved."
@@ -126,7 +129,8 @@ def test_review_in_the_dashboard(sandbox: RunningSandbox) -> None:
         session = browser.cookie("e2a_session")
         assert session["httpOnly"] is True and session["sameSite"] == "Strict"
         browser.click("#signout")
-        assert browser.wait_for_text("#notice") == "You are signed out."
+        browser.wait_until_text("#heading", "Sign in to e2a")
+        assert browser.text("#notice") == "You are signed out."
     replay = requests.get(f"{sandbox.api_url}/dashboard/pending", timeout=15,
                           cookies={"e2a_session": session["value"]}, allow_redirects=False)
     assert replay.status_code == 303

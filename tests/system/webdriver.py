@@ -101,6 +101,21 @@ class Browser:
                     raise
                 time.sleep(0.2)
 
+    def wait_until_text(self, css: str, expected: str, timeout: float = TIMEOUT) -> None:
+        """Until the element says ``expected``: after a click, the page it
+        leads to may still be loading, and the old one may have the element."""
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            try:
+                seen = self.text(css)
+            except WebDriverError:
+                seen = ""
+            if seen == expected:
+                return
+            time.sleep(0.2)
+        raise WebDriverError(f"{css} says {seen!r}, not {expected!r}, after {timeout}s")
+
     def quit(self) -> None:
         self._call("DELETE", "")
 
