@@ -18,7 +18,15 @@ from urllib.parse import urlencode
 import falcon
 import pytest
 from apisupport import add_agent, add_domain, agent_key, insert_message, make_tenant
-from hitlsupport import FRIEND, enable_hitl, hold, message_row, released, reset
+from hitlsupport import (
+    FRIEND,
+    enable_hitl,
+    hold,
+    link_token,
+    message_row,
+    released,
+    reset,
+)
 from servicesupport import write_config
 
 from e2a.api.dashboard import web
@@ -307,9 +315,13 @@ def test_approve_with_an_edited_subject_sends_once(hitl_cfg, hitl_client, hitl_r
     sent = email.message_from_bytes(out[0].data, policy=email.policy.default)
     assert str(sent["Subject"]) == "Edited subject"
     assert sent.get_body(("plain",)).get_content().splitlines() == ["Line one.", "Line two."]
-    # A second approval (a magic link, another tab) finds it decided.
+    # A second approval (another tab, the notification's magic link) finds it decided.
     again = browser.post(f"/dashboard/pending/{message_id}/approve", fields)
     assert again.status_code == 409
+    token = link_token(hitl_cfg, message_id, "approve")
+    by_link = hitl_client.simulate_post("/api/v1/approve", headers=FORM,
+                                        body=urlencode({"token": token}))
+    assert by_link.status_code == 409
     assert len([m for m in released(hitl_reinjection) if m.rcpt_tos == [FRIEND]]) == 1
 
 
@@ -528,3 +540,20 @@ def test_no_way_off_the_dashboard_after_sign_in(hitl_client, hitl_reinjection, o
     result = browser.post("/dashboard/signin", {"token": token, "csrf": csrf_of(form.text),
                                                 "next": where})
     assert result.headers["Location"] == "/dashboard/pending"
+
+
+def test_a_message_approved_by_link_is_decided_in_the_dashboard(hitl_cfg, hitl_client,
+                                                               hitl_reinjection, owner):
+    message_id = hold(hitl_client, owner, owner.agent)
+    browser = signed_in(hitl_client, hitl_reinjection, owner.user["email"])
+    page = browser.get(f"/dashboard/pending/{message_id}")
+    token = link_token(hitl_cfg, message_id, "approve")
+    assert hitl_client.simulate_post("/api/v1/approve", headers=FORM,
+                                     body=urlencode({"token": token})).status_code == 200
+    late = browser.post(f"/dashboard/pending/{message_id}/approve",
+                        {"csrf": csrf_of(page.text), "subject": "Too late"})
+    assert late.status_code == 409 and "Already decided" in late.text
+    assert len([m for m in released(hitl_reinjection) if m.rcpt_tos == [FRIEND]]) == 1
+    # The draft's page says what became of it, with no form left.
+    after = browser.get(f"/dashboard/pending/{message_id}").text
+    assert 'id="edit"' not in after and ">sent<" in after
