@@ -15,12 +15,13 @@ SANDBOX := var
 RUN_PACKAGES := postgresql postfix dnsmasq-base swaks libmilter-dev \
                 python3-venv python3-dev gcc make
 # What only the tests need on top (make test, CI): the headless browser that
-# drives the magic-link pages (tests/system/test_hitl_browser.py), and what
-# boots a Debian 12 with systemd for the package (tests/system/test_systemd.py),
-# and `ip netns` for the second host of tests/system/test_two_hosts.py.
+# drives the magic-link pages and the dashboard (tests/system/test_hitl_browser.py,
+# test_dashboard_browser.py), what boots a Debian 12 with systemd for the
+# package (tests/system/test_systemd.py), and `ip netns` for the second host
+# of tests/system/test_two_hosts.py.
 TEST_PACKAGES := chromium chromium-driver debootstrap systemd-container iproute2
 
-.PHONY: run stop status test lint deps test-deps venv deb
+.PHONY: run stop status test lint deps test-deps venv deb screenshots
 
 run: deps venv
 	$(E2A) dev up --root $(SANDBOX)
@@ -38,6 +39,11 @@ test: test-deps venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# The dashboard's screenshots in docs/ (the README shows them): its browser
+# test, through the sandbox, saves what the browser shows on the way.
+screenshots: test-deps venv
+	E2A_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/pytest -q tests/system/test_dashboard_browser.py
 
 # The Debian package, into dist/ (build dependencies installed by apt if missing).
 deb:

@@ -6,6 +6,7 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import errors, jsonbody, middleware, throttle
+from e2a.api.dashboard import routes as dashboard_routes
 from e2a.api.realtime import Hub
 from e2a.api.resources.account import DataExport, Limits, Me
 from e2a.api.resources.agents import Agent, Agents
@@ -107,4 +108,6 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     app.add_route("/api/v1/events/{id}/redeliver", EventRedelivery(pool))
     # The current API (SDK 5.x): its own route table, the same core.
     v1_routes.mount(app, cfg, pool, hub)
+    # The review dashboard: pages for people, signed in by mailed link.
+    dashboard_routes.mount(app, cfg, pool)
     return app

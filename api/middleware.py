@@ -76,7 +76,8 @@ class RequestShape:
     size nobody declared, is read up to the limit and no further.
 
     ``large`` are the resources that take a send's attachments (base64 in
-    JSON); ``pages`` answer people, so their 413 is a page too."""
+    JSON); ``pages`` (and resources with ``page = True``) answer people, so
+    their 413 is a page too."""
 
     def __init__(self, cfg: Config, *, large: tuple[type, ...] = (),
                  pages: tuple[type, ...] = ()) -> None:
@@ -107,7 +108,14 @@ class RequestShape:
         Channel(ws).close(POLICY_VIOLATION, message)
         resp.complete = True
 
+    def _is_page(self, resource: object) -> bool:
+        return isinstance(resource, self._pages) or getattr(resource, "page", False) is True
+
     def limit_for(self, resource: object) -> int:
+        # A resource may name its own limit (the dashboard's forms do).
+        own = getattr(resource, "max_body_bytes", None)
+        if isinstance(own, int):
+            return own
         if isinstance(resource, self._pages):
             return MAX_FORM_BYTES
         if isinstance(resource, self._large):
@@ -127,9 +135,9 @@ class RequestShape:
         # The rest of the body is never read: the server must not keep the
         # connection for a next request that would start inside it.
         close = {"Connection": "close"}
-        if isinstance(resource, self._pages):
+        if self._is_page(resource):
             pages.problem(resp, 413, "Too much data", "This form sends far less than that. "
-                          "Open the link from the notification email again.")
+                          "Go back to the page it came from and try again.")
             resp.set_headers(close)
             resp.complete = True
             return

@@ -25,6 +25,10 @@ RETENTION: dict[str, timedelta] = {
     # after it was deleted unless restored; live rows are never purged.
     "messages": timedelta(days=30),
     "agents": timedelta(days=30),
+    # Sign-in links and sessions are worthless once expired; a day after,
+    # a replayed one still meets its row (refused as expired, not unknown).
+    "dashboard_signins": timedelta(days=1),
+    "dashboard_sessions": timedelta(days=1),
 }
 
 EVENTS_VISIBLE = timedelta(days=30)

@@ -54,9 +54,11 @@ def _own_responder(resource: object, responder: Any) -> bool:
 
 def routes(app: falcon.App) -> list[Route]:
     """The legacy generation's routes: this document's. The /v1 routes have
-    their own table and document (api/v1/routes.py, api/v1/openapi.py)."""
+    their own table and document (api/v1/routes.py, api/v1/openapi.py); the
+    dashboard's are pages for people, no API (api/dashboard/)."""
     return [r for r in all_routes(app)
-            if not (r.template == "/v1" or r.template.startswith("/v1/"))]
+            if not any(r.template == p or r.template.startswith(p + "/")
+                       for p in ("/v1", "/dashboard"))]
 
 
 def all_routes(app: falcon.App) -> list[Route]:

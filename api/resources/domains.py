@@ -35,22 +35,6 @@ def owned(conn: psycopg.Connection, principal: auth.Principal, name: str) -> dic
     return row
 
 
-def check(cfg: Config, pool: ConnectionPool, row: dict[str, Any], *,
-          need_mx: bool = False) -> tuple[dict[str, Any] | None, domaindns.Probe]:
-    """Probe the domain's DNS and store the outcome (both API generations):
-    the row as checked (None when it went meanwhile) and what the probe saw.
-    DnsUnavailable when DNS did not answer; only the check time moved then."""
-    # No pooled connection is held while DNS takes its time.
-    try:
-        probe = domaindns.probe(cfg, row)
-    except domaindns.DnsUnavailable:
-        with pool.connection() as conn:
-            domain_store.touch_checked(conn, row["id"])
-        raise
-    with pool.connection() as conn:
-        return domains.record_probe(conn, row["id"], probe, need_mx=need_mx), probe
-
-
 class Domains:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
@@ -126,7 +110,7 @@ class DomainVerification:
         with self._pool.connection() as conn:
             row = owned(conn, principal, domain)
         try:
-            checked, probe = check(self._cfg, self._pool, row)
+            checked, probe = domains.verify(self._pool, self._cfg, row)
         except domaindns.DnsUnavailable as exc:
             raise errors.ApiError(503, "dns_unavailable", f"{exc}; try again later",
                                   headers={"Retry-After": str(DNS_RETRY_AFTER)}) from None

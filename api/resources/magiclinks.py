@@ -30,7 +30,6 @@ from e2a.core.timefmt import rfc3339
 log = logging.getLogger("e2a.api")
 
 MAX_REASON_LENGTH = 1000
-FORM = "application/x-www-form-urlencoded"
 
 _RESOLVED = {
     "sent": "This email was already approved and sent.",
@@ -81,14 +80,6 @@ def _attachments(row: dict[str, Any]) -> list[dict[str, str]]:
     return found
 
 
-def _form(req: falcon.Request) -> dict[str, str]:
-    """The posted form's single-valued fields; {} for any other body."""
-    if not (req.content_type or "").lower().startswith(FORM):
-        return {}
-    form = req.get_media(default_when_empty={})
-    return {key: value for key, value in form.items() if isinstance(value, str)}
-
-
 class _MagicLink:
     public = True
     action = ""
@@ -119,7 +110,7 @@ class _MagicLink:
                      max_reason=MAX_REASON_LENGTH)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        form = _form(req)
+        form = pages.form_fields(req)
         try:
             row = self._held(form.get("token") or form.get("t", ""))
             self.act(row, form)

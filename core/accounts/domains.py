@@ -8,8 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
-from e2a.core.accounts import dkimkeys, domainname
+from e2a.core.accounts import dkimkeys, domaindns, domainname
 from e2a.core.accounts.domaindns import Probe
 from e2a.core.accounts.registration import AccountError
 from e2a.core.config import Config
@@ -93,6 +94,23 @@ def sending_status(row: Row) -> str:
     if not row["dkim_public_key"]:
         return "none"
     return "verified" if row["verified"] else "pending"
+
+
+def verify(pool: ConnectionPool, cfg: Config, row: Row, *,
+           need_mx: bool = False) -> tuple[Row | None, Probe]:
+    """Probe DNS for the domain ``row`` and record what it found (``need_mx``:
+    see record_probe): the domain as stored now (None when it went
+    meanwhile) and the probe. No pooled connection is held while DNS takes
+    its time. Raises domaindns.DnsUnavailable, with the time of the attempt
+    recorded."""
+    try:
+        probe = domaindns.probe(cfg, row)
+    except domaindns.DnsUnavailable:
+        with pool.connection() as conn:
+            domain_store.touch_checked(conn, row["id"])
+        raise
+    with pool.connection() as conn:
+        return record_probe(conn, row["id"], probe, need_mx=need_mx), probe
 
 
 def make_primary(conn: psycopg.Connection, user_id: str, row: Row) -> Row:

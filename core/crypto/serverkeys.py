@@ -29,8 +29,14 @@ VERP = "verp-return-path"
 REINJECT_LOGIN = "reinject-login"
 # /v1's attachment download URLs: whoever holds one reads that attachment.
 ATTACHMENT_DOWNLOAD = "attachment-download"
+# The dashboard (core/accounts/signin.py): what its stored token hashes are
+# keyed with, and what its CSRF tokens are derived from.
+DASHBOARD_SIGN_IN = "dashboard-sign-in"
+DASHBOARD_SESSION = "dashboard-session"
+DASHBOARD_CSRF = "dashboard-csrf"
 PER_OWNER = frozenset({MAGIC_LINK, REPLY_ADDRESS, ATTACHMENT_DOWNLOAD})
-PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN})
+PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN, DASHBOARD_SIGN_IN, DASHBOARD_SESSION,
+                      DASHBOARD_CSRF})
 
 _INFO = b"e2a derived key v1"
 

@@ -49,7 +49,7 @@ log = logging.getLogger("e2a.approval")
 PENDING = holds.PENDING
 SENT, REJECTED = "sent", "rejected"
 EXPIRED_APPROVED, EXPIRED_REJECTED = "expired_approved", "expired_rejected"
-VIAS = ("api", "link", "reply", "cli", "expiry")
+VIAS = ("api", "link", "reply", "cli", "expiry", "dashboard")
 EXPIRED_REASON = "approval expired"
 
 Row = dict[str, Any]

@@ -65,6 +65,9 @@ def links(cfg: Config, owner_id: str, message_id: str,
         "reject": f"{base}/api/v1/reject?token="
                   + tokens.magic_link(key, message_id, "reject", exp),
         "review": f"{base}/api/v1/messages/{message_id}",
+        # The dashboard's page of the draft (edit, then approve or reject);
+        # opening it asks for a sign-in when the browser has no session.
+        "dashboard": f"{base}/dashboard/pending/{message_id}",
     }
 
 
@@ -95,13 +98,18 @@ def _details(cfg: Config, held: Mapping[str, Any]) -> list[str]:
         "",
         "Review page (API):",
         urls["review"],
+        "",
+        "Edit in the dashboard:",
+        urls["dashboard"],
     ]
 
 
-def _mail(cfg: Config, owner_email: str, subject: str, lines: list[str],
-          now: datetime | None) -> EmailMessage:
+def owner_mail(cfg: Config, owner_email: str, subject: str, lines: list[str],
+               now: datetime | None, *, from_name: str = "e2a approvals") -> EmailMessage:
+    """A plain-text mail of ours to an owner (a notification, a dashboard
+    sign-in link), from hitl.notify_from."""
     msg = EmailMessage(policy=compose.POLICY)
-    msg["From"] = Address("e2a approvals", addr_spec=cfg.hitl.notify_from)
+    msg["From"] = Address(from_name, addr_spec=cfg.hitl.notify_from)
     msg["To"] = owner_email
     msg["Subject"] = subject
     msg["Date"] = format_datetime(now or datetime.now(UTC))
@@ -123,7 +131,7 @@ def render(cfg: Config, held: Mapping[str, Any], *, now: datetime | None = None)
         "",
         f"Or reply to this mail with one word on the first line: {REPLY_WORDS}.",
     ]
-    msg = _mail(cfg, held["owner_email"], f"Approval needed: {subject}", lines, now)
+    msg = owner_mail(cfg, held["owner_email"], f"Approval needed: {subject}", lines, now)
     msg["Reply-To"] = replyaddress.build(
         held["id"], keys.for_owner(cfg, keys.REPLY_ADDRESS, held["user_id"]),
         cfg.hitl.reply_domain)
@@ -143,7 +151,7 @@ def render_digest(cfg: Config, held: Sequence[Mapping[str, Any]], *,
     ]
     for n, one in enumerate(held, 1):
         lines += ["", f"-- {n} of {len(held)} " + "-" * 40, *_details(cfg, one)]
-    return _mail(cfg, held[0]["owner_email"],
+    return owner_mail(cfg, held[0]["owner_email"],
                  f"Approval needed: {len(held)} messages of your agents", lines,
                  now).as_bytes()
 
@@ -151,19 +159,26 @@ def render_digest(cfg: Config, held: Sequence[Mapping[str, Any]], *,
 def send(conn: psycopg.Connection, cfg: Config, held: Mapping[str, Any], raw: bytes) -> str:
     """Mail the owner the notification ``raw`` about ``held``; Postfix's
     answer. Raises ReinjectError when it did not leave."""
+    return deliver(conn, cfg, held["owner_email"], raw, {"message_id": held["id"]})
+
+
+def deliver(conn: psycopg.Connection, cfg: Config, recipient: str, raw: bytes,
+            log_extra: Mapping[str, Any]) -> str:
+    """Hand our own mail ``raw`` for ``recipient`` to Postfix (the reinjection
+    service), DKIM-signed when we hold a key for notify_from's domain;
+    Postfix's answer. Raises ReinjectError when it did not leave."""
     target = addresses.inet(cfg.filter.reinject)
     try:
         key = release.signing_key(conn, cfg, cfg.hitl.notify_from.rpartition("@")[2].lower())
     except dkimkeys.DkimKeyError as exc:
-        # Unsigned is still better than no notification at all.
-        log.warning("notification not signed: %s", exc, extra={"message_id": held["id"]})
+        # Unsigned is still better than no mail at all.
+        log.warning("owner mail not signed: %s", exc, extra=dict(log_extra))
         key = None
-    # The null sender: a notification that cannot be delivered bounces to nobody.
-    txn = Transaction("", [held["owner_email"]], raw)
+    # The null sender: our mail that cannot be delivered bounces to nobody.
+    txn = Transaction("", [recipient], raw)
     return release.sign_and_reinject(txn, key, to=target, helo=cfg.mail.hostname,
                                      login=release.reinject_login(cfg),
-                                     timeout=cfg.submit.timeout,
-                                     log_extra={"message_id": held["id"]})
+                                     timeout=cfg.submit.timeout, log_extra=dict(log_extra))
 
 
 def notify_owners(cfg: Config, conn: psycopg.Connection, limit: int = BATCH) -> int:

@@ -16,6 +16,9 @@ PURGEABLE: dict[str, tuple[str, str]] = {
     # The trash (sql/020, sql/021): only trashed rows have a deleted_at.
     "messages": ("id", "deleted_at"),
     "agents": ("id", "deleted_at"),
+    # The dashboard's sign-in links and sessions (sql/050), once expired.
+    "dashboard_signins": ("token_hash", "expires_at"),
+    "dashboard_sessions": ("token_hash", "expires_at"),
 }
 
 

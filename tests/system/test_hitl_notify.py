@@ -32,9 +32,14 @@ def test_held_message_notifies_its_owner_with_links_and_no_body(
     text = msg.get_content()
     assert owner.agent in text and "friend@elsewhere.test" in text
 
-    approve, reject, review = [line for line in text.splitlines()
-                               if line.startswith(sandbox.api_url)]
+    approve, reject, review, dashboard = [line for line in text.splitlines()
+                                          if line.startswith(sandbox.api_url)]
     assert review == f"{sandbox.api_url}/api/v1/messages/{message_id}"
+    assert dashboard == f"{sandbox.api_url}/dashboard/pending/{message_id}"
+    # Signed out, the dashboard's page asks for a sign-in, and comes back to it.
+    page = requests.get(dashboard, timeout=15, allow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["Location"].endswith(f"%2Fdashboard%2Fpending%2F{message_id}")
     for action, url in (("approve", approve), ("reject", reject)):
         assert url.startswith(f"{sandbox.api_url}/api/v1/{action}?token=")
         link = tokens.verify_magic_link(

@@ -1,10 +1,12 @@
 """A headless Chromium (Debian's chromium and chromium-driver packages)
 driven through chromedriver with the W3C WebDriver protocol, spoken with
-``requests``: enough of it to open a page, read elements and press a button.
+``requests``: enough of it to open a page, read elements, fill in a form,
+press a button, read a cookie and take a screenshot.
 """
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import tempfile
@@ -65,6 +67,26 @@ class Browser:
     def click(self, css: str) -> None:
         self._call("POST", f"/element/{self.find(css)}/click", {})
 
+    def type(self, css: str, text: str) -> None:
+        """Replace the field's value with ``text``, keystroke by keystroke."""
+        element = self.find(css)
+        self._call("POST", f"/element/{element}/clear", {})
+        self._call("POST", f"/element/{element}/value", {"text": text})
+
+    def value(self, css: str) -> str:
+        return self._call("GET", f"/element/{self.find(css)}/property/value")
+
+    def cookie(self, name: str) -> dict[str, Any]:
+        """The cookie as the browser holds it (HttpOnly ones too)."""
+        return self._call("GET", f"/cookie/{name}")
+
+    def resize(self, width: int, height: int) -> None:
+        self._call("POST", "/window/rect", {"width": width, "height": height})
+
+    def screenshot(self) -> bytes:
+        """The viewport as PNG."""
+        return base64.b64decode(self._call("GET", "/screenshot"))
+
     def source(self) -> str:
         return self._call("GET", "/source")
 
@@ -78,6 +100,21 @@ class Browser:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.2)
+
+    def wait_until_text(self, css: str, expected: str, timeout: float = TIMEOUT) -> None:
+        """Until the element says ``expected``: after a click, the page it
+        leads to may still be loading, and the old one may have the element."""
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            try:
+                seen = self.text(css)
+            except WebDriverError:
+                seen = ""
+            if seen == expected:
+                return
+            time.sleep(0.2)
+        raise WebDriverError(f"{css} says {seen!r}, not {expected!r}, after {timeout}s")
 
     def quit(self) -> None:
         self._call("DELETE", "")

@@ -112,10 +112,12 @@ def test_one_notification_per_held_message_without_the_body(
 
     base = notify_cfg.http.public_url.rstrip("/")
     urls = [line for line in text.splitlines() if line.startswith(base)]
-    approve, reject, review = urls
+    approve, reject, review, dashboard = urls
     assert approve.startswith(f"{base}/api/v1/approve?token=")
     assert reject.startswith(f"{base}/api/v1/reject?token=")
     assert review == f"{base}/api/v1/messages/{message_id}"
+    # The draft in the dashboard, to edit before approving (a sign-in away).
+    assert dashboard == f"{base}/dashboard/pending/{message_id}"
     # The owner's magic-link key signs, never the deployment secret itself.
     key = keys.for_owner(notify_cfg, keys.MAGIC_LINK, tenant.user["id"])
     for url, action in ((approve, "approve"), (reject, "reject")):

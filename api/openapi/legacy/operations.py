@@ -14,11 +14,11 @@ from typing import Any
 
 from e2a.api import idempotent
 from e2a.api.openapi import parts as opdoc
+from e2a.api.pages import FORM
 from e2a.api.resources.agents import REGISTRATIONS
 from e2a.api.resources.conversations import MAX_CONVERSATION_MESSAGES, MAX_CONVERSATIONS
 from e2a.api.resources.events import DEFAULT_PAGE_SIZE as EVENTS_DEFAULT_PAGE_SIZE
 from e2a.api.resources.events import MAX_PAGE_SIZE as EVENTS_MAX_PAGE_SIZE
-from e2a.api.resources.magiclinks import FORM
 from e2a.api.resources.magiclinks import MAX_REASON_LENGTH as MAGICLINKS_MAX_REASON_LENGTH
 from e2a.api.resources.messages import DEFAULT_PAGE_SIZE as MESSAGES_DEFAULT_PAGE_SIZE
 from e2a.api.resources.messages import MAX_CONVERSATION_ID_LENGTH, MAX_SEARCH_LENGTH

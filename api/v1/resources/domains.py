@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import idempotent
 from e2a.api.idempotent import Answer, Keep
-from e2a.api.resources.domains import check, owned
+from e2a.api.resources.domains import owned
 from e2a.api.v1 import access, bodies, cursors, params
 from e2a.api.v1.errors import error
 from e2a.api.v1.resources.account import confirmed
@@ -167,7 +167,7 @@ class DomainVerification:
             row = owned(conn, caller, domain)
         view: dict[str, Any]
         try:
-            checked, probe = check(self._cfg, self._pool, row, need_mx=True)
+            checked, probe = domains.verify(self._pool, self._cfg, row, need_mx=True)
         except domaindns.DnsUnavailable:
             # Always 200: a lookup that failed proves nothing either way, so
             # the stored state stands and every probe reads missing.

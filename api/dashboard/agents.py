@@ -1,0 +1,150 @@
+"""Dashboard → Agents: each agent's mode and HITL state; per agent the HITL
+settings (core/accounts/registration.update_agent, as the APIs change
+them), its recent outbound activity, and its inbox, read-only: looking at
+a message here leaves it unread for the agent.
+
+Protection settings are not here yet: no core function for them exists on
+this branch (issue 19's follow-up, once per-agent protection lands).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import falcon
+
+from e2a.api.dashboard import web
+from e2a.api.dashboard.pending import download, html_frame
+from e2a.core.accounts import registration as accounts
+from e2a.core.outbound import holds
+from e2a.core.store import agents as agent_store
+from e2a.core.store import messages as message_store
+
+ACTIVITY = 25
+INBOX_PAGE = 50
+MAX_TTL_MINUTES = accounts.HITL_MAX_TTL // 60
+_STATUS_WORDS = {"pending_approval": "held", "sent": "sent", "rejected": "rejected",
+                 "expired_approved": "expired, sent", "expired_rejected": "expired, discarded"}
+
+
+def ttl_minutes(seconds: int) -> int:
+    return max(1, -(-seconds // 60))
+
+
+class _AgentPage(web.Page):
+    def agent(self, user: dict[str, str], agent_id: str) -> dict[str, Any]:
+        """The user's live agent with this id; another's, or none, is a 404."""
+        with self._pool.connection() as conn:
+            row = agent_store.agent_by_id(conn, agent_id)
+        if row is None or row["user_id"] != user["user_id"] or row.get("deleted_at"):
+            web.not_found("agent")
+        return row
+
+
+class AgentList(web.Page):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        user = self.user(req)
+        with self._pool.connection() as conn:
+            agents = agent_store.agents_for_user(conn, user["user_id"])
+        self.render(req, resp, "dashboard/agents.html", section="agents", agents=agents,
+                    ttl_minutes=ttl_minutes)
+
+
+class AgentDetail(_AgentPage):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
+        self.show(req, resp, self.agent(self.user(req), agent_id))
+
+    def show(self, req: falcon.Request, resp: falcon.Response, agent: dict[str, Any],
+             status: int = 200, error: str = "") -> None:
+        with self._pool.connection() as conn:
+            activity = message_store.list_for_agent(
+                conn, agent["id"], message_store.MessageFilter(direction="outbound"),
+                ascending=False, limit=ACTIVITY, after=None)
+        self.render(req, resp, "dashboard/agent.html", status=status, section="agents",
+                    agent=agent, activity=activity, status_words=_STATUS_WORDS,
+                    ttl=ttl_minutes(agent["hitl_ttl_seconds"]), max_ttl=MAX_TTL_MINUTES,
+                    error=error, saved=req.get_param("saved") == "1")
+
+
+class AgentHitl(AgentDetail):
+    """The HITL switch, TTL and expiry action. A TTL not changed in the form
+    stays as stored (the form shows whole minutes)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
+        raise web.Redirect(web.url(f"/agents/{agent_id}"))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
+        user = self.user(req)
+        fields = self.checked_form(req)
+        agent = self.agent(user, agent_id)
+        changes: dict[str, Any] = {"hitl_enabled": fields.get("hitl_enabled") == "on",
+                                   "hitl_expiration_action": fields.get("expiration_action")}
+        try:
+            minutes = fields.get("ttl_minutes", "")
+            if minutes and int(minutes) != ttl_minutes(agent["hitl_ttl_seconds"]):
+                if not 1 <= int(minutes) <= MAX_TTL_MINUTES:
+                    raise accounts.AccountError(
+                        f"the approval window is 1 to {MAX_TTL_MINUTES} minutes")
+                changes["hitl_ttl_seconds"] = int(minutes) * 60
+            with self._pool.connection() as conn, conn.transaction():
+                accounts.update_agent(conn, self._cfg, agent, changes)
+        except ValueError:
+            self.show(req, resp, agent, 422, "The approval window must be a whole number "
+                                             "of minutes.")
+            return
+        except accounts.AccountError as exc:
+            self.show(req, resp, agent, 422, str(exc))
+            return
+        web.redirect(resp, web.url(f"/agents/{agent_id}", saved="1"))
+
+
+class AgentInbox(_AgentPage):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
+        agent = self.agent(self.user(req), agent_id)
+        with self._pool.connection() as conn:
+            rows = message_store.list_for_agent(
+                conn, agent["id"], message_store.MessageFilter(direction="inbound"),
+                ascending=False, limit=INBOX_PAGE, after=None)
+        self.render(req, resp, "dashboard/inbox.html", section="agents", agent=agent,
+                    messages=rows)
+
+
+class _InboxMessagePage(_AgentPage):
+    def message(self, req: falcon.Request, agent_id: str,
+                message_id: str) -> tuple[dict[str, Any], dict[str, Any], holds.Content]:
+        agent = self.agent(self.user(req), agent_id)
+        with self._pool.connection() as conn:
+            row = message_store.peek_for_agent(conn, agent["id"], message_id)
+        if row is None or row["direction"] != "inbound" or row["deleted_at"] is not None:
+            web.not_found("message")
+        content = holds.extract(bytes(row["raw_message"] or b""))
+        return agent, row, content
+
+
+class InboxMessage(_InboxMessagePage):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str,
+               id: str) -> None:
+        agent, row, content = self.message(req, agent_id, id)
+        files = [{"index": n, "filename": item["filename"] or f"attachment-{n}",
+                  "content_type": item["content_type"]}
+                 for n, item in enumerate(content.attachments)]
+        self.render(req, resp, "dashboard/message.html", section="agents", agent=agent,
+                    message=row, body_text=content.body_text,
+                    has_html=bool(content.body_html), attachments=files)
+
+
+class InboxHtml(_InboxMessagePage):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str,
+               id: str) -> None:
+        html_frame(resp, self.message(req, agent_id, id)[2].body_html)
+
+
+class InboxAttachment(_InboxMessagePage):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str, id: str,
+               index: int) -> None:
+        items = self.message(req, agent_id, id)[2].attachments
+        if not 0 <= index < len(items):
+            web.not_found("attachment")
+        download(resp, items[index]["filename"] or f"attachment-{index}",
+                 base64.b64decode(items[index]["data"]))
