@@ -29,6 +29,7 @@ from e2a.core.mailauth.verdict import Verdict
 from e2a.core.mta import verp
 from e2a.core.net import addresses
 from e2a.core.outbound import decision as outbound
+from e2a.core.protection import config as protection
 from e2a.core.runtime import metrics
 from e2a.core.store import agents as agent_store
 
@@ -135,6 +136,9 @@ def _sent_by_held_agent(env: inbox.Envelope, senders: list[dict[str, Any]]) -> b
     its first pass, it would reach them before anyone approved it."""
     if env.own_path or not addresses.local_client(env.client_addr):
         return False
+    if any(protection.of_agent(s).outbound_screened for s in senders):
+        # Its protection may hold it: screened by the filter first.
+        return True
     return outbound.decide(outbound.Candidate(
         env.mail_from, [], b"", senders=senders)) is outbound.Decision.HOLD
 

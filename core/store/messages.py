@@ -87,7 +87,7 @@ def store_inbound(conn: psycopg.Connection, row: dict[str, Any], *, event_id: st
 _SUMMARY_COLUMNS = """id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
                       conversation_id, size_bytes, inbox_status, status, labels,
                       webhook_status, webhook_error, created_at, deleted_at,
-                      envelope_sender, verified, delivery_status"""
+                      envelope_sender, verified, delivery_status, flagged, flag_reason"""
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,8 @@ _DETAIL_COLUMNS = """id, direction, recipient, sender, to_recipients, cc, reply_
                      conversation_id, size_bytes, status, labels, webhook_status,
                      webhook_error, created_at, auth_headers, raw_message, deleted_at,
                      envelope_sender, spf, dkim, dmarc, verified, delivery_status,
-                     delivery_error, approval_expires_at, email_message_id"""
+                     delivery_error, approval_expires_at, email_message_id,
+                     hold_reason, protection, flagged, flag_reason"""
 
 
 def open_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:

@@ -16,6 +16,7 @@ from e2a.core.store.messages import Row
 # The queue shows no content: bodies and attachments are for the detail view.
 _SUMMARY_COLUMNS = """id, agent_id, direction, type, status, to_recipients, cc, bcc, subject,
                       conversation_id, approval_expires_at, created_at, sender,
+                      envelope_sender, verified, hold_reason, flagged, flag_reason,
                       (SELECT email FROM agents a WHERE a.id = messages.agent_id)
                           AS agent_email"""
 

@@ -33,6 +33,8 @@ _TO_V1 = {
     eventtypes.EMAIL_PENDING_APPROVAL: REVIEW_REQUESTED,
     eventtypes.EMAIL_APPROVED: REVIEW_APPROVED,
     eventtypes.EMAIL_REJECTED: REVIEW_REJECTED,
+    eventtypes.EMAIL_FLAGGED: eventtypes.EMAIL_FLAGGED,
+    eventtypes.EMAIL_BLOCKED: eventtypes.EMAIL_BLOCKED,
 }
 # /v1 type -> the stored types it covers.
 _FROM_V1: dict[str, tuple[str, ...]] = {
@@ -43,6 +45,8 @@ _FROM_V1: dict[str, tuple[str, ...]] = {
     REVIEW_REQUESTED: (eventtypes.EMAIL_PENDING_APPROVAL,),
     REVIEW_APPROVED: (eventtypes.EMAIL_APPROVED, eventtypes.EMAIL_EXPIRED),
     REVIEW_REJECTED: (eventtypes.EMAIL_REJECTED, eventtypes.EMAIL_EXPIRED),
+    eventtypes.EMAIL_FLAGGED: (eventtypes.EMAIL_FLAGGED,),
+    eventtypes.EMAIL_BLOCKED: (eventtypes.EMAIL_BLOCKED,),
 }
 TYPES: tuple[str, ...] = tuple(_FROM_V1)
 

@@ -20,7 +20,7 @@ from e2a.api.v1 import access, bodies, cursors, params, views
 from e2a.api.v1.errors import error, not_found
 from e2a.api.v1.resources.sending import MAX_BODY, MAX_SUBJECT, refusals
 from e2a.core.config import Config
-from e2a.core.outbound import approval, compose, holds
+from e2a.core.outbound import approval, compose, holds, screening
 from e2a.core.store import messages as message_store
 from e2a.core.store import pending as pending_store
 from e2a.core.timefmt import rfc3339
@@ -34,9 +34,8 @@ APPROVE = {"subject": bodies.Field(str, max_length=MAX_SUBJECT),
 REJECT = {"reason": bodies.Field(str, max_length=MAX_REASON)}
 # The current API's names for the legacy request's fields.
 _LEGACY_NAMES = {"text": "body_text", "html": "body_html"}
-# Every hold here is made by the content filter on an outbound draft.
-HOLD_REASON = {"type": "send", "code": "outbound_send",
-               "summary": "the agent's outbound mail is held for human review"}
+# A hold recorded before holds carried their reason: the agent held everything.
+HOLD_REASON = screening.SEND_HOLD
 
 
 def review(row: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +45,8 @@ def review(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": rfc3339(row["created_at"]), "subject": row["subject"],
         "to": list(row["to_recipients"] or []), "header_from": row["sender"] or None,
         "envelope_from": None, "verified_domain": None, "review_status": "pending_review",
-        "hold_reason": HOLD_REASON}
+        "hold_reason": dict(row.get("hold_reason") or HOLD_REASON)}
+    view.update({k: v for k, v in views.screening(row).items() if k != "protection"})
     if row["conversation_id"]:
         view["conversation_id"] = row["conversation_id"]
     if row["approval_expires_at"] is not None:
@@ -104,7 +104,8 @@ class Review:
         if draft["status"] == holds.PENDING:
             body = {k: v for k, v in (("text", draft["body_text"]),
                                       ("html", draft["body_html"])) if v}
-            view.update(body=body, raw_message=None, hold_reason=HOLD_REASON,
+            view.update(body=body, raw_message=None,
+                        hold_reason=view.get("hold_reason") or HOLD_REASON,
                         bcc=list(draft["bcc"] or []),
                         draft_attachments=list(draft["attachments"] or []))
             if draft["approval_expires_at"] is not None:
