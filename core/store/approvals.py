@@ -38,7 +38,8 @@ def claim_due(conn: psycopg.Connection) -> Row | None:
     locked until the transaction ends; None when there is none."""
     return conn.execute(
         f"""SELECT {_COLUMNS} FROM {_FROM}
-             WHERE m.status = 'pending_approval' AND m.approval_expires_at <= now()
+             WHERE m.status = 'pending_approval' AND m.direction = 'outbound'
+               AND m.approval_expires_at <= now()
              ORDER BY m.approval_expires_at
              LIMIT 1
                FOR UPDATE OF m SKIP LOCKED""").fetchone()

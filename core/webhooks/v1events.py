@@ -87,7 +87,7 @@ def v1_type(stored_type: str, data: Mapping[str, Any]) -> str:
 
 
 def _review(stored_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"direction": "outbound",
+    out: dict[str, Any] = {"direction": data.get("direction") or "outbound",
                            "message_type": data.get("type") or "send",
                            "from": data.get("from") or "",
                            "to": list(data.get("to") or []),
