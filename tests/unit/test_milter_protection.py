@@ -21,7 +21,6 @@ from e2a.core.protection import gates
 from e2a.core.store import agents as agent_store
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def zones(tmp_path_factory):
     with zones_served(tmp_path_factory.mktemp("zones")) as server:
