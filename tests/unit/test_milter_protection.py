@@ -33,8 +33,10 @@ def milter(cfg):
         yield
 
 
-def new_agent(cfg, *, gate: gates.Gate = gates.Gate(), sensitivity: str = "off"
-              ) -> dict[str, Any]:
+OPEN = gates.Gate()
+
+
+def new_agent(cfg, *, gate: gates.Gate = OPEN, sensitivity: str = "off") -> dict[str, Any]:
     with single_connection(cfg) as conn:
         accounts.seed_shared_domain(conn, cfg)
         user = accounts.create_user(conn, f"guard-{secrets.token_hex(4)}@example.net")
