@@ -92,7 +92,7 @@ def identify(conn: psycopg.Connection, sub: Submission, verp_key: bytes) -> Send
             return None
         key = dedupe_key(sub)
         screened = screening.screen(agent, sub.recipients, sub.raw,
-                                    screening.known_recipients(conn, agent["id"]))
+                                    screening.known_recipients(conn, agent))
         if screened.blocked:
             # Refused (the filter's decide says BLOCK): nothing recorded but
             # the email.blocked event.

@@ -109,8 +109,23 @@ def _screen(config: protection.Protection, agent: Mapping[str, Any],
     return Screened(PASS, None, notes)
 
 
-def known_recipients(conn: psycopg.Connection, agent_id: str) -> Known:
-    return lambda addresses: protection_store.known_addresses(conn, agent_id, addresses)
+def known_recipients(conn: psycopg.Connection, agent: Mapping[str, Any]) -> Known:
+    days = protection.of_agent(agent).first_contact.trust_days
+    return lambda addresses: protection_store.known_addresses(conn, agent["id"], addresses,
+                                                              days)
+
+
+def on_approved(conn: psycopg.Connection, row: Mapping[str, Any]) -> None:
+    """A person approved a held message (core/outbound/approval.py): one
+    held for first contact makes its recipients known to the agent, for the
+    agent's trust_days or for good."""
+    if (row.get("hold_reason") or {}).get("code") != FIRST_CONTACT:
+        return
+    days = protection.of_agent({"protection": row.get("agent_protection") or {}}
+                               ).first_contact.trust_days
+    recipients = [*(row.get("to_recipients") or []), *(row.get("cc") or []),
+                  *(row.get("bcc") or [])]
+    protection_store.trust(conn, row["agent_id"], [r.lower() for r in recipients], days)
 
 
 def hold_reason(screened: Screened | None) -> dict[str, Any]:

@@ -133,7 +133,7 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
     with pool.connection() as conn:
         # Screened here, once: the filter then finds the row decided on.
         screened = screening.screen(out.agent, recipients, out.composed.raw,
-                                    screening.known_recipients(conn, out.agent["id"]))
+                                    screening.known_recipients(conn, out.agent))
         decision = outbound.decide(outbound.Candidate(return_path, recipients,
                                                       out.composed.raw, agent=out.agent,
                                                       screened=screened))

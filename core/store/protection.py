@@ -12,10 +12,11 @@ from psycopg.types.json import Jsonb
 
 
 def known_addresses(conn: psycopg.Connection, agent_id: str,
-                    addresses: Sequence[str]) -> set[str]:
+                    addresses: Sequence[str], within_days: int | None = None) -> set[str]:
     """Those of ``addresses`` (lowercase) the agent exchanged mail with: an
     owner approved mail to them (trust not expired), they wrote to it, or
-    it sent them mail that left."""
+    it sent them mail that left (within the last ``within_days``, when set:
+    trust that expires)."""
     if not addresses:
         return set()
     rows = conn.execute(
@@ -26,12 +27,15 @@ def known_addresses(conn: psycopg.Connection, agent_id: str,
            SELECT lower(sender) FROM messages
             WHERE agent_id = %(agent)s AND direction = 'inbound'
               AND lower(sender) = ANY(%(wanted)s) AND status IS NULL
+              AND (%(days)s::int IS NULL OR created_at > now() - %(days)s::int * interval '1 day')
            UNION
            SELECT r FROM messages, unnest(to_recipients || cc || bcc) AS r
             WHERE agent_id = %(agent)s AND direction = 'outbound'
               AND status IN ('sent', 'expired_approved') AND delivery_status <> 'submitting'
-              AND lower(r) = ANY(%(wanted)s)""",
-        {"agent": agent_id, "wanted": list(addresses)}).fetchall()
+              AND lower(r) = ANY(%(wanted)s)
+              AND (%(days)s::int IS NULL
+                   OR created_at > now() - %(days)s::int * interval '1 day')""",
+        {"agent": agent_id, "wanted": list(addresses), "days": within_days}).fetchall()
     return {str(row["address"]).lower() for row in rows}
 
 
