@@ -278,10 +278,12 @@ def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
                                            AND inbox_status = 'unread'), false) AS has_unread
                      FROM messages m
                     WHERE m.agent_id = %(agent_id)s AND m.deleted_at IS NULL
+                      AND (m.direction = 'outbound' OR m.status IS NULL)
                       AND m.conversation_id = l.conversation_id) agg
              CROSS JOIN LATERAL (
                    SELECT subject, sender FROM messages m
                     WHERE m.agent_id = %(agent_id)s AND m.conversation_id = l.conversation_id
+                      AND (m.direction = 'outbound' OR m.status IS NULL)
                       AND m.deleted_at IS NULL
                     ORDER BY created_at DESC, id DESC LIMIT 1) newest
              ORDER BY l.last_message_at DESC, l.conversation_id DESC""",
@@ -296,6 +298,7 @@ def conversation_messages(conn: psycopg.Connection, agent_id: str,
         f"""SELECT * FROM (
                 SELECT {_SUMMARY_COLUMNS} FROM messages
                  WHERE agent_id = %s AND conversation_id = %s AND deleted_at IS NULL
+                   AND {DELIVERED}
                  ORDER BY created_at DESC, id DESC LIMIT %s) newest
              ORDER BY created_at, id""",
         (agent_id, conversation_id, limit)).fetchall()

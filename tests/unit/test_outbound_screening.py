@@ -151,3 +151,40 @@ def test_screening_is_off_by_default():
     agent = {"id": "ag_x", "domain": "x.example", "hitl_enabled": False, "protection": {}}
     assert screening.screen(agent, ["a@b.example"], b"Subject: x\r\n\r\n" +
                             pem_body().encode()) == screening.CLEAR
+
+
+def test_approving_a_first_contact_hold_trusts_its_recipients(cfg, agent):
+    agent = configure(cfg, agent, first_contact=protection.FirstContact(True, 30))
+    row = {"agent_id": agent["id"], "hold_reason": {"code": screening.FIRST_CONTACT},
+           "agent_protection": agent["protection"], "to_recipients": ["New@Partner.example"],
+           "cc": [], "bcc": ["hidden@partner.example"]}
+    with single_connection(cfg) as conn:
+        known = screening.known_recipients(conn, agent)
+        assert known(["new@partner.example"]) == set()
+        screening.on_approved(conn, {**row, "hold_reason": {"code": "outbound_scan"}})
+        assert known(["new@partner.example"]) == set()  # a scan hold trusts nobody
+        screening.on_approved(conn, row)
+        assert known(["new@partner.example", "hidden@partner.example", "x@y.example"]) == {
+            "new@partner.example", "hidden@partner.example"}
+        until = conn.execute("SELECT trusted_until FROM protection_contacts WHERE agent_id = %s"
+                             " AND address = 'new@partner.example'",
+                             (agent["id"],)).fetchone()["trusted_until"]
+        assert until is not None  # trust_days: it expires
+        conn.execute("UPDATE protection_contacts SET trusted_until = now() - interval '1 s'"
+                     " WHERE agent_id = %s", (agent["id"],))
+        assert known(["new@partner.example"]) == set()
+
+
+def test_suppressed_notifications_leave_a_hold_unannounced(cfg, agent):
+    from e2a.core.store import notifications as notification_store
+
+    with single_connection(cfg) as conn:
+        config = protection.Protection(suppress_notifications=True)
+        agent_store.update_agent(conn, agent["id"], protection.columns(config))
+        conn.execute(
+            """INSERT INTO messages (id, user_id, agent_id, direction, status, subject,
+                                     approval_expires_at)
+               VALUES (%s, %s, %s, 'outbound', 'pending_approval', 'quiet',
+                       now() + interval '1 hour')""",
+            (f"msg_quiet{secrets.token_hex(6)}", agent["user_id"], agent["id"]))
+        assert notification_store.unnotified_of(conn, agent["user_id"], 10) == []
