@@ -114,10 +114,10 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
     label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
     delivered = headers.prepend_header(kept, AR, verdict.header)
     env = dataclasses.replace(env, sent_by=sent_by)
-    # Mail of our own agents that came back through our reinjection was
-    # screened on its way out; everything else meets each agent's settings.
+    # Each agent recipient's own settings, whoever sent it (another agent's
+    # mail too: its outbound screening was its sender's, not the recipient's).
     screener = screening.Screener(kept, msg, verdict)
-    outcomes = {} if env.own_path else {a["email"]: screener.screen(a) for a in agents}
+    outcomes = {a["email"]: screener.screen(a) for a in agents}
     blocked = [a for a in agents if outcomes.get(a["email"], screening.CLEAR).blocked]
     if blocked:
         with pool.connection() as conn, conn.transaction():
