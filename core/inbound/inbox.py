@@ -193,8 +193,19 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                     "recipient": agent["email"], "from": sender, "subject": subject,
                     "conversation_id": conversation_id or ""}
                 if outcome.held:
-                    # Told to nobody until a person approves it (core/inbound/holds.py).
+                    # Not delivered until a person approves it
+                    # (core/inbound/holds.py): no email.received, only the
+                    # review request (/v1 email.review_requested).
                     stored_id = message_store.insert_inbound(conn, row)
+                    if stored_id is not None:
+                        event_store.insert_event(
+                            conn, new_id("evt"), agent["user_id"],
+                            eventtypes.EMAIL_PENDING_APPROVAL,
+                            {**event_data, "direction": "inbound", "type": "inbound",
+                             "envelope_from": headers.text(envelope.mail_from),
+                             "hold_reason": outcome.hold_reason},
+                            agent_id=agent["id"], message_id=message_id,
+                            conversation_id=conversation_id)
                 else:
                     stored_id = message_store.store_inbound(
                         conn, row, event_id=new_id("evt"), event_data=event_data,

@@ -132,7 +132,8 @@ def test_an_injection_under_review_is_held_until_approved(cfg):
     assert row["hold_reason"]["code"] == "inbound_scan"
     assert row["hold_reason"]["category"] == "prompt_injection"
     assert row["approval_expires_at"] is not None
-    assert events(cfg, agent) == []  # nobody told: no WebSocket, no webhook
+    # Not delivered: no email.received (WebSocket, webhooks), only the request.
+    assert [e["type"] for e in events(cfg, agent)] == ["email.pending_approval"]
     pool = open_pool(cfg, name="test-inbound-holds", autocommit=True)
     try:
         assert inbound_holds.approve(pool, row["id"], owner_id=agent["user_id"],
@@ -144,7 +145,8 @@ def test_an_injection_under_review_is_held_until_approved(cfg):
         pool.close()
     [row] = rows(cfg, agent)
     assert row["status"] is None
-    assert [e["type"] for e in events(cfg, agent)] == ["email.received", "email.approved"]
+    assert [e["type"] for e in events(cfg, agent)] == [
+        "email.pending_approval", "email.received", "email.approved"]
 
 
 def test_a_blatant_injection_at_medium_is_refused(cfg):

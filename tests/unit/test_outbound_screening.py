@@ -188,3 +188,16 @@ def test_suppressed_notifications_leave_a_hold_unannounced(cfg, agent):
                        now() + interval '1 hour')""",
             (f"msg_quiet{secrets.token_hex(6)}", agent["user_id"], agent["id"]))
         assert notification_store.unnotified_of(conn, agent["user_id"], 10) == []
+
+
+def test_each_decision_is_counted():
+    from prometheus_client import REGISTRY
+
+    labels = {"direction": "outbound", "action": "hold", "source": "outbound_scan"}
+    before = REGISTRY.get_sample_value("e2a_protection_decisions_total", labels) or 0.0
+    agent = {"id": "ag_x", "domain": "x.example", "hitl_enabled": False,
+             "protection": {"outbound": {"scan": {"sensitivity": "medium"}}}}
+    screened = screening.screen(agent, ["a@b.example"],
+                                b"Subject: x\r\n\r\n" + pem_body().encode())
+    assert screened.held and screened.hold_reason["code"] == "outbound_scan"
+    assert REGISTRY.get_sample_value("e2a_protection_decisions_total", labels) == before + 1
