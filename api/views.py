@@ -11,6 +11,7 @@ from typing import Any
 
 from e2a.core.accounts import domaindns
 from e2a.core.config import Config
+from e2a.core.outbound import screening
 from e2a.core.protection import config as protection
 from e2a.core.timefmt import rfc3339
 
@@ -154,6 +155,8 @@ def pending_summary(row: dict[str, Any]) -> dict[str, Any]:
         "conversation_id": row["conversation_id"] or "",
         "approval_expires_at": rfc3339(row["approval_expires_at"]),
         "created_at": rfc3339(row["created_at"]),
+        # Why it waits (a gate, a scan, or the agent holds everything).
+        "hold_reason": dict(row.get("hold_reason") or screening.SEND_HOLD),
     }
 
 

@@ -59,7 +59,7 @@ def outbound_message(conn: psycopg.Connection, message_id: str, *,
                   m.email_message_id, m.in_reply_to, m.body_text, m.body_html,
                   m.attachments, m.approval_expires_at, m.edited, m.method,
                   m.provider_message_id, m.rejection_reason, m.reviewed_at,
-                  m.reviewed_by_user_id, m.created_at,
+                  m.reviewed_by_user_id, m.created_at, m.hold_reason, m.protection,
                   coalesce(nullif(u.name, ''), u.email) AS reviewed_by_name,
                   a.hitl_expiration_action
              FROM messages m JOIN agents a ON a.id = m.agent_id
