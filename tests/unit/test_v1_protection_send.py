@@ -60,6 +60,12 @@ def test_a_private_key_is_held_with_its_reason(client, tenant, postfix):
     detail = client.simulate_get(f"/v1/reviews/{review['id']}", headers=tenant.auth).json
     assert detail["hold_reason"]["category"] == "secret"
     assert detail["protection"][0]["source"] == "scan"
+    # The legacy queue says why as well.
+    legacy = client.simulate_get(f"/api/v1/messages/{review['id']}", headers=tenant.auth)
+    assert legacy.json["hold_reason"]["code"] == "outbound_scan"
+    listed = client.simulate_get("/api/v1/messages", headers=tenant.auth,
+                                 params={"status": "pending_approval"}).json["messages"]
+    assert [m["hold_reason"]["code"] for m in listed] == ["outbound_scan"]
     # Harmless mail leaves at once.
     fine = client.simulate_post(messages_path(email), headers=tenant.auth,
                                 json={"to": ["bob@example.org"], "text": "lunch?"})
