@@ -11,6 +11,8 @@ from typing import Any
 
 from e2a.core.accounts import domaindns
 from e2a.core.config import Config
+from e2a.core.outbound import screening
+from e2a.core.protection import config as protection
 from e2a.core.timefmt import rfc3339
 
 
@@ -119,7 +121,7 @@ def agent(row: dict[str, Any]) -> dict[str, Any]:
         "domain_verified": row["domain_verified"],
         "agent_mode": row["agent_mode"],
         "webhook_url": row["webhook_url"],
-        "hitl_enabled": row["hitl_enabled"],
+        "hitl_enabled": protection.legacy_hitl_enabled(protection.of_agent(row)),
         "hitl_ttl_seconds": row["hitl_ttl_seconds"],
         "hitl_expiration_action": row["hitl_expiration_action"],
         "created_at": rfc3339(row["created_at"]),
@@ -153,6 +155,8 @@ def pending_summary(row: dict[str, Any]) -> dict[str, Any]:
         "conversation_id": row["conversation_id"] or "",
         "approval_expires_at": rfc3339(row["approval_expires_at"]),
         "created_at": rfc3339(row["created_at"]),
+        # Why it waits (a gate, a scan, or the agent holds everything).
+        "hold_reason": dict(row.get("hold_reason") or screening.SEND_HOLD),
     }
 
 

@@ -43,6 +43,14 @@ class Refused(Exception):
     """The message is refused for good; str() is the SMTP reply."""
 
 
+def protection_refusal(sending: outgoing.Sending) -> str:
+    """The text of a 550 for mail the agent's protection blocks: one line,
+    printable ASCII (it ends up in the bounce)."""
+    reason = sending.screened.reason if sending.screened is not None else ""
+    text = "".join(c for c in reason if c.isascii() and c.isprintable())[:300]
+    return f"refused by the agent's protection settings: {text or 'blocked'}"
+
+
 class Gate:
     def __init__(self, pool: ConnectionPool, cfg: Config, reinject_to: InetAddress, *,
                  helo: str, timeout: float, db_timeout: float = DB_TIMEOUT) -> None:
@@ -86,7 +94,12 @@ class Gate:
                 txn.mail_from, txn.recipients, txn.data,
                 agent=sending.agent if sending is not None else None,
                 status=sending.status if sending is not None else "sent",
-                senders=sending.senders if sending is not None else ()))
+                senders=sending.senders if sending is not None else (),
+                screened=sending.screened if sending is not None else None))
+            if decision is outbound.Decision.BLOCK and sending is not None:
+                log.info("refused by the agent's protection: %s", sending.screened, extra={
+                    "queue_id": queue_id, "agent": sending.agent["email"]})
+                raise Refused(f"550 5.7.1 {protection_refusal(sending)}")
             if decision is outbound.Decision.HOLD and sending is not None:
                 return self._hold(conn, sending, txn, queue_id)
             if decision is not outbound.Decision.PASS:
@@ -129,7 +142,8 @@ class Gate:
         """Keep the message for a person's decision: stored, not passed on.
         The 250 follows the commit; release (core/outbound/release.py) sends it later."""
         with conn.transaction():
-            held = holds.hold(conn, sending.message_id, txn.data, sending.agent)
+            held = holds.hold(conn, sending.message_id, txn.data, sending.agent,
+                              sending.screened)
         if held.pending:
             metrics.holds.inc()
             log.info("held for approval", extra={

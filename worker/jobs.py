@@ -15,6 +15,7 @@ from e2a.core import housekeeping
 from e2a.core.accounts import domains
 from e2a.core.config import Config
 from e2a.core.db.wakeup import Bell
+from e2a.core.inbound import holds as inbound_holds
 from e2a.core.outbound import approval, notification, reconcile
 from e2a.core.webhooks import delivery, dispatch
 
@@ -46,6 +47,7 @@ def for_worker(cfg: Config, bell: Bell) -> tuple[Job, ...]:
             # Every poll: an expired hold's action is due when its time is.
             Job("expire holds", functools.partial(approval.expire_due, cfg=cfg)),
             Job("mark unconfirmed submissions", reconcile.mark_stuck, every=60.0),
+            Job("expire inbound holds", inbound_holds.expire_due),
             Job("expire domain claims", functools.partial(domains.expire_claims, cfg),
                 every=60.0),
             *JOBS)

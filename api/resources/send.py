@@ -93,6 +93,10 @@ class Outbox:
                                 in_transaction=lambda conn, s: keep(conn, answer(s),
                                                                     confirmed=False),
                                 confirmed=keep.confirm, undo=keep.forget)
+        except sending.Blocked as exc:
+            raise errors.ApiError(403, "blocked_by_policy",
+                                  f"the agent's protection settings refuse this message: "
+                                  f"{exc}") from None
         except submit.SubmitError as exc:
             log.warning("submission failed, nothing sent: %s", exc,
                         extra={"message_id": message_id, "agent": agent["email"]})

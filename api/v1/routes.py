@@ -29,6 +29,7 @@ from e2a.api.v1.resources import (
     lifecycle,
     messages,
     meta,
+    protection,
     reviews,
     sending,
     webhooks,
@@ -96,6 +97,17 @@ ROUTES: tuple[Route, ...] = (
     Route(AGENT_PATH + "/test", lambda cfg, pool: sending.AgentTest(cfg, pool), (
         Op("POST", "testAgent", "Send the agent a test mail from itself", AGENT,
            status=202, view="SendResultView"),)),
+    Route(AGENT_PATH + "/protection", lambda cfg, pool: protection.AgentProtection(pool), (
+        Op("GET", "getAgentProtection", "An agent's protection settings (beta)", ACCOUNT,
+           view="ProtectionConfigView"),
+        Op("PUT", "putAgentProtection", "Replace an agent's protection settings "
+           "(beta, wholesale)", ACCOUNT, view="ProtectionConfigView"))),
+    Route(AGENT_PATH + "/protection/first-contact",
+          lambda cfg, pool: protection.FirstContact(pool), (
+              Op("GET", "getAgentFirstContact", "First-contact review of outbound mail "
+                 "(e2a extension)", ACCOUNT, view="FirstContactView"),
+              Op("PUT", "updateAgentFirstContact", "Set first-contact review (e2a "
+                 "extension)", ACCOUNT, view="FirstContactView"))),
     Route(AGENT_PATH + "/messages", lambda cfg, pool: messages.Messages(cfg, pool), (
         Op("GET", "listMessages", "List an agent's messages", AGENT,
            view="PageMessageSummaryView"),

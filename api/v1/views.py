@@ -78,6 +78,8 @@ def message_summary(row: dict[str, Any]) -> dict[str, Any]:
         view["review_status"] = review
     if row.get("deleted_at") is not None:
         view["deleted_at"] = rfc3339(row["deleted_at"])
+    if row.get("flagged"):
+        view.update(flagged=True, flag_reason=row.get("flag_reason") or "")
     if row.get("webhook_status"):
         view["webhook_status"] = row["webhook_status"]
     if row.get("webhook_error"):
@@ -103,7 +105,21 @@ def message(row: dict[str, Any], authserv_id: str) -> dict[str, Any]:
         view["body"] = body
     if row.get("delivery_error"):
         view["delivery_detail"] = row["delivery_error"]
+    view.update(screening(row))
     return view
+
+
+def screening(row: dict[str, Any]) -> dict[str, Any]:
+    """The review detail of a message: why it is held and what protection
+    found (both beta, present only when there is something)."""
+    out: dict[str, Any] = {}
+    if row.get("hold_reason"):
+        out["hold_reason"] = dict(row["hold_reason"])
+    if row.get("protection"):
+        out["protection"] = list(row["protection"])
+    if row.get("flagged"):
+        out.update(flagged=True, flag_reason=row.get("flag_reason") or "")
+    return out
 
 
 def conversation_summary(row: dict[str, Any]) -> dict[str, Any]:

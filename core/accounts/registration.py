@@ -14,6 +14,7 @@ import psycopg
 from e2a.core.accounts import apikeys, dkimkeys, domainname
 from e2a.core.config import Config
 from e2a.core.ids import new_id
+from e2a.core.protection import config as protection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import domains as domain_store
 from e2a.core.store import users as user_store
@@ -159,11 +160,17 @@ def reserved_address(cfg: Config, email: str) -> bool:
     return local.startswith(RESERVED_PREFIXES)
 
 
+# What the legacy agent update takes (agents.protection is /v1's, through
+# core/protection/config.py).
+LEGACY_UPDATABLE = ("agent_mode", "webhook_url", "hitl_enabled", "hitl_ttl_seconds",
+                    "hitl_expiration_action")
+
+
 def update_agent(conn: psycopg.Connection, cfg: Config, agent: dict[str, Any],
                  fields: dict[str, Any]) -> dict[str, Any]:
     """Apply the fields given (a JSON null counts as not given) and return the
     agent as it is now. Every field is checked before anything changes."""
-    given = {k: v for k, v in fields.items() if k in agent_store.UPDATABLE and v is not None}
+    given = {k: v for k, v in fields.items() if k in LEGACY_UPDATABLE and v is not None}
     mode = given.get("agent_mode", agent["agent_mode"])
     if mode not in AGENT_MODES:
         raise AccountError("agent_mode must be local or cloud")
@@ -186,6 +193,11 @@ def update_agent(conn: psycopg.Connection, cfg: Config, agent: dict[str, Any],
         raise AccountError("hitl_expiration_action must be reject or approve")
     if "webhook_url" in given:
         given["webhook_url"] = url
+    if "hitl_enabled" in given:
+        # The legacy switch is the outbound part of the protection settings.
+        config = protection.with_legacy_hitl(protection.of_agent(agent),
+                                             given["hitl_enabled"])
+        given.update(protection=protection.stored(config), hitl_enabled=config.hold_all)
     agent_store.update_agent(conn, agent["id"], given)
     return agent_store.agent_by_email(conn, agent["email"])
 

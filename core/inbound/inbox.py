@@ -19,12 +19,16 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core.ids import new_id
 from e2a.core.inbound import attest
+from e2a.core.inbound.screening import CLEAR, FLAG_LABEL, Outcome
 from e2a.core.mail import headers
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.messages import lifecycle
+from e2a.core.protection import config as protection
 from e2a.core.store import agents as agent_store
+from e2a.core.store import events as event_store
 from e2a.core.store import messages as message_store
 from e2a.core.timefmt import rfc3339
+from e2a.core.webhooks import eventtypes
 
 log = logging.getLogger("e2a.inbound")
 
@@ -97,9 +101,22 @@ def conversation(agent: dict[str, Any], sent_by: dict[str, Any] | None) -> str |
     return agent["thread_conversation_id"]
 
 
+def _screening_columns(agent: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    if outcome.action == "none":
+        return {}
+    columns: dict[str, Any] = {"protection": outcome.protection or None}
+    if outcome.action == "flag":
+        columns.update(labels=[FLAG_LABEL], flagged=True, flag_reason=outcome.reason)
+    if outcome.held:
+        columns.update(status="pending_approval", hold_reason=outcome.hold_reason,
+                       hold_ttl=protection.of_agent(agent).ttl_seconds)
+    return columns
+
+
 def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict,
           deployment_secret: str, *, agents: list[dict[str, Any]] | None = None,
-          msg: EmailMessage | None = None) -> Stored:
+          msg: EmailMessage | None = None,
+          outcomes: dict[str, Outcome] | None = None) -> Stored:
     """Store the message for every agent among the recipients, all or nothing.
 
     ``raw`` is the message as it will be delivered (our Authentication-Results
@@ -107,8 +124,12 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
     the recipients' agents when the caller looked them up already, with
     agents_by_emails(..., headers.thread_refs(msg)) (an agent deleted since then fails
     its insert, and the client retries).
+    ``outcomes``: protection screening per agent address
+    (core/inbound/screening.py): flagged, or held for review (stored
+    without its email.received event, so nobody is told of it yet).
     Raises on any database error: the caller answers 4xx.
     """
+    outcomes = outcomes or {}
     result = Stored()
     msg = msg if msg is not None else headers.parse(raw)
     sender = headers.from_address(msg)
@@ -134,7 +155,9 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                          key=lambda target: (target[0]["user_id"], target[0]["email"]))
         # One agent is one statement, a transaction of its own; several
         # share one, so they are stored all or none.
-        with conn.transaction() if len(targets) > 1 else contextlib.nullcontext():
+        screened = any(outcomes.get(a["email"], CLEAR).action != "none" for a, _ in targets)
+        with conn.transaction() if len(targets) > 1 or screened \
+                else contextlib.nullcontext():
             for agent, rcpt in targets:
                 result.agent_recipients.append(rcpt)
                 message_id = new_id("msg")
@@ -150,7 +173,8 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                 secret = agent["signing_secret"] or deployment_secret
                 conversation_id = conversation(
                     agent, envelope.sent_by if envelope.own_path else None)
-                stored_id = message_store.store_inbound(conn, {
+                outcome = outcomes.get(agent["email"], CLEAR)
+                row = {
                     "id": message_id, "user_id": agent["user_id"], "agent_id": agent["id"],
                     "recipient": agent["email"], "sender": sender,
                     "envelope_sender": headers.text(envelope.mail_from),
@@ -163,14 +187,47 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                     "verified": verdict.aligned, "entity_type": att.entity_type,
                     "queue_id": envelope.queue_id,
                     "dedupe_key": dedupe_key(content, envelope, agent["email"]),
-                }, event_id=new_id("evt"), event_data={
+                    **_screening_columns(agent, outcome),
+                }
+                event_data = {
                     "message_id": message_id, "agent_id": agent["id"],
                     "recipient": agent["email"], "from": sender, "subject": subject,
-                    "conversation_id": conversation_id or ""},
-                    notify_payload=json.dumps({"message_id": message_id,
-                                               "agent_id": agent["id"]}),
-                    lifecycle=lifecycle.inbound_steps(verdict.dmarc, envelope.queue_id,
-                                                      email_message_id))
+                    "conversation_id": conversation_id or ""}
+                steps = lifecycle.inbound_steps(verdict.dmarc, envelope.queue_id,
+                                                email_message_id)
+                if outcome.held:
+                    # Not delivered until a person approves it
+                    # (core/inbound/holds.py): no email.received, only the
+                    # review request (/v1 email.review_requested).
+                    stored_id = message_store.insert_inbound(conn, row)
+                    if stored_id is not None:
+                        for step in [*steps, lifecycle.step("review.hold_created")]:
+                            lifecycle.record(conn, message_id, "inbound", step["reason_code"],
+                                             evidence=step["evidence"],
+                                             correlation_ids=step["correlation_ids"])
+                        event_store.insert_event(
+                            conn, new_id("evt"), agent["user_id"],
+                            eventtypes.EMAIL_PENDING_APPROVAL,
+                            {**event_data, "direction": "inbound", "type": "inbound",
+                             "envelope_from": headers.text(envelope.mail_from),
+                             "hold_reason": outcome.hold_reason},
+                            agent_id=agent["id"], message_id=message_id,
+                            conversation_id=conversation_id)
+                else:
+                    stored_id = message_store.store_inbound(
+                        conn, row, event_id=new_id("evt"), event_data=event_data,
+                        notify_payload=json.dumps({"message_id": message_id,
+                                                   "agent_id": agent["id"]}),
+                        lifecycle=steps)
+                if stored_id is not None and outcome.action == "flag":
+                    event_store.insert_event(
+                        conn, new_id("evt"), agent["user_id"], eventtypes.EMAIL_FLAGGED,
+                        {**event_data, "direction": "inbound",
+                         "envelope_from": headers.text(envelope.mail_from),
+                         "reply_to": reply_to, "policy": outcome.source,
+                         "reason": outcome.reason},
+                        agent_id=agent["id"], message_id=message_id,
+                        conversation_id=conversation_id)
                 if stored_id is None:
                     log.info("duplicate delivery ignored", extra={
                         "queue_id": envelope.queue_id, "agent": agent["email"]})

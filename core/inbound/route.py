@@ -23,12 +23,13 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core import mailauth
 from e2a.core.config import Config
-from e2a.core.inbound import bounces, forged, inbox, replyapproval
+from e2a.core.inbound import bounces, forged, inbox, replyapproval, screening
 from e2a.core.mail import headers, rebuild
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.mta import verp
 from e2a.core.net import addresses
 from e2a.core.outbound import decision as outbound
+from e2a.core.protection import config as protection
 from e2a.core.runtime import metrics
 from e2a.core.store import agents as agent_store
 
@@ -113,9 +114,27 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
     label = metrics.VERIFIED if verdict.aligned else metrics.UNVERIFIED
     delivered = headers.prepend_header(kept, AR, verdict.header)
     env = dataclasses.replace(env, sent_by=sent_by)
+    # Each agent recipient's own settings, whoever sent it (another agent's
+    # mail too: its outbound screening was its sender's, not the recipient's).
+    screener = screening.Screener(kept, msg, verdict)
+    outcomes = {a["email"]: screener.screen(a) for a in agents}
+    blocked = [a for a in agents if outcomes.get(a["email"], screening.CLEAR).blocked]
+    if blocked:
+        with pool.connection() as conn, conn.transaction():
+            for agent in blocked:
+                screening.record_block(conn, agent, kept, msg, env, outcomes[agent["email"]])
+        agents = [a for a in agents if a not in blocked]
+        taken = bounced | {a["email"] for a in blocked}
+        log.info("refused for %d agent(s) by their protection", len(blocked), extra={
+            "queue_id": env.queue_id, "reason": outcomes[blocked[0]["email"]].reason})
+        if not agents and all(r.lower() in taken for r in recipients) and not bounced:
+            return Routed(refusal=screening.REFUSAL)
+        bounced = taken
+        if not agents:
+            return Routed(consumed=bounced, forged=fakes)
     with metrics.timed("milter_store"):
         stored = inbox.store(pool, delivered, env, verdict, cfg.secrets.hmac_secret,
-                             agents=agents, msg=msg)
+                             agents=agents, msg=msg, outcomes=outcomes)
     metrics.inbound_messages.labels(
         verdict=label,
         result=metrics.STORED if stored.message_ids else metrics.DUPLICATE).inc()
@@ -135,6 +154,9 @@ def _sent_by_held_agent(env: inbox.Envelope, senders: list[dict[str, Any]]) -> b
     its first pass, it would reach them before anyone approved it."""
     if env.own_path or not addresses.local_client(env.client_addr):
         return False
+    if any(protection.of_agent(s).outbound_screened for s in senders):
+        # Its protection may hold it: screened by the filter first.
+        return True
     return outbound.decide(outbound.Candidate(
         env.mail_from, [], b"", senders=senders)) is outbound.Decision.HOLD
 

@@ -37,7 +37,7 @@ from psycopg_pool import ConnectionPool
 from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.messages import lifecycle
-from e2a.core.outbound import compose, holds, release
+from e2a.core.outbound import compose, holds, release, screening
 from e2a.core.outbound.compose import Attachment, Mailbox
 from e2a.core.runtime import metrics
 from e2a.core.store import approvals as store
@@ -121,6 +121,9 @@ def approve(pool: ConnectionPool, cfg: Config, message_id: str, *, owner_id: str
             store.finish_sent(conn, message_id, status=SENT, queue_id=queue_id,
                               reviewer_user_id=reviewer_user_id, reviewed=True, edited=outgoing)
             _event(conn, row, SENT, edited=outgoing)
+            screening.on_approved(conn, row if outgoing is None else {
+                **row, "to_recipients": outgoing["to"], "cc": outgoing["cc"],
+                "bcc": outgoing["bcc"]})
     return _done(message_id, SENT, via, edited=outgoing is not None, queue_id=queue_id)
 
 

@@ -14,6 +14,7 @@ import psycopg
 from e2a.core.mail import headers
 from e2a.core.mta import verp
 from e2a.core.net import addresses
+from e2a.core.outbound.screening import Screened
 from e2a.core.store import agents as agent_store
 from e2a.core.store import outbound as outbound_store
 
@@ -27,6 +28,7 @@ FOREIGN_AGENT = ("an agent's mail is sent through the e2a API or from this host 
 class Decision(enum.Enum):
     PASS = "pass"  # sign and reinject now  # noqa: S105 (not a password)
     HOLD = "hold"  # keep as pending_approval until a person decides (core/outbound/holds.py)
+    BLOCK = "block"  # refused by the agent's recipient gate: never leaves, nothing kept
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Candidate:
     # Every agent among the message's sender identities (sending_agents):
     # any one of them under review holds the message.
     senders: Sequence[Mapping[str, Any]] = ()
+    # What the agent's protection settings found (core/outbound/screening.py);
+    # None when nobody screened it here: the API did, or it is no agent's.
+    screened: Screened | None = None
 
 
 def sender_identities(mail_from: str, msg: EmailMessage) -> list[str]:
@@ -100,8 +105,13 @@ def decide(mail: Candidate) -> Decision:
     (``mail.senders``). A message that was held already stays held whatever
     the agent's setting is now: only a person's approval (release) sends it,
     and one rejected or expired meanwhile never leaves. Mail of no agent of
-    ours is never held.
+    ours is never held. Protection screening (``mail.screened``) holds or
+    blocks the messages its gate, scan or first-contact review stop.
     """
+    if mail.screened is not None and mail.screened.blocked and mail.status == "sent":
+        return Decision.BLOCK
+    if mail.screened is not None and mail.screened.held:
+        return Decision.HOLD
     if any(a is not None and a.get("hitl_enabled") for a in (mail.agent, *mail.senders)):
         return Decision.HOLD
     if mail.status != "sent":

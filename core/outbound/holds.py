@@ -25,8 +25,10 @@ import psycopg
 
 from e2a.core.mail import mimetext
 from e2a.core.messages import lifecycle
+from e2a.core.outbound import screening
 from e2a.core.outbound.compose import Composed
 from e2a.core.store import holds as hold_store
+from e2a.core.store import protection as protection_store
 
 PENDING = "pending_approval"
 
@@ -94,11 +96,11 @@ def extract(raw: bytes) -> Content:
 
 
 def hold_draft(conn: psycopg.Connection, message_id: str, composed: Composed,
-               agent: Mapping[str, Any]) -> Held:
+               agent: Mapping[str, Any], screened: screening.Screened | None = None) -> Held:
     """Hold the API's just-inserted row ``message_id`` with its draft's own
     bodies and attachments (core/outbound/send.py, in the sending transaction)."""
     draft = composed.draft
-    return _held(conn, message_id, hold_store.hold(
+    return _held(conn, message_id, screened, hold_store.hold(
         conn, message_id, raw=composed.raw, body_text=draft.text, body_html=draft.html,
         attachments=[attachment_json(a.filename, a.content_type, a.data)
                      for a in draft.attachments],
@@ -106,19 +108,26 @@ def hold_draft(conn: psycopg.Connection, message_id: str, composed: Composed,
 
 
 def hold(conn: psycopg.Connection, message_id: str, raw: bytes,
-         agent: Mapping[str, Any]) -> Held:
+         agent: Mapping[str, Any], screened: screening.Screened | None = None) -> Held:
     """Hold the outbound message ``message_id`` whose submitted bytes are
     ``raw``. Idempotent. Held.pending is False when the message was released or
-    resolved already: it must then not leave again (nor be held)."""
+    resolved already: it must then not leave again (nor be held). ``screened``:
+    why, when protection screening held it (else the agent holds everything)."""
     content = extract(raw)
     row = hold_store.hold(conn, message_id, raw=raw, body_text=content.body_text,
                           body_html=content.body_html, attachments=content.attachments,
                           ttl_seconds=int(agent["hitl_ttl_seconds"]))
-    return _held(conn, message_id, row)
+    return _held(conn, message_id, screened, row)
 
 
-def _held(conn: psycopg.Connection, message_id: str, row: hold_store.Row | None) -> Held:
-    if row is None:
+def _held(conn: psycopg.Connection, message_id: str, screened: screening.Screened | None,
+          row: hold_store.Row | None) -> Held:
+    if row is not None:
+        # Why it waits, for the reviewer (kept as first recorded).
+        protection_store.set_outcome(
+            conn, message_id, hold_reason=screening.hold_reason(screened),
+            protection=screened.protection if screened else None)
+    else:
         row = hold_store.held_state(conn, message_id)
         if row is None:
             raise LookupError(f"no outbound message {message_id} to hold")

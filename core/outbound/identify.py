@@ -32,7 +32,7 @@ from e2a.core.mail import headers
 from e2a.core.messages import conversations
 from e2a.core.mta import verp
 from e2a.core.outbound import decision as outbound
-from e2a.core.outbound import holds
+from e2a.core.outbound import holds, screening
 from e2a.core.outbound import send as sending
 from e2a.core.store import agents as agent_store
 from e2a.core.store import events as event_store
@@ -71,6 +71,9 @@ class Sending:
     status: str = "sent"
     # Every agent among the message's sender identities (outbound.sending_agents).
     senders: tuple[Row, ...] = ()
+    # The protection screening of mail this pass recorded (plain SMTP,
+    # sendmail); None for the API's, which screened it as it recorded it.
+    screened: screening.Screened | None = None
 
 
 def identify(conn: psycopg.Connection, sub: Submission, verp_key: bytes) -> Sending | None:
@@ -88,14 +91,22 @@ def identify(conn: psycopg.Connection, sub: Submission, verp_key: bytes) -> Send
         if agent is None:
             return None
         key = dedupe_key(sub)
+        screened = screening.screen(agent, sub.recipients, sub.raw,
+                                    screening.known_recipients(conn, agent))
+        if screened.blocked:
+            # Refused (the filter's decide says BLOCK): nothing recorded but
+            # the email.blocked event.
+            block_id = screening.record_block(conn, agent, sub.raw, sub.recipients, screened)
+            return Sending(block_id, agent, "", "", senders=senders, screened=screened)
         message_id = new_id("msg")
         return_path = verp.return_path(message_id, agent["domain"], verp_key)
-        if _create(conn, sub, agent, message_id, return_path, key, senders) is None:
+        if _create(conn, sub, agent, message_id, return_path, key, senders,
+                   screened) is None:
             row = outbound_store.outbound_by_dedupe_key(conn, agent["id"], key)
             if row is None:
                 raise RuntimeError("outbound row neither created nor found")
             return _from_row(row, agent, senders, verp_key)
-        return Sending(message_id, agent, return_path, "", senders=senders)
+        return Sending(message_id, agent, return_path, "", senders=senders, screened=screened)
 
 
 def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
@@ -147,12 +158,13 @@ def dedupe_key(sub: Submission) -> bytes:
 
 
 def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: str,
-            return_path: str, key: bytes | None, senders: tuple[Row, ...]) -> str | None:
+            return_path: str, key: bytes | None, senders: tuple[Row, ...],
+            screened: screening.Screened | None = None) -> str | None:
     """The row and its email.sent event (held for approval: the row pending,
     an email.pending_approval event); None when the id or key is taken."""
     msg = sub.headers
     held = outbound.decide(outbound.Candidate(sub.mail_from, sub.recipients, sub.raw,
-                                             agent=agent, senders=senders)
+                                             agent=agent, senders=senders, screened=screened)
                            ) is outbound.Decision.HOLD
     to = headers.header_addresses(msg, "To")
     cc = headers.header_addresses(msg, "Cc")
@@ -185,7 +197,7 @@ def _create(conn: psycopg.Connection, sub: Submission, agent: Row, message_id: s
     if held:
         # Its draft and deadline in the same transaction: nobody ever sees
         # it pending without them (the filter's hold repeats this, idempotent).
-        holds.hold(conn, message_id, sub.raw, agent)
+        holds.hold(conn, message_id, sub.raw, agent, screened)
     event_store.insert_event(
         conn, new_id("evt"), agent["user_id"],
         eventtypes.EMAIL_PENDING_APPROVAL if held else eventtypes.EMAIL_SENT,

@@ -40,7 +40,7 @@ from e2a.core.ids import new_id
 from e2a.core.messages import lifecycle
 from e2a.core.mta import submit, verp
 from e2a.core.outbound import decision as outbound
-from e2a.core.outbound import holds
+from e2a.core.outbound import holds, screening
 from e2a.core.outbound.compose import Composed
 from e2a.core.store import events as event_store
 from e2a.core.store import messages as message_store
@@ -59,6 +59,11 @@ class AgentMessage:
     kind: str  # one of KINDS
     agent: dict[str, Any]  # the sending agent's row (with its domain)
     composed: Composed
+
+
+class Blocked(Exception):
+    """The agent's recipient gate refuses the message: nothing recorded but
+    its email.blocked event; str() says why."""
 
 
 @dataclass(frozen=True)
@@ -128,12 +133,22 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
         raise ValueError(f"unknown kind of outbound message {out.kind!r}")
     return_path = verp.return_path(out.message_id, out.agent["domain"], verp.key(cfg))
     recipients = out.composed.recipients
-    held = outbound.decide(outbound.Candidate(return_path, recipients, out.composed.raw,
-                                             agent=out.agent)) is outbound.Decision.HOLD
-    status = holds.PENDING if held else "sent"
     expires: datetime | None = None
-    row = _row(out, return_path, status)
     with pool.connection() as conn:
+        # Screened here, once: the filter then finds the row decided on.
+        screened = screening.screen(out.agent, recipients, out.composed.raw,
+                                    screening.known_recipients(conn, out.agent))
+        decision = outbound.decide(outbound.Candidate(return_path, recipients,
+                                                      out.composed.raw, agent=out.agent,
+                                                      screened=screened))
+        if decision is outbound.Decision.BLOCK:
+            with conn.transaction():
+                screening.record_block(conn, out.agent, out.composed.raw, recipients,
+                                       screened)
+            raise Blocked(screened.reason)
+        held = decision is outbound.Decision.HOLD
+        status = holds.PENDING if held else "sent"
+        row = _row(out, return_path, status)
         with conn.transaction():
             if message_store.insert_outbound(conn, row) is None:
                 raise RuntimeError(f"message id {out.message_id} is taken")
@@ -141,8 +156,8 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
                              correlation_ids={
                                  "email_message_id": out.composed.email_message_id})
             if held:
-                expires = holds.hold_draft(conn, out.message_id, out.composed,
-                                           out.agent).approval_expires_at
+                expires = holds.hold_draft(conn, out.message_id, out.composed, out.agent,
+                                           screened).approval_expires_at
             if in_transaction is not None:
                 in_transaction(conn, Sent(out.message_id, status, METHOD, "", expires))
         try:

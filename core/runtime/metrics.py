@@ -49,6 +49,10 @@ outbound_messages = Counter(
     "e2a_outbound_messages", "Outbound messages through the content filter, by outcome",
     ["status"])
 holds = Counter("e2a_holds", "Outbound messages held for approval")
+protection_decisions = Counter(
+    "e2a_protection_decisions", "Protection screening outcomes, by direction, action "
+    "(pass|flag|hold|block) and what decided (gate, scan, first contact)",
+    ["direction", "action", "source"])
 approvals = Counter("e2a_approvals", "Decisions on held messages", ["action"])
 webhook_deliveries = Counter(
     "e2a_webhook_deliveries", "Webhook delivery attempts, by target kind and outcome",

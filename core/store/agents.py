@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 Row = dict[str, Any]
 
@@ -110,7 +111,7 @@ def count_for_user(conn: psycopg.Connection, user_id: str) -> int:
 
 # What an update may change; the keys are the only column names put in SQL.
 UPDATABLE = ("agent_mode", "webhook_url", "hitl_enabled", "hitl_ttl_seconds",
-             "hitl_expiration_action")
+             "hitl_expiration_action", "protection")
 
 
 def update_agent(conn: psycopg.Connection, agent_id: str, changes: dict[str, Any]) -> None:
@@ -121,8 +122,9 @@ def update_agent(conn: psycopg.Connection, agent_id: str, changes: dict[str, Any
         return
     columns = [c for c in UPDATABLE if c in changes]
     assignments = ", ".join(f"{c} = %({c})s" for c in columns)
+    values = {c: Jsonb(changes[c]) if c == "protection" else changes[c] for c in columns}
     conn.execute(f"UPDATE agents SET {assignments} WHERE id = %(agent_id)s",
-                 {**changes, "agent_id": agent_id})
+                 {**values, "agent_id": agent_id})
 
 
 def delete_agent(conn: psycopg.Connection, agent_id: str) -> bool:

@@ -15,7 +15,8 @@ _COLUMNS = """m.id, m.user_id, m.agent_id, m.type, m.status, m.sender, m.to_reci
               m.subject, m.email_message_id, m.in_reply_to, m.references_ids,
               m.conversation_id, m.raw_message, m.body_text, m.body_html, m.attachments,
               m.approval_expires_at, a.email AS agent_email, a.name AS agent_name,
-              a.hitl_expiration_action, d.domain AS agent_domain"""
+              a.hitl_expiration_action, d.domain AS agent_domain, m.hold_reason,
+              a.protection AS agent_protection"""
 _FROM = """messages m JOIN agents a ON a.id = m.agent_id
                       JOIN domains d ON d.id = a.domain_id"""
 
@@ -38,7 +39,8 @@ def claim_due(conn: psycopg.Connection) -> Row | None:
     locked until the transaction ends; None when there is none."""
     return conn.execute(
         f"""SELECT {_COLUMNS} FROM {_FROM}
-             WHERE m.status = 'pending_approval' AND m.approval_expires_at <= now()
+             WHERE m.status = 'pending_approval' AND m.direction = 'outbound'
+               AND m.approval_expires_at <= now()
              ORDER BY m.approval_expires_at
              LIMIT 1
                FOR UPDATE OF m SKIP LOCKED""").fetchone()

@@ -24,6 +24,20 @@ def insert_event(conn: psycopg.Connection, event_id: str, user_id: str, type_: s
     notify_workers(conn)
 
 
+def insert_event_once(conn: psycopg.Connection, event_id: str, user_id: str, type_: str,
+                      data: dict[str, Any], *, agent_id: str | None = None,
+                      message_id: str | None = None) -> bool:
+    """``insert_event`` under an id derived from what it reports: a retry of
+    the same trigger writes nothing. Whether it was written."""
+    written = conn.execute(
+        """INSERT INTO events (id, user_id, agent_id, message_id, type, data)
+           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
+        (event_id, user_id, agent_id, message_id, type_, Jsonb(data))).rowcount == 1
+    if written:
+        notify_workers(conn)
+    return written
+
+
 def notify_workers(conn: psycopg.Connection) -> None:
     """Postgres sends it on commit, once per transaction however often it is
     called (same channel, same payload)."""

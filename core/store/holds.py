@@ -46,3 +46,44 @@ def held_state(conn: psycopg.Connection, message_id: str) -> Row | None:
         """SELECT id, status, approval_expires_at, provider_message_id
              FROM messages WHERE id = %s AND direction = 'outbound'""",
         (message_id,)).fetchone()
+
+
+# -- received mail held by an agent's inbound protection (core/inbound/holds.py)
+
+_INBOUND_COLUMNS = """m.id, m.user_id, m.agent_id, m.status, m.sender, m.subject, m.conversation_id,
+                      m.recipient, m.envelope_sender, m.approval_expires_at,
+                      a.hitl_expiration_action"""
+
+
+def lock_inbound(conn: psycopg.Connection, message_id: str, owner_id: str | None) -> Row | None:
+    """A received message held or once held for review, locked until the
+    transaction ends, whatever its status; None when there is none of
+    ``owner_id``'s (None: anyone's)."""
+    return conn.execute(
+        f"""SELECT {_INBOUND_COLUMNS} FROM messages m JOIN agents a ON a.id = m.agent_id
+             WHERE m.id = %(id)s AND m.direction = 'inbound' AND m.hold_reason IS NOT NULL
+               AND (%(owner)s::text IS NULL OR m.user_id = %(owner)s)
+               FOR UPDATE OF m""",
+        {"id": message_id, "owner": owner_id}).fetchone()
+
+
+def claim_due_inbound(conn: psycopg.Connection) -> Row | None:
+    """The held received message expired longest ago that nobody has locked."""
+    return conn.execute(
+        f"""SELECT {_INBOUND_COLUMNS} FROM messages m JOIN agents a ON a.id = m.agent_id
+             WHERE m.status = 'pending_approval' AND m.direction = 'inbound'
+               AND m.approval_expires_at <= now()
+             ORDER BY m.approval_expires_at LIMIT 1
+               FOR UPDATE OF m SKIP LOCKED""").fetchone()
+
+
+def resolve_inbound(conn: psycopg.Connection, message_id: str, *, status: str | None,
+                    reviewer_user_id: str | None, reason: str = "") -> None:
+    """``status`` None: delivered to the agent from now on; else how it
+    stays hidden (rejected, expired_rejected)."""
+    conn.execute(
+        """UPDATE messages SET status = %(status)s, reviewed_by_user_id = %(reviewer)s,
+                  reviewed_at = CASE WHEN %(reviewer)s::text IS NULL THEN NULL ELSE now() END,
+                  rejection_reason = %(reason)s, approval_expires_at = NULL
+            WHERE id = %(id)s""",
+        {"id": message_id, "status": status, "reviewer": reviewer_user_id, "reason": reason})

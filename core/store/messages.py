@@ -23,19 +23,33 @@ _INSERT_INBOUND = """
         id, user_id, agent_id, direction, recipient, sender, envelope_sender,
         to_recipients, cc, reply_to, subject, email_message_id, in_reply_to,
         references_ids, conversation_id, raw_message, size_bytes, auth_headers,
-        spf, dkim, dmarc, verified, entity_type, inbox_status, queue_id, dedupe_key)
+        spf, dkim, dmarc, verified, entity_type, inbox_status, queue_id, dedupe_key,
+        labels, flagged, flag_reason, protection, hold_reason, status, approval_expires_at)
     VALUES (
         %(id)s, %(user_id)s, %(agent_id)s, 'inbound', %(recipient)s, %(sender)s,
         %(envelope_sender)s, %(to_recipients)s, %(cc)s, %(reply_to)s, %(subject)s,
         %(email_message_id)s, %(in_reply_to)s, %(references_ids)s,
         %(conversation_id)s, %(raw_message)s, %(size_bytes)s, %(auth_headers)s,
         %(spf)s, %(dkim)s, %(dmarc)s, %(verified)s, %(entity_type)s, 'unread',
-        %(queue_id)s, %(dedupe_key)s)
+        %(queue_id)s, %(dedupe_key)s, %(labels)s, %(flagged)s, %(flag_reason)s,
+        %(protection)s, %(hold_reason)s, %(status)s,
+        CASE WHEN %(hold_ttl)s::int IS NULL THEN NULL
+             ELSE now() + %(hold_ttl)s::int * interval '1 second' END)
     ON CONFLICT (agent_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING"""
+
+# What protection screening adds to a received message (core/inbound/screening.py);
+# a row without them is an ordinary delivery.
+_SCREENING_DEFAULTS: dict[str, Any] = {
+    "labels": [], "flagged": False, "flag_reason": "", "protection": None,
+    "hold_reason": None, "status": None, "hold_ttl": None}
 
 
 def _inbound_params(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "auth_headers": Jsonb(row["auth_headers"])}
+    params = {**_SCREENING_DEFAULTS, **row, "auth_headers": Jsonb(row["auth_headers"])}
+    for name in ("protection", "hold_reason"):
+        if params[name] is not None:
+            params[name] = Jsonb(params[name])
+    return params
 
 
 def insert_inbound(conn: psycopg.Connection, row: dict[str, Any]) -> str | None:
@@ -104,7 +118,11 @@ def store_inbound(conn: psycopg.Connection, row: dict[str, Any], *, event_id: st
 _SUMMARY_COLUMNS = """id, direction, recipient, sender, to_recipients, cc, reply_to, subject,
                       conversation_id, size_bytes, inbox_status, status, labels,
                       webhook_status, webhook_error, created_at, deleted_at,
-                      envelope_sender, verified, delivery_status"""
+                      envelope_sender, verified, delivery_status, flagged, flag_reason"""
+
+
+# Received mail an agent has: not held for review (nor rejected there).
+DELIVERED = "(direction = 'outbound' OR status IS NULL)"
 
 
 @dataclass(frozen=True)
@@ -144,7 +162,7 @@ def _filter_sql(agent_id: str, filt: MessageFilter) -> tuple[list[str], dict[str
         ("created_at < %(until)s", "until", filt.until),
         ("labels @> %(labels)s::text[]", "labels", list(filt.labels)),
     ]
-    clauses = ["agent_id = %(agent_id)s",
+    clauses = ["agent_id = %(agent_id)s", DELIVERED,
                "deleted_at IS NOT NULL" if filt.trashed else "deleted_at IS NULL"]
     params: dict[str, Any] = {"agent_id": agent_id}
     for condition, name, value in conditions:
@@ -182,7 +200,8 @@ _DETAIL_COLUMNS = """id, direction, recipient, sender, to_recipients, cc, reply_
                      conversation_id, size_bytes, status, labels, webhook_status,
                      webhook_error, created_at, auth_headers, raw_message, deleted_at,
                      envelope_sender, spf, dkim, dmarc, verified, delivery_status,
-                     delivery_error, approval_expires_at, email_message_id"""
+                     delivery_error, approval_expires_at, email_message_id,
+                     hold_reason, protection, flagged, flag_reason"""
 
 
 def open_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
@@ -196,10 +215,11 @@ def open_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> 
         f"""WITH marked AS (
                 UPDATE messages SET inbox_status = 'read'
                  WHERE id = %(id)s AND agent_id = %(agent_id)s
-                   AND direction = 'inbound' AND inbox_status = 'unread')
+                   AND direction = 'inbound' AND inbox_status = 'unread' AND status IS NULL)
             SELECT {_DETAIL_COLUMNS},
                    CASE WHEN direction = 'inbound' THEN 'read' END AS inbox_status
-              FROM messages WHERE id = %(id)s AND agent_id = %(agent_id)s""",
+              FROM messages WHERE id = %(id)s AND agent_id = %(agent_id)s
+               AND {DELIVERED}""",
         {"id": message_id, "agent_id": agent_id}).fetchone()
 
 
@@ -208,7 +228,8 @@ def peek_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> 
     answers the message without reading it)."""
     return conn.execute(
         f"""SELECT {_DETAIL_COLUMNS}, inbox_status FROM messages
-             WHERE id = %s AND agent_id = %s""", (message_id, agent_id)).fetchone()
+             WHERE id = %s AND agent_id = %s AND {DELIVERED}""",
+        (message_id, agent_id)).fetchone()
 
 
 def labels_for_update(conn: psycopg.Connection, agent_id: str,
@@ -274,10 +295,12 @@ def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
                                            AND inbox_status = 'unread'), false) AS has_unread
                      FROM messages m
                     WHERE m.agent_id = %(agent_id)s AND m.deleted_at IS NULL
+                      AND (m.direction = 'outbound' OR m.status IS NULL)
                       AND m.conversation_id = l.conversation_id) agg
              CROSS JOIN LATERAL (
                    SELECT subject, sender FROM messages m
                     WHERE m.agent_id = %(agent_id)s AND m.conversation_id = l.conversation_id
+                      AND (m.direction = 'outbound' OR m.status IS NULL)
                       AND m.deleted_at IS NULL
                     ORDER BY created_at DESC, id DESC LIMIT 1) newest
              ORDER BY l.last_message_at DESC, l.conversation_id DESC""",
@@ -292,6 +315,7 @@ def conversation_messages(conn: psycopg.Connection, agent_id: str,
         f"""SELECT * FROM (
                 SELECT {_SUMMARY_COLUMNS} FROM messages
                  WHERE agent_id = %s AND conversation_id = %s AND deleted_at IS NULL
+                   AND {DELIVERED}
                  ORDER BY created_at DESC, id DESC LIMIT %s) newest
              ORDER BY created_at, id""",
         (agent_id, conversation_id, limit)).fetchall()
@@ -344,6 +368,16 @@ def set_queue_id(conn: psycopg.Connection, message_id: str, queue_id: str) -> No
     conn.execute("UPDATE messages SET queue_id = %s WHERE id = %s", (queue_id, message_id))
 
 
+def held_inbound(conn: psycopg.Connection, message_id: str, user_id: str) -> Row | None:
+    """A received message of ``user_id``'s held for review, in full, its
+    inbox state left alone (the review pages read it, not the agent)."""
+    return conn.execute(
+        f"""SELECT {_DETAIL_COLUMNS}, inbox_status, agent_id FROM messages
+             WHERE id = %s AND user_id = %s AND direction = 'inbound'
+               AND status = 'pending_approval'""",
+        (message_id, user_id)).fetchone()
+
+
 def inbound_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) -> Row | None:
     """One of this agent's received messages, for a reply or a forward; its
     inbox state is left alone (a reply is not a read)."""
@@ -351,7 +385,7 @@ def inbound_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str) 
         """SELECT id, sender, reply_to, to_recipients, cc, subject, email_message_id,
                   in_reply_to, references_ids, conversation_id, raw_message, created_at
              FROM messages
-            WHERE id = %s AND agent_id = %s AND direction = 'inbound'""",
+            WHERE id = %s AND agent_id = %s AND direction = 'inbound' AND status IS NULL""",
         (message_id, agent_id)).fetchone()
 
 
@@ -407,3 +441,20 @@ def direction_for_agent(conn: psycopg.Connection, agent_id: str, message_id: str
     row = conn.execute("SELECT direction FROM messages WHERE id = %s AND agent_id = %s",
                        (message_id, agent_id)).fetchone()
     return row["direction"] if row else None
+
+
+def announce_inbound(conn: psycopg.Connection, row: Row, *, event_id: str,
+                     event_data: dict[str, Any], notify_payload: str) -> None:
+    """A received message released from review: its email.received event and
+    the NOTIFYs store_inbound sends for one delivered at once."""
+    conn.execute(
+        f"""WITH queued AS (
+                INSERT INTO events (id, user_id, agent_id, message_id, conversation_id,
+                                    type, data)
+                VALUES (%(event_id)s, %(user_id)s, %(agent_id)s, %(id)s, %(conversation_id)s,
+                        'email.received', %(event_data)s))
+            SELECT pg_notify('{INBOUND_CHANNEL}', %(notify_payload)s),
+                   pg_notify('{EVENTS_CHANNEL}', '')""",
+        {"event_id": event_id, "user_id": row["user_id"], "agent_id": row["agent_id"],
+         "id": row["id"], "conversation_id": row["conversation_id"],
+         "event_data": Jsonb(event_data), "notify_payload": notify_payload})

@@ -9,7 +9,11 @@ from e2a.core.store.messages import Row
 # A held message its owner has not been told about, and may be told about now.
 _UNNOTIFIED = """m.status = 'pending_approval' AND m.direction = 'outbound'
                  AND m.notified_at IS NULL AND m.approval_expires_at > now()
-                 AND m.delivery_status <> 'submitting'"""
+                 AND m.delivery_status <> 'submitting'
+                 AND NOT EXISTS (
+                     SELECT 1 FROM agents sa WHERE sa.id = m.agent_id
+                        AND coalesce((sa.protection->>'suppress_notifications')::boolean,
+                                     false))"""
 
 
 def claim_owner(conn: psycopg.Connection, per_hour: int) -> Row | None:

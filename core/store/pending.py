@@ -16,23 +16,27 @@ from e2a.core.store.messages import Row
 # The queue shows no content: bodies and attachments are for the detail view.
 _SUMMARY_COLUMNS = """id, agent_id, direction, type, status, to_recipients, cc, bcc, subject,
                       conversation_id, approval_expires_at, created_at, sender,
+                      envelope_sender, verified, hold_reason, flagged, flag_reason,
                       (SELECT email FROM agents a WHERE a.id = messages.agent_id)
                           AS agent_email"""
 
 
 def list_pending(conn: psycopg.Connection, user_id: str, *, agent_id: str | None = None,
-                 limit: int, after: tuple[datetime, str] | None = None) -> list[Row]:
+                 limit: int, after: tuple[datetime, str] | None = None,
+                 inbound_too: bool = False) -> list[Row]:
     """One page of the user's held messages (of one agent when
     ``agent_id``), the soonest to expire first; ``after`` is the (sort_at,
     id) of the previous page's last row. ``sort_at`` is the expiry, which
     every hold sets; a row without one would sort by its creation time
-    rather than vanish from the queue."""
+    rather than vanish from the queue. ``inbound_too``: received mail held
+    by the agents' protection as well (/v1 reviews; the legacy queue is
+    outbound drafts only)."""
     after_at, after_id = after or (None, "")
     return conn.execute(
         f"""SELECT {_SUMMARY_COLUMNS}, coalesce(approval_expires_at, created_at) AS sort_at
               FROM messages
              WHERE user_id = %(user_id)s AND status = 'pending_approval'
-               AND direction = 'outbound'
+               AND (direction = 'outbound' OR %(inbound_too)s)
                AND (%(agent_id)s::text IS NULL OR agent_id = %(agent_id)s)
                AND (%(after_at)s::timestamptz IS NULL
                     OR (coalesce(approval_expires_at, created_at), id)
@@ -40,7 +44,7 @@ def list_pending(conn: psycopg.Connection, user_id: str, *, agent_id: str | None
              ORDER BY sort_at, id
              LIMIT %(limit)s""",
         {"user_id": user_id, "agent_id": agent_id, "after_at": after_at,
-         "after_id": after_id, "limit": limit}).fetchall()
+         "after_id": after_id, "limit": limit, "inbound_too": inbound_too}).fetchall()
 
 
 def outbound_message(conn: psycopg.Connection, message_id: str, *,
@@ -55,7 +59,7 @@ def outbound_message(conn: psycopg.Connection, message_id: str, *,
                   m.email_message_id, m.in_reply_to, m.body_text, m.body_html,
                   m.attachments, m.approval_expires_at, m.edited, m.method,
                   m.provider_message_id, m.rejection_reason, m.reviewed_at,
-                  m.reviewed_by_user_id, m.created_at,
+                  m.reviewed_by_user_id, m.created_at, m.hold_reason, m.protection,
                   coalesce(nullif(u.name, ''), u.email) AS reviewed_by_name,
                   a.hitl_expiration_action
              FROM messages m JOIN agents a ON a.id = m.agent_id

@@ -19,6 +19,9 @@ EMAIL_PENDING_APPROVAL = "email.pending_approval"
 EMAIL_APPROVED = "email.approved"
 EMAIL_REJECTED = "email.rejected"
 EMAIL_EXPIRED = "email.expired"
+# Protection (core/outbound/screening.py, core/inbound/screening.py): beta.
+EMAIL_FLAGGED = "email.flagged"
+EMAIL_BLOCKED = "email.blocked"
 
 TYPES: tuple[str, ...] = (
     EMAIL_RECEIVED,
@@ -30,6 +33,8 @@ TYPES: tuple[str, ...] = (
     EMAIL_APPROVED,
     EMAIL_REJECTED,
     EMAIL_EXPIRED,
+    EMAIL_FLAGGED,
+    EMAIL_BLOCKED,
 )
 
 SCHEMA_VERSION = 1

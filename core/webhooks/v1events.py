@@ -34,6 +34,8 @@ _TO_V1 = {
     eventtypes.EMAIL_PENDING_APPROVAL: REVIEW_REQUESTED,
     eventtypes.EMAIL_APPROVED: REVIEW_APPROVED,
     eventtypes.EMAIL_REJECTED: REVIEW_REJECTED,
+    eventtypes.EMAIL_FLAGGED: eventtypes.EMAIL_FLAGGED,
+    eventtypes.EMAIL_BLOCKED: eventtypes.EMAIL_BLOCKED,
 }
 # /v1 type -> the stored types it covers.
 _FROM_V1: dict[str, tuple[str, ...]] = {
@@ -45,6 +47,8 @@ _FROM_V1: dict[str, tuple[str, ...]] = {
     REVIEW_REQUESTED: (eventtypes.EMAIL_PENDING_APPROVAL,),
     REVIEW_APPROVED: (eventtypes.EMAIL_APPROVED, eventtypes.EMAIL_EXPIRED),
     REVIEW_REJECTED: (eventtypes.EMAIL_REJECTED, eventtypes.EMAIL_EXPIRED),
+    eventtypes.EMAIL_FLAGGED: (eventtypes.EMAIL_FLAGGED,),
+    eventtypes.EMAIL_BLOCKED: (eventtypes.EMAIL_BLOCKED,),
 }
 TYPES: tuple[str, ...] = tuple(_FROM_V1)
 
@@ -85,7 +89,7 @@ def v1_type(stored_type: str, data: Mapping[str, Any]) -> str:
 
 
 def _review(stored_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"direction": "outbound",
+    out: dict[str, Any] = {"direction": data.get("direction") or "outbound",
                            "message_type": data.get("type") or "send",
                            "from": data.get("from") or "",
                            "to": list(data.get("to") or []),

@@ -71,13 +71,14 @@ DEFINITIONS: dict[str, str] = {
     "PendingMessageDetail":
         "agent_id approval_expires_at attachments:[internal_agent.Attachment] bcc:[string] "
         "body_html body_text cc:[string] conversation_id created_at direction edited:boolean "
-        "email_message_id id inbound:PendingMessageInboundContext method provider_message_id "
+        "email_message_id hold_reason:object id inbound:PendingMessageInboundContext method "
+        "provider_message_id "
         "rejection_reason reviewed_at reviewed_by_name reviewed_by_user_id status subject "
         "to:[string] type",
     "PendingMessageInboundContext": "auth_headers:object created_at sender subject",
     "PendingMessageSummary":
         "agent_id approval_expires_at bcc:[string] cc:[string] conversation_id created_at "
-        "direction id status subject to:[string] type",
+        "direction hold_reason:object id status subject to:[string] type",
     "RedeliverDeliveryResult": "delivery_id reason status webhook_id",
     "RedeliverRequest": "webhook_id",
     "RedeliverResponse":

@@ -20,7 +20,9 @@ from e2a.api.v1 import access, bodies, cursors, params, views
 from e2a.api.v1.errors import error, not_found
 from e2a.api.v1.resources.sending import MAX_BODY, MAX_SUBJECT, refusals
 from e2a.core.config import Config
-from e2a.core.outbound import approval, compose, holds
+from e2a.core.inbound import holds as inbound_holds
+from e2a.core.mailauth import evidence
+from e2a.core.outbound import approval, compose, holds, screening
 from e2a.core.store import messages as message_store
 from e2a.core.store import pending as pending_store
 from e2a.core.timefmt import rfc3339
@@ -34,19 +36,22 @@ APPROVE = {"subject": bodies.Field(str, max_length=MAX_SUBJECT),
 REJECT = {"reason": bodies.Field(str, max_length=MAX_REASON)}
 # The current API's names for the legacy request's fields.
 _LEGACY_NAMES = {"text": "body_text", "html": "body_html"}
-# Every hold here is made by the content filter on an outbound draft.
-HOLD_REASON = {"type": "send", "code": "outbound_send",
-               "summary": "the agent's outbound mail is held for human review"}
+# A hold recorded before holds carried their reason: the agent held everything.
+HOLD_REASON = screening.SEND_HOLD
 
 
 def review(row: dict[str, Any]) -> dict[str, Any]:
     """ReviewView of a list_pending row."""
+    inbound = row["direction"] == "inbound"
     view: dict[str, Any] = {
         "id": row["id"], "agent_email": row["agent_email"], "direction": row["direction"],
         "created_at": rfc3339(row["created_at"]), "subject": row["subject"],
         "to": list(row["to_recipients"] or []), "header_from": row["sender"] or None,
-        "envelope_from": None, "verified_domain": None, "review_status": "pending_review",
-        "hold_reason": HOLD_REASON}
+        "envelope_from": (row["envelope_sender"] or None) if inbound else None,
+        "verified_domain": evidence.verified_domain(row),
+        "review_status": "pending_review",
+        "hold_reason": dict(row.get("hold_reason") or HOLD_REASON)}
+    view.update({k: v for k, v in views.screening(row).items() if k != "protection"})
     if row["conversation_id"]:
         view["conversation_id"] = row["conversation_id"]
     if row["approval_expires_at"] is not None:
@@ -64,6 +69,15 @@ def _resolving(message_id: str, act: Callable[[], approval.Resolved]) -> approva
                     "pending review", review_status=exc.status) from None
 
 
+def _inbound(act: Callable[[], bool], message_id: str) -> bool:
+    """Resolve the review when it is received mail; whether it was."""
+    try:
+        return act()
+    except inbound_holds.NotPending as exc:
+        raise error(409, "message_not_pending", f"message {message_id} is no longer "
+                    "pending review", review_status=exc.status) from None
+
+
 class Reviews:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._secret = cfg.secrets.hmac_secret
@@ -76,7 +90,7 @@ class Reviews:
         after = cursors.position(req, self._secret, bound)
         with self._pool.connection() as conn:
             rows = pending_store.list_pending(conn, caller.user_id, limit=limit + 1,
-                                              after=after)
+                                              after=after, inbound_too=True)
         resp.media = cursors.page(rows, limit, self._secret, bound, review,
                                   lambda r: (r["sort_at"], r["id"]))
 
@@ -94,7 +108,12 @@ class Review:
         with self._pool.connection() as conn:
             draft = pending_store.outbound_message(conn, id, user_id=caller.user_id)
             if draft is None:
-                raise not_found(f"review {id} not found")
+                held = message_store.held_inbound(conn, id, caller.user_id)
+                if held is None:
+                    raise not_found(f"review {id} not found")
+                resp.media = {**views.message(held, self._authserv_id),
+                              "review_status": "pending_review"}
+                return
             row = message_store.open_for_agent(conn, draft["agent_id"], id)
             replied_to = pending_store.replied_to(conn, draft["agent_id"],
                                                   draft["in_reply_to"])
@@ -104,7 +123,8 @@ class Review:
         if draft["status"] == holds.PENDING:
             body = {k: v for k, v in (("text", draft["body_text"]),
                                       ("html", draft["body_html"])) if v}
-            view.update(body=body, raw_message=None, hold_reason=HOLD_REASON,
+            view.update(body=body, raw_message=None,
+                        hold_reason=view.get("hold_reason") or HOLD_REASON,
                         bcc=list(draft["bcc"] or []),
                         draft_attachments=list(draft["attachments"] or []))
             if draft["approval_expires_at"] is not None:
@@ -136,6 +156,15 @@ class ReviewApproval:
     def _approve(self, req: falcon.Request, keep: Keep, message_id: str,
                  reviewer: str) -> Answer:
         body = bodies.read(req, APPROVE)
+        if body:
+            with self._pool.connection() as conn:
+                if inbound_holds.held(conn, message_id, reviewer) is not None:
+                    raise error(400, "invalid_request", "a received message is approved as "
+                                "it came: no edits")
+        if _inbound(lambda: inbound_holds.approve(self._pool, message_id, owner_id=reviewer,
+                                                  reviewer=reviewer), message_id):
+            # Released to the agent: nothing is sent, so 200, not 202.
+            return Answer(200, {"message_id": message_id, "status": "review_approved"})
         legacy = {_LEGACY_NAMES.get(k, k): v for k, v in body.items()}
         with refusals():
             edits = edits_of(legacy, self._limits)
@@ -153,6 +182,13 @@ class ReviewRejection:
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         caller = access.account_key(req)
         reason = bodies.read(req, REJECT).get("reason", "").strip()
+        if _inbound(lambda: inbound_holds.reject(self._pool, id, owner_id=caller.user_id,
+                                                 reviewer=caller.user_id, reason=reason), id):
+            view = {"message_id": id, "status": "review_rejected"}
+            if reason:
+                view["rejection_reason"] = reason
+            resp.media = view
+            return
         done = _resolving(id, lambda: approval.reject(
             self._pool, id, owner_id=caller.user_id, reviewer_user_id=caller.user_id,
             reason=reason, via="api"))
