@@ -25,6 +25,7 @@ from e2a.core.net.addresses import InetAddress
 from e2a.core.outbound import decision as outbound
 from e2a.core.outbound import holds, release
 from e2a.core.outbound import identify as outgoing
+from e2a.core.protection import brakes
 from e2a.core.runtime import metrics
 from e2a.core.store import outbound as outbound_store
 
@@ -83,11 +84,19 @@ class Gate:
                 log.info("passed on before, not again", extra={
                     "queue_id": queue_id, "message_id": sending.message_id})
                 return f"2.0.0 Ok: queued as {sending.passed_on_as}"
+            brake = brakes.PASS if sending is None else brakes.at_filter(
+                conn, self.cfg, sending.agent, txn.recipients, msg,
+                message_id=sending.message_id, counted=txn.mail_from == sending.return_path)
+            if sending is not None and brake.action in brakes.REFUSALS:
+                if brake.action is not brakes.Action.THROTTLE:  # 5xx: Postfix returns it
+                    outbound_store.record_failed(conn, sending.message_id, brake.reason)
+                raise Refused(brake.smtp_reply)
             decision = outbound.decide(outbound.Candidate(
                 txn.mail_from, txn.recipients, txn.data,
                 agent=sending.agent if sending is not None else None,
                 status=sending.status if sending is not None else "sent",
-                senders=sending.senders if sending is not None else ()))
+                senders=sending.senders if sending is not None else (),
+                brake_hold=brake.reason if brake.action is brakes.Action.HOLD else ""))
             if decision is outbound.Decision.HOLD and sending is not None:
                 return self._hold(conn, sending, txn, queue_id)
             if decision is not outbound.Decision.PASS:

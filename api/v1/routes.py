@@ -28,6 +28,7 @@ from e2a.api.v1.resources import (
     meta,
     reviews,
     sending,
+    suppressions,
     webhooks,
     websocket,
 )
@@ -78,6 +79,26 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/account/api-keys/{id}", lambda cfg, pool: apikeys.ApiKey(pool), (
         Op("DELETE", "deleteApiKey", "Revoke an API key (confirm=DELETE)", ACCOUNT,
            view="DeleteApiKeyResult"),)),
+    Route("/v1/account/suppressions",
+          lambda cfg, pool: suppressions.AccountSuppressions(cfg, pool), (
+              Op("GET", "listSuppressions", "Addresses the account no longer sends to "
+                 "(hard bounces, complaints), newest first", ACCOUNT,
+                 view="PageSuppressionView"),)),
+    Route("/v1/account/suppressions/{address}",
+          lambda cfg, pool: suppressions.AccountSuppression(pool), (
+              Op("DELETE", "deleteSuppression", "Send to an address again (confirm=DELETE)",
+                 ACCOUNT, view="DeleteSuppressionResult"),)),
+    Route(AGENT_PATH + "/suppressions",
+          lambda cfg, pool: suppressions.AgentSuppressions(cfg, pool), (
+              Op("GET", "listAgentSuppressions", "Addresses this agent no longer sends to "
+                 "(unsubscribes, by hand), newest first", ACCOUNT,
+                 view="PageAgentSuppressionView"),
+              Op("POST", "createAgentSuppression", "Stop this agent sending to an address",
+                 ACCOUNT, view="AgentSuppressionView"))),
+    Route(AGENT_PATH + "/suppressions/{address}",
+          lambda cfg, pool: suppressions.AgentSuppression(pool), (
+              Op("DELETE", "deleteAgentSuppression", "Let this agent send to an address "
+                 "again (confirm=DELETE)", ACCOUNT, view="DeleteSuppressionResult"),)),
     Route("/v1/agents", lambda cfg, pool: agents.Agents(cfg, pool), (
         Op("GET", "listAgents", "List agents, newest first", ACCOUNT,
            view="PageAgentView"),

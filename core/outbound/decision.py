@@ -43,6 +43,8 @@ class Candidate:
     # Every agent among the message's sender identities (sending_agents):
     # any one of them under review holds the message.
     senders: Sequence[Mapping[str, Any]] = ()
+    # Why a loop or abuse brake wants it held (core/protection/brakes.py); "" none.
+    brake_hold: str = ""
 
 
 def sender_identities(mail_from: str, msg: EmailMessage) -> list[str]:
@@ -104,6 +106,6 @@ def decide(mail: Candidate) -> Decision:
     """
     if any(a is not None and a.get("hitl_enabled") for a in (mail.agent, *mail.senders)):
         return Decision.HOLD
-    if mail.status != "sent":
+    if mail.status != "sent" or mail.brake_hold:
         return Decision.HOLD
     return Decision.PASS

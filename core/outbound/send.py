@@ -116,16 +116,17 @@ def confirm(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
 def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
          in_transaction: InTransaction | None = None,
          confirmed: AfterSubmission | None = None,
-         undo: AfterSubmission | None = None) -> Sent:
+         undo: AfterSubmission | None = None, brake_hold: str = "") -> Sent:
     """Record and submit ``out``. Raises submit.SubmitError when Postfix did
     not take it (nothing recorded then) and psycopg errors when the database
-    failed."""
+    failed. ``brake_hold``: a brake's reason to hold it for a person."""
     if out.kind not in KINDS:
         raise ValueError(f"unknown kind of outbound message {out.kind!r}")
     return_path = verp.return_path(out.message_id, out.agent["domain"], verp.key(cfg))
     recipients = out.composed.recipients
     held = outbound.decide(outbound.Candidate(return_path, recipients, out.composed.raw,
-                                             agent=out.agent)) is outbound.Decision.HOLD
+                                             agent=out.agent, brake_hold=brake_hold)
+                           ) is outbound.Decision.HOLD
     status = holds.PENDING if held else "sent"
     expires: datetime | None = None
     row = _row(out, return_path, status)

@@ -49,6 +49,11 @@ outbound_messages = Counter(
     "e2a_outbound_messages", "Outbound messages through the content filter, by outcome",
     ["status"])
 holds = Counter("e2a_holds", "Outbound messages held for approval")
+suppressed_sends = Counter(
+    "e2a_suppressed_sends", "Outbound messages refused for a suppressed recipient")
+brake_decisions = Counter(
+    "e2a_brake_decisions", "Loop and abuse brake decisions on agents' mail, by brake and action",
+    ["brake", "action"])
 approvals = Counter("e2a_approvals", "Decisions on held messages", ["action"])
 webhook_deliveries = Counter(
     "e2a_webhook_deliveries", "Webhook delivery attempts, by target kind and outcome",

@@ -15,6 +15,13 @@ EMAIL_PENDING_APPROVAL = "email.pending_approval"
 EMAIL_APPROVED = "email.approved"
 EMAIL_REJECTED = "email.rejected"
 EMAIL_EXPIRED = "email.expired"
+# Suppressions (core/outbound/suppressions.py): account-wide after a bounce or
+# complaint, and agent-scoped after an unsubscribe or by hand.
+DOMAIN_SUPPRESSION_ADDED = "domain.suppression_added"
+AGENT_SUPPRESSION_ADDED = "agent.suppression_added"
+# A loop or abuse brake acted on an agent's mail (core/protection/brakes.py);
+# an e2a-postfix extension, data.decision and data.reason say what and why.
+AGENT_BRAKE_APPLIED = "agent.brake_applied"
 
 TYPES: tuple[str, ...] = (
     EMAIL_RECEIVED,
@@ -25,6 +32,9 @@ TYPES: tuple[str, ...] = (
     EMAIL_APPROVED,
     EMAIL_REJECTED,
     EMAIL_EXPIRED,
+    DOMAIN_SUPPRESSION_ADDED,
+    AGENT_SUPPRESSION_ADDED,
+    AGENT_BRAKE_APPLIED,
 )
 
 SCHEMA_VERSION = 1

@@ -33,6 +33,9 @@ _TO_V1 = {
     eventtypes.EMAIL_PENDING_APPROVAL: REVIEW_REQUESTED,
     eventtypes.EMAIL_APPROVED: REVIEW_APPROVED,
     eventtypes.EMAIL_REJECTED: REVIEW_REJECTED,
+    eventtypes.DOMAIN_SUPPRESSION_ADDED: eventtypes.DOMAIN_SUPPRESSION_ADDED,
+    eventtypes.AGENT_SUPPRESSION_ADDED: eventtypes.AGENT_SUPPRESSION_ADDED,
+    eventtypes.AGENT_BRAKE_APPLIED: eventtypes.AGENT_BRAKE_APPLIED,
 }
 # /v1 type -> the stored types it covers.
 _FROM_V1: dict[str, tuple[str, ...]] = {
@@ -43,6 +46,9 @@ _FROM_V1: dict[str, tuple[str, ...]] = {
     REVIEW_REQUESTED: (eventtypes.EMAIL_PENDING_APPROVAL,),
     REVIEW_APPROVED: (eventtypes.EMAIL_APPROVED, eventtypes.EMAIL_EXPIRED),
     REVIEW_REJECTED: (eventtypes.EMAIL_REJECTED, eventtypes.EMAIL_EXPIRED),
+    eventtypes.DOMAIN_SUPPRESSION_ADDED: (eventtypes.DOMAIN_SUPPRESSION_ADDED,),
+    eventtypes.AGENT_SUPPRESSION_ADDED: (eventtypes.AGENT_SUPPRESSION_ADDED,),
+    eventtypes.AGENT_BRAKE_APPLIED: (eventtypes.AGENT_BRAKE_APPLIED,),
 }
 TYPES: tuple[str, ...] = tuple(_FROM_V1)
 

@@ -29,17 +29,18 @@ from e2a.api.v1.routes import ACCOUNT, AGENT, PUBLIC, ROUTES
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
+from e2a.core.store import suppressions as suppression_store
 from e2a.core.webhooks import subscriptions as webhooks
 
 PATH_VALUES = {("agents", "email"): "agent_email", ("messages", "id"): "message_id",
                ("conversations", "id"): "conversation_id", ("api-keys", "id"): "key_id",
                ("reviews", "id"): "message_id", ("webhooks", "id"): "webhook_id",
-               ("events", "id"): "event_id"}
+               ("events", "id"): "event_id", ("suppressions", "address"): "suppressed"}
 QUERY = {"confirm": "DELETE"}
 GHOST = {"agent_email": "nobody-0000@agents.test.example",
          "message_id": "msg_" + "0" * 32, "conversation_id": "conv_" + "0" * 32,
          "key_id": "key_" + "0" * 32, "webhook_id": "wh_" + "0" * 32,
-         "event_id": "evt_" + "0" * 32}
+         "event_id": "evt_" + "0" * 32, "suppressed": "nobody-0000@example.org"}
 
 CASES = [pytest.param(route.template, op, id=f"{op.method} {route.template}")
          for route in ROUTES for op in route.ops if op.scope != PUBLIC]
@@ -57,7 +58,7 @@ def body_for(op: Any, cfg: Any) -> dict[str, Any] | None:
                               "events": ["email.received"]},
             "updateWebhook": {"description": "iso"},
             "approveReview": {}, "rejectReview": {}, "testWebhook": {},
-            "redeliverEvent": {},
+            "redeliverEvent": {}, "createAgentSuppression": {"address": "iso@example.org"},
             }.get(op.operation_id)
 
 
@@ -109,7 +110,11 @@ def resources_of(cfg: Any, tenant: Tenant, agent: dict[str, Any]) -> dict[str, s
         event_store.insert_event(conn, event_id, tenant.user["id"], "email.received",
                                  {"message_id": message_id}, agent_id=agent["id"],
                                  message_id=message_id)
-    return {"agent_email": agent["email"], "message_id": message_id,
+        suppressed = f"gone-{secrets.token_hex(4)}@example.org"
+        suppression_store.add_account(conn, tenant.user["id"], suppressed, source="bounce")
+        suppression_store.add_agent(conn, tenant.user["id"], agent["id"], suppressed,
+                                    source="manual")
+    return {"suppressed": suppressed, "agent_email": agent["email"], "message_id": message_id,
             "conversation_id": conversation, "key_id": key_id, "webhook_id": hook["id"],
             "event_id": event_id}
 
