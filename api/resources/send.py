@@ -11,6 +11,7 @@ holds the message until a person approves it (core/outbound/holds.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.messages import conversations
 from e2a.core.mta import submit
-from e2a.core.outbound import compose, drafts, holds, suppressions
+from e2a.core.outbound import compose, drafts, holds, suppressions, unsubscribe
 from e2a.core.outbound import send as sending
 from e2a.core.outbound.compose import ComposeError, Draft, Mailbox
 from e2a.core.protection import brakes
@@ -111,11 +112,22 @@ class Outbox:
         return verdict.reason if verdict.action is brakes.Action.HOLD else ""
 
     def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep, *,
-                view: Callable[[sending.Sent], Answer] | None = None) -> Answer:
+                view: Callable[[sending.Sent], Answer] | None = None,
+                managed_unsubscribe: bool = False) -> Answer:
         """``view``: the answer in the caller's API generation (the legacy
-        one when None)."""
+        one when None). ``managed_unsubscribe``: the message carries a
+        one-click unsubscribe link for its one recipient."""
         self._own_conversation(agent, draft.conversation_id)
         message_id = new_id("msg")
+        minted = None
+        if managed_unsubscribe:
+            only = compose.unique_addresses([*draft.to, *draft.cc, *draft.bcc])
+            if len(only) != 1:
+                raise errors.bad_request("managed unsubscribe needs exactly one recipient "
+                                         f"across to, cc and bcc ({len(only)} given)",
+                                         param="unsubscribe")
+            minted = unsubscribe.mint(self.cfg)
+            draft = dataclasses.replace(draft, unsubscribe_url=minted.url)
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
                                        limits=self.limits)
@@ -127,8 +139,11 @@ class Outbox:
         try:
             sent = sending.send(self.pool, self.cfg,
                                 sending.AgentMessage(message_id, kind, agent, composed),
-                                in_transaction=lambda conn, s: keep(conn, answer(s),
-                                                                    confirmed=False),
+                                in_transaction=lambda conn, s: (
+                                    minted and unsubscribe.record(
+                                        conn, minted, agent, composed.recipients[0],
+                                        message_id),
+                                    keep(conn, answer(s), confirmed=False)),
                                 confirmed=keep.confirm, undo=keep.forget,
                                 brake_hold=brake_hold)
         except submit.SubmitError as exc:

@@ -17,11 +17,13 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api.realtime import Hub
 from e2a.api.resources.magiclinks import ApproveLink, RejectLink
+from e2a.api.resources.unsubscribe import Unsubscribe
 from e2a.api.v1 import openapi
 from e2a.api.v1.resources import (
     account,
     agents,
     apikeys,
+    brakes,
     conversations,
     events,
     messages,
@@ -114,6 +116,13 @@ ROUTES: tuple[Route, ...] = (
     Route(AGENT_PATH + "/test", lambda cfg, pool: sending.AgentTest(cfg, pool), (
         Op("POST", "testAgent", "Send the agent a test mail from itself", AGENT,
            status=202, view="SendResultView"),)),
+    # An e2a-postfix extension (not upstream e2a's): the loop and abuse brakes.
+    Route(AGENT_PATH + "/brakes", lambda cfg, pool: brakes.AgentBrakes(cfg, pool), (
+        Op("GET", "getAgentBrakes", "The agent's loop and abuse brakes and kill switch "
+           "(e2a-postfix extension)", ACCOUNT, view="AgentBrakesView"),
+        Op("PUT", "putAgentBrakes", "Set the agent's brake overrides and pause or resume "
+           "its outbound mail, wholesale (e2a-postfix extension)", ACCOUNT,
+           view="AgentBrakesView"))),
     Route(AGENT_PATH + "/messages", lambda cfg, pool: messages.Messages(cfg, pool), (
         Op("GET", "listMessages", "List an agent's messages", AGENT,
            view="PageMessageSummaryView"),
@@ -199,6 +208,11 @@ PAGES: tuple[Route, ...] = (
     Route("/v1/reject", lambda cfg, pool: RejectLink(cfg, pool), (
         Op("GET", "rejectPage", "Rejection confirmation page", PUBLIC),
         Op("POST", "rejectByLink", "Reject by magic link", PUBLIC))),
+    # Managed unsubscribe (RFC 8058), for both API generations' mail.
+    Route("/u/{token}", lambda cfg, pool: Unsubscribe(cfg, pool), (
+        Op("GET", "unsubscribePage", "Unsubscribe confirmation page", PUBLIC),
+        Op("POST", "unsubscribe", "Unsubscribe (the page's form or RFC 8058 one-click)",
+           PUBLIC))),
 )
 
 

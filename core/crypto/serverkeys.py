@@ -27,8 +27,10 @@ REPLY_ADDRESS = "hitl-reply-address"
 VERP = "verp-return-path"
 # The XCLIENT login that lets the filter and release into the reinjection service.
 REINJECT_LOGIN = "reinject-login"
+# Keys the stored digest of a managed-unsubscribe token (core/outbound/unsubscribe.py).
+UNSUBSCRIBE = "unsubscribe-token"
 PER_OWNER = frozenset({MAGIC_LINK, REPLY_ADDRESS})
-PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN})
+PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN, UNSUBSCRIBE})
 
 _INFO = b"e2a derived key v1"
 

@@ -4,7 +4,8 @@ Outbound mail leaves with the envelope sender ``bounces+<msg_id>-<mac>@<agent's
 domain>`` (core/mta/verp.py), so a DSN (RFC 3464) for that address reports on
 that message. A report with ``Action: failed`` whose Final-Recipient is one
 of that message's recipients marks the message bounced, with the reason,
-and queues an ``email.bounced`` event, in one transaction. A report about
+and queues an ``email.bounced`` event, in one transaction, with the
+failed recipients suppressed for the account (core/protection/brakes.hard_bounced). A report about
 any other address is nobody's business of ours: whoever learnt a return
 path must not mark the message bounced with a DSN about someone else.
 ``Action: delayed`` is a warning (Postfix keeps trying) and changes nothing.
@@ -28,6 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core.ids import new_id
 from e2a.core.mta import verp
+from e2a.core.protection import brakes
 from e2a.core.store import agents as agent_store
 from e2a.core.store import events as event_store
 from e2a.core.store import outbound as outbound_store
@@ -146,6 +148,9 @@ def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str], verp_ke
                  "status": theirs[0].status, "delivery_error": error},
                 agent_id=row["agent_id"], message_id=message_id,
                 conversation_id=row["conversation_id"])
+            brakes.hard_bounced(conn, {**row, "id": message_id},
+                                [(r.recipient, r.diagnostic or r.status) for r in theirs
+                                 if not r.status.startswith("4")])
             log.info("bounce recorded", extra={"queue_id": queue_id, "message_id": message_id,
                                                "failed": len(theirs)})
     return consumed

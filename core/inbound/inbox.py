@@ -21,6 +21,7 @@ from e2a.core.ids import new_id
 from e2a.core.inbound import attest
 from e2a.core.mail import headers
 from e2a.core.mailauth.verdict import Verdict
+from e2a.core.protection import brakes
 from e2a.core.store import agents as agent_store
 from e2a.core.store import messages as message_store
 from e2a.core.timefmt import rfc3339
@@ -120,6 +121,9 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
     # Both hash the whole message: once for all recipients, not once each.
     body_hash = attest.body_hash(raw)
     content = headers.content_digest(raw)
+    # Auto-generated mail (vacation notices, lists, reports) is labelled so
+    # agents can skip it, and an agent's answer to it meets its brake.
+    labels = brakes.inbound_labels(msg, envelope.mail_from)
     with pool.connection() as conn:
         if agents is None:
             agents = agent_store.agents_by_emails(conn, envelope.recipients,
@@ -162,6 +166,7 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                     "verified": verdict.aligned, "entity_type": att.entity_type,
                     "queue_id": envelope.queue_id,
                     "dedupe_key": dedupe_key(content, envelope, agent["email"]),
+                    "labels": labels,
                 }, event_id=new_id("evt"), event_data={
                     "message_id": message_id, "agent_id": agent["id"],
                     "recipient": agent["email"], "from": sender, "subject": subject,

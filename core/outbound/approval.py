@@ -36,7 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.core.config import Config
 from e2a.core.ids import new_id
-from e2a.core.outbound import compose, holds, release, suppressions
+from e2a.core.outbound import compose, holds, release, suppressions, unsubscribe
 from e2a.core.outbound.compose import Attachment, Mailbox
 from e2a.core.runtime import metrics
 from e2a.core.store import approvals as store
@@ -285,7 +285,8 @@ def _recomposed(row: Row, changed: dict[str, Any], cfg: Config) -> Row:
         attachments=tuple(changed.get("attachments", stored_attachments(row))),
         conversation_id=row["conversation_id"] or "",
         in_reply_to=row["in_reply_to"] or "",
-        references=tuple(row["references_ids"] or ()))
+        references=tuple(row["references_ids"] or ()),
+        unsubscribe_url=unsubscribe.url_of(row["raw_message"]))
     composed = compose.compose(draft, message_id=row["id"], domain=row["agent_domain"],
                                limits=compose.SendLimits.of(cfg),
                                email_message_id=row["email_message_id"] or "")

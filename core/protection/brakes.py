@@ -41,6 +41,7 @@ from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.mail import headers
 from e2a.core.outbound import notification, suppressions
+from e2a.core.protection import autoreply
 from e2a.core.runtime import metrics
 from e2a.core.store import brakes as store
 from e2a.core.store import events as event_store
@@ -212,11 +213,6 @@ def record(conn: psycopg.Connection, agent: Mapping[str, Any], verdict: Verdict,
              extra={"agent": agent["email"], "brake": verdict.brake})
 
 
-def count_bounce(conn: psycopg.Connection, agent_id: str) -> None:
-    """A hard bounce of ``agent_id``'s mail, for its bounce rate."""
-    store.count_bounce(conn, agent_id)
-
-
 def notify_pause(conn: psycopg.Connection, cfg: Config, agent: Mapping[str, Any],
                  reason: str) -> None:
     """Mail the owner that ``agent`` was paused; best effort (the event says it too)."""
@@ -249,3 +245,26 @@ def at_filter(conn: psycopg.Connection, cfg: Config, agent: Mapping[str, Any],
     return judge(conn, cfg, agent, Send(
         recipients, conversation_id=agent.get("thread_conversation_id") or "",
         in_reply_to=in_reply_to, message_id=message_id))
+
+
+def hard_bounced(conn: psycopg.Connection, message: Mapping[str, Any],
+                 failed: Sequence[tuple[str, str]]) -> None:
+    """A DSN reported ``failed`` (recipient, reason) for the outbound
+    ``message`` (user_id, agent_id, id): each recipient is suppressed for
+    the account (with its domain.suppression_added event) and counts once
+    toward the agent's bounce rate. In the caller's transaction."""
+    for recipient, reason in failed:
+        suppressions.add_for_account(conn, message["user_id"], recipient, source="bounce",
+                                     reason=reason, message_id=message["id"])
+    if failed:
+        store.count_bounce(conn, message["agent_id"])
+
+
+def inbound_labels(msg: EmailMessage, mail_from: str | None) -> list[str]:
+    """The labels an inbound message gets from the brakes: AUTO_LABEL when
+    it is auto-generated (core/protection/autoreply.classify)."""
+    auto = autoreply.classify(msg, mail_from)
+    if auto is None:
+        return []
+    metrics.brake_decisions.labels(brake="auto_generated", action="label").inc()
+    return [AUTO_LABEL]

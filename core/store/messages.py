@@ -23,19 +23,20 @@ _INSERT_INBOUND = """
         id, user_id, agent_id, direction, recipient, sender, envelope_sender,
         to_recipients, cc, reply_to, subject, email_message_id, in_reply_to,
         references_ids, conversation_id, raw_message, size_bytes, auth_headers,
-        spf, dkim, dmarc, verified, entity_type, inbox_status, queue_id, dedupe_key)
+        spf, dkim, dmarc, verified, entity_type, inbox_status, queue_id, dedupe_key,
+        labels)
     VALUES (
         %(id)s, %(user_id)s, %(agent_id)s, 'inbound', %(recipient)s, %(sender)s,
         %(envelope_sender)s, %(to_recipients)s, %(cc)s, %(reply_to)s, %(subject)s,
         %(email_message_id)s, %(in_reply_to)s, %(references_ids)s,
         %(conversation_id)s, %(raw_message)s, %(size_bytes)s, %(auth_headers)s,
         %(spf)s, %(dkim)s, %(dmarc)s, %(verified)s, %(entity_type)s, 'unread',
-        %(queue_id)s, %(dedupe_key)s)
+        %(queue_id)s, %(dedupe_key)s, %(labels)s::text[])
     ON CONFLICT (agent_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING"""
 
 
 def _inbound_params(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "auth_headers": Jsonb(row["auth_headers"])}
+    return {"labels": [], **row, "auth_headers": Jsonb(row["auth_headers"])}
 
 
 def insert_inbound(conn: psycopg.Connection, row: dict[str, Any]) -> str | None:

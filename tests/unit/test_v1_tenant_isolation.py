@@ -59,6 +59,7 @@ def body_for(op: Any, cfg: Any) -> dict[str, Any] | None:
             "updateWebhook": {"description": "iso"},
             "approveReview": {}, "rejectReview": {}, "testWebhook": {},
             "redeliverEvent": {}, "createAgentSuppression": {"address": "iso@example.org"},
+            "putAgentBrakes": {"overrides": {}},
             }.get(op.operation_id)
 
 
