@@ -231,6 +231,8 @@ KEYS: tuple[Key, ...] = (
     Key("brakes", "sends_per_hour", int, 200, _off_or_positive),
     Key("brakes", "sends_per_day", int, 2000, _off_or_positive),
     Key("brakes", "pause_sends_per_hour", int, 600, _off_or_positive),
+    # Recipients an agent never sent to before, per hour: over it, throttled.
+    Key("brakes", "new_recipients_per_hour", int, 100, _off_or_positive),
     Key("brakes", "bounce_rate_max", float, 0.2, _positive),
     Key("brakes", "bounce_min_sends", int, 20, _positive),
     # An agent's answer to auto-generated mail (vacation notices, bounces,

@@ -7,8 +7,9 @@ filter for mail submitted by SMTP or sendmail), which counts it and says:
 
 - ``pass``;
 - ``throttle`` (retry later: 429 rate_limited with Retry-After at the API,
-  451 4.7.1 at the filter) over ``sends_per_hour`` or ``sends_per_day``, or
-  while the agent's hard-bounce rate today is over ``bounce_rate_max``;
+  451 4.7.1 at the filter) over ``sends_per_hour``, ``sends_per_day`` or
+  ``new_recipients_per_hour`` (addresses it never sent to), or while the
+  agent's hard-bounce rate today is over ``bounce_rate_max``;
 - ``pause``: the agent's attempts this hour passed ``pause_sends_per_hour``
   (a loop that keeps pushing against the throttle): its outbound mail stops
   until the owner resumes it (PUT /v1/agents/{email}/brakes), the owner is
@@ -61,6 +62,7 @@ class Settings:
     sends_per_hour: int
     sends_per_day: int
     pause_sends_per_hour: int
+    new_recipients_per_hour: int
     bounce_rate_max: float
     bounce_min_sends: int
     auto_reply_action: str
@@ -155,7 +157,8 @@ def judge(conn: psycopg.Connection, cfg: Config, agent: Mapping[str, Any], send:
     with conn.transaction():
         row = store.count_send(conn, agent["id"], conversation_id=send.conversation_id,
                                recipients=list(send.recipients), in_reply_to=send.in_reply_to,
-                               auto_label=AUTO_LABEL)
+                               auto_label=AUTO_LABEL,
+                               new_limit=cfg.brakes.new_recipients_per_hour)
         settings = Settings.defaults(cfg).with_overrides(row["overrides"])
         verdict = decide(settings, row)
         paused_now = False
@@ -184,6 +187,11 @@ def decide(settings: Settings, row: Mapping[str, Any]) -> Verdict:
     if settings.sends_per_day and row["day"] > settings.sends_per_day:
         return Verdict(Action.THROTTLE, "daily",
                        f"at most {settings.sends_per_day} messages per day", row["day_retry"])
+    if settings.new_recipients_per_hour and row["new_recipients"] \
+            and row["new_hour"] > settings.new_recipients_per_hour:
+        return Verdict(Action.THROTTLE, "new_recipients",
+                       f"at most {settings.new_recipients_per_hour} new recipients per hour",
+                       row["new_retry"])
     sent = row["day"] - 1
     if sent >= settings.bounce_min_sends and row["bounces"] / sent > settings.bounce_rate_max:
         return Verdict(Action.THROTTLE, "bounce_rate",

@@ -32,9 +32,19 @@ _BETWEEN_AGENTS = """WHERE %(conversation)s::text <> '' AND EXISTS (
                             AND deleted_at IS NULL AND id <> %(agent)s)"""
 
 
+# The recipients of this send the agent never sent to before.
+_NEW = """SELECT r FROM unnest(%(recipients)s::text[]) AS r
+           WHERE NOT EXISTS (SELECT 1 FROM agent_recipients
+                              WHERE agent_id = %(agent)s AND address = r)"""
+# The new-recipient limit in force: the agent's override, else the default.
+_NEW_LIMIT = """coalesce((SELECT (overrides->>'new_recipients_per_hour')::int
+                            FROM agent_brakes WHERE agent_id = %(agent)s),
+                         %(new_limit)s)"""
+
+
 def count_send(conn: psycopg.Connection, agent_id: str, *, conversation_id: str,
                recipients: list[str], in_reply_to: str, auto_label: str,
-               at: datetime | None = None) -> Row:
+               new_limit: int = 0, at: datetime | None = None) -> Row:
     """Count one send of ``agent_id`` and read all the brakes decide on,
     in ONE statement: ``hour``/``day`` (sends in this window, this one
     included), ``hour_retry``/``day_retry`` (seconds to the window's end),
@@ -42,7 +52,11 @@ def count_send(conn: psycopg.Connection, agent_id: str, *, conversation_id: str,
     hour, counted only when another agent is among ``recipients``; else
     NULL), ``answers_auto`` (``in_reply_to`` is an inbound message of the
     agent labelled ``auto_label``), ``bounces`` (hard bounces in today's
-    window), ``overrides``, ``paused_at`` and ``paused_reason``."""
+    window), ``new_recipients`` (of this send, not sent to before) with
+    ``new_hour``/``new_retry`` (new recipients this hour, this send's
+    included; NULL when it has none), ``overrides``, ``paused_at`` and
+    ``paused_reason``. This send's new recipients become known unless they
+    take the hour past ``new_limit`` (the agent's override first; 0: no limit)."""
     params: dict[str, Any] = {
         "at": at, "cost": 1, "agent": agent_id, "conversation": conversation_id,
         "recipients": [r.lower() for r in recipients], "in_reply_to": in_reply_to,
@@ -50,12 +64,23 @@ def count_send(conn: psycopg.Connection, agent_id: str, *, conversation_id: str,
         "bucket_0": f"brake-hour:{agent_id}", "window_0": HOUR,
         "bucket_1": f"brake-day:{agent_id}", "window_1": DAY,
         "bucket_2": f"brake-thread:{conversation_id}", "window_2": HOUR,
-        "bounces": f"brake-bounce:{agent_id}", "day": DAY}
+        "bounces": f"brake-bounce:{agent_id}", "day": DAY,
+        "bucket_3": f"brake-new:{agent_id}", "window_3": HOUR, "new_limit": new_limit}
+    recipients_cte = f"""
+                 fresh AS ({_NEW}),
+                 n AS ({_COUNT.format(n=3, condition="WHERE EXISTS (SELECT 1 FROM fresh)")
+                       .replace("%(cost)s", "(SELECT count(*) FROM fresh)")}),
+                 known AS (INSERT INTO agent_recipients (agent_id, address)
+                           SELECT %(agent)s, r FROM fresh
+                            WHERE {_NEW_LIMIT} = 0 OR (SELECT hits FROM n) <= {_NEW_LIMIT}
+                           ON CONFLICT DO NOTHING)"""
     return conn.execute(
         f"""WITH h AS ({_COUNT.format(n=0, condition="")}),
                  d AS ({_COUNT.format(n=1, condition="")}),
-                 t AS ({_COUNT.format(n=2, condition=_BETWEEN_AGENTS)})
+                 t AS ({_COUNT.format(n=2, condition=_BETWEEN_AGENTS)}),{recipients_cte}
             SELECT (SELECT hits FROM h) AS hour, (SELECT retry_after FROM h) AS hour_retry,
+                   (SELECT count(*) FROM fresh) AS new_recipients,
+                   (SELECT hits FROM n) AS new_hour, (SELECT retry_after FROM n) AS new_retry,
                    (SELECT hits FROM d) AS day, (SELECT retry_after FROM d) AS day_retry,
                    (SELECT hits FROM t) AS thread_turns,
                    (SELECT retry_after FROM t) AS thread_retry,

@@ -46,6 +46,7 @@ def tenant(cfg):
 
 
 SETTINGS = brakes.Settings(sends_per_hour=10, sends_per_day=100, pause_sends_per_hour=30,
+                           new_recipients_per_hour=5,
                            bounce_rate_max=0.2, bounce_min_sends=20,
                            auto_reply_action="hold", thread_turns_per_hour=4)
 
@@ -53,6 +54,7 @@ SETTINGS = brakes.Settings(sends_per_hour=10, sends_per_day=100, pause_sends_per
 def counted(**fields):
     row = {"hour": 1, "hour_retry": 100.0, "day": 1, "day_retry": 5000.0,
            "thread_turns": None, "answers_auto": False, "bounces": 0, "overrides": None,
+           "new_recipients": 0, "new_hour": None, "new_retry": None,
            "paused_at": None, "paused_reason": None}
     row.update(fields)
     return row
@@ -69,6 +71,8 @@ def counted(**fields):
     ({"answers_auto": True}, brakes.Action.HOLD, "auto_reply"),
     ({"thread_turns": 5}, brakes.Action.HOLD, "thread_turns"),
     ({"thread_turns": 4}, brakes.Action.PASS, ""),
+    ({"new_recipients": 2, "new_hour": 6}, brakes.Action.THROTTLE, "new_recipients"),
+    ({"new_recipients": 2, "new_hour": 5}, brakes.Action.PASS, ""),
     ({"paused_at": "2026-01-01", "paused_reason": "by hand"}, brakes.Action.PAUSED, "paused"),
 ])
 def test_decide(fields, action, brake):
@@ -93,6 +97,25 @@ def test_counts_are_one_statement_shared_through_postgres(cfg, tenant):
     assert [(r["hour"], r["day"], r["thread_turns"]) for r in rows] == [
         (1, 1, None), (2, 2, None), (3, 3, None)]
     assert 0 < rows[-1]["hour_retry"] <= 3600
+
+
+def test_new_recipients_are_counted_and_a_throttled_one_stays_new(cfg, tenant):
+    def count(recipients):
+        with single_connection(cfg) as conn:
+            return brake_store.count_send(conn, tenant.agent["id"], conversation_id="",
+                                          recipients=recipients, in_reply_to="",
+                                          auto_label=brakes.AUTO_LABEL, new_limit=2)
+    first = count(["a@example.org", "b@example.org"])
+    assert (first["new_recipients"], first["new_hour"]) == (2, 2)
+    again = count(["a@example.org"])  # known now: not new, not counted
+    assert (again["new_recipients"], again["new_hour"]) == (0, None)
+    over = count(["c@example.org"])
+    assert (over["new_recipients"], over["new_hour"]) == (1, 3)
+    retried = count(["c@example.org"])  # throttled before: still new
+    assert (retried["new_recipients"], retried["new_hour"]) == (1, 4)
+    verdict = brakes.decide(brakes.Settings.defaults(cfg).with_overrides(
+        {"new_recipients_per_hour": 2}), retried)
+    assert (verdict.action, verdict.brake) == (brakes.Action.THROTTLE, "new_recipients")
 
 
 def test_the_api_throttles_with_retry_after(cfg, client, tenant, postfix):
