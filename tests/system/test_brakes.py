@@ -37,6 +37,7 @@ from sdk5_session import Sdk5, Sdk5Error, install
 from sdk_session import SDK5_VERSION
 
 from e2a.core.db import single_connection
+from e2a.core.outbound import suppressions
 from e2a.core.store import users as user_store
 
 pytestmark = pytest.mark.system
@@ -265,7 +266,16 @@ def test_the_sdk_lists_creates_and_deletes_suppressions(sdk, account):
     assert deleted == {"deleted": True, "address": address}
     assert address not in [s["address"] for s in
                            sdk("agents.list_suppressions", account.agent_email)]
-    account_list = sdk("account.suppressions.list")
-    assert isinstance(account_list, list)
-    for entry in account_list:
-        assert {"address", "source", "created_at"} <= set(entry)
+
+
+def test_the_sdk_lists_and_deletes_account_suppressions(sandbox, sdk, account):
+    address = f"gone-{secrets.token_hex(3)}@elsewhere.test"
+    with single_connection(sandbox.box.config()) as conn:
+        user = user_store.user_by_email(conn, account.user_email)
+        suppressions.add_for_account(conn, user["id"], address, source="bounce",
+                                     reason="550 5.1.1 gone", message_id="msg_" + "2" * 32)
+    [entry] = [s for s in sdk("account.suppressions.list") if s["address"] == address]
+    assert (entry["source"], entry["reason"], entry["source_message_id"]) == (
+        "bounce", "550 5.1.1 gone", "msg_" + "2" * 32)
+    assert sdk("account.suppressions.delete", address) == {"deleted": True, "address": address}
+    assert address not in [s["address"] for s in sdk("account.suppressions.list")]

@@ -203,3 +203,22 @@ def test_turns_between_agents_on_one_thread_are_capped(cfg, client, tenant, post
     assert human.json["status"] == "accepted"  # not between agents: not a turn
     held = email.message_from_bytes(postfix.received[-2].data, policy=email.policy.default)
     assert held["To"] == other["email"]
+
+
+def test_a_pause_mails_the_owner(hitl_cfg, hitl_owner, hitl_reinjection):
+    from hitlsupport import released
+
+    before = len(released(hitl_reinjection))
+    agent = hitl_owner.agent
+    with single_connection(hitl_cfg) as conn:
+        brake_store.save(conn, agent["id"], {"pause_sends_per_hour": 1}, False, None)
+        send = brakes.Send(["friend@example.org"], message_id="msg_x")
+        verdicts = [brakes.judge(conn, hitl_cfg, agent, send) for _ in range(3)]
+    assert [v.action for v in verdicts] == [brakes.Action.PASS, brakes.Action.PAUSED,
+                                           brakes.Action.PAUSED]
+    notices = released(hitl_reinjection)[before:]
+    assert len(notices) == 1  # once, when it paused
+    notice = email.message_from_bytes(notices[0].data, policy=email.policy.default)
+    assert notice["To"] == hitl_owner.user["email"]
+    assert notice["Subject"] == f"Agent paused: {agent['email']}"
+    assert notice["Auto-Submitted"] == "auto-generated"
