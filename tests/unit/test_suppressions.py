@@ -214,3 +214,18 @@ def test_a_delay_warning_suppresses_nothing(cfg, tenant):
         pool.close()
     with single_connection(cfg) as conn:
         assert store.list_account(conn, tenant.user["id"], limit=10) == []
+
+
+def test_erasing_the_account_erases_and_counts_its_suppressions(cfg, client, tenant):
+    bounce(cfg, tenant, "one@example.org")
+    path = agent_path(tenant.agent["email"]) + "/suppressions"
+    for address in ("two@example.org", "three@example.org"):
+        assert client.simulate_post(path, headers=tenant.auth,
+                                    json={"address": address}).status_code == 200
+    receipt = client.simulate_delete("/v1/account", headers=tenant.auth,
+                                     params={"confirm": "DELETE"})
+    assert receipt.status_code == 200, receipt.text
+    assert receipt.json["agent_suppressions_deleted"] == 2
+    assert receipt.json["agent_unsubscribe_tokens_deleted"] == 0
+    with single_connection(cfg) as conn:
+        assert store.list_account(conn, tenant.user["id"], limit=5) == []
