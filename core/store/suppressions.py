@@ -111,3 +111,16 @@ def use_token(conn: psycopg.Connection, digest: bytes) -> Row | None:
              FROM agents a
             WHERE t.token_digest = %s AND t.used_at IS NULL AND a.id = t.agent_id
            RETURNING t.*, a.email AS agent_email""", (digest,)).fetchone()
+
+
+def all_for_user(conn: psycopg.Connection, user_id: str) -> list[Row]:
+    """Every suppression of the user's, the account's (agent_email NULL) and
+    each agent's, for the data export; oldest first."""
+    return conn.execute(
+        """SELECT s.address, NULL::text AS agent_email, s.source, s.reason, s.created_at
+             FROM account_suppressions s WHERE s.user_id = %(user)s
+           UNION ALL
+           SELECT s.address, a.email, s.source, s.reason, s.created_at
+             FROM agent_suppressions s JOIN agents a ON a.id = s.agent_id
+            WHERE s.user_id = %(user)s
+           ORDER BY created_at, address""", {"user": user_id}).fetchall()

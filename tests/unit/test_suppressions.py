@@ -229,3 +229,16 @@ def test_erasing_the_account_erases_and_counts_its_suppressions(cfg, client, ten
     assert receipt.json["agent_unsubscribe_tokens_deleted"] == 0
     with single_connection(cfg) as conn:
         assert store.list_account(conn, tenant.user["id"], limit=5) == []
+
+
+def test_the_export_holds_the_accounts_and_the_agents_suppressions(cfg, client, tenant):
+    bounce(cfg, tenant, "one@example.org")
+    with single_connection(cfg) as conn:
+        store.add_agent(conn, tenant.user["id"], tenant.agent["id"], "two@example.org",
+                        source="unsubscribe", reason="clicked")
+    other = make_tenant(cfg)
+    bounce(cfg, other, "not-yours@example.org")
+    body = client.simulate_get("/api/v1/users/me/export", headers=tenant.auth).json
+    assert [(s["address"], s.get("agent_email"), s["source"]) for s in body["suppressions"]
+            ] == [("one@example.org", None, "bounce"),
+                  ("two@example.org", tenant.agent["email"], "unsubscribe")]
