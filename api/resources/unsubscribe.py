@@ -5,7 +5,7 @@ links). POST acts: a mail client's one-click body ``List-Unsubscribe=One-Click``
 gets 200 with an empty body, the page's own form a page saying it is done.
 Either way the recipient is suppressed for the sending agent, once. Errors
 are plain text: 404 for a token that is not ours, 400 for a body that is
-neither (or over 1 KiB).
+neither (or over 1 KiB), 429 past 600 requests a minute from one address.
 """
 
 from __future__ import annotations
@@ -17,12 +17,17 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import pages
+from e2a.api.clientaddr import ClientAddress
+from e2a.core import ratelimit
 from e2a.core.config import Config
 from e2a.core.outbound import unsubscribe
 
 log = logging.getLogger("e2a.api")
 
 MAX_BODY = 1024
+# Per client address, as upstream: guessing tokens (256 bits) is hopeless,
+# but each guess costs a lookup.
+PER_CLIENT = ratelimit.Limit("unsubscribe-ip", per_window=600, window_seconds=60)
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 
@@ -54,8 +59,20 @@ class Unsubscribe:
     def __init__(self, cfg: Config, pool: ConnectionPool) -> None:
         self._cfg = cfg
         self._pool = pool
+        self._client = ClientAddress(cfg.http.trusted_proxies)
+
+    def _limited(self, req: falcon.Request, resp: falcon.Response) -> bool:
+        with self._pool.connection() as conn:
+            outcome = ratelimit.hit(conn, PER_CLIENT, self._client.of(req))
+        if outcome.allowed:
+            return False
+        _plain(resp, 429, "too many requests; retry later")
+        resp.set_header("Retry-After", str(outcome.retry_after_seconds))
+        return True
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
+        if self._limited(req, resp):
+            return
         with self._pool.connection() as conn:
             row = unsubscribe.lookup(conn, self._cfg, token)
         if row is None:
@@ -65,6 +82,8 @@ class Unsubscribe:
                      agent_email=row["agent_email"], address=row["address"], token=token)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
+        if self._limited(req, resp):
+            return
         body = req.bounded_stream.read(MAX_BODY + 1)
         kind = None if len(body) > MAX_BODY else _one_click(
             (req.content_type or "").lower(), body)

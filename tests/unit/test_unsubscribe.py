@@ -155,3 +155,15 @@ def test_only_a_keyed_digest_of_the_token_is_stored(cfg, client, tenant, postfix
         hmac.new(key, token.encode(), hashlib.sha256).digest()]
     assert key != serverkeys.deployment(cfg, serverkeys.VERP)
     assert token.encode() not in bytes(rows[0]["token_digest"])
+
+
+def test_one_client_address_is_limited(cfg, client, monkeypatch):
+    from e2a.api.resources import unsubscribe as page
+    from e2a.core import ratelimit
+
+    monkeypatch.setattr(page, "PER_CLIENT", ratelimit.Limit("unsub-test-" + "x" * 4, 2, 60))
+    path = "/u/" + "B" * 43
+    codes = [client.simulate_get(path, remote_addr="192.0.2.77").status_code
+             for _ in range(3)]
+    assert codes == [404, 404, 429]
+    assert client.simulate_get(path, remote_addr="192.0.2.78").status_code == 404
