@@ -127,7 +127,8 @@ class Outbox:
                                          f"across to, cc and bcc ({len(only)} given)",
                                          param="unsubscribe")
             minted = unsubscribe.mint(self.cfg)
-            draft = dataclasses.replace(draft, unsubscribe_url=minted.url)
+            draft = dataclasses.replace(draft, unsubscribe_url=minted.url,
+                                        unsubscribe_mailto=minted.mailto)
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
                                        limits=self.limits)

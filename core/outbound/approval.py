@@ -276,6 +276,7 @@ def _recomposed(row: Row, changed: dict[str, Any], cfg: Config) -> Row:
         return tuple(Mailbox(a) for a in row[column] or [])
 
     sender = row["sender"] or row["agent_email"]
+    unsubscribe_url, unsubscribe_mailto = unsubscribe.targets_of(row["raw_message"])
     draft = compose.Draft(
         sender=Mailbox(sender, row["agent_name"] if sender == row["agent_email"] else ""),
         to=boxes("to", "to_recipients"), cc=boxes("cc", "cc"), bcc=boxes("bcc", "bcc"),
@@ -286,7 +287,7 @@ def _recomposed(row: Row, changed: dict[str, Any], cfg: Config) -> Row:
         conversation_id=row["conversation_id"] or "",
         in_reply_to=row["in_reply_to"] or "",
         references=tuple(row["references_ids"] or ()),
-        unsubscribe_url=unsubscribe.url_of(row["raw_message"]))
+        unsubscribe_url=unsubscribe_url, unsubscribe_mailto=unsubscribe_mailto)
     composed = compose.compose(draft, message_id=row["id"], domain=row["agent_domain"],
                                limits=compose.SendLimits.of(cfg),
                                email_message_id=row["email_message_id"] or "")

@@ -130,6 +130,7 @@ class Draft:
     # Managed unsubscribe (core/outbound/unsubscribe.py): the one-click URL
     # for List-Unsubscribe and the footer; "" for none.
     unsubscribe_url: str = ""
+    unsubscribe_mailto: str = ""  # its mailto: address beside the URL; "" for none
 
     def __repr__(self) -> str:  # bodies never land in a log line
         return (f"Draft(sender={self.sender.address!r}, to={len(self.to)}, cc={len(self.cc)}, "
@@ -407,7 +408,11 @@ def compose(draft: Draft, *, message_id: str, domain: str, limits: SendLimits,
     if draft.unsubscribe_url:
         url = _unsubscribe_url(draft.unsubscribe_url)
         # RFC 8058: both fields, both signed (core/mta/dkimsign.SIGNED_HEADERS).
-        msg.set_raw("List-Unsubscribe", f"<{url}>")
+        targets = [f"<{url}>"]
+        if draft.unsubscribe_mailto:
+            mailto = checked_address(draft.unsubscribe_mailto, "unsubscribe")
+            targets = [f"<{url}>,", f"<mailto:{mailto}>"]
+        msg.set_raw("List-Unsubscribe", folded("List-Unsubscribe", targets))
         msg.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
         text, html = _with_footer(text, html, url)
     if text and html:

@@ -4,7 +4,9 @@ List-Unsubscribe=One-Click`` (both under the DKIM signature, as RFC 8058
 section 4 requires) and a footer with the same link. Opening the link shows
 a confirmation page; a POST to it (the page's form, or a mail client's
 one-click ``List-Unsubscribe=One-Click``) suppresses the recipient for the
-sending agent (``agent.suppression_added``).
+sending agent (``agent.suppression_added``). ``List-Unsubscribe`` names a
+``mailto:`` address too, on the reply domain: the milter takes mail to it
+and acts the same (``consume``).
 
 The token is 256 random bits. The database keeps only its HMAC under a
 server key of its own purpose (core/crypto/serverkeys.UNSUBSCRIBE, never
@@ -15,6 +17,7 @@ POST finds it used and changes nothing.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -23,18 +26,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from e2a.core.config import Config
 from e2a.core.crypto import serverkeys
 from e2a.core.mail import headers
 from e2a.core.outbound import suppressions
+from e2a.core.store import agents as agent_store
 from e2a.core.store import suppressions as store
 
 MODE = "managed"
 ONE_CLICK = "List-Unsubscribe=One-Click"
 PATH = "/u/"
-# token_urlsafe(32): 43 characters of the URL-safe alphabet.
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+# The mailto: address is MAILTO_PREFIX + token @ the reply domain. A mail
+# address is compared without case (core/net/addresses.mailbox), so the
+# token is lowercase base32: 256 bits in 52 characters, 58 with the
+# prefix, within a local part's 64.
+MAILTO_PREFIX = "unsub-"
+_TOKEN = re.compile(r"[a-z2-7]{52}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class Minted:
     token: str
     digest: bytes
     url: str
+    mailto: str
 
 
 def _digest(cfg: Config, token: str) -> bytes:
@@ -50,8 +60,38 @@ def _digest(cfg: Config, token: str) -> bytes:
 
 
 def mint(cfg: Config) -> Minted:
-    token = secrets.token_urlsafe(32)
-    return Minted(token, _digest(cfg, token), cfg.http.public_url.rstrip("/") + PATH + token)
+    token = base64.b32encode(secrets.token_bytes(32)).decode("ascii").rstrip("=").lower()
+    return Minted(token, _digest(cfg, token), cfg.http.public_url.rstrip("/") + PATH + token,
+                  f"{MAILTO_PREFIX}{token}@{cfg.hitl.reply_domain}")
+
+
+def token_of(address: str) -> str | None:
+    """The token of an address shaped like a mailto: unsubscribe one
+    (canonical, so lowercase), None for any other address."""
+    local, at, domain = address.rpartition("@")
+    if not at or not domain or not local.startswith(MAILTO_PREFIX):
+        return None
+    token = local[len(MAILTO_PREFIX):]
+    return token if _TOKEN.fullmatch(token) else None
+
+
+def consume(pool: ConnectionPool, cfg: Config, recipients: list[str]) -> set[str]:
+    """Mail to mailto: unsubscribe addresses on our domains among
+    ``recipients`` (canonical): each acts on its token, whatever the message
+    says (the address is the credential, as the URL is). The addresses
+    taken, lowercase: nobody reads them, and mail to a token that is not
+    ours is dropped as well, never bounced (no backscatter)."""
+    found = {r.lower(): t for r in recipients if (t := token_of(r.lower())) is not None}
+    if not found:
+        return set()
+    taken: set[str] = set()
+    with pool.connection() as conn:
+        for address, token in found.items():
+            if agent_store.domain_by_name(conn, address.rpartition("@")[2]) is None:
+                continue  # not ours: it passes on like any other address
+            unsubscribe(conn, cfg, token)
+            taken.add(address)
+    return taken
 
 
 def record(conn: psycopg.Connection, minted: Minted, agent: dict[str, Any], address: str,
@@ -85,11 +125,14 @@ def unsubscribe(conn: psycopg.Connection, cfg: Config, token: str) -> dict[str, 
     return row
 
 
-def url_of(raw: bytes | None) -> str:
-    """The managed-unsubscribe URL a composed message carries ("" for none):
-    a held message edited on approval is composed again and keeps it."""
+def targets_of(raw: bytes | None) -> tuple[str, str]:
+    """The managed-unsubscribe URL and mailto: address a composed message
+    carries ("" for none): a held message edited on approval is composed
+    again and keeps them."""
     if not raw:
-        return ""
+        return "", ""
     value = headers.header_value(headers.parse(raw), "List-Unsubscribe")
-    url = value.strip().removeprefix("<").split(">", 1)[0]
-    return url if PATH in url else ""
+    found = re.findall(r"<([^<>]*)>", value)
+    url = next((f for f in found if PATH in f and not f.startswith("mailto:")), "")
+    mailto = next((f[len("mailto:"):] for f in found if f.startswith("mailto:")), "")
+    return url, mailto

@@ -122,7 +122,7 @@ def test_one_click_unsubscribe_from_the_delivered_header_suppresses(sandbox, acc
     captured = sandbox.capture.wait_for(lambda c: subject.encode() in c.data, timeout=30)
     msg = email.message_from_bytes(captured.data, policy=email.policy.default)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    [url] = re.findall(r"<(https?://[^>]+/u/[A-Za-z0-9_-]+)>", msg["List-Unsubscribe"])
+    [url] = re.findall(r"<(https?://[^>]+/u/[a-z2-7]+)>", msg["List-Unsubscribe"])
     assert url in msg.get_body(("plain",)).get_content()  # the footer
     signed = re.sub(r"\s", "", signature_tags(captured.data)["h"]).lower().split(":")
     assert {"list-unsubscribe", "list-unsubscribe-post"} <= set(signed)
@@ -141,6 +141,32 @@ def test_one_click_unsubscribe_from_the_delivered_header_suppresses(sandbox, acc
     again = send(sandbox, account, account.agent_email, reader, f"again {subject}")
     assert again.status_code == 422, again.text
     assert again.json()["error"]["code"] == "recipient_suppressed"
+
+
+def test_mail_to_the_mailto_unsubscribe_address_suppresses(sandbox, account):
+    reader = f"mailer-{secrets.token_hex(3)}@sandbox.test"
+    subject = f"digest {uuid.uuid4().hex}"
+    assert send(sandbox, account, account.agent_email, reader, subject,
+                unsubscribe={"mode": "managed"}).status_code == 202
+    captured = sandbox.capture.wait_for(lambda c: subject.encode() in c.data, timeout=30)
+    header = email.message_from_bytes(captured.data, policy=email.policy.default)[
+        "List-Unsubscribe"]
+    [mailto] = re.findall(r"<mailto:([^>]+)>", header)
+    # What a mail client does with the mailto: form: a mail, to our MX.
+    data = (f"From: <{reader}>\r\nTo: <{mailto}>\r\nSubject: unsubscribe\r\n"
+            f"Message-ID: <{uuid.uuid4().hex}@sandbox.test>\r\n\r\nunsubscribe\r\n").encode()
+    assert smtp_send(sandbox.smtp_port, reader, mailto, data).code == 250
+
+    def suppressed() -> bool:
+        listed = v1(sandbox, account, "GET",
+                    f"/v1/agents/{quote(account.agent_email, safe='')}/suppressions")
+        return reader in [s["address"] for s in listed.json()["items"]]
+
+    wait_until(suppressed, timeout=20, what="the mailto: unsubscribe suppressing")
+    assert send(sandbox, account, account.agent_email, reader,
+                f"again {subject}").status_code == 422
+    # Nobody's mailbox: the mail to the address never left for the internet.
+    assert not [c for c in sandbox.capture.messages() if mailto in c.rcpt_tos]
 
 
 def set_brakes(sandbox, account, address: str, **overrides: Any) -> None:

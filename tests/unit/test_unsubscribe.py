@@ -54,7 +54,7 @@ def managed_send(client, tenant, to: str = "reader@example.org", **extra):
 
 
 def unsubscribe_path(message: email.message.EmailMessage) -> str:
-    match = re.fullmatch(r"<https?://[^/]+(/u/[A-Za-z0-9_-]+)>", message["List-Unsubscribe"])
+    match = re.search(r"<https?://[^/]+(/u/[a-z2-7]{52})>", message["List-Unsubscribe"])
     assert match, message["List-Unsubscribe"]
     return match.group(1)
 
@@ -167,3 +167,34 @@ def test_one_client_address_is_limited(cfg, client, monkeypatch):
              for _ in range(3)]
     assert codes == [404, 404, 429]
     assert client.simulate_get(path, remote_addr="192.0.2.78").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def zones(tmp_path_factory):
+    from mailworld import zones_served
+
+    with zones_served(tmp_path_factory.mktemp("zones")) as server:
+        yield server
+
+
+def test_the_mailto_address_unsubscribes_through_the_milter(cfg, client, tenant, postfix,
+                                                            zones):
+    import Milter
+    from milterdriver import feed, installed
+
+    managed_send(client, tenant, to="mailer@example.org")
+    msg = email.message_from_bytes(postfix.received[0].data, policy=email.policy.default)
+    [mailto] = re.findall(r"<mailto:([^>]+)>", msg["List-Unsubscribe"])
+    assert mailto.startswith("unsub-") and mailto.endswith("@" + cfg.hitl.reply_domain)
+    assert unsubscribe_path(msg)[3:] in mailto  # one token, two ways
+    raw = (f"From: mailer@example.org\r\nTo: {mailto}\r\nSubject: unsubscribe\r\n\r\n"
+           "please\r\n").encode()
+    with installed(cfg):
+        # The address is the credential: its case does not matter to mail.
+        out = feed(raw, "mailer@example.org", [mailto.upper()], client_ip="192.0.2.25",
+                   helo="mx.example.org")
+        assert out.code == Milter.DISCARD
+        ghost = "unsub-" + "a" * 52 + "@" + cfg.hitl.reply_domain
+        assert feed(raw, "x@example.org", [ghost]).code == Milter.DISCARD
+    assert_envelope(managed_send(client, tenant, to="mailer@example.org"), 422,
+                    "recipient_suppressed")
