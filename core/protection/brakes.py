@@ -21,9 +21,11 @@ filter for mail submitted by SMTP or sendmail), which counts it and says:
 
 Defaults come from the [brakes] configuration, each overridable per agent.
 Counting is one statement per send (core/store/brakes.count_send), in
-Postgres so every host and process shares it. Every decision but ``pass``
-writes an ``agent.brake_applied`` event with its reason and is counted in
-``e2a_brake_decisions``.
+Postgres so every host and process shares it. Every decision is counted in
+``e2a_brake_decisions`` and logged; every decision but ``pass`` writes an
+``agent.brake_applied`` event with its reason, once per run for the ones a
+looping agent repeats (a throttle at the send that crossed the limit, a pause
+when it begins): the event log must not fill at the loop's speed.
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ class Verdict:
     brake: str = ""  # which brake decided: hourly | daily | bounce_rate | paused | ...
     reason: str = ""
     retry_after: float = 0.0  # throttle: seconds until it may try again
+    # The first of its kind in a run: a throttle at the send that crossed
+    # the limit, a pause when it begins. Only these write an event, so an
+    # agent hammering a closed door fills no event log (the metric counts all).
+    first: bool = True
 
     @property
     def retry_after_seconds(self) -> int:
@@ -166,6 +172,8 @@ def judge(conn: psycopg.Connection, cfg: Config, agent: Mapping[str, Any], send:
             paused_now = store.pause(conn, agent["id"], verdict.reason)
         if verdict.action is not Action.PASS:
             record(conn, agent, verdict, send.message_id)
+        else:
+            metrics.brake_decisions.labels(brake="none", action="pass").inc()
     if paused_now:
         notify_pause(conn, cfg, agent, verdict.reason)
     return verdict
@@ -176,24 +184,30 @@ def decide(settings: Settings, row: Mapping[str, Any]) -> Verdict:
     if row["paused_at"] is not None:
         return Verdict(Action.PAUSED, "paused", "the agent's outbound mail is paused"
                        + (f" ({row['paused_reason']})" if row["paused_reason"] else "")
-                       + "; its owner can resume it")
+                       + "; its owner can resume it", first=False)
     if settings.pause_sends_per_hour and row["hour"] > settings.pause_sends_per_hour:
         return Verdict(Action.PAUSED, "paused",
                        f"more than {settings.pause_sends_per_hour} send attempts in an hour")
     if settings.sends_per_hour and row["hour"] > settings.sends_per_hour:
         return Verdict(Action.THROTTLE, "hourly",
                        f"at most {settings.sends_per_hour} messages per hour",
-                       row["hour_retry"])
+                       row["hour_retry"], first=row["hour"] == settings.sends_per_hour + 1)
     if settings.sends_per_day and row["day"] > settings.sends_per_day:
         return Verdict(Action.THROTTLE, "daily",
-                       f"at most {settings.sends_per_day} messages per day", row["day_retry"])
+                       f"at most {settings.sends_per_day} messages per day", row["day_retry"],
+                       first=row["day"] == settings.sends_per_day + 1)
     if settings.new_recipients_per_hour and row["new_recipients"] \
             and row["new_hour"] > settings.new_recipients_per_hour:
         return Verdict(Action.THROTTLE, "new_recipients",
                        f"at most {settings.new_recipients_per_hour} new recipients per hour",
-                       row["new_retry"])
+                       row["new_retry"], first=row["new_hour"] - row["new_recipients"]
+                       <= settings.new_recipients_per_hour)
     sent = row["day"] - 1
     if sent >= settings.bounce_min_sends and row["bounces"] / sent > settings.bounce_rate_max:
+        # Each one writes its event: the bounces come in apart from the
+        # sends, so no count says which send was the first over the rate.
+        # The attempts count toward the hour all the same, so at most
+        # sends_per_hour of these an hour before the hourly throttle.
         return Verdict(Action.THROTTLE, "bounce_rate",
                        f"{row['bounces']} of {sent} messages today bounced (over "
                        f"{settings.bounce_rate_max:.0%})", row["day_retry"])
@@ -210,15 +224,19 @@ def decide(settings: Settings, row: Mapping[str, Any]) -> Verdict:
 
 def record(conn: psycopg.Connection, agent: Mapping[str, Any], verdict: Verdict,
            message_id: str = "") -> None:
+    """Count ``verdict``, and write its ``agent.brake_applied`` event with
+    its reason when it is the first of its run."""
     metrics.brake_decisions.labels(brake=verdict.brake, action=verdict.action.value).inc()
+    log.info("brake: %s (%s)", verdict.action.value, verdict.reason,
+             extra={"agent": agent["email"], "brake": verdict.brake})
+    if not verdict.first:
+        return
     data = {"agent_id": agent["id"], "decision": verdict.action.value, "brake": verdict.brake,
             "reason": verdict.reason}
     if message_id:
         data["message_id"] = message_id
     event_store.insert_event(conn, new_id("evt"), agent["user_id"],
                              eventtypes.AGENT_BRAKE_APPLIED, data, agent_id=agent["id"])
-    log.info("brake: %s (%s)", verdict.action.value, verdict.reason,
-             extra={"agent": agent["email"], "brake": verdict.brake})
 
 
 def notify_pause(conn: psycopg.Connection, cfg: Config, agent: Mapping[str, Any],

@@ -80,6 +80,18 @@ def test_decide(fields, action, brake):
     assert (verdict.action, verdict.brake) == (action, brake)
 
 
+@pytest.mark.parametrize("fields,first", [
+    ({"hour": 11}, True), ({"hour": 12}, False),
+    ({"day": 101}, True), ({"day": 102}, False),
+    ({"new_recipients": 2, "new_hour": 7}, True), ({"new_recipients": 1, "new_hour": 7}, False),
+    ({"day": 41, "bounces": 9}, True),
+    ({"paused_at": "2026-01-01", "paused_reason": None}, False),
+    ({"hour": 31}, True),
+])
+def test_only_the_first_of_a_run_writes_an_event(fields, first):
+    assert brakes.decide(SETTINGS, counted(**fields)).first is first
+
+
 def test_overrides_are_checked():
     assert brakes.checked_overrides({"sends_per_hour": 0, "bounce_rate_max": 1}) == {
         "sends_per_hour": 0, "bounce_rate_max": 1.0}
