@@ -9,21 +9,15 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from e2a.core.store.ratelimits import UPSERT
+
 Row = dict[str, Any]
 
 HOUR, DAY = 3600, 86400
 
-# One counter's window upsert, as core/store/ratelimits.py counts: fixed
-# windows on the database's clock, shared by every host.
-_COUNT = """INSERT INTO rate_limits AS r (bucket, window_start, hits)
-            SELECT %(bucket_{n})s, date_bin(%(window_{n})s * interval '1 second',
-                                             coalesce(%(at)s::timestamptz, now()),
-                                             timestamptz 'epoch'), %(cost)s
-            {condition}
-            ON CONFLICT (bucket, window_start) DO UPDATE SET hits = r.hits + EXCLUDED.hits
-            RETURNING r.hits,
-                      extract(epoch FROM r.window_start + %(window_{n})s * interval '1 second'
-                              - coalesce(%(at)s::timestamptz, now()))::float8 AS retry_after"""
+# The counters' upsert of core/store/ratelimits.py: fixed windows on the
+# database's clock, shared by every host.
+_COUNT = UPSERT
 
 # A conversation is between agents when another agent of this deployment is
 # among the recipients: only then is a turn on it counted.
@@ -58,18 +52,19 @@ def count_send(conn: psycopg.Connection, agent_id: str, *, conversation_id: str,
     ``paused_reason``. This send's new recipients become known unless they
     take the hour past ``new_limit`` (the agent's override first; 0: no limit)."""
     params: dict[str, Any] = {
-        "at": at, "cost": 1, "agent": agent_id, "conversation": conversation_id,
+        "at": at, "agent": agent_id, "conversation": conversation_id,
+        "cost0": 1, "cost1": 1, "cost2": 1,
         "recipients": [r.lower() for r in recipients], "in_reply_to": in_reply_to,
         "label": auto_label,
-        "bucket_0": f"brake-hour:{agent_id}", "window_0": HOUR,
-        "bucket_1": f"brake-day:{agent_id}", "window_1": DAY,
-        "bucket_2": f"brake-thread:{conversation_id}", "window_2": HOUR,
+        "bucket0": f"brake-hour:{agent_id}", "window0": HOUR,
+        "bucket1": f"brake-day:{agent_id}", "window1": DAY,
+        "bucket2": f"brake-thread:{conversation_id}", "window2": HOUR,
         "bounces": f"brake-bounce:{agent_id}", "day": DAY,
-        "bucket_3": f"brake-new:{agent_id}", "window_3": HOUR, "new_limit": new_limit}
+        "bucket3": f"brake-new:{agent_id}", "window3": HOUR, "new_limit": new_limit}
     recipients_cte = f"""
                  fresh AS ({_NEW}),
                  n AS ({_COUNT.format(n=3, condition="WHERE EXISTS (SELECT 1 FROM fresh)")
-                       .replace("%(cost)s", "(SELECT count(*) FROM fresh)")}),
+                       .replace("%(cost3)s", "(SELECT count(*) FROM fresh)")}),
                  known AS (INSERT INTO agent_recipients (agent_id, address)
                            SELECT %(agent)s, r FROM fresh
                             WHERE {_NEW_LIMIT} = 0 OR (SELECT hits FROM n) <= {_NEW_LIMIT}
@@ -100,8 +95,8 @@ def count_send(conn: psycopg.Connection, agent_id: str, *, conversation_id: str,
 
 
 def count_bounce(conn: psycopg.Connection, agent_id: str, *, at: datetime | None = None) -> None:
-    conn.execute(_COUNT.format(n=0, condition=""), {"at": at, "cost": 1,
-                                      "bucket_0": f"brake-bounce:{agent_id}", "window_0": DAY})
+    conn.execute(_COUNT.format(n=0, condition=""), {
+        "at": at, "cost0": 1, "bucket0": f"brake-bounce:{agent_id}", "window0": DAY})
 
 
 def settings(conn: psycopg.Connection, agent_id: str) -> Row | None:

@@ -196,6 +196,12 @@ def test_a_hard_bounce_suppresses_its_recipient_for_the_account(cfg, tenant):
     [event] = events_of(cfg, tenant.user["id"], "domain.suppression_added")
     assert event == {"address": "bounce-me@elsewhere.test", "source": "bounce",
                      "reason": row["reason"], "message_id": message_id}
+    # And once toward the agent's bounce rate (core/protection/brakes.py).
+    from e2a.core.store import brakes as brake_store
+    with single_connection(cfg) as conn:
+        counted = brake_store.count_send(conn, tenant.agent["id"], conversation_id="",
+                                         recipients=[], in_reply_to="", auto_label="x")
+    assert counted["bounces"] == 1
 
 
 def test_a_delay_warning_suppresses_nothing(cfg, tenant):
