@@ -305,3 +305,18 @@ def test_the_sdk_lists_and_deletes_account_suppressions(sandbox, sdk, account):
         "bounce", "550 5.1.1 gone", "msg_" + "2" * 32)
     assert sdk("account.suppressions.delete", address) == {"deleted": True, "address": address}
     assert address not in [s["address"] for s in sdk("account.suppressions.list")]
+
+
+def test_the_sdk_sends_with_managed_unsubscribe(sandbox, sdk, account):
+    subject = f"sdk managed {uuid.uuid4().hex}"
+    sent = sdk("messages.send", account.agent_email,
+               {"to": [f"sdk-reader-{secrets.token_hex(3)}@elsewhere.test"],
+                "subject": subject, "text": "Hello.", "unsubscribe": {"mode": "managed"}})
+    assert sent["status"] == "accepted", sent
+    captured = sandbox.capture.wait_for(lambda c: subject.encode() in c.data, timeout=30)
+    assert "/u/" in email.message_from_bytes(captured.data)["List-Unsubscribe"]
+    with pytest.raises(Sdk5Error) as refused:
+        sdk("messages.send", account.agent_email,
+            {"to": ["a@elsewhere.test", "b@elsewhere.test"], "subject": "two",
+             "text": "x", "unsubscribe": {"mode": "managed"}})
+    assert refused.value.status == 400
