@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool
 from e2a.core.store import domains as domain_store
 from e2a.core.store import keys as key_store
 from e2a.core.store import signing as signing_store
+from e2a.core.store import suppressions as suppression_store
 from e2a.core.store import userdata
 from e2a.core.timefmt import rfc3339
 
@@ -95,6 +96,17 @@ def _webhook(row: Row) -> Row:
             "created_at": rfc3339(row["created_at"])}
 
 
+def suppression(row: Row) -> Row:
+    """A suppression as both generations export it (SuppressionView)."""
+    found = {"address": row["address"], "source": row["source"],
+             "created_at": rfc3339(row["created_at"])}
+    if row["agent_email"]:
+        found["agent_email"] = row["agent_email"]
+    if row["reason"]:
+        found["reason"] = row["reason"]
+    return found
+
+
 def _message(row: Row) -> Row:
     raw = row["raw_message"]
     return {
@@ -144,6 +156,8 @@ def _legacy_extra(conn: psycopg.Connection, user_id: str) -> Row:
     return {"signing_secrets": [_signing_secret(s)
                                 for s in signing_store.list_secrets(conn, user_id)],
             "webhooks": [_webhook(w) for w in userdata.webhooks(conn, user_id)],
+            "suppressions": [suppression(s)
+                             for s in suppression_store.all_for_user(conn, user_id)],
             "usage_events": [], "oauth_connections": []}
 
 

@@ -221,6 +221,27 @@ KEYS: tuple[Key, ...] = (
     Key("metrics", "policy_listen", str, "127.0.0.1:9102", lambda v: v and _host_port(v)),
     Key("metrics", "filter_listen", str, "127.0.0.1:9103", lambda v: v and _host_port(v)),
     Key("metrics", "worker_listen", str, "127.0.0.1:9104", lambda v: v and _host_port(v)),
+    # Loop and abuse brakes (core/protection/brakes.py), per agent; each can
+    # be overridden for one agent (PUT /v1/agents/{email}/brakes). 0 turns a
+    # limit off. Over sends_per_hour or sends_per_day an agent's mail is
+    # throttled (429 at the API, 451 at the content filter); its attempts in
+    # an hour past pause_sends_per_hour pause its outbound mail until the
+    # owner resumes it. A bounce rate (hard bounces / sends today, once at
+    # least bounce_min_sends were sent) over bounce_rate_max throttles too.
+    Key("brakes", "sends_per_hour", int, 200, _off_or_positive),
+    Key("brakes", "sends_per_day", int, 2000, _off_or_positive),
+    Key("brakes", "pause_sends_per_hour", int, 600, _off_or_positive),
+    # Recipients an agent never sent to before, per hour: over it, throttled.
+    Key("brakes", "new_recipients_per_hour", int, 100, _off_or_positive),
+    Key("brakes", "bounce_rate_max", float, 0.2, _positive),
+    Key("brakes", "bounce_min_sends", int, 20, _positive),
+    # An agent's answer to auto-generated mail (vacation notices, bounces,
+    # lists: core/protection/autoreply.py): hold it for a person, refuse it,
+    # or allow it.
+    Key("brakes", "auto_reply_action", str, "hold", _choice("hold", "refuse", "allow")),
+    # Messages between agents of this deployment on one conversation per
+    # hour; past it the next ones are held for a person.
+    Key("brakes", "thread_turns_per_hour", int, 10, _off_or_positive),
     Key("log", "level", str, "info", _choice("debug", "info", "warning", "error")),
     Key("log", "format", str, "text", _choice("text", "json")),
 )

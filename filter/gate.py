@@ -25,6 +25,7 @@ from e2a.core.net.addresses import InetAddress
 from e2a.core.outbound import decision as outbound
 from e2a.core.outbound import delivery, holds, release
 from e2a.core.outbound import identify as outgoing
+from e2a.core.protection import brakes
 from e2a.core.runtime import metrics
 
 log = logging.getLogger("e2a.filter")
@@ -90,12 +91,20 @@ class Gate:
                 log.info("passed on before, not again", extra={
                     "queue_id": queue_id, "message_id": sending.message_id})
                 return f"2.0.0 Ok: queued as {sending.passed_on_as}"
+            brake = brakes.PASS if sending is None else brakes.at_filter(
+                conn, self.cfg, sending.agent, txn.recipients, msg,
+                message_id=sending.message_id, counted=txn.mail_from == sending.return_path)
+            if sending is not None and brake.action in brakes.REFUSALS:
+                if brake.action is not brakes.Action.THROTTLE:  # 5xx: Postfix returns it
+                    delivery.failed(conn, sending.message_id, brake.reason)
+                raise Refused(brake.smtp_reply)
             decision = outbound.decide(outbound.Candidate(
                 txn.mail_from, txn.recipients, txn.data,
                 agent=sending.agent if sending is not None else None,
                 status=sending.status if sending is not None else "sent",
                 senders=sending.senders if sending is not None else (),
-                screened=sending.screened if sending is not None else None))
+                screened=sending.screened if sending is not None else None,
+                brake_hold=brake.reason if brake.action is brakes.Action.HOLD else ""))
             if decision is outbound.Decision.BLOCK and sending is not None:
                 log.info("refused by the agent's protection: %s", sending.screened, extra={
                     "queue_id": queue_id, "agent": sending.agent["email"]})

@@ -21,7 +21,7 @@ from e2a.core import ratelimit
 from e2a.core.config import Config
 from e2a.core.mta import verp
 from e2a.core.net import addresses
-from e2a.core.outbound import replyaddress
+from e2a.core.outbound import replyaddress, unsubscribe
 from e2a.core.store import agents as agent_store
 from e2a.core.store import usage as usage_store
 
@@ -151,6 +151,8 @@ def decide(pool: ConnectionPool, attrs: Mapping[str, str], *, limits: RcptLimits
                 return DUNNO  # a bounce of our outbound mail: the milter takes it
             if replyaddress.parse(recipient):
                 return DUNNO  # a reply to an owner notification: the milter takes it
+            if unsubscribe.token_of(recipient):
+                return DUNNO  # a mailto: unsubscribe: the milter takes it
             verified = domain["verified"]
         rcpt = Rcpt(attrs, recipient, agent, verified, limits)
         for check in RCPT_CHECKS:

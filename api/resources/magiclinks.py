@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import pages
 from e2a.core.config import Config
-from e2a.core.outbound import approval, linkcheck
+from e2a.core.outbound import approval, linkcheck, suppressions
 from e2a.core.outbound.release import ReleaseError
 from e2a.core.timefmt import rfc3339
 
@@ -116,6 +116,12 @@ class _MagicLink:
             self.act(row, form)
         except (linkcheck.LinkRefused, approval.NotFound, approval.NotPending) as exc:
             _refusal(resp, self.action, exc)
+            return
+        except suppressions.Suppressed as exc:
+            pages.problem(resp, 422, "A recipient is suppressed",
+                          f"{', '.join(exc.addresses)} unsubscribed or bounced, so this email "
+                          "was not sent. It is still waiting for review: change its "
+                          "recipients through the API, or reject it.")
             return
         except ReleaseError as exc:
             log.warning("approved message not released: %s", exc,

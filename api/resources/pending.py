@@ -18,9 +18,10 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, idempotent, inputs, pagination, views
 from e2a.api.idempotent import Answer, Keep
+from e2a.api.resources.send import suppressed
 from e2a.api.sendinputs import attachments, mailboxes, refusals, text
 from e2a.core.config import Config
-from e2a.core.outbound import approval, compose, holds
+from e2a.core.outbound import approval, compose, holds, suppressions
 from e2a.core.outbound.release import ReleaseError
 from e2a.core.store import pending as pending_store
 
@@ -51,6 +52,8 @@ def _resolving(message_id: str, act: Callable[[], approval.Resolved]) -> approva
         raise errors.ApiError(409, "not_pending",
                               f"message {message_id} is no longer pending approval",
                               details={"status": exc.status}) from None
+    except suppressions.Suppressed as exc:
+        raise suppressed(exc) from None
 
 
 class PendingMessages:

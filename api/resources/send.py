@@ -11,6 +11,7 @@ holds the message until a person approves it (core/outbound/holds.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -26,9 +27,10 @@ from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.messages import conversations
 from e2a.core.mta import submit
-from e2a.core.outbound import compose, drafts, holds
+from e2a.core.outbound import compose, drafts, holds, suppressions, unsubscribe
 from e2a.core.outbound import send as sending
 from e2a.core.outbound.compose import ComposeError, Draft, Mailbox
+from e2a.core.protection import brakes
 from e2a.core.store import messages as message_store
 
 log = logging.getLogger("e2a.api")
@@ -44,6 +46,13 @@ def legacy_answer(sent: sending.Sent) -> Answer:
                   {"message_id": sent.message_id, "status": sent.status,
                    "method": sent.method,
                    "approval_expires_at": timefmt.rfc3339(sent.approval_expires_at)})
+
+
+def suppressed(exc: suppressions.Suppressed) -> errors.ApiError:
+    """422 recipient_suppressed, both API generations alike."""
+    return errors.ApiError(422, "recipient_suppressed",
+                           f"suppressed recipient(s), not sent: {', '.join(exc.addresses)}",
+                           details={"addresses": exc.addresses})
 
 
 class Outbox:
@@ -75,24 +84,69 @@ class Outbox:
                 f"{WINDOW_SECONDS} s; retry in {outcome.retry_after_seconds} s",
                 outcome.retry_after_seconds)
 
+    def _refuse_suppressed(self, agent: dict[str, Any], recipients: list[str]) -> None:
+        with self.pool.connection() as conn:
+            try:
+                suppressions.check(conn, agent, recipients)
+            except suppressions.Suppressed as exc:
+                raise suppressed(exc) from None
+
+    def _brake(self, agent: dict[str, Any], draft: Draft, recipients: list[str],
+               message_id: str) -> str:
+        """The loop and abuse brakes' say (core/protection/brakes.py): a
+        refusal raised, or the reason to hold the message ("" to send it)."""
+        with self.pool.connection() as conn:
+            verdict = brakes.judge(conn, self.cfg, agent, brakes.Send(
+                recipients, conversation_id=draft.conversation_id,
+                in_reply_to=draft.in_reply_to, message_id=message_id))
+        if verdict.action is brakes.Action.THROTTLE:
+            raise errors.rate_limited(f"agent {agent['email']}: {verdict.reason}; retry in "
+                                      f"{verdict.retry_after_seconds} s",
+                                      verdict.retry_after_seconds)
+        if verdict.action is brakes.Action.PAUSED:
+            raise errors.ApiError(403, "agent_paused", verdict.reason,
+                                  details={"brake": verdict.brake})
+        if verdict.action is brakes.Action.REFUSE:
+            raise errors.ApiError(403, "brake_refused", f"not sent: {verdict.reason}",
+                                  details={"brake": verdict.brake})
+        return verdict.reason if verdict.action is brakes.Action.HOLD else ""
+
     def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep, *,
-                view: Callable[[sending.Sent], Answer] | None = None) -> Answer:
+                view: Callable[[sending.Sent], Answer] | None = None,
+                managed_unsubscribe: bool = False) -> Answer:
         """``view``: the answer in the caller's API generation (the legacy
-        one when None)."""
+        one when None). ``managed_unsubscribe``: the message carries a
+        one-click unsubscribe link for its one recipient."""
         self._own_conversation(agent, draft.conversation_id)
         message_id = new_id("msg")
+        minted = None
+        if managed_unsubscribe:
+            only = compose.unique_addresses([*draft.to, *draft.cc, *draft.bcc])
+            if len(only) != 1:
+                raise errors.bad_request("managed unsubscribe needs exactly one recipient "
+                                         f"across to, cc and bcc ({len(only)} given)",
+                                         param="unsubscribe")
+            minted = unsubscribe.mint(self.cfg)
+            draft = dataclasses.replace(draft, unsubscribe_url=minted.url,
+                                        unsubscribe_mailto=minted.mailto)
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
                                        limits=self.limits)
+        self._refuse_suppressed(agent, composed.recipients)
         self._count(agent)
+        brake_hold = self._brake(agent, draft, composed.recipients, message_id)
         answer = view or legacy_answer
 
         try:
             sent = sending.send(self.pool, self.cfg,
                                 sending.AgentMessage(message_id, kind, agent, composed),
-                                in_transaction=lambda conn, s: keep(conn, answer(s),
-                                                                    confirmed=False),
-                                confirmed=keep.confirm, undo=keep.forget)
+                                in_transaction=lambda conn, s: (
+                                    minted and unsubscribe.record(
+                                        conn, minted, agent, composed.recipients[0],
+                                        message_id),
+                                    keep(conn, answer(s), confirmed=False)),
+                                confirmed=keep.confirm, undo=keep.forget,
+                                brake_hold=brake_hold)
         except sending.Blocked as exc:
             raise errors.ApiError(403, "blocked_by_policy",
                                   f"the agent's protection settings refuse this message: "

@@ -11,10 +11,12 @@ from typing import Any
 
 import psycopg
 
+from e2a.api import export
 from e2a.api.export import Shape
 from e2a.api.v1 import views
 from e2a.core.accounts.domains import sending_status
 from e2a.core.config import Config
+from e2a.core.store import suppressions as suppression_store
 from e2a.core.timefmt import rfc3339
 
 SCHEMA_VERSION = "4"
@@ -82,10 +84,12 @@ def _api_key(row: Row) -> Row:
 
 
 def _extra(conn: psycopg.Connection, user_id: str) -> Row:
-    # No scanner writes protection events, and no suppression list exists
-    # yet: both empty, as the schema requires the keys.
-    return {"protection_events": [], "suppressions": [], "usage_events": [],
-            "oauth_connections": []}
+    # Protection decisions are in the event log, not a table of their own
+    # yet: empty, as the schema requires the key.
+    return {"protection_events": [],
+            "suppressions": [export.suppression(s)
+                             for s in suppression_store.all_for_user(conn, user_id)],
+            "usage_events": [], "oauth_connections": []}
 
 
 def shape(cfg: Config) -> Shape:

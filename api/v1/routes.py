@@ -17,12 +17,14 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api.realtime import Hub
 from e2a.api.resources.magiclinks import ApproveLink, RejectLink
+from e2a.api.resources.unsubscribe import Unsubscribe
 from e2a.api.v1 import openapi
 from e2a.api.v1.resources import (
     account,
     agents,
     apikeys,
     attachments,
+    brakes,
     conversations,
     domains,
     events,
@@ -32,6 +34,7 @@ from e2a.api.v1.resources import (
     protection,
     reviews,
     sending,
+    suppressions,
     webhooks,
     websocket,
 )
@@ -82,6 +85,26 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/account/api-keys/{id}", lambda cfg, pool: apikeys.ApiKey(pool), (
         Op("DELETE", "deleteApiKey", "Revoke an API key (confirm=DELETE)", ACCOUNT,
            view="DeleteApiKeyResult"),)),
+    Route("/v1/account/suppressions",
+          lambda cfg, pool: suppressions.AccountSuppressions(cfg, pool), (
+              Op("GET", "listSuppressions", "Addresses the account no longer sends to "
+                 "(hard bounces, complaints), newest first", ACCOUNT,
+                 view="PageSuppressionView"),)),
+    Route("/v1/account/suppressions/{address}",
+          lambda cfg, pool: suppressions.AccountSuppression(pool), (
+              Op("DELETE", "deleteSuppression", "Send to an address again (confirm=DELETE)",
+                 ACCOUNT, view="DeleteSuppressionResult"),)),
+    Route(AGENT_PATH + "/suppressions",
+          lambda cfg, pool: suppressions.AgentSuppressions(cfg, pool), (
+              Op("GET", "listAgentSuppressions", "Addresses this agent no longer sends to "
+                 "(unsubscribes, by hand), newest first", ACCOUNT,
+                 view="PageAgentSuppressionView"),
+              Op("POST", "createAgentSuppression", "Stop this agent sending to an address",
+                 ACCOUNT, view="AgentSuppressionView"))),
+    Route(AGENT_PATH + "/suppressions/{address}",
+          lambda cfg, pool: suppressions.AgentSuppression(pool), (
+              Op("DELETE", "deleteAgentSuppression", "Let this agent send to an address "
+                 "again (confirm=DELETE)", ACCOUNT, view="DeleteSuppressionResult"),)),
     Route("/v1/agents", lambda cfg, pool: agents.Agents(cfg, pool), (
         Op("GET", "listAgents", "List agents, newest first", ACCOUNT,
            view="PageAgentView"),
@@ -108,6 +131,13 @@ ROUTES: tuple[Route, ...] = (
                  "(e2a extension)", ACCOUNT, view="FirstContactView"),
               Op("PUT", "updateAgentFirstContact", "Set first-contact review (e2a "
                  "extension)", ACCOUNT, view="FirstContactView"))),
+    # An e2a-postfix extension (not upstream e2a's): the loop and abuse brakes.
+    Route(AGENT_PATH + "/brakes", lambda cfg, pool: brakes.AgentBrakes(cfg, pool), (
+        Op("GET", "getAgentBrakes", "The agent's loop and abuse brakes and kill switch "
+           "(e2a-postfix extension)", ACCOUNT, view="AgentBrakesView"),
+        Op("PUT", "putAgentBrakes", "Set the agent's brake overrides and pause or resume "
+           "its outbound mail, wholesale (e2a-postfix extension)", ACCOUNT,
+           view="AgentBrakesView"))),
     Route(AGENT_PATH + "/messages", lambda cfg, pool: messages.Messages(cfg, pool), (
         Op("GET", "listMessages", "List an agent's messages", AGENT,
            view="PageMessageSummaryView"),
@@ -223,6 +253,11 @@ PAGES: tuple[Route, ...] = (
     Route("/v1/reject", lambda cfg, pool: RejectLink(cfg, pool), (
         Op("GET", "rejectPage", "Rejection confirmation page", PUBLIC),
         Op("POST", "rejectByLink", "Reject by magic link", PUBLIC))),
+    # Managed unsubscribe (RFC 8058), for both API generations' mail.
+    Route("/u/{token}", lambda cfg, pool: Unsubscribe(cfg, pool), (
+        Op("GET", "unsubscribePage", "Unsubscribe confirmation page", PUBLIC),
+        Op("POST", "unsubscribe", "Unsubscribe (the page's form or RFC 8058 one-click)",
+           PUBLIC))),
 )
 
 # -- v1data: an attachment's bytes, to the holder of its signed download URL.

@@ -21,6 +21,8 @@ _DELETED_FIELDS = {
     "domains_deleted": "domains",
     "messages_deleted": "messages",
     "usage_summaries_deleted": "usage_monthly",
+    "agent_suppressions_deleted": "agent_suppressions",
+    "agent_unsubscribe_tokens_deleted": "unsubscribe_tokens",
     # Ours, beyond e2a's shape.
     "events_deleted": "events",
     "signing_secrets_deleted": "signing_secrets",

@@ -34,9 +34,11 @@ ATTACHMENT_DOWNLOAD = "attachment-download"
 DASHBOARD_SIGN_IN = "dashboard-sign-in"
 DASHBOARD_SESSION = "dashboard-session"
 DASHBOARD_CSRF = "dashboard-csrf"
+# Keys the stored digest of a managed-unsubscribe token (core/outbound/unsubscribe.py).
+UNSUBSCRIBE = "unsubscribe-token"
 PER_OWNER = frozenset({MAGIC_LINK, REPLY_ADDRESS, ATTACHMENT_DOWNLOAD})
 PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN, DASHBOARD_SIGN_IN, DASHBOARD_SESSION,
-                      DASHBOARD_CSRF})
+                      DASHBOARD_CSRF, UNSUBSCRIBE})
 
 _INFO = b"e2a derived key v1"
 

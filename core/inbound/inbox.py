@@ -23,6 +23,7 @@ from e2a.core.inbound.screening import CLEAR, FLAG_LABEL, Outcome
 from e2a.core.mail import headers
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.messages import lifecycle
+from e2a.core.protection import brakes
 from e2a.core.protection import config as protection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import events as event_store
@@ -101,12 +102,15 @@ def conversation(agent: dict[str, Any], sent_by: dict[str, Any] | None) -> str |
     return agent["thread_conversation_id"]
 
 
-def _screening_columns(agent: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+def _screening_columns(agent: dict[str, Any], outcome: Outcome,
+                       labels: list[str]) -> dict[str, Any]:
+    """``labels``: those the message has whatever the screening says (the
+    brakes' auto-generated one)."""
     if outcome.action == "none":
-        return {}
-    columns: dict[str, Any] = {"protection": outcome.protection or None}
+        return {"labels": labels}
+    columns: dict[str, Any] = {"protection": outcome.protection or None, "labels": labels}
     if outcome.action == "flag":
-        columns.update(labels=[FLAG_LABEL], flagged=True, flag_reason=outcome.reason)
+        columns.update(labels=[*labels, FLAG_LABEL], flagged=True, flag_reason=outcome.reason)
     if outcome.held:
         columns.update(status="pending_approval", hold_reason=outcome.hold_reason,
                        hold_ttl=protection.of_agent(agent).ttl_seconds)
@@ -142,6 +146,9 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
     # Both hash the whole message: once for all recipients, not once each.
     body_hash = attest.body_hash(raw)
     content = headers.content_digest(raw)
+    # Auto-generated mail (vacation notices, lists, reports) is labelled so
+    # agents can skip it, and an agent's answer to it meets its brake.
+    labels = brakes.inbound_labels(msg, envelope.mail_from)
     with pool.connection() as conn:
         if agents is None:
             agents = agent_store.agents_by_emails(conn, envelope.recipients,
@@ -187,7 +194,7 @@ def store(pool: ConnectionPool, raw: bytes, envelope: Envelope, verdict: Verdict
                     "verified": verdict.aligned, "entity_type": att.entity_type,
                     "queue_id": envelope.queue_id,
                     "dedupe_key": dedupe_key(content, envelope, agent["email"]),
-                    **_screening_columns(agent, outcome),
+                    **_screening_columns(agent, outcome, labels),
                 }
                 event_data = {
                     "message_id": message_id, "agent_id": agent["id"],

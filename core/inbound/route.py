@@ -29,6 +29,7 @@ from e2a.core.mailauth.verdict import Verdict
 from e2a.core.mta import verp
 from e2a.core.net import addresses
 from e2a.core.outbound import decision as outbound
+from e2a.core.outbound import unsubscribe
 from e2a.core.protection import config as protection
 from e2a.core.runtime import metrics
 from e2a.core.store import agents as agent_store
@@ -68,6 +69,7 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
     received = rebuild.message(mail.header_fields, mail.body, mail.leading_space)
     bounced = _consume_bounces(pool, cfg, received, recipients, env.queue_id)
     bounced |= _consume_replies(pool, cfg, received, env, recipients)
+    bounced |= unsubscribe.consume(pool, cfg, recipients)
     fakes = [i for i, (name, value) in enumerate(mail.header_fields)
              if forged.claims_ours(name, value, cfg.mail.authserv_id)]
     # What we store and attest to leaves out the headers forged in our name.

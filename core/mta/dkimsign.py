@@ -67,6 +67,8 @@ SIGNED_HEADERS = (
     "from", "sender", "reply-to", "to", "cc", "subject", "date", "message-id",
     "in-reply-to", "references", "mime-version", "content-type",
     "content-transfer-encoding",
+    # RFC 8058 section 4: one-click unsubscribe only counts when signed.
+    "list-unsubscribe", "list-unsubscribe-post",
 )
 OVERSIGNED = ("from",)
 

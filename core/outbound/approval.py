@@ -37,7 +37,7 @@ from psycopg_pool import ConnectionPool
 from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.messages import lifecycle
-from e2a.core.outbound import compose, holds, release, screening
+from e2a.core.outbound import compose, holds, release, screening, suppressions, unsubscribe
 from e2a.core.outbound.compose import Attachment, Mailbox
 from e2a.core.runtime import metrics
 from e2a.core.store import approvals as store
@@ -101,14 +101,18 @@ METHOD = "smtp"  # how an approved message leaves: through Postfix, like every s
 def approve(pool: ConnectionPool, cfg: Config, message_id: str, *, owner_id: str | None,
             reviewer_user_id: str | None, edits: Edits | None = None, via: str) -> Resolved:
     """Send the held message, with ``edits`` applied. Raises NotFound,
-    NotPending, compose.ComposeError (edits that break a rule) and
-    release.ReleaseError (it did not leave; it stays pending)."""
+    NotPending, compose.ComposeError (edits that break a rule),
+    suppressions.Suppressed and release.ReleaseError (it did not leave; both
+    leave it pending)."""
     _check_via(via)
     with pool.connection() as conn:
         with conn.transaction():
             row = _pending(conn, message_id, owner_id)
             changed = _changes(row, edits or Edits())
             outgoing = _recomposed(row, changed, cfg) if changed else None
+            # Suppressed since it was held, or edited to name one: refused,
+            # and it stays pending (the transaction changed nothing).
+            suppressions.check(conn, _sender_agent(row), _recipients(row, outgoing))
             store.mark_sending(conn, message_id, status=SENT,
                                reviewer_user_id=reviewer_user_id, reviewed=True)
         try:
@@ -283,6 +287,7 @@ def _recomposed(row: Row, changed: dict[str, Any], cfg: Config) -> Row:
         return tuple(Mailbox(a) for a in row[column] or [])
 
     sender = row["sender"] or row["agent_email"]
+    unsubscribe_url, unsubscribe_mailto = unsubscribe.targets_of(row["raw_message"])
     draft = compose.Draft(
         sender=Mailbox(sender, row["agent_name"] if sender == row["agent_email"] else ""),
         to=boxes("to", "to_recipients"), cc=boxes("cc", "cc"), bcc=boxes("bcc", "bcc"),
@@ -292,7 +297,8 @@ def _recomposed(row: Row, changed: dict[str, Any], cfg: Config) -> Row:
         attachments=tuple(changed.get("attachments", stored_attachments(row))),
         conversation_id=row["conversation_id"] or "",
         in_reply_to=row["in_reply_to"] or "",
-        references=tuple(row["references_ids"] or ()))
+        references=tuple(row["references_ids"] or ()),
+        unsubscribe_url=unsubscribe_url, unsubscribe_mailto=unsubscribe_mailto)
     composed = compose.compose(draft, message_id=row["id"], domain=row["agent_domain"],
                                limits=compose.SendLimits.of(cfg),
                                email_message_id=row["email_message_id"] or "")
@@ -301,15 +307,25 @@ def _recomposed(row: Row, changed: dict[str, Any], cfg: Config) -> Row:
             "raw": composed.raw, "recipients": composed.recipients}
 
 
-def _release(conn: psycopg.Connection, cfg: Config, row: Row, outgoing: Row | None) -> str:
+def _sender_agent(row: Row) -> Row:
+    return {"id": row["agent_id"], "user_id": row["user_id"], "email": row["agent_email"]}
+
+
+def _recipients(row: Row, outgoing: Row | None) -> list[str]:
     if outgoing is not None:
-        raw, recipients = outgoing["raw"], outgoing["recipients"]
+        return list(outgoing["recipients"])
+    return compose.unique_addresses(
+        [Mailbox(a) for a in [*row["to_recipients"], *row["cc"], *row["bcc"]]])
+
+
+def _release(conn: psycopg.Connection, cfg: Config, row: Row, outgoing: Row | None) -> str:
+    recipients = _recipients(row, outgoing)
+    if outgoing is not None:
+        raw = outgoing["raw"]
     else:
         if row["raw_message"] is None:
             raise release.ReleaseError("the held message's content is gone", permanent=True)
         raw = bytes(row["raw_message"])
-        recipients = compose.unique_addresses(
-            [Mailbox(a) for a in [*row["to_recipients"], *row["cc"], *row["bcc"]]])
     return release.release(conn, cfg, message_id=row["id"], agent_domain=row["agent_domain"],
                            raw=raw, recipients=recipients)
 

@@ -127,6 +127,10 @@ class Draft:
     conversation_id: str = ""
     in_reply_to: str = ""
     references: tuple[str, ...] = ()
+    # Managed unsubscribe (core/outbound/unsubscribe.py): the one-click URL
+    # for List-Unsubscribe and the footer; "" for none.
+    unsubscribe_url: str = ""
+    unsubscribe_mailto: str = ""  # its mailto: address beside the URL; "" for none
 
     def __repr__(self) -> str:  # bodies never land in a log line
         return (f"Draft(sender={self.sender.address!r}, to={len(self.to)}, cc={len(self.cc)}, "
@@ -400,13 +404,24 @@ def compose(draft: Draft, *, message_id: str, domain: str, limits: SendLimits,
     if draft.conversation_id:
         msg.set_raw("X-E2A-Conversation-Id",
                     folded("X-E2A-Conversation-Id", [draft.conversation_id]))
-    if draft.text and draft.html:
-        msg.set_content(draft.text)
-        msg.add_alternative(draft.html, subtype="html")
-    elif draft.html:
-        msg.set_content(draft.html, subtype="html")
+    text, html = draft.text, draft.html
+    if draft.unsubscribe_url:
+        url = _unsubscribe_url(draft.unsubscribe_url)
+        # RFC 8058: both fields, both signed (core/mta/dkimsign.SIGNED_HEADERS).
+        targets = [f"<{url}>"]
+        if draft.unsubscribe_mailto:
+            mailto = checked_address(draft.unsubscribe_mailto, "unsubscribe")
+            targets = [f"<{url}>,", f"<mailto:{mailto}>"]
+        msg.set_raw("List-Unsubscribe", folded("List-Unsubscribe", targets))
+        msg.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+        text, html = _with_footer(text, html, url)
+    if text and html:
+        msg.set_content(text)
+        msg.add_alternative(html, subtype="html")
+    elif html:
+        msg.set_content(html, subtype="html")
     else:
-        msg.set_content(draft.text)
+        msg.set_content(text)
     for item in draft.attachments:
         maintype, subtype = content_type(item.content_type, "attachments")
         msg.add_attachment(item.data, maintype=maintype, subtype=subtype,
@@ -417,3 +432,25 @@ def compose(draft: Draft, *, message_id: str, domain: str, limits: SendLimits,
         raise ComposeError("message", f"the composed message is {len(raw)} bytes; this "
                                       f"server takes at most {most} (mail.max_message_bytes)")
     return Composed(raw=raw, email_message_id=email_message_id, draft=draft, subject=subject)
+
+
+_URL = re.compile(r"https?://[\x21-\x7e]{1,500}")
+FOOTER = "To stop receiving these emails, unsubscribe:"
+
+
+def _unsubscribe_url(url: str) -> str:
+    """Our own URL, checked all the same: it goes into a header between < >."""
+    if not _URL.fullmatch(url) or any(c in url for c in "<>\"\\"):
+        raise ComposeError("unsubscribe", f"not a usable unsubscribe URL: {url!r}")
+    return url
+
+
+def _with_footer(text: str, html: str, url: str) -> tuple[str, str]:
+    """The bodies with the unsubscribe footer (the HTML one escaped by hand:
+    the URL is ours and plain, but the body's own markup stays as it was)."""
+    if text or not html:
+        text = f"{text.rstrip()}\n\n--\n{FOOTER} {url}\n"
+    if html:
+        html = (f'{html}\n<p style="font-size:small;color:#666">{FOOTER} '
+                f'<a href="{url}">{url}</a></p>\n')
+    return text, html

@@ -48,6 +48,8 @@ class Candidate:
     # What the agent's protection settings found (core/outbound/screening.py);
     # None when nobody screened it here: the API did, or it is no agent's.
     screened: Screened | None = None
+    # Why a loop or abuse brake wants it held (core/protection/brakes.py); "" none.
+    brake_hold: str = ""
 
 
 def sender_identities(mail_from: str, msg: EmailMessage) -> list[str]:
@@ -114,6 +116,6 @@ def decide(mail: Candidate) -> Decision:
         return Decision.HOLD
     if any(a is not None and a.get("hitl_enabled") for a in (mail.agent, *mail.senders)):
         return Decision.HOLD
-    if mail.status != "sent":
+    if mail.status != "sent" or mail.brake_hold:
         return Decision.HOLD
     return Decision.PASS

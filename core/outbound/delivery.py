@@ -28,6 +28,7 @@ import psycopg
 from e2a.core.ids import new_id
 from e2a.core.messages import lifecycle
 from e2a.core.mta import dsn
+from e2a.core.protection import brakes
 from e2a.core.store import events as event_store
 from e2a.core.store import outbound as outbound_store
 from e2a.core.webhooks import eventtypes
@@ -61,8 +62,11 @@ class HardBounce:
 
 def hard_bounce_recorded(conn: psycopg.Connection, bounce: HardBounce) -> None:
     """Called once per (message, recipient) hard bounce, in the transaction
-    that records it. The hook for whatever must follow a hard bounce
-    (suppressing the address for the agent); today only the log."""
+    that records it: the address is suppressed for the account and the
+    bounce counts toward the agent's bounce rate."""
+    brakes.hard_bounced(conn, {"user_id": bounce.user_id, "agent_id": bounce.agent_id,
+                               "id": bounce.message_id},
+                        [(bounce.recipient, bounce.diagnostic)])
     log.info("hard bounce recorded", extra={"message_id": bounce.message_id,
                                             "agent": bounce.agent_email})
 

@@ -120,6 +120,12 @@ def owner_mail(cfg: Config, owner_email: str, subject: str, lines: list[str],
     return msg
 
 
+def notice(cfg: Config, owner_email: str, subject: str, lines: list[str]) -> bytes:
+    """Any other mail to an owner (an agent paused by its brakes), in the
+    same form and through the same ``send``."""
+    return owner_mail(cfg, owner_email, subject, lines, None).as_bytes()
+
+
 def render(cfg: Config, held: Mapping[str, Any], *, now: datetime | None = None) -> bytes:
     """The notification for ``held`` (an unnotified_of row), CRLF line ends."""
     subject = compose.one_line(held["subject"] or "") or "(no subject)"

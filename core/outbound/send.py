@@ -125,10 +125,10 @@ def confirm(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
 def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
          in_transaction: InTransaction | None = None,
          confirmed: AfterSubmission | None = None,
-         undo: AfterSubmission | None = None) -> Sent:
+         undo: AfterSubmission | None = None, brake_hold: str = "") -> Sent:
     """Record and submit ``out``. Raises submit.SubmitError when Postfix did
     not take it (nothing recorded then) and psycopg errors when the database
-    failed."""
+    failed. ``brake_hold``: a brake's reason to hold it for a person."""
     if out.kind not in KINDS:
         raise ValueError(f"unknown kind of outbound message {out.kind!r}")
     return_path = verp.return_path(out.message_id, out.agent["domain"], verp.key(cfg))
@@ -140,7 +140,8 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
                                     screening.known_recipients(conn, out.agent))
         decision = outbound.decide(outbound.Candidate(return_path, recipients,
                                                       out.composed.raw, agent=out.agent,
-                                                      screened=screened))
+                                                      screened=screened,
+                                                      brake_hold=brake_hold))
         if decision is outbound.Decision.BLOCK:
             with conn.transaction():
                 screening.record_block(conn, out.agent, out.composed.raw, recipients,

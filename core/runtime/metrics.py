@@ -53,6 +53,11 @@ protection_decisions = Counter(
     "e2a_protection_decisions", "Protection screening outcomes, by direction, action "
     "(pass|flag|hold|block) and what decided (gate, scan, first contact)",
     ["direction", "action", "source"])
+suppressed_sends = Counter(
+    "e2a_suppressed_sends", "Outbound messages refused for a suppressed recipient")
+brake_decisions = Counter(
+    "e2a_brake_decisions", "Loop and abuse brake decisions on agents' mail, by brake and action",
+    ["brake", "action"])
 approvals = Counter("e2a_approvals", "Decisions on held messages", ["action"])
 webhook_deliveries = Counter(
     "e2a_webhook_deliveries", "Webhook delivery attempts, by target kind and outcome",

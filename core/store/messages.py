@@ -31,7 +31,7 @@ _INSERT_INBOUND = """
         %(email_message_id)s, %(in_reply_to)s, %(references_ids)s,
         %(conversation_id)s, %(raw_message)s, %(size_bytes)s, %(auth_headers)s,
         %(spf)s, %(dkim)s, %(dmarc)s, %(verified)s, %(entity_type)s, 'unread',
-        %(queue_id)s, %(dedupe_key)s, %(labels)s, %(flagged)s, %(flag_reason)s,
+        %(queue_id)s, %(dedupe_key)s, %(labels)s::text[], %(flagged)s, %(flag_reason)s,
         %(protection)s, %(hold_reason)s, %(status)s,
         CASE WHEN %(hold_ttl)s::int IS NULL THEN NULL
              ELSE now() + %(hold_ttl)s::int * interval '1 second' END)

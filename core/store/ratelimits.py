@@ -21,8 +21,9 @@ class Counter:
     go_on_up_to: int
 
 
-# One counter's upsert: {n} numbers its parameters, {condition} can hold it back.
-_UPSERT = """INSERT INTO rate_limits AS r (bucket, window_start, hits)
+# One counter's upsert: {n} numbers its parameters, {condition} can hold it
+# back (core/store/brakes.py counts with it too).
+UPSERT = """INSERT INTO rate_limits AS r (bucket, window_start, hits)
              SELECT %(bucket{n})s,
                     date_bin(%(window{n})s * interval '1 second',
                              coalesce(%(at)s::timestamptz, now()), timestamptz 'epoch'),
@@ -53,7 +54,7 @@ def hit_in_order(conn: psycopg.Connection, counters: Sequence[Counter],
                        f"cost{n}": counter.cost, f"limit{n}": counter.go_on_up_to})
         # Each upsert waits for the one before: it reads its result.
         condition = f"WHERE (SELECT hits FROM h{n - 1}) <= %(limit{n - 1})s" if n else ""
-        ctes.append(f"h{n} AS ({_UPSERT.format(n=n, condition=condition)})")
+        ctes.append(f"h{n} AS ({UPSERT.format(n=n, condition=condition)})")
     columns = ", ".join(f"(SELECT hits FROM h{n}) AS hits{n}, "
                         f"(SELECT retry_after FROM h{n}) AS retry_after{n}"
                         for n in range(len(counters)))

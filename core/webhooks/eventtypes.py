@@ -22,6 +22,13 @@ EMAIL_EXPIRED = "email.expired"
 # Protection (core/outbound/screening.py, core/inbound/screening.py): beta.
 EMAIL_FLAGGED = "email.flagged"
 EMAIL_BLOCKED = "email.blocked"
+# Suppressions (core/outbound/suppressions.py): account-wide after a bounce or
+# complaint, and agent-scoped after an unsubscribe or by hand.
+DOMAIN_SUPPRESSION_ADDED = "domain.suppression_added"
+AGENT_SUPPRESSION_ADDED = "agent.suppression_added"
+# A loop or abuse brake acted on an agent's mail (core/protection/brakes.py);
+# an e2a-postfix extension, data.decision and data.reason say what and why.
+AGENT_BRAKE_APPLIED = "agent.brake_applied"
 
 TYPES: tuple[str, ...] = (
     EMAIL_RECEIVED,
@@ -35,6 +42,9 @@ TYPES: tuple[str, ...] = (
     EMAIL_EXPIRED,
     EMAIL_FLAGGED,
     EMAIL_BLOCKED,
+    DOMAIN_SUPPRESSION_ADDED,
+    AGENT_SUPPRESSION_ADDED,
+    AGENT_BRAKE_APPLIED,
 )
 
 SCHEMA_VERSION = 1

@@ -36,6 +36,9 @@ _TO_V1 = {
     eventtypes.EMAIL_REJECTED: REVIEW_REJECTED,
     eventtypes.EMAIL_FLAGGED: eventtypes.EMAIL_FLAGGED,
     eventtypes.EMAIL_BLOCKED: eventtypes.EMAIL_BLOCKED,
+    eventtypes.DOMAIN_SUPPRESSION_ADDED: eventtypes.DOMAIN_SUPPRESSION_ADDED,
+    eventtypes.AGENT_SUPPRESSION_ADDED: eventtypes.AGENT_SUPPRESSION_ADDED,
+    eventtypes.AGENT_BRAKE_APPLIED: eventtypes.AGENT_BRAKE_APPLIED,
 }
 # /v1 type -> the stored types it covers.
 _FROM_V1: dict[str, tuple[str, ...]] = {
@@ -49,6 +52,9 @@ _FROM_V1: dict[str, tuple[str, ...]] = {
     REVIEW_REJECTED: (eventtypes.EMAIL_REJECTED, eventtypes.EMAIL_EXPIRED),
     eventtypes.EMAIL_FLAGGED: (eventtypes.EMAIL_FLAGGED,),
     eventtypes.EMAIL_BLOCKED: (eventtypes.EMAIL_BLOCKED,),
+    eventtypes.DOMAIN_SUPPRESSION_ADDED: (eventtypes.DOMAIN_SUPPRESSION_ADDED,),
+    eventtypes.AGENT_SUPPRESSION_ADDED: (eventtypes.AGENT_SUPPRESSION_ADDED,),
+    eventtypes.AGENT_BRAKE_APPLIED: (eventtypes.AGENT_BRAKE_APPLIED,),
 }
 TYPES: tuple[str, ...] = tuple(_FROM_V1)
 

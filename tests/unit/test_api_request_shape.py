@@ -40,7 +40,7 @@ def _routes(client) -> list[openapi.Route]:
 
 def _fill(template: str, tenant, value: str | None = None) -> str:
     values = {"email": tenant.agent["email"].replace("@", "%40"), "id": "msg_" + "0" * 32,
-              "domain": "nothing.example.com"}
+              "domain": "nothing.example.com", "token": "a" * 52}
     path = template
     for name in openapi.Route(template, None, ()).params:
         path = path.replace("{" + name + "}", value if value is not None else values[name])

@@ -47,6 +47,10 @@ PATH_VALUES = {
     ("events", "id"): "event_id",
     ("webhooks", "id"): "webhook_id",
     ("keys", "id"): "key_id",
+    # /u/{token} (managed unsubscribe) is public: the token is the credential
+    # and names no tenant's resource; A's message id in its place must be
+    # answered as an unknown token, like any other.
+    ("u", "token"): "message_id",
 }
 # Routes an agent-scoped key must be refused outright (403 forbidden).
 ACCOUNT_ONLY = "/api/v1/users/me"

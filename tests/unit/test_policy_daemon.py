@@ -110,6 +110,14 @@ def test_reply_address_on_our_domain_is_dunno(client, agents):
     assert client.rcpt(f"{local[:-1]}@{agents.domain}") == "550 5.1.1 no such agent"
 
 
+def test_mailto_unsubscribe_address_on_our_domain_is_dunno(client, agents):
+    # List-Unsubscribe's mailto: (core/outbound/unsubscribe.py): the milter takes it.
+    token = "a2" * 26
+    assert client.rcpt(f"unsub-{token}@{agents.domain}") == "DUNNO"
+    assert client.rcpt(f"UNSUB-{token.upper()}@{agents.domain}") == "DUNNO"
+    assert client.rcpt(f"unsub-{token[:-1]}@{agents.domain}") == "550 5.1.1 no such agent"
+
+
 def test_foreign_domain_is_dunno(client):
     assert client.rcpt("someone@elsewhere.example.com") == "DUNNO"
 

@@ -30,13 +30,15 @@ from e2a.core.accounts import domains
 from e2a.core.db import single_connection
 from e2a.core.ids import new_id
 from e2a.core.store import events as event_store
+from e2a.core.store import suppressions as suppression_store
 from e2a.core.webhooks import subscriptions as webhooks
 
 PATH_VALUES = {("agents", "email"): "agent_email", ("messages", "id"): "message_id",
                ("conversations", "id"): "conversation_id", ("api-keys", "id"): "key_id",
                ("reviews", "id"): "message_id", ("webhooks", "id"): "webhook_id",
                ("events", "id"): "event_id", ("domains", "domain"): "domain",
-               ("attachments", "index"): "attachment_index"}
+               ("attachments", "index"): "attachment_index",
+               ("suppressions", "address"): "suppressed"}
 QUERY = {"confirm": "DELETE"}
 # Values too short to say anything by appearing in an answer.
 NOT_IDENTIFIERS = {"attachment_index"}
@@ -44,7 +46,8 @@ GHOST = {"agent_email": "nobody-0000@agents.test.example",
          "message_id": "msg_" + "0" * 32, "conversation_id": "conv_" + "0" * 32,
          "key_id": "key_" + "0" * 32, "webhook_id": "wh_" + "0" * 32,
          "event_id": "evt_" + "0" * 32, "domain": "ghost-0000.example",
-         "attachment_index": "0"}
+         "attachment_index": "0",
+         "suppressed": "nobody-0000@example.org"}
 
 CASES = [pytest.param(route.template, op, id=f"{op.method} {route.template}")
          for route in ROUTES for op in route.ops if op.scope != PUBLIC]
@@ -64,6 +67,8 @@ def body_for(op: Any, cfg: Any) -> dict[str, Any] | None:
             "approveReview": {}, "rejectReview": {}, "testWebhook": {},
             "redeliverEvent": {},
             "registerDomain": {"domain": f"iso-{secrets.token_hex(4)}.example"},
+            "createAgentSuppression": {"address": "iso@example.org"},
+            "putAgentBrakes": {"overrides": {}},
             }.get(op.operation_id)
 
 
@@ -115,9 +120,13 @@ def resources_of(cfg: Any, tenant: Tenant, agent: dict[str, Any]) -> dict[str, s
         event_store.insert_event(conn, event_id, tenant.user["id"], "email.received",
                                  {"message_id": message_id}, agent_id=agent["id"],
                                  message_id=message_id)
+        suppressed = f"gone-{secrets.token_hex(4)}@example.org"
+        suppression_store.add_account(conn, tenant.user["id"], suppressed, source="bounce")
+        suppression_store.add_agent(conn, tenant.user["id"], agent["id"], suppressed,
+                                    source="manual")
         domain = domains.register(conn, cfg, tenant.user["id"],
                                   f"victim-{secrets.token_hex(4)}.example")["domain"]
-    return {"domain": domain, "attachment_index": "0",
+    return {"suppressed": suppressed, "domain": domain, "attachment_index": "0",
             "agent_email": agent["email"], "message_id": message_id,
             "conversation_id": conversation, "key_id": key_id, "webhook_id": hook["id"],
             "event_id": event_id}

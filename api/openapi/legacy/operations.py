@@ -491,6 +491,31 @@ OPERATIONS: dict[str, dict[str, Any]] = {
 }},
     "ApproveLink": doc("approve"),
     "RejectLink": doc("reject"),
+    "Unsubscribe": {
+        "get": {
+            "operationId": "unsubscribePage",
+            "summary": "Managed unsubscribe (RFC 8058): the confirmation page",
+            "description": "The link of a message's List-Unsubscribe field. Changes nothing. "
+                           "No API key: the token is the credential.",
+            "tags": ["Unsubscribe"],
+            "parameters": [{"name": "token", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": page("The confirmation page"),
+                          "404": page("Not an unsubscribe link of this server")},
+        },
+        "post": {
+            "operationId": "unsubscribeConfirm",
+            "summary": "Managed unsubscribe: suppress the recipient for the sending agent",
+            "description": "The RFC 8058 one-click body List-Unsubscribe=One-Click (200, "
+                           "empty body) or the page's form (200, a page). Acts once.",
+            "tags": ["Unsubscribe"],
+            "parameters": [{"name": "token", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": page("Unsubscribed"),
+                          "400": page("Neither the one-click body nor the form"),
+                          "404": page("Not an unsubscribe link of this server")},
+        },
+    },
     "AgentMessages": {
     "get": {
         "summary": "List messages for an agent",

@@ -16,13 +16,14 @@ from psycopg_pool import ConnectionPool
 from e2a.api import idempotent
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.resources.pending import approve_as, edits_of
+from e2a.api.resources.send import suppressed
 from e2a.api.v1 import access, bodies, cursors, params, views
 from e2a.api.v1.errors import error, not_found
 from e2a.api.v1.resources.sending import MAX_BODY, MAX_SUBJECT, refusals
 from e2a.core.config import Config
 from e2a.core.inbound import holds as inbound_holds
 from e2a.core.mailauth import evidence
-from e2a.core.outbound import approval, compose, holds, screening
+from e2a.core.outbound import approval, compose, holds, screening, suppressions
 from e2a.core.store import messages as message_store
 from e2a.core.store import pending as pending_store
 from e2a.core.timefmt import rfc3339
@@ -67,6 +68,8 @@ def _resolving(message_id: str, act: Callable[[], approval.Resolved]) -> approva
     except approval.NotPending as exc:
         raise error(409, "message_not_pending", f"message {message_id} is no longer "
                     "pending review", review_status=exc.status) from None
+    except suppressions.Suppressed as exc:
+        raise suppressed(exc) from None
 
 
 def _inbound(act: Callable[[], bool], message_id: str) -> bool:

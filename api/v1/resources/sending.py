@@ -18,10 +18,10 @@ from e2a.api.idempotent import Answer, Keep
 from e2a.api.resources.send import Outbox
 from e2a.api.sendinputs import attachments, mailboxes
 from e2a.api.v1 import access, bodies, params
-from e2a.api.v1.errors import error, not_found
+from e2a.api.v1.errors import error, invalid, not_found
 from e2a.core import timefmt
 from e2a.core.config import Config
-from e2a.core.outbound import compose, drafts, holds
+from e2a.core.outbound import compose, drafts, holds, unsubscribe
 from e2a.core.outbound import send as sending
 from e2a.core.outbound.compose import ComposeError, Draft
 from e2a.core.store import messages as message_store
@@ -49,8 +49,7 @@ FORWARD = {**_COMMON, "to": bodies.Field(list, required=True),
 # wait=sent holds an immediate send at most this long (the reference: ≤20 s,
 # ~15 s now), then answers what it saw.
 WAIT_SECONDS = 15.0
-_NOT_YET = ("reply_to", "send_at", "unsubscribe", "template_id", "template_alias",
-            "template_data")
+_NOT_YET = ("reply_to", "send_at", "template_id", "template_alias", "template_data")
 
 
 def _view(sent: sending.Sent) -> Answer:
@@ -81,6 +80,9 @@ def refusals() -> Iterator[None]:
 
 def read(req: falcon.Request, schema: dict[str, bodies.Field]) -> dict[str, Any]:
     body = bodies.read(req, schema, body_required=True)
+    if "unsubscribe" in body and body["unsubscribe"] != {"mode": unsubscribe.MODE}:
+        raise invalid("body.unsubscribe", f'must be {{"mode": "{unsubscribe.MODE}"}}',
+                      status=422)
     unsupported = [name for name in _NOT_YET if name in body]
     if unsupported:
         raise error(400, "invalid_request", f"not supported by this server yet: "
@@ -125,7 +127,7 @@ class Sender:
         resp.status = falcon.HTTP_200
 
     def deliver(self, req: falcon.Request, email: str, kind: str, keep: Keep,
-                build: Any, message_id: str = "") -> Answer:
+                build: Any, message_id: str = "", managed_unsubscribe: bool = False) -> Answer:
         with self.outbox.pool.connection() as conn:
             agent = access.agent(conn, req, email)
             inbound = (message_store.inbound_for_agent(conn, agent["id"], message_id)
@@ -136,7 +138,8 @@ class Sender:
             draft: Draft = build(self.outbox.sender(agent), agent, inbound)
             # Checked here too, so a broken rule is refused in this API's words.
             compose.check(draft, self.outbox.limits)
-        return self.outbox.deliver(agent, kind, draft, keep, view=_view)
+        return self.outbox.deliver(agent, kind, draft, keep, view=_view,
+                                   managed_unsubscribe=managed_unsubscribe)
 
     def content(self, body: dict[str, Any]) -> dict[str, Any]:
         with refusals():
@@ -154,7 +157,8 @@ def send(sender: Sender, req: falcon.Request, resp: falcon.Response, email: str)
                          text=body.get("text", ""), html=body.get("html", ""),
                          conversation_id=drafts.conversation(body.get("conversation_id", "")),
                          **sender.content(body))
-        return sender.deliver(req, email, "send", keep, build)
+        return sender.deliver(req, email, "send", keep, build,
+                              managed_unsubscribe="unsubscribe" in body)
 
     sender.respond(req, resp, email, work)
 
@@ -175,7 +179,8 @@ class MessageReply:
                                     reply_all=body.get("reply_all", False),
                                     quote_history=body.get("quote_history", False),
                                     **self._sender.content(body))
-            return self._sender.deliver(req, email, "reply", keep, build, id)
+            return self._sender.deliver(req, email, "reply", keep, build, id,
+                                        managed_unsubscribe="unsubscribe" in body)
 
         self._sender.respond(req, resp, email, work)
 
@@ -194,7 +199,8 @@ class MessageForward:
                                       text=body["text"], html=body.get("html", ""),
                                       conversation_id=body.get("conversation_id", ""),
                                       with_originals=True, **self._sender.content(body))
-            return self._sender.deliver(req, email, "forward", keep, build, id)
+            return self._sender.deliver(req, email, "forward", keep, build, id,
+                                        managed_unsubscribe="unsubscribe" in body)
 
         self._sender.respond(req, resp, email, work)
 
