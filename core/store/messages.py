@@ -126,6 +126,38 @@ DELIVERED = "(direction = 'outbound' OR status IS NULL)"
 
 
 @dataclass(frozen=True)
+class Match:
+    """One predicate of a filter expression (core/messages/filterexpr.py).
+
+    ``field``: label | from | subject | created. ``op``: ``has`` (label),
+    ``like`` (a ``*`` wildcard pattern, matched anywhere), ``eq``/``ne``
+    (case-insensitive exact), or a comparison ``=``, ``!=``, ``<``, ``<=``,
+    ``>``, ``>=`` (created)."""
+
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class AllOf:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Negated:
+    item: Node
+
+
+Node = Match | AllOf | AnyOf | Negated
+
+
+@dataclass(frozen=True)
 class MessageFilter:
     """Which of an agent's messages a listing holds; empty fields do not narrow."""
 
@@ -138,6 +170,7 @@ class MessageFilter:
     until: datetime | None = None  # created_at < until
     labels: tuple[str, ...] = ()  # the message carries every one of these
     trashed: bool = False  # the trash instead of the live mailbox
+    expression: Node | None = None  # a filter expression, ANDed with the rest
 
 
 def _contains_pattern(text: str) -> str:
@@ -145,6 +178,40 @@ def _contains_pattern(text: str) -> str:
     ``%``, ``_`` and ``\\`` taken literally."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+_TEXT_COLUMNS = {"from": "sender", "subject": "subject"}
+_COMPARISONS = frozenset({"=", "!=", "<", "<=", ">", ">="})
+
+
+def _match_sql(match: Match, params: dict[str, Any]) -> str:
+    name = f"fx{len(params)}"
+    # Every predicate is true or false, never NULL (a NULL subject matches
+    # none of them), so NOT means "does not match".
+    if match.field == "label" and match.op == "has":
+        params[name] = [match.value]
+        return f"labels @> %({name})s::text[]"
+    column = _TEXT_COLUMNS.get(match.field)
+    if column and match.op == "like":
+        params[name] = _contains_pattern(match.value).replace("*", "%")
+        return f"coalesce({column} ILIKE %({name})s ESCAPE '\\', false)"
+    if column and match.op in ("eq", "ne"):
+        params[name] = match.value
+        op = "=" if match.op == "eq" else "<>"
+        return f"coalesce(lower({column}) {op} lower(%({name})s), false)"
+    if match.field == "created" and match.op in _COMPARISONS:
+        params[name] = match.value
+        return f"created_at {'<>' if match.op == '!=' else match.op} %({name})s"
+    raise ValueError(f"no such filter predicate: {match}")
+
+
+def _expression_sql(node: Node, params: dict[str, Any]) -> str:
+    if isinstance(node, Match):
+        return _match_sql(node, params)
+    if isinstance(node, Negated):
+        return f"NOT ({_expression_sql(node.item, params)})"
+    joiner = " AND " if isinstance(node, AllOf) else " OR "
+    return "(" + joiner.join(_expression_sql(item, params) for item in node.items) + ")"
 
 
 def _filter_sql(agent_id: str, filt: MessageFilter) -> tuple[list[str], dict[str, Any]]:
@@ -169,6 +236,8 @@ def _filter_sql(agent_id: str, filt: MessageFilter) -> tuple[list[str], dict[str
         if value:
             clauses.append(condition)
             params[name] = value
+    if filt.expression is not None:
+        clauses.append(_expression_sql(filt.expression, params))
     return clauses, params
 
 

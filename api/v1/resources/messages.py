@@ -13,7 +13,7 @@ from e2a.api.v1.errors import error, invalid, not_found
 from e2a.api.v1.resources import sending
 from e2a.api.v1.resources.account import confirmed
 from e2a.core.config import Config
-from e2a.core.messages import labels, mailbox
+from e2a.core.messages import filterexpr, labels, mailbox
 from e2a.core.store import messages as message_store
 from e2a.core.store.messages import MessageFilter
 
@@ -35,13 +35,28 @@ def _label_filter(req: falcon.Request) -> tuple[str, ...]:
         raise invalid("query.labels", str(exc)) from None
 
 
+def _written(req: falcon.Request) -> str:
+    """The ``filter`` expression as written (``q`` in an older revision of
+    upstream's docs)."""
+    return req.get_param("filter") or req.get_param("q") or ""
+
+
+def _expression(req: falcon.Request) -> filterexpr.Node | None:
+    written = _written(req)
+    if not written:
+        return None
+    try:
+        return filterexpr.parse(written)
+    except filterexpr.FilterError as exc:
+        raise error(400, "invalid_filter", str(exc), fields=[
+            {"location": "query.filter", "message": str(exc)}]) from None
+
+
 def message_filter(req: falcon.Request) -> tuple[MessageFilter, str]:
-    """The listing's filter and sort order from the SDK's flat parameters.
-    The trash view defaults direction and read_status to all."""
-    if req.get_param("filter"):
-        raise error(400, "invalid_filter", "filter expressions are not supported by this "
-                    "server yet; use the flat filters", fields=[
-                        {"location": "query.filter", "message": "not supported"}])
+    """The listing's filter and sort order from the SDK's parameters: the
+    flat ones and the ``filter`` expression, ANDed. The trash view defaults
+    direction and read_status to all."""
+    expression = _expression(req)
     trashed = params.boolean(req, "deleted")
     direction = params.choice(req, "direction", ("inbound", "outbound", "all"),
                               "all" if trashed else "inbound")
@@ -58,12 +73,13 @@ def message_filter(req: falcon.Request) -> tuple[MessageFilter, str]:
         since=params.timestamp(req, "since"),
         until=params.timestamp(req, "until"),
         labels=_label_filter(req),
-        trashed=trashed)
+        trashed=trashed,
+        expression=expression)
     return filt, params.choice(req, "sort", ("asc", "desc"), "desc")
 
 
-def _filter_scope(filt: MessageFilter, sort: str) -> dict[str, Any]:
-    return {"direction": filt.direction, "status": filt.status, "sort": sort,
+def _filter_scope(filt: MessageFilter, sort: str, written: str) -> dict[str, Any]:
+    return {"filter": written, "direction": filt.direction, "status": filt.status, "sort": sort,
             "from": filt.sender_contains, "subject": filt.subject_contains,
             "conversation_id": filt.conversation_id,
             "since": filt.since.isoformat() if filt.since else None,
@@ -86,11 +102,12 @@ class Messages:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
         filt, sort = message_filter(req)
+        written = _written(req)
         limit = params.limit(req)
         with self._pool.connection() as conn:
             agent = access.agent(conn, req, email)
             bound = cursors.scope(req, "messages", agent=agent["id"],
-                                  **_filter_scope(filt, sort))
+                                  **_filter_scope(filt, sort, written))
             after = cursors.position(req, self._secret, bound)
             rows = message_store.list_for_agent(conn, agent["id"], filt,
                                                 ascending=sort == "asc", limit=limit + 1,
