@@ -100,3 +100,13 @@ def test_profile():
     monkeypatch.setenv("CI", "true")
     suite.runpytest_subprocess("-p", "no:cacheprovider", "test_prop.py").assert_outcomes(
         passed=1)
+
+
+def test_no_two_test_files_share_a_name():
+    # pytest imports test modules by basename (rootdir-relative, no
+    # packages): a second tests/**/test_x.py stops the whole run at collection.
+    tests = Path(__file__).parents[1]
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
