@@ -110,7 +110,11 @@ def test_every_package_directory_is_listed_in_setup_cfg() -> None:
 def test_every_data_file_is_covered_by_package_data() -> None:
     patterns: dict[str, list[str]] = {}
     for name, value in setup_cfg()["options.package_data"].items():
-        patterns[name] = [p.strip() for p in value.split(",")]
+        # As setuptools reads it: one pattern per line when the value has
+        # several lines (commas are then part of a pattern), else commas.
+        value = value.strip()
+        split = value.splitlines() if "\n" in value else value.split(",")
+        patterns[name] = [p.strip() for p in split if p.strip()]
     for name, directory in package_dirs().items():
         for path in directory.rglob("*"):
             if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:

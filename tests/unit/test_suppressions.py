@@ -171,7 +171,7 @@ def test_approval_rechecks_and_keeps_the_hold(hitl_cfg, hitl_client, hitl_owner,
 
 
 def test_a_hard_bounce_suppresses_its_recipient_for_the_account(cfg, tenant):
-    from test_bounces import dsn, sent_message
+    from test_bounces import golden, sent_message
 
     from e2a.core.db import open_pool
     from e2a.core.inbound import bounces
@@ -182,7 +182,7 @@ def test_a_hard_bounce_suppresses_its_recipient_for_the_account(cfg, tenant):
     pool = open_pool(cfg, name="test-bounce", wait=True)
     try:
         for _ in range(2):  # a DSN delivered twice suppresses once
-            assert bounces.consume(pool, dsn("failed"), [rcpt], verp.key(cfg)) == [rcpt]
+            assert bounces.consume(pool, golden("failed"), [rcpt], verp.key(cfg)) == [rcpt]
     finally:
         pool.close()
     with single_connection(cfg) as conn:
@@ -205,7 +205,7 @@ def test_a_hard_bounce_suppresses_its_recipient_for_the_account(cfg, tenant):
 
 
 def test_a_delay_warning_suppresses_nothing(cfg, tenant):
-    from test_bounces import dsn, sent_message
+    from test_bounces import golden, sent_message
 
     from e2a.core.db import open_pool
     from e2a.core.inbound import bounces
@@ -215,7 +215,7 @@ def test_a_delay_warning_suppresses_nothing(cfg, tenant):
     rcpt = verp.return_path(message_id, tenant.agent["domain"], verp.key(cfg))
     pool = open_pool(cfg, name="test-bounce", wait=True)
     try:
-        bounces.consume(pool, dsn("delayed"), [rcpt], verp.key(cfg))
+        bounces.consume(pool, golden("delayed"), [rcpt], verp.key(cfg))
     finally:
         pool.close()
     with single_connection(cfg) as conn:

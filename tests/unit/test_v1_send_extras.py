@@ -96,7 +96,7 @@ def test_forward_limits_count_the_carried_attachments(client, cfg, tenant, postf
 @pytest.mark.parametrize("field,value", [
     ("send_at", "2030-01-01T00:00:00Z"), ("template_id", "tmpl_x"),
     ("template_alias", "welcome"), ("template_data", {"a": 1}),
-    ("reply_to", "other@example.org"), ("unsubscribe", {"mode": "managed"})])
+    ("reply_to", "other@example.org")])
 def test_fields_not_served_are_refused_by_name(client, tenant, postfix, field, value):
     result = client.simulate_post(messages_path(tenant.agent["email"]), headers=tenant.auth,
                                   json={"to": ["bob@example.org"], "subject": "s", "text": "x",
