@@ -25,7 +25,7 @@ from e2a.api.dashboard import web
 from e2a.api.resources.magiclinks import MAX_REASON_LENGTH
 from e2a.api.v1.resources.sending import MAX_BODY, MAX_SUBJECT
 from e2a.core.inbound import holds as inbound_holds
-from e2a.core.outbound import approval, compose, holds
+from e2a.core.outbound import approval, compose, holds, screening
 from e2a.core.outbound.release import ReleaseError
 from e2a.core.store import agents as agent_store
 from e2a.core.store import messages as message_store
@@ -39,7 +39,7 @@ MAX_LISTED = 200
 # held before holds carried a reason was the agent's HITL setting.
 REASONS = {"hitl": "Human review (HITL)", "protection": "Protection scan finding",
            "gate": "Gate", "first_contact": "First contact", "brake": "Brake"}
-_REASON_OF_TYPE = {"send": "hitl", "scan": "protection", "gate": "gate", "brake": "brake"}
+_REASON_OF_TYPE = {"send": "hitl", "scan": "protection", "gate": "gate"}
 _ADDRESS_SPLIT = re.compile(r"[,;\n]")
 _NOTICES = {"approved": "Approved: the email was handed to the mail server.",
             "rejected": "Rejected: the email will not be sent.",
@@ -49,8 +49,8 @@ _NOTICES = {"approved": "Approved: the email was handed to the mail server.",
 
 def reason_of(row: dict[str, Any]) -> str:
     hold = row.get("hold_reason") or {}
-    if hold.get("code") == "first_contact":
-        return "first_contact"
+    if hold.get("code") in (screening.FIRST_CONTACT, screening.BRAKE):
+        return str(hold["code"])
     return _REASON_OF_TYPE.get(hold.get("type", "send"), "hitl")
 
 

@@ -29,7 +29,7 @@ from hitlsupport import (
 )
 from servicesupport import write_config
 
-from e2a.api.dashboard import web
+from e2a.api.dashboard import pending, web
 from e2a.core import config
 from e2a.core.db import single_connection
 from e2a.core.webhooks import subscriptions
@@ -661,6 +661,11 @@ def test_the_queue_says_why_and_holds_received_mail(hitl_cfg, hitl_client, hitl_
     assert gated in gates_only and received not in gates_only
     hitl_only = browser.get("/dashboard/pending?reason=hitl").text
     assert drafted in hitl_only and received not in hitl_only
+    # A brake's hold (core/outbound/screening.brake_held) and first contact, by their code.
+    assert pending.reason_of({"hold_reason": {"type": "send", "code": "brake"}}) == "brake"
+    assert pending.reason_of({"hold_reason": {"type": "gate",
+                                              "code": "first_contact"}}) == "first_contact"
+    assert pending.reason_of({"hold_reason": None}) == "hitl"
     shown = browser.get(f"/dashboard/pending/{received}")
     assert shown.status_code == 200 and "Held inbound" in shown.text
     assert "a phishing link" in shown.text
