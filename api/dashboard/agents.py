@@ -190,6 +190,8 @@ class AgentProtection(AgentDetail):
     first-contact part like PUT …/protection/first-contact), in one
     transaction: a refusal shows the form again and changes nothing."""
 
+    max_body_bytes = 256 * 1024  # two allowlists of up to gates.MAX_ALLOWLIST entries
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, agent_id: str) -> None:
         raise web.Redirect(web.url(f"/agents/{agent_id}"))
 

@@ -605,6 +605,13 @@ def test_the_protection_form_saves_through_the_apis_check(hitl_cfg, hitl_client,
         assert agent_row(hitl_cfg, owner.agent["id"]) == before, bad
     assert browser.post(f"{path}/protection", PROTECTION_FORM).status_code == 403
     assert agent_row(hitl_cfg, owner.agent["id"]) == before
+    # A full allowlist fits the form's limit.
+    many = "\n".join(f"sender{n}@example.org" for n in range(1000))
+    full = browser.post(f"{path}/protection", {**PROTECTION_FORM, "inbound_allowlist": many,
+                                               "csrf": csrf_of(page.text)})
+    assert full.status_code == 303
+    assert len(agent_row(hitl_cfg, owner.agent["id"])["protection"]["inbound"]["gate"][
+        "allowlist"]) == 1000
 
 
 def test_the_agents_list_shows_protection_and_the_pause(hitl_cfg, hitl_client,
