@@ -23,7 +23,7 @@ from e2a.core.mta import dsn, submit, verp, xforward
 from e2a.core.mta.reinject import ReinjectError, Transaction, reinject
 from e2a.core.net.addresses import InetAddress
 from e2a.core.outbound import decision as outbound
-from e2a.core.outbound import delivery, holds, release
+from e2a.core.outbound import delivery, holds, release, screening
 from e2a.core.outbound import identify as outgoing
 from e2a.core.protection import brakes
 from e2a.core.runtime import metrics
@@ -110,7 +110,8 @@ class Gate:
                     "queue_id": queue_id, "agent": sending.agent["email"]})
                 raise Refused(f"550 5.7.1 {protection_refusal(sending)}")
             if decision is outbound.Decision.HOLD and sending is not None:
-                return self._hold(conn, sending, txn, queue_id)
+                return self._hold(conn, sending, txn, queue_id,
+                                  brake.reason if brake.action is brakes.Action.HOLD else "")
             if decision is not outbound.Decision.PASS:
                 raise RuntimeError(f"the filter cannot handle outbound decision {decision}")
             # Only an agent's mail, and only with a key of its owner's domain.
@@ -147,12 +148,12 @@ class Gate:
         return reply
 
     def _hold(self, conn: psycopg.Connection, sending: outgoing.Sending, txn: Transaction,
-              queue_id: str) -> str:
+              queue_id: str, brake_hold: str) -> str:
         """Keep the message for a person's decision: stored, not passed on.
         The 250 follows the commit; release (core/outbound/release.py) sends it later."""
         with conn.transaction():
             held = holds.hold(conn, sending.message_id, txn.data, sending.agent,
-                              sending.screened)
+                              screening.brake_held(brake_hold, sending.screened))
         if held.pending:
             metrics.holds.inc()
             log.info("held for approval", extra={

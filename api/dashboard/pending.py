@@ -1,5 +1,8 @@
 """Dashboard → Pending: the held mail of all the user's agents, soonest to
-expire first; one draft to read, edit and approve, or reject.
+expire first, with why each is held (its hold_reason); one draft to read,
+edit and approve, or reject. Received mail held by an agent's inbound
+protection is in the queue too: read-only, released to the agent or kept
+from it through core/inbound/holds, as /v1/reviews does.
 
 Approving and rejecting call core/outbound/approval like the APIs and the
 magic links do (one row lock: a message approved here and by a link leaves
@@ -21,29 +24,33 @@ import falcon
 from e2a.api.dashboard import web
 from e2a.api.resources.magiclinks import MAX_REASON_LENGTH
 from e2a.api.v1.resources.sending import MAX_BODY, MAX_SUBJECT
-from e2a.core.outbound import approval, compose, holds
+from e2a.core.inbound import holds as inbound_holds
+from e2a.core.outbound import approval, compose, holds, screening
 from e2a.core.outbound.release import ReleaseError
 from e2a.core.store import agents as agent_store
+from e2a.core.store import messages as message_store
 from e2a.core.store import pending as pending_store
 
 log = logging.getLogger("e2a.api")
 
 MAX_LISTED = 200
-# Why a message is held; every hold on this branch is the agent's HITL
-# setting (the hold_reason of api/v1/resources/reviews.py). The others are
-# the protection checks' holds, once they store theirs (issue 19 follow-up).
-REASONS = {"hitl": "Human review (HITL)", "protection": "Protection finding",
-           "first_contact": "First contact", "gate": "Gate"}
+# Why a message is held, from its hold_reason (core/outbound/screening,
+# core/inbound/screening): its type, and first contact by its code. A row
+# held before holds carried a reason was the agent's HITL setting.
+REASONS = {"hitl": "Human review (HITL)", "protection": "Protection scan finding",
+           "gate": "Gate", "first_contact": "First contact", "brake": "Brake"}
 _REASON_OF_TYPE = {"send": "hitl", "scan": "protection", "gate": "gate"}
 _ADDRESS_SPLIT = re.compile(r"[,;\n]")
 _NOTICES = {"approved": "Approved: the email was handed to the mail server.",
-            "rejected": "Rejected: the email will not be sent."}
+            "rejected": "Rejected: the email will not be sent.",
+            "released": "Approved: the received email was released to its agent.",
+            "kept": "Rejected: the received email stays hidden from its agent."}
 
 
 def reason_of(row: dict[str, Any]) -> str:
     hold = row.get("hold_reason") or {}
-    if hold.get("code") == "first_contact":
-        return "first_contact"
+    if hold.get("code") in (screening.FIRST_CONTACT, screening.BRAKE):
+        return str(hold["code"])
     return _REASON_OF_TYPE.get(hold.get("type", "send"), "hitl")
 
 
@@ -92,7 +99,7 @@ class PendingList(web.Page):
             if agent_id and agent_id not in {a["id"] for a in agents}:
                 web.not_found("agent")
             rows = pending_store.list_pending(conn, user["user_id"], agent_id=agent_id or None,
-                                              limit=MAX_LISTED + 1)
+                                              limit=MAX_LISTED + 1, inbound_too=True)
         more = len(rows) > MAX_LISTED
         held = [dict(row, reason=reason_of(row)) for row in rows[:MAX_LISTED]]
         if reason:
@@ -132,7 +139,39 @@ class _Draft(web.Page):
 
 class PendingDraft(_Draft):
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        self.show(req, resp, self.draft(self.user(req), id), 200)
+        user = self.user(req)
+        with self._pool.connection() as conn:
+            draft = pending_store.outbound_message(conn, id, user_id=user["user_id"])
+            held = None if draft is not None else message_store.held_inbound(
+                conn, id, user["user_id"])
+        if draft is not None:
+            self.show(req, resp, draft, 200)
+            return
+        if held is None:
+            web.not_found("message")
+        content = holds.extract(bytes(held["raw_message"] or b""))
+        self.render(req, resp, "dashboard/held.html", section="pending", message=held,
+                    reason=REASONS[reason_of(held)], body_text=content.body_text,
+                    attachments=[item["filename"] or f"attachment-{n}"
+                                 for n, item in enumerate(content.attachments)],
+                    max_reason=MAX_REASON_LENGTH)
+
+
+def _inbound_decision(act: Any) -> None:
+    """Decide a held received message (core/inbound/holds); 404 when the
+    user has none by this id, 409 when it was decided on before."""
+    try:
+        found = act()
+    except inbound_holds.NotPending as exc:
+        raise _decided(exc.status) from None
+    if not found:
+        web.not_found("message")
+
+
+def _outbound(pool: Any, user: dict[str, str], message_id: str) -> bool:
+    with pool.connection() as conn:
+        return pending_store.outbound_message(conn, message_id,
+                                              user_id=user["user_id"]) is not None
 
 
 class PendingApproval(_Draft):
@@ -143,6 +182,11 @@ class PendingApproval(_Draft):
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         user = self.user(req)
         fields = self.checked_form(req)
+        if not _outbound(self._pool, user, id):
+            _inbound_decision(lambda: inbound_holds.approve(
+                self._pool, id, owner_id=user["user_id"], reviewer=user["user_id"]))
+            web.redirect(resp, web.url("/pending", done="released"))
+            return
         row = self.draft(user, id)
         try:
             edits = edits_of(row, fields)
@@ -206,12 +250,19 @@ class PendingRejection(_Draft):
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         user = self.user(req)
         fields = self.checked_form(req)
-        row = self.draft(user, id)
+        outbound = _outbound(self._pool, user, id)
         reason = fields.get("reason", "").strip()
         if not reason or len(reason) > MAX_REASON_LENGTH:
             raise web.PageError(422, "A reason is needed",
                                 f"Say in up to {MAX_REASON_LENGTH} characters why the email "
                                 "must not be sent; it is kept with the message.")
+        if not outbound:
+            _inbound_decision(lambda: inbound_holds.reject(
+                self._pool, id, owner_id=user["user_id"], reviewer=user["user_id"],
+                reason=reason))
+            web.redirect(resp, web.url("/pending", done="kept"))
+            return
+        row = self.draft(user, id)
         try:
             approval.reject(self._pool, row["id"], owner_id=user["user_id"],
                             reviewer_user_id=user["user_id"], reason=reason, via="dashboard")

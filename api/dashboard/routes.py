@@ -28,6 +28,8 @@ def mount(app: falcon.App, cfg: Config, pool: ConnectionPool) -> None:
     app.add_route(f"{p}/agents", agents.AgentList(cfg, pool))
     app.add_route(f"{p}/agents/{{agent_id}}", agents.AgentDetail(cfg, pool))
     app.add_route(f"{p}/agents/{{agent_id}}/hitl", agents.AgentHitl(cfg, pool))
+    app.add_route(f"{p}/agents/{{agent_id}}/protection", agents.AgentProtection(cfg, pool))
+    app.add_route(f"{p}/agents/{{agent_id}}/brakes", agents.AgentPause(cfg, pool))
     app.add_route(f"{p}/agents/{{agent_id}}/inbox", agents.AgentInbox(cfg, pool))
     app.add_route(f"{p}/agents/{{agent_id}}/inbox/{{id}}", agents.InboxMessage(cfg, pool))
     app.add_route(f"{p}/agents/{{agent_id}}/inbox/{{id}}/html", agents.InboxHtml(cfg, pool))

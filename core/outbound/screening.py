@@ -33,6 +33,7 @@ from e2a.core.webhooks import eventtypes
 
 PASS, HOLD, BLOCK = "pass", "hold", "block"
 FIRST_CONTACT = "first_contact"
+BRAKE = "brake"
 # The hold reason of a message held because its agent holds every message.
 SEND_HOLD = {"type": "send", "code": "outbound_send",
              "summary": "the agent's outbound mail is held for human review"}
@@ -134,6 +135,16 @@ def hold_reason(screened: Screened | None) -> dict[str, Any]:
     if screened is not None and screened.hold_reason is not None:
         return screened.hold_reason
     return SEND_HOLD
+
+
+def brake_held(reason: str, screened: Screened | None) -> Screened | None:
+    """What a hold records when a loop/abuse brake (``reason``, empty for
+    none) held the message that screening let through: the brake's reason,
+    so that the reviewer sees why (a ``send`` hold, code ``brake``)."""
+    if not reason or (screened is not None and screened.held):
+        return screened
+    return Screened(HOLD, {"type": "send", "code": BRAKE, "summary": reason},
+                    list(screened.protection) if screened is not None else [], "", BRAKE)
 
 
 def blocked_id(agent_id: str, raw: bytes, recipients: Sequence[str]) -> str:

@@ -157,8 +157,9 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
                              correlation_ids={
                                  "email_message_id": out.composed.email_message_id})
             if held:
-                expires = holds.hold_draft(conn, out.message_id, out.composed, out.agent,
-                                           screened).approval_expires_at
+                expires = holds.hold_draft(
+                    conn, out.message_id, out.composed, out.agent,
+                    screening.brake_held(brake_hold, screened)).approval_expires_at
             if in_transaction is not None:
                 in_transaction(conn, Sent(out.message_id, status, METHOD, "", expires))
         try:

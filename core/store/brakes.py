@@ -131,3 +131,11 @@ def pause(conn: psycopg.Connection, agent_id: str, reason: str) -> bool:
                   paused_reason = EXCLUDED.paused_reason, updated_at = now()
             WHERE b.paused_at IS NULL
            RETURNING agent_id""", (agent_id, reason)).fetchone() is not None
+
+
+def paused_agent_ids(conn: psycopg.Connection, user_id: str) -> set[str]:
+    """The ids of the user's agents whose outbound mail is paused."""
+    rows = conn.execute(
+        """SELECT b.agent_id FROM agent_brakes b JOIN agents a ON a.id = b.agent_id
+            WHERE a.user_id = %s AND b.paused_at IS NOT NULL""", (user_id,)).fetchall()
+    return {row["agent_id"] for row in rows}

@@ -171,6 +171,7 @@ class MessageFilter:
     labels: tuple[str, ...] = ()  # the message carries every one of these
     trashed: bool = False  # the trash instead of the live mailbox
     expression: Node | None = None  # a filter expression, ANDed with the rest
+    flagged: bool = False  # only what protection flagged
 
 
 def _contains_pattern(text: str) -> str:
@@ -228,6 +229,7 @@ def _filter_sql(agent_id: str, filt: MessageFilter) -> tuple[list[str], dict[str
         ("created_at >= %(since)s", "since", filt.since),
         ("created_at < %(until)s", "until", filt.until),
         ("labels @> %(labels)s::text[]", "labels", list(filt.labels)),
+        ("flagged = %(flagged)s", "flagged", filt.flagged),
     ]
     clauses = ["agent_id = %(agent_id)s", DELIVERED,
                "deleted_at IS NOT NULL" if filt.trashed else "deleted_at IS NULL"]

@@ -4,7 +4,8 @@ read it from the mail our Postfix delivered (DKIM-signed), sign in, find two
 held drafts in the queue, approve one with an edited subject (it reaches the
 capture server once, with the edit, DKIM-signed), reject the other with a
 reason (never delivered), switch the agent's HITL off (its next send goes
-out directly), and sign out (the cookie is worthless from then on).
+out directly), turn on a scan of its outgoing mail in the protection form
+(the API reads it back), and sign out (the cookie is worthless from then on).
 
 With E2A_SCREENSHOTS=<dir> (``make screenshots``), the queue and the edit
 form are saved there as PNGs on the way."""
@@ -124,6 +125,21 @@ def test_review_in_the_dashboard(sandbox: RunningSandbox) -> None:
         sandbox.capture.wait_for(
             lambda c: c.rcpt_tos == [FRIEND] and str(c.message["Subject"]) == direct,
             timeout=30)
+
+        # Protection: a scan of outgoing mail, saved through the API's own check.
+        page = f"{sandbox.api_url}/dashboard/agents/{agent_id(sandbox, owner.agent)}"
+        browser.open(page)
+        browser.click('#outbound_sensitivity option[value="high"]')
+        browser.type("#inbound_allowlist", FRIEND)
+        browser.click("#save-protection")
+        assert browser.wait_for_text("#notice") == "Saved."
+        view = requests.get(f"{sandbox.api_url}/v1/agents/{owner.agent}/protection",
+                            headers={"Authorization": f"Bearer {owner.api_key}"},
+                            timeout=15).json()
+        assert view["outbound"]["scan"] == {"sensitivity": "high"}
+        assert view["inbound"]["gate"]["allowlist"] == [FRIEND]
+        browser.open(f"{sandbox.api_url}/dashboard/agents")
+        assert "scan: high out" in browser.text("#agents")
 
         # Sign out: the cookie the browser had no longer opens anything.
         session = browser.cookie("e2a_session")

@@ -210,6 +210,12 @@ def test_turns_between_agents_on_one_thread_are_capped(cfg, client, tenant, post
     statuses = [client.simulate_post(messages_path(tenant.agent["email"]), headers=tenant.auth,
                                      json=body).json["status"] for _ in range(3)]
     assert statuses == ["accepted", "accepted", "pending_review"]
+    with single_connection(cfg) as conn:
+        [reason] = [r["hold_reason"] for r in conn.execute(
+            "SELECT hold_reason FROM messages WHERE agent_id = %s "
+            "AND status = 'pending_approval'", (tenant.agent["id"],)).fetchall()]
+    # The reviewer learns which brake held it (the dashboard's "Brake").
+    assert reason["code"] == "brake" and "between agents" in reason["summary"], reason
     human = client.simulate_post(messages_path(tenant.agent["email"]), headers=tenant.auth,
                                  json={**body, "to": ["person@example.org"]})
     assert human.json["status"] == "accepted"  # not between agents: not a turn

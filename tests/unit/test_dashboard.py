@@ -29,7 +29,7 @@ from hitlsupport import (
 )
 from servicesupport import write_config
 
-from e2a.api.dashboard import web
+from e2a.api.dashboard import pending, web
 from e2a.core import config
 from e2a.core.db import single_connection
 from e2a.core.webhooks import subscriptions
@@ -557,3 +557,154 @@ def test_a_message_approved_by_link_is_decided_in_the_dashboard(hitl_cfg, hitl_c
     # The draft's page says what became of it, with no form left.
     after = browser.get(f"/dashboard/pending/{message_id}").text
     assert 'id="edit"' not in after and ">sent<" in after
+
+
+# -- protection (core/protection/settings.py, as PUT /v1/agents/{email}/protection) --
+
+PROTECTION_FORM = {
+    "inbound_policy": "allowlist", "inbound_action": "review",
+    "inbound_allowlist": "friend@example.org\nExample.COM", "inbound_sensitivity": "medium",
+    "outbound_policy": "domain", "outbound_action": "block", "outbound_allowlist": "",
+    "outbound_sensitivity": "high", "ttl_seconds": "3600", "on_expiry": "approve",
+    "suppress_notifications": "on", "first_contact_enabled": "on", "trust_days": "30"}
+
+
+def agent_row(cfg, agent_id: str) -> dict[str, Any]:
+    with single_connection(cfg) as conn:
+        return conn.execute("SELECT * FROM agents WHERE id = %s", (agent_id,)).fetchone()
+
+
+def test_the_protection_form_saves_through_the_apis_check(hitl_cfg, hitl_client,
+                                                         hitl_reinjection, owner):
+    browser = signed_in(hitl_client, hitl_reinjection, owner.user["email"])
+    path = f"/dashboard/agents/{owner.agent['id']}"
+    page = browser.get(path)
+    assert 'id="protection"' in page.text
+    saved = browser.post(f"{path}/protection", {**PROTECTION_FORM, "csrf": csrf_of(page.text)})
+    assert saved.status_code == 303
+    view = hitl_client.simulate_get(f"/v1/agents/{owner.agent['email']}/protection",
+                                    headers={"Authorization": f"Bearer {owner.key}"}).json
+    assert view == {
+        "inbound": {"gate": {"policy": "allowlist", "action": "review",
+                             "allowlist": ["friend@example.org", "example.com"]},
+                    "scan": {"sensitivity": "medium"}},
+        "outbound": {"gate": {"policy": "domain", "action": "block", "allowlist": []},
+                     "scan": {"sensitivity": "high"}},
+        "holds": {"ttl_seconds": 3600, "on_expiry": "approve", "suppress_notifications": True},
+        "first_contact": {"enabled": True, "trust_days": 30}}
+    shown = browser.get(path).text
+    assert "friend@example.org" in shown and 'value="3600"' in shown
+    before = agent_row(hitl_cfg, owner.agent["id"])
+    for bad in ({"inbound_sensitivity": "extreme"}, {"ttl_seconds": "0"},
+                {"ttl_seconds": "soon"}, {"outbound_allowlist": "not an address!"},
+                {"trust_days": "99999"}):
+        refused = browser.post(f"{path}/protection",
+                               {**PROTECTION_FORM, **bad, "csrf": csrf_of(page.text)})
+        assert refused.status_code == 422, bad
+        assert 'id="error"' in refused.text and 'id="protection"' in refused.text
+        assert agent_row(hitl_cfg, owner.agent["id"]) == before, bad
+    assert browser.post(f"{path}/protection", PROTECTION_FORM).status_code == 403
+    assert agent_row(hitl_cfg, owner.agent["id"]) == before
+    # A full allowlist fits the form's limit.
+    many = "\n".join(f"sender{n}@example.org" for n in range(1000))
+    full = browser.post(f"{path}/protection", {**PROTECTION_FORM, "inbound_allowlist": many,
+                                               "csrf": csrf_of(page.text)})
+    assert full.status_code == 303
+    assert len(agent_row(hitl_cfg, owner.agent["id"])["protection"]["inbound"]["gate"][
+        "allowlist"]) == 1000
+
+
+def test_the_agents_list_shows_protection_and_the_pause(hitl_cfg, hitl_client,
+                                                       hitl_reinjection, owner):
+    browser = signed_in(hitl_client, hitl_reinjection, owner.user["email"])
+    path = f"/dashboard/agents/{owner.agent['id']}"
+    csrf = csrf_of(browser.get(path).text)
+    browser.post(f"{path}/protection", {**PROTECTION_FORM, "csrf": csrf})
+    listed = browser.get("/dashboard/agents").text
+    assert "scan: medium in / high out" in listed and "paused" not in listed
+    assert browser.post(f"{path}/brakes", {"paused": "on", "csrf": csrf}).status_code == 303
+    view = hitl_client.simulate_get(f"/v1/agents/{owner.agent['email']}/brakes",
+                                    headers={"Authorization": f"Bearer {owner.key}"}).json
+    assert view["paused"] is True and view["paused_reason"] == "paused by its owner"
+    assert "paused" in browser.get("/dashboard/agents").text
+    assert 'id="resume"' in browser.get(path).text
+    assert browser.post(f"{path}/brakes", {"csrf": csrf}).status_code == 303
+    view = hitl_client.simulate_get(f"/v1/agents/{owner.agent['email']}/brakes",
+                                    headers={"Authorization": f"Bearer {owner.key}"}).json
+    assert view["paused"] is False
+    assert browser.post(f"{path}/brakes", {"paused": "on"}).status_code == 403
+    # Another user's agent: 404, nothing changed.
+    other = make_tenant(hitl_cfg)
+    theirs = f"/dashboard/agents/{other.agent['id']}"
+    before = agent_row(hitl_cfg, other.agent["id"])
+    for where, fields in (("protection", PROTECTION_FORM), ("brakes", {"paused": "on"})):
+        assert browser.post(f"{theirs}/{where}", {**fields, "csrf": csrf}).status_code == 404
+    assert agent_row(hitl_cfg, other.agent["id"]) == before
+    with single_connection(hitl_cfg) as conn:
+        assert conn.execute("SELECT * FROM agent_brakes WHERE agent_id = %s",
+                            (other.agent["id"],)).fetchone() is None
+
+
+SCAN_HOLD = {"type": "scan", "code": "inbound_scan", "summary": "a phishing link"}
+
+
+def test_the_queue_says_why_and_holds_received_mail(hitl_cfg, hitl_client, hitl_reinjection,
+                                                    owner):
+    drafted = hold(hitl_client, owner, owner.agent, subject="Outgoing draft")
+    received = insert_message(hitl_cfg, owner.agent, subject="Held inbound",
+                              status="pending_approval", hold_reason=SCAN_HOLD, hold_ttl=3600)
+    kept = insert_message(hitl_cfg, owner.agent, subject="Held too",
+                          status="pending_approval", hold_reason=SCAN_HOLD, hold_ttl=7200)
+    gated = insert_message(hitl_cfg, owner.agent, subject="Gated",
+                           status="pending_approval", hold_ttl=7200, hold_reason={
+                               "type": "gate", "code": "sender_gate", "summary": "not listed"})
+    browser = signed_in(hitl_client, hitl_reinjection, owner.user["email"])
+    page = browser.get("/dashboard/pending").text
+    assert all(i in page for i in (drafted, received, kept, gated))
+    assert "a phishing link" in page and "Protection scan finding" in page
+    scans = browser.get("/dashboard/pending?reason=protection").text
+    assert received in scans and kept in scans and drafted not in scans and gated not in scans
+    gates_only = browser.get("/dashboard/pending?reason=gate").text
+    assert gated in gates_only and received not in gates_only
+    hitl_only = browser.get("/dashboard/pending?reason=hitl").text
+    assert drafted in hitl_only and received not in hitl_only
+    # A brake's hold (core/outbound/screening.brake_held) and first contact, by their code.
+    assert pending.reason_of({"hold_reason": {"type": "send", "code": "brake"}}) == "brake"
+    assert pending.reason_of({"hold_reason": {"type": "gate",
+                                              "code": "first_contact"}}) == "first_contact"
+    assert pending.reason_of({"hold_reason": None}) == "hitl"
+    shown = browser.get(f"/dashboard/pending/{received}")
+    assert shown.status_code == 200 and "Held inbound" in shown.text
+    assert "a phishing link" in shown.text
+    csrf = csrf_of(shown.text)
+    # Another user cannot decide it.
+    other = signed_in(hitl_client, hitl_reinjection, make_tenant(hitl_cfg).user["email"])
+    other_csrf = csrf_of(other.get("/dashboard/pending").text)
+    assert other.get(f"/dashboard/pending/{received}").status_code == 404
+    assert other.post(f"/dashboard/pending/{received}/approve",
+                      {"csrf": other_csrf}).status_code == 404
+    assert browser.post(f"/dashboard/pending/{received}/approve", {}).status_code == 403
+    assert message_row(hitl_cfg, received)["status"] == "pending_approval"
+    done = browser.post(f"/dashboard/pending/{received}/approve", {"csrf": csrf})
+    assert done.status_code == 303
+    assert message_row(hitl_cfg, received)["status"] is None  # released to the agent
+    inbox = browser.get(f"/dashboard/agents/{owner.agent['id']}/inbox").text
+    assert "Held inbound" in inbox and "Held too" not in inbox
+    refused = browser.post(f"/dashboard/pending/{kept}/reject",
+                           {"csrf": csrf, "reason": "phishing"})
+    assert refused.status_code == 303
+    assert message_row(hitl_cfg, kept)["status"] == "rejected"
+    again = browser.post(f"/dashboard/pending/{kept}/approve", {"csrf": csrf})
+    assert again.status_code == 409
+    assert message_row(hitl_cfg, drafted)["status"] == "pending_approval"
+
+
+def test_recent_activity_shows_flagged_received_mail(hitl_cfg, hitl_client, hitl_reinjection,
+                                                     owner):
+    insert_message(hitl_cfg, owner.agent, subject="Looks phishy", flagged=True,
+                   flag_reason="a link to a look-alike domain")
+    insert_message(hitl_cfg, owner.agent, subject="Plain hello")
+    browser = signed_in(hitl_client, hitl_reinjection, owner.user["email"])
+    page = browser.get(f"/dashboard/agents/{owner.agent['id']}").text
+    assert "Looks phishy" in page and "a link to a look-alike domain" in page
+    assert "Plain hello" not in page

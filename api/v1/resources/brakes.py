@@ -19,13 +19,12 @@ from psycopg_pool import ConnectionPool
 from e2a.api.v1 import access, bodies
 from e2a.api.v1.errors import invalid
 from e2a.core.config import Config
-from e2a.core.protection import brakes
+from e2a.core.protection import brakes, settings
 from e2a.core.store import brakes as store
 from e2a.core.timefmt import rfc3339
 
 _PUT = {"overrides": bodies.Field(dict), "paused": bodies.Field(bool),
         "reason": bodies.Field(str, max_length=500)}
-OWNER_PAUSE = "paused by its owner"
 
 
 class AgentBrakes:
@@ -55,16 +54,9 @@ class AgentBrakes:
             overrides = brakes.checked_overrides(body.get("overrides") or {})
         except brakes.OverrideError as exc:
             raise invalid(f"body.overrides.{exc.name}", str(exc)) from None
-        paused = body.get("paused", False)
         with self._pool.connection() as conn:
             agent = access.agent(conn, req, email, account_only=True)
             with conn.transaction():
-                before = store.settings(conn, agent["id"])
-                row = store.save(conn, agent["id"], overrides, paused,
-                                 body.get("reason") or OWNER_PAUSE)
-                was_paused = bool(before and before["paused_at"])
-                if paused != was_paused:
-                    brakes.record(conn, agent, brakes.Verdict(
-                        brakes.Action.PAUSED if paused else brakes.Action.PASS, "owner",
-                        row["paused_reason"] if paused else "resumed by its owner"))
+                row = settings.set_brakes(conn, agent, overrides, body.get("paused", False),
+                                          body.get("reason"))
         resp.media = self._view(agent, row)

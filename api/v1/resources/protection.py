@@ -15,7 +15,7 @@ from e2a.api.errors import ApiError
 from e2a.api.v1 import access
 from e2a.api.v1.errors import error
 from e2a.core.protection import config as protection
-from e2a.core.store import agents as agent_store
+from e2a.core.protection import settings
 
 
 def _body(req: falcon.Request) -> Any:
@@ -44,11 +44,9 @@ class AgentProtection:
         with self._pool.connection() as conn, conn.transaction():
             row = access.agent(conn, req, email, account_only=True)
             try:
-                config = protection.parse_request(body, protection.of_agent(row))
+                row = settings.save(conn, row, body)
             except protection.ConfigError as exc:
                 raise _refused(exc) from None
-            agent_store.update_agent(conn, row["id"], protection.columns(config))
-            row = agent_store.agent_by_id(conn, row["id"])
         resp.media = protection.view(protection.of_agent(row))
 
 
@@ -68,13 +66,7 @@ class FirstContact:
         with self._pool.connection() as conn, conn.transaction():
             row = access.agent(conn, req, email, account_only=True)
             try:
-                first = protection.parse_first_contact(body)
+                first = settings.save_first_contact(conn, row, body)
             except protection.ConfigError as exc:
                 raise _refused(exc) from None
-            config = protection.of_agent(row)
-            config = protection.Protection(
-                config.inbound, config.outbound, config.ttl_seconds, config.on_expiry,
-                config.suppress_notifications, first, config.hold_all)
-            agent_store.update_agent(conn, row["id"],
-                                     {"protection": protection.stored(config)})
         resp.media = protection.first_contact_view(first)
