@@ -221,7 +221,7 @@ KEYS: tuple[Key, ...] = (
     Key("metrics", "policy_listen", str, "127.0.0.1:9102", lambda v: v and _host_port(v)),
     Key("metrics", "filter_listen", str, "127.0.0.1:9103", lambda v: v and _host_port(v)),
     Key("metrics", "worker_listen", str, "127.0.0.1:9104", lambda v: v and _host_port(v)),
-    # Loop and abuse brakes (core/protection/brakes.py), per agent; each can
+    # Loop and abuse brakes (core/outbound/brakes.py), per agent; each can
     # be overridden for one agent (PUT /v1/agents/{email}/brakes). 0 turns a
     # limit off. Over sends_per_hour or sends_per_day an agent's mail is
     # throttled (429 at the API, 451 at the content filter); its attempts in

@@ -22,10 +22,9 @@ from e2a.core.mail import headers
 from e2a.core.mta import dsn, submit, verp, xforward
 from e2a.core.mta.reinject import ReinjectError, Transaction, reinject
 from e2a.core.net.addresses import InetAddress
+from e2a.core.outbound import brakes, delivery, holds, release, screening
 from e2a.core.outbound import decision as outbound
-from e2a.core.outbound import delivery, holds, release, screening
 from e2a.core.outbound import identify as outgoing
-from e2a.core.protection import brakes
 from e2a.core.runtime import metrics
 
 log = logging.getLogger("e2a.filter")

@@ -1,6 +1,6 @@
 """Dashboard → Agents: each agent's mode and HITL state; per agent the HITL
 settings (core/accounts/registration.update_agent, as the APIs change
-them), its protection settings and outbound pause (core/protection/settings,
+them), its protection settings and outbound pause (core/accounts/protection,
 as PUT /v1/agents/{email}/protection and /brakes save them), its recent
 activity (outbound mail, flagged received mail) and its inbox, read-only:
 looking at a message here leaves it unread for the agent.
@@ -16,10 +16,11 @@ import falcon
 
 from e2a.api.dashboard import web
 from e2a.api.dashboard.pending import download, html_frame
+from e2a.core.accounts import protection as settings
 from e2a.core.accounts import registration as accounts
 from e2a.core.outbound import holds
 from e2a.core.protection import config as protection
-from e2a.core.protection import gates, settings
+from e2a.core.protection import gates
 from e2a.core.protection.findings import SENSITIVITIES
 from e2a.core.store import agents as agent_store
 from e2a.core.store import brakes as brake_store
@@ -76,7 +77,7 @@ def _whole(text: str, what: str) -> int:
 
 def protection_request(fields: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The form as the API's requests (ProtectionConfigRequest, first
-    contact), for core/protection/settings to check. A checkbox not sent is off."""
+    contact), for core/accounts/protection to check. A checkbox not sent is off."""
     body = {"inbound": _direction_body(fields, "inbound"),
             "outbound": _direction_body(fields, "outbound"),
             "holds": {"ttl_seconds": _whole(fields.get("ttl_seconds", ""),

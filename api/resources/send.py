@@ -27,10 +27,9 @@ from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.messages import conversations
 from e2a.core.mta import submit
-from e2a.core.outbound import compose, drafts, holds, suppressions, unsubscribe
+from e2a.core.outbound import brakes, compose, drafts, holds, suppressions, unsubscribe
 from e2a.core.outbound import send as sending
 from e2a.core.outbound.compose import ComposeError, Draft, Mailbox
-from e2a.core.protection import brakes
 from e2a.core.store import messages as message_store
 
 log = logging.getLogger("e2a.api")
@@ -93,7 +92,7 @@ class Outbox:
 
     def _brake(self, agent: dict[str, Any], draft: Draft, recipients: list[str],
                message_id: str) -> str:
-        """The loop and abuse brakes' say (core/protection/brakes.py): a
+        """The loop and abuse brakes' say (core/outbound/brakes.py): a
         refusal raised, or the reason to hold the message ("" to send it)."""
         with self.pool.connection() as conn:
             verdict = brakes.judge(conn, self.cfg, agent, brakes.Send(

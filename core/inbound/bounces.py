@@ -6,7 +6,7 @@ for that address reports on that message. Postfix sends one for every
 outcome we ask it to (success, delay, failure): each report about one of
 that message's own recipients moves that recipient's fate forward, with
 its events and lifecycle steps, in one transaction (core/outbound/delivery.py);
-a hard bounce suppresses the address for the account (core/protection/brakes.hard_bounced).
+a hard bounce suppresses the address for the account (core/outbound/brakes.hard_bounced).
 A report about any other address is nobody's business of ours: whoever
 learnt a return path must not mark the message with a DSN about someone else.
 

@@ -23,7 +23,7 @@ from e2a.core.inbound.screening import CLEAR, FLAG_LABEL, Outcome
 from e2a.core.mail import headers
 from e2a.core.mailauth.verdict import Verdict
 from e2a.core.messages import lifecycle
-from e2a.core.protection import brakes
+from e2a.core.outbound import brakes
 from e2a.core.protection import config as protection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import events as event_store

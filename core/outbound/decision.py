@@ -48,7 +48,7 @@ class Candidate:
     # What the agent's protection settings found (core/outbound/screening.py);
     # None when nobody screened it here: the API did, or it is no agent's.
     screened: Screened | None = None
-    # Why a loop or abuse brake wants it held (core/protection/brakes.py); "" none.
+    # Why a loop or abuse brake wants it held (core/outbound/brakes.py); "" none.
     brake_hold: str = ""
 
 

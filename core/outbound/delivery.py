@@ -28,7 +28,7 @@ import psycopg
 from e2a.core.ids import new_id
 from e2a.core.messages import lifecycle
 from e2a.core.mta import dsn
-from e2a.core.protection import brakes
+from e2a.core.outbound import brakes
 from e2a.core.store import events as event_store
 from e2a.core.store import outbound as outbound_store
 from e2a.core.webhooks import eventtypes

@@ -26,7 +26,7 @@ EMAIL_BLOCKED = "email.blocked"
 # complaint, and agent-scoped after an unsubscribe or by hand.
 DOMAIN_SUPPRESSION_ADDED = "domain.suppression_added"
 AGENT_SUPPRESSION_ADDED = "agent.suppression_added"
-# A loop or abuse brake acted on an agent's mail (core/protection/brakes.py);
+# A loop or abuse brake acted on an agent's mail (core/outbound/brakes.py);
 # an e2a-postfix extension, data.decision and data.reason say what and why.
 AGENT_BRAKE_APPLIED = "agent.brake_applied"
 

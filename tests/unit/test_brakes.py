@@ -1,4 +1,4 @@
-"""Loop and abuse brakes (core/protection/brakes.py): the decision on
+"""Loop and abuse brakes (core/outbound/brakes.py): the decision on
 counted sends, the counts shared through Postgres, and the API's answers:
 429 rate_limited with Retry-After, 403 agent_paused while the owner's kill
 switch is on (GET/PUT /v1/agents/{email}/brakes), an answer to
@@ -19,7 +19,7 @@ from v1support import agent_path, assert_envelope, messages_path
 from e2a.core.db import open_pool, single_connection
 from e2a.core.inbound import inbox
 from e2a.core.mailauth.verdict import Verdict
-from e2a.core.protection import brakes
+from e2a.core.outbound import brakes
 from e2a.core.store import brakes as brake_store
 
 

@@ -559,7 +559,7 @@ def test_a_message_approved_by_link_is_decided_in_the_dashboard(hitl_cfg, hitl_c
     assert 'id="edit"' not in after and ">sent<" in after
 
 
-# -- protection (core/protection/settings.py, as PUT /v1/agents/{email}/protection) --
+# -- protection (core/accounts/protection.py, as PUT /v1/agents/{email}/protection) --
 
 PROTECTION_FORM = {
     "inbound_policy": "allowlist", "inbound_action": "review",

@@ -264,6 +264,6 @@ def test_two_reports_on_one_message_at_once_add_up(cfg, agent, pool, monkeypatch
     assert row["delivery_status"] == "bounced"
     assert f"{FRIEND}: delivered" in row["delivery_error"]
     assert f"{REFUSED}: bounced" in row["delivery_error"]
-    # (and the hard bounce's suppression, core/protection/brakes.hard_bounced)
+    # (and the hard bounce's suppression, core/outbound/brakes.hard_bounced)
     assert sorted(e["type"] for e in events) == [
         "domain.suppression_added", "email.bounced", "email.delivered"]

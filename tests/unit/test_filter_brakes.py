@@ -1,4 +1,4 @@
-"""The content filter's one call into the brakes (core/protection/brakes.at_filter),
+"""The content filter's one call into the brakes (core/outbound/brakes.at_filter),
 for mail an agent submits by SMTP or sendmail: a suppressed recipient is
 refused for good (550 5.7.1, the row failed), the hourly budget throttles
 (451 4.7.1, Postfix retries), a paused agent is refused, and mail the API

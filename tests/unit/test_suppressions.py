@@ -196,7 +196,7 @@ def test_a_hard_bounce_suppresses_its_recipient_for_the_account(cfg, tenant):
     [event] = events_of(cfg, tenant.user["id"], "domain.suppression_added")
     assert event == {"address": "bounce-me@elsewhere.test", "source": "bounce",
                      "reason": row["reason"], "message_id": message_id}
-    # And once toward the agent's bounce rate (core/protection/brakes.py).
+    # And once toward the agent's bounce rate (core/outbound/brakes.py).
     from e2a.core.store import brakes as brake_store
     with single_connection(cfg) as conn:
         counted = brake_store.count_send(conn, tenant.agent["id"], conversation_id="",

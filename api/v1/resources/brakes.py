@@ -1,5 +1,5 @@
 """``GET``/``PUT /v1/agents/{email}/brakes`` (account keys only): an agent's
-loop and abuse brakes (core/protection/brakes.py) and its outbound kill
+loop and abuse brakes (core/outbound/brakes.py) and its outbound kill
 switch. An e2a-postfix extension, not part of upstream e2a's API: the SDKs
 have no method for it; call it over plain HTTP.
 
@@ -18,8 +18,9 @@ from psycopg_pool import ConnectionPool
 
 from e2a.api.v1 import access, bodies
 from e2a.api.v1.errors import invalid
+from e2a.core.accounts import protection as settings
 from e2a.core.config import Config
-from e2a.core.protection import brakes, settings
+from e2a.core.outbound import brakes
 from e2a.core.store import brakes as store
 from e2a.core.timefmt import rfc3339
 

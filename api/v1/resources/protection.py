@@ -14,8 +14,8 @@ from psycopg_pool import ConnectionPool
 from e2a.api.errors import ApiError
 from e2a.api.v1 import access
 from e2a.api.v1.errors import error
+from e2a.core.accounts import protection as settings
 from e2a.core.protection import config as protection
-from e2a.core.protection import settings
 
 
 def _body(req: falcon.Request) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from e2a.core.protection import brakes
+from e2a.core.outbound import brakes
 from e2a.core.protection import config as protection
 from e2a.core.store import agents as agent_store
 from e2a.core.store import brakes as brake_store
