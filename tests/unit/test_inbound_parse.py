@@ -19,10 +19,10 @@ def test_a_parameter_in_a_charset_no_codec_decodes_is_just_text() -> None:
 
 def test_a_hundred_kilobytes_of_parameters_parse_quickly() -> None:
     value = b" ".join([b"text/plain; a*0*=x''y;"] * 4300)
-    started = time.process_time()
+    started = time.thread_time()
     msg = headers.parse(b"From: a@b.example\r\nContent-Type: " + value + b"\r\n\r\n")
     headers.header_value(msg, "Content-Type")
-    assert time.process_time() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def test_a_header_section_the_parser_trips_over_is_read_as_none(monkeypatch) -> None:

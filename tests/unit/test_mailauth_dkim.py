@@ -118,9 +118,9 @@ def test_at_most_max_signatures_are_verified_the_rest_reported_as_policy() -> No
 
 def test_two_thousand_signatures_cost_well_under_a_second() -> None:
     raw = signed_many(2000)
-    started = time.process_time()
+    started = time.thread_time()
     dkim.check(raw, KeyZone({"sel1._domainkey.good.example": GOOD_KEY}))
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 1.0
 
 
 def test_one_verifier_serves_signatures_with_and_without_a_key() -> None:

@@ -70,9 +70,9 @@ def test_a_line_at_the_limit_is_fine():
 
 def test_a_request_trickling_in_byte_by_byte_costs_linear_time():
     data = ASK + b"".join(b"a%d=%s\n" % (i, b"v" * 4000) for i in range(60)) + b"\n"
-    started = time.process_time()
+    started = time.thread_time()
     assert len(read_all(data, 1)) == 1
-    assert time.process_time() - started < 2.0
+    assert time.thread_time() - started < 2.0
 
 
 def test_encode_action():
