@@ -110,7 +110,7 @@ class Gate:
                 raise Refused(f"550 5.7.1 {protection_refusal(sending)}")
             if decision is outbound.Decision.HOLD and sending is not None:
                 return self._hold(conn, sending, txn, queue_id,
-                                  brake.reason if brake.action is brakes.Action.HOLD else "")
+                                  brake if brake.action is brakes.Action.HOLD else None)
             if decision is not outbound.Decision.PASS:
                 raise RuntimeError(f"the filter cannot handle outbound decision {decision}")
             # Only an agent's mail, and only with a key of its owner's domain.
@@ -147,12 +147,13 @@ class Gate:
         return reply
 
     def _hold(self, conn: psycopg.Connection, sending: outgoing.Sending, txn: Transaction,
-              queue_id: str, brake_hold: str) -> str:
+              queue_id: str, brake: brakes.Verdict | None) -> str:
         """Keep the message for a person's decision: stored, not passed on.
         The 250 follows the commit; release (core/outbound/release.py) sends it later."""
         with conn.transaction():
             held = holds.hold(conn, sending.message_id, txn.data, sending.agent,
-                              screening.brake_held(brake_hold, sending.screened))
+                              screening.brake_held(brake.reason if brake else "", sending.screened,
+                                                   brake.brake if brake else ""))
         if held.pending:
             metrics.holds.inc()
             log.info("held for approval", extra={

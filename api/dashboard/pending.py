@@ -51,6 +51,8 @@ def reason_of(row: dict[str, Any]) -> str:
     hold = row.get("hold_reason") or {}
     if hold.get("code") in (screening.FIRST_CONTACT, screening.BRAKE):
         return str(hold["code"])
+    if hold.get("type", "send") == "send" and hold.get("category"):
+        return screening.BRAKE  # only a brake's send hold names a category
     return _REASON_OF_TYPE.get(hold.get("type", "send"), "hitl")
 
 

@@ -91,9 +91,10 @@ class Outbox:
                 raise suppressed(exc) from None
 
     def _brake(self, agent: dict[str, Any], draft: Draft, recipients: list[str],
-               message_id: str) -> str:
+               message_id: str) -> tuple[str, str]:
         """The loop and abuse brakes' say (core/outbound/brakes.py): a
-        refusal raised, or the reason to hold the message ("" to send it)."""
+        refusal raised, or the reason to hold the message and the brake's
+        name ("" to send it)."""
         with self.pool.connection() as conn:
             verdict = brakes.judge(conn, self.cfg, agent, brakes.Send(
                 recipients, conversation_id=draft.conversation_id,
@@ -108,7 +109,9 @@ class Outbox:
         if verdict.action is brakes.Action.REFUSE:
             raise errors.ApiError(403, "brake_refused", f"not sent: {verdict.reason}",
                                   details={"brake": verdict.brake})
-        return verdict.reason if verdict.action is brakes.Action.HOLD else ""
+        if verdict.action is brakes.Action.HOLD:
+            return verdict.reason, verdict.brake
+        return "", ""
 
     def deliver(self, agent: dict[str, Any], kind: str, draft: Draft, keep: Keep, *,
                 view: Callable[[sending.Sent], Answer] | None = None,
@@ -133,7 +136,7 @@ class Outbox:
                                        limits=self.limits)
         self._refuse_suppressed(agent, composed.recipients)
         self._count(agent)
-        brake_hold = self._brake(agent, draft, composed.recipients, message_id)
+        brake_hold, brake = self._brake(agent, draft, composed.recipients, message_id)
         answer = view or legacy_answer
 
         try:
@@ -145,7 +148,7 @@ class Outbox:
                                         message_id),
                                     keep(conn, answer(s), confirmed=False)),
                                 confirmed=keep.confirm, undo=keep.forget,
-                                brake_hold=brake_hold)
+                                brake_hold=brake_hold, brake=brake)
         except sending.Blocked as exc:
             raise errors.ApiError(403, "blocked_by_policy",
                                   f"the agent's protection settings refuse this message: "

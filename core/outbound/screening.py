@@ -137,13 +137,14 @@ def hold_reason(screened: Screened | None) -> dict[str, Any]:
     return SEND_HOLD
 
 
-def brake_held(reason: str, screened: Screened | None) -> Screened | None:
-    """What a hold records when a loop/abuse brake (``reason``, empty for
-    none) held the message that screening let through: the brake's reason,
-    so that the reviewer sees why (a ``send`` hold, code ``brake``)."""
+def brake_held(reason: str, screened: Screened | None, brake: str = "") -> Screened | None:
+    """What a hold records when a loop/abuse brake (``brake``, its
+    ``reason``; empty for none) held the message that screening let
+    through: a ``send`` hold naming the brake as its category, so that the
+    reviewer sees why (the /v1 review's hold_reason)."""
     if not reason or (screened is not None and screened.held):
         return screened
-    return Screened(HOLD, {"type": "send", "code": BRAKE, "summary": reason},
+    return Screened(HOLD, {**SEND_HOLD, "summary": reason, "category": brake or BRAKE},
                     list(screened.protection) if screened is not None else [], "", BRAKE)
 
 

@@ -125,10 +125,12 @@ def confirm(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
 def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
          in_transaction: InTransaction | None = None,
          confirmed: AfterSubmission | None = None,
-         undo: AfterSubmission | None = None, brake_hold: str = "") -> Sent:
+         undo: AfterSubmission | None = None, brake_hold: str = "",
+         brake: str = "") -> Sent:
     """Record and submit ``out``. Raises submit.SubmitError when Postfix did
     not take it (nothing recorded then) and psycopg errors when the database
-    failed. ``brake_hold``: a brake's reason to hold it for a person."""
+    failed. ``brake_hold``: a brake's reason to hold it for a person, ``brake``
+    that brake's name."""
     if out.kind not in KINDS:
         raise ValueError(f"unknown kind of outbound message {out.kind!r}")
     return_path = verp.return_path(out.message_id, out.agent["domain"], verp.key(cfg))
@@ -159,7 +161,7 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
             if held:
                 expires = holds.hold_draft(
                     conn, out.message_id, out.composed, out.agent,
-                    screening.brake_held(brake_hold, screened)).approval_expires_at
+                    screening.brake_held(brake_hold, screened, brake)).approval_expires_at
             if in_transaction is not None:
                 in_transaction(conn, Sent(out.message_id, status, METHOD, "", expires))
         try:

@@ -16,6 +16,7 @@ from sendsupport import received
 from submitsupport import sending_config
 from v1support import agent_path, assert_envelope, messages_path
 
+from e2a.api.dashboard import pending
 from e2a.core.db import open_pool, single_connection
 from e2a.core.inbound import inbox
 from e2a.core.mailauth.verdict import Verdict
@@ -207,15 +208,19 @@ def test_turns_between_agents_on_one_thread_are_capped(cfg, client, tenant, post
     conversation = "conv_" + secrets.token_hex(16)
     body = {"to": [other["email"]], "subject": "ping", "text": "x",
             "conversation_id": conversation}
-    statuses = [client.simulate_post(messages_path(tenant.agent["email"]), headers=tenant.auth,
-                                     json=body).json["status"] for _ in range(3)]
-    assert statuses == ["accepted", "accepted", "pending_review"]
-    with single_connection(cfg) as conn:
-        [reason] = [r["hold_reason"] for r in conn.execute(
-            "SELECT hold_reason FROM messages WHERE agent_id = %s "
-            "AND status = 'pending_approval'", (tenant.agent["id"],)).fetchall()]
-    # The reviewer learns which brake held it (the dashboard's "Brake").
-    assert reason["code"] == "brake" and "between agents" in reason["summary"], reason
+    answers = [client.simulate_post(messages_path(tenant.agent["email"]), headers=tenant.auth,
+                                    json=body).json for _ in range(3)]
+    assert [a["status"] for a in answers] == ["accepted", "accepted", "pending_review"]
+    # The reviewer learns which brake held it and why (the /v1 review's
+    # hold_reason; the dashboard's "Brake").
+    review = client.simulate_get(f"/v1/reviews/{answers[2]['message_id']}",
+                                 headers=tenant.auth)
+    assert review.status_code == 200, review.text
+    reason = review.json["hold_reason"]
+    assert {k: reason[k] for k in ("type", "code", "category")} == {
+        "type": "send", "code": "outbound_send", "category": "thread_turns"}, reason
+    assert "between agents" in reason["summary"], reason
+    assert pending.reason_of({"hold_reason": reason}) == "brake"
     human = client.simulate_post(messages_path(tenant.agent["email"]), headers=tenant.auth,
                                  json={**body, "to": ["person@example.org"]})
     assert human.json["status"] == "accepted"  # not between agents: not a turn

@@ -14,8 +14,10 @@ from filtersupport import send
 from test_filter_outbound import api_row, message
 
 from e2a.core.accounts import registration as accounts
-from e2a.core.db import single_connection
+from e2a.core.db import open_pool, single_connection
 from e2a.core.ids import new_id
+from e2a.core.inbound import inbox
+from e2a.core.mailauth.verdict import Verdict
 from e2a.core.mta import verp
 from e2a.core.store import brakes as brake_store
 from e2a.core.store import messages as message_store
@@ -98,3 +100,29 @@ def test_mail_the_api_counted_is_not_counted_again(cfg, agent, running, reinject
         assert code == 250, reply
     assert len(handler.messages) == 3
     assert brake_events(cfg, agent) == []
+
+
+def test_an_answer_to_auto_generated_mail_is_held_with_the_brakes_reason(
+        cfg, agent, running, reinjection):
+    handler, _ = reinjection
+    auto_id = f"{secrets.token_hex(6)}@example.org"
+    raw = (f"From: Out Of Office <ooo@example.org>\r\nTo: {agent['email']}\r\n"
+           "Subject: Automatic reply\r\nAuto-Submitted: auto-replied\r\n"
+           f"Message-ID: <{auto_id}>\r\n\r\nI am away.\r\n").encode()
+    pool = open_pool(cfg, name="test-inbox", wait=True, autocommit=True)
+    try:
+        inbox.store(pool, raw, inbox.Envelope("ooo@example.org", [agent["email"]]),
+                    Verdict(), cfg.secrets.hmac_secret)
+    finally:
+        pool.close()
+    with running.client() as smtp:
+        code, reply = send(smtp, agent["email"], ["ooo@example.org"],
+                           message(agent["email"], "Re: Automatic reply", to="ooo@example.org",
+                                   extra=f"In-Reply-To: <{auto_id}>\r\n"))
+    assert code == 250, reply
+    assert not handler.messages
+    [held] = [r for r in rows_of(cfg, agent) if r["direction"] == "outbound"]
+    assert held["status"] == "pending_approval"
+    assert {k: held["hold_reason"].get(k) for k in ("type", "code", "category")} == {
+        "type": "send", "code": "outbound_send", "category": "auto_reply"}, held["hold_reason"]
+    assert "auto-generated" in held["hold_reason"]["summary"]
