@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from email.parser import BytesParser
 
+import pytest
+
 from e2a.core.mail import headers
 
 
@@ -17,6 +19,7 @@ def test_a_parameter_in_a_charset_no_codec_decodes_is_just_text() -> None:
     assert headers.from_address(msg) == "a@b.example"
 
 
+@pytest.mark.usefixtures("own_heap")
 def test_a_hundred_kilobytes_of_parameters_parse_quickly() -> None:
     value = b" ".join([b"text/plain; a*0*=x''y;"] * 4300)
     started = time.thread_time()

@@ -68,6 +68,7 @@ def test_a_line_at_the_limit_is_fine():
     assert read_all(ASK + line + b"\n")[0]["x"] == "a" * (protocol.MAX_LINE - 3)
 
 
+@pytest.mark.usefixtures("own_heap")
 def test_a_request_trickling_in_byte_by_byte_costs_linear_time():
     data = ASK + b"".join(b"a%d=%s\n" % (i, b"v" * 4000) for i in range(60)) + b"\n"
     started = time.thread_time()
