@@ -299,6 +299,12 @@ class Sandbox:
             "submit": {"address": f"127.0.0.1:{p.submit}"},
             # Sends per agent per minute: bench/outbound sends bursts from one agent.
             "send": {"rate_per_agent": SANDBOX_RATE},
+            # The brakes' volume budgets likewise (a bench sends thousands an
+            # hour, each to a new address); the loop brakes keep their
+            # defaults, which the tests of them rely on.
+            "brakes": {"sends_per_hour": SANDBOX_RATE, "sends_per_day": SANDBOX_RATE,
+                       "pause_sends_per_hour": SANDBOX_RATE,
+                       "new_recipients_per_hour": SANDBOX_RATE},
             "dns": {"resolver": self.dns.address},
             "metrics": {"milter_listen": f"127.0.0.1:{p.milter_metrics}",
                         "policy_listen": f"127.0.0.1:{p.policy_metrics}",
