@@ -317,6 +317,12 @@ def set_labels(conn: psycopg.Connection, message_id: str, labels: list[str]) -> 
     conn.execute("UPDATE messages SET labels = %s::text[] WHERE id = %s", (labels, message_id))
 
 
+# conversation_summaries reads the newest messages first, this many rows per
+# conversation asked for, more each time too few conversations were found.
+_SCAN_PER_CONVERSATION = 4
+_SCAN_GROWTH = 8
+
+
 def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
                            conversation_id: str = "", since: datetime | None = None,
                            until: datetime | None = None, limit: int = 100,
@@ -328,37 +334,59 @@ def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
     ``after``: the (last_message_at, conversation_id) the previous page ended
     with. Trashed messages are no conversation's members.
 
-    The conversations are picked from the index alone; only theirs are read."""
-    having = []
+    Grouping all of an agent's messages to find the latest conversations
+    costs a scan of the whole mailbox (0.6 s at a million messages). Instead
+    only the newest messages are read: every conversation met there ends no
+    earlier than any conversation not met, so once ``limit`` of those met
+    pass the bounds on their true latest message (an index probe: a row met
+    inside a bound may belong to a conversation that ends beyond it), they
+    are the page. The window grows until the page is full or the mailbox
+    is read."""
     params: dict[str, Any] = {"agent_id": agent_id, "limit": limit}
-    narrow = ""
+    window, bounds = [], []
     if conversation_id:
-        narrow = "AND conversation_id = %(conversation_id)s"
+        window.append("conversation_id = %(conversation_id)s")
         params["conversation_id"] = conversation_id
     if since:
-        having.append("max(created_at) >= %(since)s")
+        window.append("created_at >= %(since)s")
+        bounds.append("t.last_message_at >= %(since)s")
         params["since"] = since
     if until:
-        having.append("max(created_at) < %(until)s")
+        window.append("created_at < %(until)s")
+        bounds.append("t.last_message_at < %(until)s")
         params["until"] = until
     if after:
-        having.append("(max(created_at), conversation_id) < (%(after_at)s, %(after_id)s)")
+        window.append("(created_at, conversation_id) < (%(after_at)s, %(after_id)s)")
+        bounds.append("(t.last_message_at, f.conversation_id) < (%(after_at)s, %(after_id)s)")
         params["after_at"], params["after_id"] = after
-    having_sql = f"HAVING {' AND '.join(having)}" if having else ""
-    return conn.execute(
-        f"""WITH latest AS (
-                SELECT conversation_id, max(created_at) AS last_message_at
-                  FROM messages
-                 WHERE agent_id = %(agent_id)s AND conversation_id IS NOT NULL
-                   AND conversation_id <> '' AND deleted_at IS NULL {narrow}
-                 GROUP BY conversation_id {having_sql}
-                 ORDER BY last_message_at DESC, conversation_id DESC
+    window_sql = "".join(f" AND {w}" for w in window)
+    bounds_sql = f"WHERE {' AND '.join(bounds)}" if bounds else ""
+    where = f"""agent_id = %(agent_id)s AND conversation_id IS NOT NULL
+                AND conversation_id <> '' AND deleted_at IS NULL{window_sql}"""
+    # The window: the newest rows in the index's own order, then every row
+    # as new as its oldest, so that no conversation is cut by a tie in time.
+    query = f"""WITH scan AS (
+                SELECT created_at FROM messages WHERE {where}
+                 ORDER BY created_at DESC, id DESC LIMIT %(scan)s),
+            met AS (
+                SELECT DISTINCT conversation_id FROM messages
+                 WHERE {where} AND created_at >= (SELECT min(created_at) FROM scan)),
+            latest AS (
+                SELECT f.conversation_id, t.last_message_at FROM met f
+                 CROSS JOIN LATERAL (
+                       SELECT max(created_at) AS last_message_at FROM messages m
+                        WHERE m.agent_id = %(agent_id)s
+                          AND m.conversation_id = f.conversation_id
+                          AND m.deleted_at IS NULL) t
+                 {bounds_sql}
+                 ORDER BY t.last_message_at DESC, f.conversation_id DESC
                  LIMIT %(limit)s)
-            SELECT l.conversation_id, l.last_message_at, agg.first_message_at,
+            SELECT read.scanned, l.conversation_id, l.last_message_at, agg.first_message_at,
                    agg.message_count, agg.inbound_count, agg.outbound_count, agg.has_unread,
                    newest.subject AS latest_subject, newest.sender AS latest_sender
-              FROM latest l
-             CROSS JOIN LATERAL (
+              FROM (SELECT count(*) AS scanned FROM scan) read
+              LEFT JOIN latest l ON true
+              LEFT JOIN LATERAL (
                    SELECT min(created_at) AS first_message_at, count(*) AS message_count,
                           count(*) FILTER (WHERE direction = 'inbound') AS inbound_count,
                           count(*) FILTER (WHERE direction = 'outbound') AS outbound_count,
@@ -367,15 +395,23 @@ def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
                      FROM messages m
                     WHERE m.agent_id = %(agent_id)s AND m.deleted_at IS NULL
                       AND (m.direction = 'outbound' OR m.status IS NULL)
-                      AND m.conversation_id = l.conversation_id) agg
-             CROSS JOIN LATERAL (
+                      AND m.conversation_id = l.conversation_id) agg ON true
+              LEFT JOIN LATERAL (
                    SELECT subject, sender FROM messages m
                     WHERE m.agent_id = %(agent_id)s AND m.conversation_id = l.conversation_id
                       AND (m.direction = 'outbound' OR m.status IS NULL)
                       AND m.deleted_at IS NULL
-                    ORDER BY created_at DESC, id DESC LIMIT 1) newest
-             ORDER BY l.last_message_at DESC, l.conversation_id DESC""",
-        params).fetchall()
+                    ORDER BY created_at DESC, id DESC LIMIT 1) newest ON true
+             ORDER BY l.last_message_at DESC, l.conversation_id DESC"""
+    scan = max(limit, 1) * _SCAN_PER_CONVERSATION
+    while True:
+        rows = conn.execute(query, {**params, "scan": scan}).fetchall()
+        found = [r for r in rows if r["conversation_id"] is not None]
+        if len(found) >= limit or rows[0]["scanned"] < scan:
+            for row in found:
+                del row["scanned"]
+            return found
+        scan *= _SCAN_GROWTH
 
 
 def conversation_messages(conn: psycopg.Connection, agent_id: str,
