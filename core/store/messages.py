@@ -319,7 +319,7 @@ def set_labels(conn: psycopg.Connection, message_id: str, labels: list[str]) -> 
 
 # conversation_summaries reads the newest messages first, this many rows per
 # conversation asked for, more each time too few conversations were found.
-_SCAN_PER_CONVERSATION = 4
+_SCAN_PER_CONVERSATION = 8
 _SCAN_GROWTH = 8
 
 
@@ -363,14 +363,16 @@ def conversation_summaries(conn: psycopg.Connection, agent_id: str, *,
     bounds_sql = f"WHERE {' AND '.join(bounds)}" if bounds else ""
     where = f"""agent_id = %(agent_id)s AND conversation_id IS NOT NULL
                 AND conversation_id <> '' AND deleted_at IS NULL{window_sql}"""
-    # The window: the newest rows in the index's own order, then every row
-    # as new as its oldest, so that no conversation is cut by a tie in time.
+    # The window: the newest rows in the index's own order, and every row of
+    # the oldest one's time, so that a tie in time cuts no conversation off.
     query = f"""WITH scan AS (
-                SELECT created_at FROM messages WHERE {where}
+                SELECT conversation_id, created_at FROM messages WHERE {where}
                  ORDER BY created_at DESC, id DESC LIMIT %(scan)s),
             met AS (
-                SELECT DISTINCT conversation_id FROM messages
-                 WHERE {where} AND created_at >= (SELECT min(created_at) FROM scan)),
+                SELECT conversation_id FROM scan
+                 UNION
+                SELECT conversation_id FROM messages
+                 WHERE {where} AND created_at = (SELECT min(created_at) FROM scan)),
             latest AS (
                 SELECT f.conversation_id, t.last_message_at FROM met f
                  CROSS JOIN LATERAL (
