@@ -140,7 +140,7 @@ class Gate:
             if not new_queue_id:
                 log.warning("no queue id in the reinjection's answer", extra={
                     "queue_id": queue_id, "message_id": sending.message_id})
-            with self.pool.connection(timeout=self.db_timeout) as conn, conn.transaction():
+            with self.pool.connection(timeout=self.db_timeout) as conn:
                 delivery.passed_on(conn, sending.message_id, new_queue_id)
             log.info("sent", extra={"queue_id": queue_id, "message_id": sending.message_id,
                                     "agent": sending.agent["email"], "signed": key is not None})

@@ -182,10 +182,10 @@ def _recipient_changed(conn: psycopg.Connection, row: Mapping[str, Any], recipie
 
 def passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
     """Postfix's reinjection took the message (the queue that goes to the
-    internet): delivery_status sent, and its lifecycle step once."""
-    if outbound_store.record_passed_on(conn, message_id, queue_id):
-        lifecycle.record(conn, message_id, "outbound", "submission.upstream_accepted",
-                         correlation_ids={"provider_message_id": queue_id})
+    internet): delivery_status sent, and its lifecycle step once. One
+    statement: it needs no transaction of the caller's."""
+    outbound_store.record_passed_on(conn, message_id, queue_id, steps=[lifecycle.step(
+        "submission.upstream_accepted", correlation_ids={"provider_message_id": queue_id})])
 
 
 def failed(conn: psycopg.Connection, message_id: str, reason: str) -> None:

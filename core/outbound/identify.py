@@ -45,6 +45,8 @@ log = logging.getLogger("e2a.outgoing")
 Row = dict[str, Any]
 
 SMTP_TYPE = "smtp"  # messages.type of mail an agent sent without the API
+# What agents_by_emails adds to an agent's row for the message at hand.
+_LOOKUP_ONLY = frozenset({"signing_secret", "thread_conversation_id"})
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,20 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
     # ever: its database failed after), the marker goes and the event is
     # written here.
     sending.confirm(conn, row["id"], sub.queue_id)
-    agent = agent_store.agent_by_email(conn, row["agent_email"])
+    agent = _row_agent(conn, row, senders)
     return _from_row(row, agent, senders, verp_key) if agent is not None else None
+
+
+def _row_agent(conn: psycopg.Connection, row: Row, senders: tuple[Row, ...]) -> Row | None:
+    """The agent of outbound ``row``. Its From is the agent's as a rule, so
+    the sender lookup read it already; read again only otherwise (a From
+    naming someone else, an agent trashed since the API took the message).
+    Without the sender lookup's thread conversation: the row's agent as
+    such belongs to no thread of this message's."""
+    found = next((a for a in senders if a["email"] == row["agent_email"]), None)
+    if found is None:
+        return agent_store.agent_by_email(conn, row["agent_email"])
+    return {k: v for k, v in found.items() if k not in _LOOKUP_ONLY}
 
 
 def _from_row(row: Row, agent: Row, senders: tuple[Row, ...], verp_key: bytes) -> Sending:

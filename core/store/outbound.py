@@ -6,9 +6,11 @@ core/store/messages.insert_outbound."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 Row = dict[str, Any]
 
@@ -77,18 +79,45 @@ def discard_unsubmitted(conn: psycopg.Connection, message_id: str) -> bool:
         (message_id,)).rowcount == 1
 
 
-def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> bool:
-    """Postfix took the message for delivery under ``queue_id``. A report that
-    came back first keeps its mark: the fate only moves forward. False when
-    there is no such outbound message."""
+# Lifecycle steps (core/messages/lifecycle.step dicts, with their
+# recipient) of the message ``{source}.id``, in the order given, written
+# by the statement that made the change they describe; a once-only step
+# recorded before is skipped.
+_STEPS = """
+    INSERT INTO message_lifecycle (id, message_id, direction, stage, outcome, reason_code,
+                                   retryable, recipient, evidence, correlation_ids,
+                                   occurred_at)
+    SELECT v.id, {source}.id, 'outbound', v.stage, v.outcome, v.reason_code, v.retryable,
+           coalesce(v.recipient, ''), v.evidence, v.correlation_ids,
+           clock_timestamp() + make_interval(secs => n / 1000000.0)
+      FROM {source},
+           ROWS FROM (jsonb_to_recordset(%(steps)s)
+                      AS (id text, stage text, outcome text, reason_code text,
+                          retryable boolean, recipient text, evidence jsonb,
+                          correlation_ids jsonb))
+           WITH ORDINALITY AS v(id, stage, outcome, reason_code, retryable, recipient,
+                                evidence, correlation_ids, n)
+    ON CONFLICT DO NOTHING"""
+
+
+def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str, *,
+                     steps: Sequence[Row] = ()) -> bool:
+    """Postfix took the message for delivery under ``queue_id``, and its
+    lifecycle ``steps`` with it, in one statement. A report that came back
+    first keeps its mark: the fate only moves forward. False when there is
+    no such outbound message (no step is written then)."""
     return conn.execute(
-        """UPDATE messages
-              SET delivery_status = CASE WHEN delivery_status = ANY(%s)
-                                         THEN delivery_status ELSE 'sent' END,
-                  provider_message_id = %s
-            WHERE id = %s AND direction = 'outbound'
-        RETURNING delivery_status""",
-        (list(REPORTED), queue_id, message_id)).fetchone() is not None
+        f"""WITH passed AS (
+                UPDATE messages
+                   SET delivery_status = CASE WHEN delivery_status = ANY(%(reported)s)
+                                              THEN delivery_status ELSE 'sent' END,
+                       provider_message_id = %(queue_id)s
+                 WHERE id = %(id)s AND direction = 'outbound'
+             RETURNING id),
+                 stepped AS ({_STEPS.format(source="passed")})
+            SELECT id FROM passed""",
+        {"reported": list(REPORTED), "queue_id": queue_id, "id": message_id,
+         "steps": Jsonb(list(steps))}).fetchone() is not None
 
 
 def record_failed(conn: psycopg.Connection, message_id: str, error: str) -> bool:
