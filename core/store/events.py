@@ -14,6 +14,22 @@ from psycopg.types.json import Jsonb
 EVENTS_CHANNEL = "e2a_events"
 
 
+# ``insert_event`` for a batch, as part of a caller's statement: the events
+# of %(events)s (a jsonb array of {id, user_id, agent_id, message_id,
+# conversation_id, type, data}), in the order given. The caller's statement
+# notifies the workers (EVENTS_CHANNEL).
+INSERT_EVENTS = """
+    INSERT INTO events (id, user_id, agent_id, message_id, conversation_id, type, data,
+                        created_at)
+    SELECT e.id, e.user_id, e.agent_id, e.message_id, e.conversation_id, e.type, e.data,
+           clock_timestamp() + make_interval(secs => n / 1000000.0)
+      FROM ROWS FROM (jsonb_to_recordset(%(events)s)
+                      AS (id text, user_id text, agent_id text, message_id text,
+                          conversation_id text, type text, data jsonb))
+           WITH ORDINALITY AS e(id, user_id, agent_id, message_id, conversation_id, type,
+                                data, n)"""
+
+
 def insert_event(conn: psycopg.Connection, event_id: str, user_id: str, type_: str,
                  data: dict[str, Any], *, agent_id: str | None = None,
                  message_id: str | None = None, conversation_id: str | None = None) -> None:

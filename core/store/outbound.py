@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from e2a.core.store.events import EVENTS_CHANNEL, INSERT_EVENTS
+
 Row = dict[str, Any]
 
 # What the filter and the bounce handler need of a row: never its body.
@@ -131,40 +133,60 @@ def record_failed(conn: psycopg.Connection, message_id: str, error: str) -> bool
         (error, message_id, list(REPORTED))).rowcount == 1
 
 
+_RECIPIENT_COLUMNS = """recipient, status, bounce_type, action, dsn_status, diagnostic,
+                        remote_mta, updated_at"""
+
+
 def record_recipient(conn: psycopg.Connection, message_id: str, recipient: str, *,
                      status: str, bounce_type: str, action: str, dsn_status: str,
-                     diagnostic: str, remote_mta: str) -> bool:
+                     diagnostic: str, remote_mta: str) -> list[Row]:
     """One recipient's fate as a DSN told it. Only forward: a final one
     (delivered, bounced) never changes, a delay repeated changes nothing.
-    True when the row changed (its event and lifecycle step follow)."""
+    Every recipient reported on so far, by address, as they stand after
+    this one (one statement: the DSN's reading of them is not another
+    round trip), each with ``changed``: true for this one when it changed
+    (its event and lifecycle step follow)."""
     return conn.execute(
-        """INSERT INTO delivery_recipients AS r (message_id, recipient, status, bounce_type,
-                                                 action, dsn_status, diagnostic, remote_mta)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (message_id, recipient) DO UPDATE
-              SET status = EXCLUDED.status, bounce_type = EXCLUDED.bounce_type,
-                  action = EXCLUDED.action, dsn_status = EXCLUDED.dsn_status,
-                  diagnostic = EXCLUDED.diagnostic, remote_mta = EXCLUDED.remote_mta,
-                  updated_at = now()
-            WHERE r.status = 'deferred' AND EXCLUDED.status <> 'deferred'""",
-        (message_id, recipient.lower(), status, bounce_type, action, dsn_status, diagnostic,
-         remote_mta)).rowcount == 1
+        f"""WITH told AS (
+                INSERT INTO delivery_recipients AS r (message_id, recipient, status, bounce_type,
+                                                      action, dsn_status, diagnostic, remote_mta)
+                VALUES (%(id)s, %(recipient)s, %(status)s, %(bounce_type)s, %(action)s,
+                        %(dsn_status)s, %(diagnostic)s, %(remote_mta)s)
+                ON CONFLICT (message_id, recipient) DO UPDATE
+                   SET status = EXCLUDED.status, bounce_type = EXCLUDED.bounce_type,
+                       action = EXCLUDED.action, dsn_status = EXCLUDED.dsn_status,
+                       diagnostic = EXCLUDED.diagnostic, remote_mta = EXCLUDED.remote_mta,
+                       updated_at = now()
+                 WHERE r.status = 'deferred' AND EXCLUDED.status <> 'deferred'
+             RETURNING {_RECIPIENT_COLUMNS})
+            SELECT {_RECIPIENT_COLUMNS}, true AS changed FROM told
+            UNION ALL
+            SELECT {_RECIPIENT_COLUMNS}, false AS changed FROM delivery_recipients
+             WHERE message_id = %(id)s AND recipient NOT IN (SELECT recipient FROM told)
+            ORDER BY recipient""",
+        {"id": message_id, "recipient": recipient.lower(), "status": status,
+         "bounce_type": bounce_type, "action": action, "dsn_status": dsn_status,
+         "diagnostic": diagnostic, "remote_mta": remote_mta}).fetchall()
 
 
-def recipients(conn: psycopg.Connection, message_id: str) -> list[Row]:
-    """The recipients DSNs have reported on, by address."""
-    return conn.execute(
-        """SELECT recipient, status, bounce_type, action, dsn_status, diagnostic, remote_mta,
-                  updated_at
-             FROM delivery_recipients WHERE message_id = %s
-            ORDER BY recipient""", (message_id,)).fetchall()
-
-
-def set_reported(conn: psycopg.Connection, message_id: str, status: str, detail: str) -> None:
-    """The message's fate as its recipients' reports add up (core/outbound/delivery.py)."""
+def record_reported(conn: psycopg.Connection, message_id: str, status: str, detail: str, *,
+                    steps: Sequence[Row], events: Sequence[Row]) -> None:
+    """The message's fate as its recipients' reports add up
+    (core/outbound/delivery.py), with the lifecycle ``steps`` and the
+    ``events`` (each: id, user_id, agent_id, message_id, conversation_id,
+    type, data) of the recipients that changed, and the workers' NOTIFY
+    when there are events: one statement."""
     conn.execute(
-        """UPDATE messages SET delivery_status = %s, delivery_error = %s
-            WHERE id = %s AND direction = 'outbound'""", (status, detail, message_id))
+        f"""WITH reported AS (
+                UPDATE messages SET delivery_status = %(status)s, delivery_error = %(detail)s
+                 WHERE id = %(id)s AND direction = 'outbound'
+             RETURNING id),
+                 stepped AS ({_STEPS.format(source="reported")}),
+                 queued AS ({INSERT_EVENTS} RETURNING 1)
+            SELECT CASE WHEN EXISTS (SELECT 1 FROM queued)
+                        THEN pg_notify('{EVENTS_CHANNEL}', '') END AS workers_notified""",
+        {"id": message_id, "status": status, "detail": detail, "steps": Jsonb(list(steps)),
+         "events": Jsonb(list(events))})
 
 
 def stuck_submitting(conn: psycopg.Connection, older_than_seconds: float,

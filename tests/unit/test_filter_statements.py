@@ -155,8 +155,8 @@ def test_the_milter_looks_at_a_reinjected_message_in_one_statement(
         counted_milter.clear()
         out = feed(raw, return_path, [RECIPIENT], daemon_name=cfg.milter.own_daemon_name)
         assert out.code == Milter.CONTINUE
-    print(counted_milter.listing())
-    assert len(counted_milter) == 0, counted_milter.listing()
+    # Its recipients looked up; no agent among them: whose it is matters to nobody.
+    assert len(counted_milter) == 1, counted_milter.listing()
 
 
 def test_the_milter_records_a_success_dsn_in_few_statements(cfg, agent, counted_milter):
@@ -169,5 +169,7 @@ def test_the_milter_records_a_success_dsn_in_few_statements(cfg, agent, counted_
         assert out.code == Milter.DISCARD
     assert delivery_of(cfg, message_id) == (
         "delivered", ["delivery.recipient_server_accepted"], ["email.delivered"])
-    print(counted_milter.listing())
-    assert len(counted_milter) == 0, counted_milter.listing()
+    # The message's row locked, its recipient recorded and read back, its
+    # fate with lifecycle step, event and NOTIFY: one transaction; no agent
+    # looked up (the DSN has no recipient left).
+    assert len(counted_milter) == 5, counted_milter.listing()
