@@ -114,8 +114,8 @@ class Gate:
             if decision is not outbound.Decision.PASS:
                 raise RuntimeError(f"the filter cannot handle outbound decision {decision}")
             # Only an agent's mail, and only with a key of its owner's domain.
-            key = release.agent_signing_key(conn, self.cfg, txn.data, sending.agent["user_id"]) \
-                if sending is not None else None
+            key = release.agent_signing_key(conn, self.cfg, txn.data, sending.agent["user_id"],
+                                            msg) if sending is not None else None
         if sending is not None:
             # The reinjection makes the queue file that goes to the internet:
             # asked there, Postfix reports every recipient's fate to the

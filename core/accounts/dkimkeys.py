@@ -96,11 +96,7 @@ def published_key(record: str) -> str | None:
 
 
 def encryption_key(cfg: Config) -> bytes:
-    return _derived(cfg.secrets.encryption_key or cfg.secrets.hmac_secret)
-
-
-@functools.lru_cache(maxsize=8)
-def _derived(source: str) -> bytes:
+    source = cfg.secrets.encryption_key or cfg.secrets.hmac_secret
     return keys.hkdf(source, _HKDF_INFO)
 
 

@@ -16,6 +16,7 @@ import hmac
 import logging
 import time
 from collections.abc import Sequence
+from email.message import EmailMessage
 
 import psycopg
 
@@ -65,14 +66,15 @@ def signing_key(conn: psycopg.Connection, cfg: Config, domain: str) -> SigningKe
 
 
 def agent_signing_key(conn: psycopg.Connection, cfg: Config, raw: bytes,
-                      user_id: str) -> SigningKey | None:
+                      user_id: str, msg: EmailMessage | None = None) -> SigningKey | None:
     """The key that signs a message of ``user_id``'s agent: its From
     domain's, only when that is one domain and a domain of this owner
     (domains.signing_key_of_owner). A From naming another tenant's domain, or any domain
     we hold a key for that is not the owner's, leaves unsigned: our
-    signature would vouch for a name the sender does not own."""
-    authors = [addresses.mailbox(a)
-               for a in headers.header_addresses(headers.parse(raw), "From")]
+    signature would vouch for a name the sender does not own. ``msg``:
+    ``raw`` parsed already (headers.parse)."""
+    parsed = msg if msg is not None else headers.parse(raw)
+    authors = [addresses.mailbox(a) for a in headers.header_addresses(parsed, "From")]
     domains = {a.rpartition("@")[2] for a in authors}
     if len(domains) != 1:
         return None

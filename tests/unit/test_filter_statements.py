@@ -173,3 +173,25 @@ def test_the_milter_records_a_success_dsn_in_few_statements(cfg, agent, counted_
     # fate with lifecycle step, event and NOTIFY: one transaction; no agent
     # looked up (the DSN has no recipient left).
     assert len(counted_milter) == 5, counted_milter.listing()
+
+
+def test_no_statement_of_an_agents_message_is_converted_afresh(
+        cfg, agent, monkeypatch, counted_filter, reinjection):
+    """psycopg keeps a query's conversion (placeholders, parameter order)
+    only for queries of at most 4096 characters: a longer one is parsed
+    again on every call, for every message."""
+    import psycopg._queries as queries
+    afresh: list[str] = []
+    convert = queries._query2pg_nocache
+
+    def recorded(query: bytes, encoding: str) -> Any:
+        afresh.append(query[:60].decode())
+        return convert(query, encoding)
+
+    monkeypatch.setattr(queries, "_query2pg_nocache", recorded)
+    with counted_filter.client() as smtp:
+        code, reply = send(smtp, agent["email"], [RECIPIENT],
+                           message(agent["email"], "converted once"))
+    assert code == 250, reply
+    sent_through_filter(cfg, agent, counted_filter, "converted once too")
+    assert afresh == []
