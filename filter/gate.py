@@ -114,8 +114,8 @@ class Gate:
             if decision is not outbound.Decision.PASS:
                 raise RuntimeError(f"the filter cannot handle outbound decision {decision}")
             # Only an agent's mail, and only with a key of its owner's domain.
-            key = release.agent_signing_key(conn, self.cfg, txn.data, sending.agent["user_id"]) \
-                if sending is not None else None
+            key = release.agent_signing_key(conn, self.cfg, txn.data, sending.agent["user_id"],
+                                            msg) if sending is not None else None
         if sending is not None:
             # The reinjection makes the queue file that goes to the internet:
             # asked there, Postfix reports every recipient's fate to the
@@ -140,7 +140,7 @@ class Gate:
             if not new_queue_id:
                 log.warning("no queue id in the reinjection's answer", extra={
                     "queue_id": queue_id, "message_id": sending.message_id})
-            with self.pool.connection(timeout=self.db_timeout) as conn, conn.transaction():
+            with self.pool.connection(timeout=self.db_timeout) as conn:
                 delivery.passed_on(conn, sending.message_id, new_queue_id)
             log.info("sent", extra={"queue_id": queue_id, "message_id": sending.message_id,
                                     "agent": sending.agent["email"], "signed": key is not None})

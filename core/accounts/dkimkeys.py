@@ -8,15 +8,18 @@ unset. The domain name is the associated data, so a ciphertext copied onto
 another domain's row does not decrypt. Changing the secret the key derives
 from makes the stored keys unreadable: domains would need new keys.
 
-The outbound signer reads a key with ``load_private_key``; nothing else
-decrypts one.
+The outbound signer reads a key with ``load_private_key`` (or ``signing_key``
+from a row it read itself); nothing else decrypts one.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from cryptography.exceptions import InvalidTag
@@ -106,6 +109,15 @@ def decrypt(key: bytes, domain: str, blob: bytes) -> bytes:
     blob = bytes(blob)
     if not blob.startswith(FORMAT_V1) or len(blob) <= 1 + NONCE_BYTES:
         raise DkimKeyError(f"stored DKIM key of {domain} has an unknown format")
+    return _opened(key, domain, blob)
+
+
+# The filter signs every message with its domain's key: opened once per
+# stored ciphertext. A new key (rotation) is a new ciphertext, a changed
+# secret a new ``key``: neither can meet an entry of the old one. Failures
+# are not cached (an exception leaves no entry).
+@functools.lru_cache(maxsize=256)
+def _opened(key: bytes, domain: str, blob: bytes) -> bytes:
     nonce, sealed = blob[1:1 + NONCE_BYTES], blob[1 + NONCE_BYTES:]
     try:
         return AESGCM(key).decrypt(nonce, sealed, domain.encode())
@@ -122,7 +134,12 @@ def sealed(cfg: Config, domain: str, pair: KeyPair) -> bytes:
 
 def load_private_key(conn: psycopg.Connection, cfg: Config, domain: str) -> SigningKey | None:
     """The key to sign ``domain``'s mail with; None when it has none stored."""
-    row = domain_store.dkim_key(conn, domain)
+    return signing_key(cfg, domain_store.dkim_key(conn, domain))
+
+
+def signing_key(cfg: Config, row: Mapping[str, Any] | None) -> SigningKey | None:
+    """The key of a domain's row (domain, dkim_selector, dkim_private_key_enc);
+    None when it has none stored."""
     if row is None or row["dkim_private_key_enc"] is None:
         return None
     pem = decrypt(encryption_key(cfg), row["domain"], row["dkim_private_key_enc"])

@@ -14,6 +14,8 @@ owner's id keeps one owner's links off another owner's messages.
 
 from __future__ import annotations
 
+import functools
+
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -43,6 +45,10 @@ PURPOSES = frozenset({*PER_OWNER, VERP, REINJECT_LOGIN, DASHBOARD_SIGN_IN, DASHB
 _INFO = b"e2a derived key v1"
 
 
+# A pure function of its arguments, asked per message (the VERP key in the
+# milter and the filter, the filter's reinjection login, the DKIM keys'
+# at-rest key): derived once. Bounded: per-owner keys take one entry each.
+@functools.lru_cache(maxsize=4096)
 def hkdf(secret: str, info: bytes) -> bytes:
     """HKDF-SHA256 of ``secret`` for ``info``: the one derivation every key
     of ours goes through (dkimkeys' at-rest key keeps its own, older info)."""

@@ -48,16 +48,18 @@ def consume(pool: ConnectionPool, raw: bytes, recipients: Sequence[str], verp_ke
     with pool.connection() as conn, conn.transaction():
         for rcpt in sorted(candidates):  # one order of row locks for all
             domain = verp.domain_of(rcpt)
-            if agent_store.domain_by_name(conn, domain) is None:
-                continue  # not ours: it passes on like any other address
-            consumed.append(rcpt)
             message_id = verp.parse(rcpt, verp_key)  # None: a MAC not ours
             row = outbound_store.outbound_by_id(conn, message_id, lock=True) \
                 if message_id else None
             if row is None or row["agent_domain"] != domain:
+                # Its message's agent's domain is ours: asked only otherwise.
+                if agent_store.domain_by_name(conn, domain) is None:
+                    continue  # not ours: it passes on like any other address
+                consumed.append(rcpt)
                 log.info("report for an unknown message consumed",
                          extra={"queue_id": queue_id, "message_id": message_id})
                 continue
+            consumed.append(rcpt)
             changed = delivery.apply(conn, row, reports, queue_id=queue_id)
             log.info("report consumed", extra={"queue_id": queue_id, "message_id": message_id,
                                                "recipients_changed": changed})

@@ -72,6 +72,10 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
     bounced |= unsubscribe.consume(pool, cfg, recipients)
     fakes = [i for i, (name, value) in enumerate(mail.header_fields)
              if forged.claims_ours(name, value, cfg.mail.authserv_id)]
+    if all(r in bounced for r in recipients):
+        # Every recipient taken (a DSN to our return path, say): no agent
+        # among them, none of it leaves; nobody to look up.
+        return Routed(consumed=bounced, forged=fakes)
     # What we store and attest to leaves out the headers forged in our name.
     drop = set(fakes)
     kept = received if not drop else rebuild.message(
@@ -85,8 +89,9 @@ def consume(pool: ConnectionPool, cfg: Config, mail: Received,
         # Recipients and senders in one lookup: one statement per message.
         found = {a["email"]: a for a in agent_store.agents_by_emails(
             conn, [*wanted, *identities], headers.thread_refs(msg))}
+        # Whose reinjected mail it is matters to its agent recipients only.
         sent_by = outbound.reinjected_sender(conn, env.mail_from, msg, verp.key(cfg)) \
-            if env.own_path else None
+            if env.own_path and any(r in found for r in wanted) else None
     agents = [a for email, a in found.items() if email in wanted]
     senders = [found[i] for i in identities if i in found]
     if senders and not addresses.local_client(env.client_addr) \

@@ -83,14 +83,15 @@ _DMARC = {"pass": "authentication.dmarc_pass", "fail": "authentication.dmarc_fai
           "permerror": "authentication.dmarc_permanent_error"}
 
 
-def step(reason_code: str, *, evidence: dict[str, Any] | None = None,
+def step(reason_code: str, *, recipient: str = "", evidence: dict[str, Any] | None = None,
          correlation_ids: dict[str, str] | None = None) -> dict[str, Any]:
     """One step to be written by a statement of the caller's (the milter's
-    one-statement delivery, core/store/messages.store_inbound)."""
+    one-statement delivery, core/store/messages.store_inbound; an outbound
+    message's passing on and its DSNs, core/store/outbound)."""
     reason = REASONS[reason_code]
     return {"id": new_id("lct"), "stage": reason.stage, "outcome": reason.outcome,
             "reason_code": reason_code, "retryable": reason.retryable,
-            "evidence": bounded(evidence or {}),
+            "recipient": recipient.lower(), "evidence": bounded(evidence or {}),
             "correlation_ids": {k: v for k, v in (correlation_ids or {}).items() if v}}
 
 

@@ -130,36 +130,48 @@ def apply(conn: psycopg.Connection, row: Mapping[str, Any], reports: Sequence[ds
         # already by email.failed): Postfix's bounce of it says nothing of
         # the recipients' servers, and must never count as their hard bounce.
         return 0
-    changed = [(recipient, report) for recipient, report in about(reports, row)
-               if outbound_store.record_recipient(
-                   conn, message_id, recipient, status=report.outcome,
-                   bounce_type=report.bounce_type, action=report.action,
-                   dsn_status=report.status, diagnostic=report.diagnostic,
-                   remote_mta=report.remote_mta)]
+    changed: list[tuple[str, dsn.Report]] = []
+    rows: list[dict[str, Any]] = []
+    for recipient, report in about(reports, row):
+        rows = outbound_store.record_recipient(
+            conn, message_id, recipient, status=report.outcome,
+            bounce_type=report.bounce_type, action=report.action,
+            dsn_status=report.status, diagnostic=report.diagnostic,
+            remote_mta=report.remote_mta)
+        if any(r["changed"] for r in rows):
+            changed.append((recipient, report))
     if not changed:
         return 0
-    rows = outbound_store.recipients(conn, message_id)
     status = aggregate(row, {r["recipient"]: r["status"] for r in rows})
     text = detail(rows)
-    outbound_store.set_reported(conn, message_id, status or row["delivery_status"] or "sent",
-                                text)
+    told = [_recipient_changed(row, recipient, report, queue_id, text)
+            for recipient, report in changed]
+    outbound_store.record_reported(
+        conn, message_id, status or row["delivery_status"] or "sent", text,
+        steps=[step for step, _ in told], events=[event for _, event in told if event])
     for recipient, report in changed:
-        _recipient_changed(conn, row, recipient, report, queue_id, text)
+        if report.bounce_type == "permanent":
+            hard_bounce_recorded(conn, HardBounce(
+                user_id=row["user_id"], agent_id=row["agent_id"],
+                agent_email=row["agent_email"], recipient=recipient, message_id=row["id"],
+                diagnostic=report.diagnostic))
     return len(changed)
 
 
-def _recipient_changed(conn: psycopg.Connection, row: Mapping[str, Any], recipient: str,
-                       report: dsn.Report, queue_id: str, text: str) -> None:
+def _recipient_changed(row: Mapping[str, Any], recipient: str, report: dsn.Report,
+                       queue_id: str, text: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The lifecycle step of a recipient whose fate changed, and its event
+    (None for a deferral: Postfix keeps trying, a step and no event)."""
     reason = _REASON[(report.outcome, report.bounce_type)]
-    lifecycle.record(
-        conn, row["id"], "outbound", reason, recipient=recipient,
+    step = lifecycle.step(
+        reason, recipient=recipient,
         evidence={"action": report.action, "status": report.status,
                   "smtp_detail": report.diagnostic, "remote_mta": report.remote_mta},
         correlation_ids={"provider_message_id": row.get("provider_message_id") or "",
                          "queue_id": queue_id,
                          "email_message_id": row.get("email_message_id") or ""})
     if report.outcome == dsn.DEFERRED:
-        return  # Postfix keeps trying: a lifecycle step, no event
+        return step, None
     data: dict[str, Any] = {
         "message_id": row["id"], "agent_id": row["agent_id"], "from": row["agent_email"],
         "conversation_id": row["conversation_id"] or "", "subject": row.get("subject") or "",
@@ -171,21 +183,17 @@ def _recipient_changed(conn: psycopg.Connection, row: Mapping[str, Any], recipie
         event_type = eventtypes.EMAIL_BOUNCED
     else:
         event_type = eventtypes.EMAIL_DELIVERED
-    event_store.insert_event(conn, new_id("evt"), row["user_id"], event_type, data,
-                             agent_id=row["agent_id"], message_id=row["id"],
-                             conversation_id=row["conversation_id"])
-    if report.bounce_type == "permanent":
-        hard_bounce_recorded(conn, HardBounce(
-            user_id=row["user_id"], agent_id=row["agent_id"], agent_email=row["agent_email"],
-            recipient=recipient, message_id=row["id"], diagnostic=report.diagnostic))
+    return step, {"id": new_id("evt"), "user_id": row["user_id"], "agent_id": row["agent_id"],
+                  "message_id": row["id"], "conversation_id": row["conversation_id"],
+                  "type": event_type, "data": data}
 
 
 def passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
     """Postfix's reinjection took the message (the queue that goes to the
-    internet): delivery_status sent, and its lifecycle step once."""
-    if outbound_store.record_passed_on(conn, message_id, queue_id):
-        lifecycle.record(conn, message_id, "outbound", "submission.upstream_accepted",
-                         correlation_ids={"provider_message_id": queue_id})
+    internet): delivery_status sent, and its lifecycle step once. One
+    statement: it needs no transaction of the caller's."""
+    outbound_store.record_passed_on(conn, message_id, queue_id, steps=[lifecycle.step(
+        "submission.upstream_accepted", correlation_ids={"provider_message_id": queue_id})])
 
 
 def failed(conn: psycopg.Connection, message_id: str, reason: str) -> None:

@@ -45,6 +45,11 @@ log = logging.getLogger("e2a.outgoing")
 Row = dict[str, Any]
 
 SMTP_TYPE = "smtp"  # messages.type of mail an agent sent without the API
+# What agents_by_emails adds to an agent's row for the message at hand.
+_LOOKUP_ONLY = frozenset({"signing_secret", "thread_conversation_id"})
+# The delivery_status of an API row whose 250 the API has not heard (the
+# marker confirm takes away).
+UNCONFIRMED = (outbound_store.SUBMITTING, outbound_store.UNCONFIRMED)
 
 
 @dataclass(frozen=True)
@@ -78,21 +83,25 @@ class Sending:
 
 def identify(conn: psycopg.Connection, sub: Submission, verp_key: bytes) -> Sending | None:
     """The outbound message ``sub`` is, its row made when it has none; None
-    when no agent of ours sent it. One transaction."""
+    when no agent of ours sent it. ``conn`` in autocommit: the lookups are
+    statements of their own (under READ COMMITTED each sees what is
+    committed when it runs, in a transaction or not), and whatever is
+    written is written in one transaction, the marker of a row the API has
+    not confirmed included."""
+    senders = tuple(outbound.sending_agents(conn, sub.mail_from, sub.headers,
+                                            headers.thread_refs(sub.headers)))
+    claimed = verp.parse(sub.mail_from, verp_key)
+    if claimed:
+        found = _api_message(conn, sub, claimed, senders, verp_key)
+        if found is not None:
+            return found
+    agent = _sending_agent(senders)
+    if agent is None:
+        return None
+    key = dedupe_key(sub)
+    screened = screening.screen(agent, sub.recipients, sub.raw,
+                                screening.known_recipients(conn, agent))
     with conn.transaction():
-        senders = tuple(outbound.sending_agents(conn, sub.mail_from, sub.headers,
-                                                headers.thread_refs(sub.headers)))
-        claimed = verp.parse(sub.mail_from, verp_key)
-        if claimed:
-            found = _api_message(conn, sub, claimed, senders, verp_key)
-            if found is not None:
-                return found
-        agent = _sending_agent(senders)
-        if agent is None:
-            return None
-        key = dedupe_key(sub)
-        screened = screening.screen(agent, sub.recipients, sub.raw,
-                                    screening.known_recipients(conn, agent))
         if screened.blocked:
             # Refused (the filter's decide says BLOCK): nothing recorded but
             # the email.blocked event.
@@ -122,19 +131,35 @@ def _api_message(conn: psycopg.Connection, sub: Submission, message_id: str,
         if agent is None:
             return None
         return_path = verp.return_path(message_id, agent["domain"], verp_key)
-        if _create(conn, sub, agent, message_id, return_path, None, senders) is not None:
+        with conn.transaction():
+            created = _create(conn, sub, agent, message_id, return_path, None, senders)
+        if created is not None:
             log.warning("no row for the message's return path: recorded from the message",
                         extra={"queue_id": sub.queue_id, "message_id": message_id})
             return Sending(message_id, agent, return_path, "", senders=senders)
         row = outbound_store.outbound_by_id(conn, message_id)
         if row is None:
             return None  # the id is an inbound message's: not a return path of ours
-    # Postfix has the message: if the API has not heard its 250 (yet, or
-    # ever: its database failed after), the marker goes and the event is
-    # written here.
-    sending.confirm(conn, row["id"], sub.queue_id)
-    agent = agent_store.agent_by_email(conn, row["agent_email"])
+    if row["delivery_status"] in UNCONFIRMED:
+        # Postfix has the message: if the API has not heard its 250 (yet,
+        # or ever: its database failed after), the marker goes and the
+        # event is written here. Once gone, a marker never comes back:
+        # with none on the row there is nothing to take away.
+        with conn.transaction():
+            sending.confirm(conn, row["id"], sub.queue_id)
+    agent = _row_agent(conn, row, senders)
     return _from_row(row, agent, senders, verp_key) if agent is not None else None
+
+
+def _row_agent(conn: psycopg.Connection, row: Row, senders: tuple[Row, ...]) -> Row | None:
+    """The agent of outbound ``row``. Its From is the agent's as a rule, so
+    the sender lookup read it already (without what that lookup adds for
+    this message); read again only otherwise (a From naming someone else,
+    an agent trashed since the API took the message)."""
+    found = next((a for a in senders if a["email"] == row["agent_email"]), None)
+    if found is None:
+        return agent_store.agent_by_email(conn, row["agent_email"])
+    return {k: v for k, v in found.items() if k not in _LOOKUP_ONLY}
 
 
 def _from_row(row: Row, agent: Row, senders: tuple[Row, ...], verp_key: bytes) -> Sending:

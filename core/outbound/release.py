@@ -16,6 +16,7 @@ import hmac
 import logging
 import time
 from collections.abc import Sequence
+from email.message import EmailMessage
 
 import psycopg
 
@@ -65,22 +66,24 @@ def signing_key(conn: psycopg.Connection, cfg: Config, domain: str) -> SigningKe
 
 
 def agent_signing_key(conn: psycopg.Connection, cfg: Config, raw: bytes,
-                      user_id: str) -> SigningKey | None:
+                      user_id: str, msg: EmailMessage | None = None) -> SigningKey | None:
     """The key that signs a message of ``user_id``'s agent: its From
     domain's, only when that is one domain and a domain of this owner
-    (owner_may_sign). A From naming another tenant's domain, or any domain
+    (domains.signing_key_of_owner). A From naming another tenant's domain, or any domain
     we hold a key for that is not the owner's, leaves unsigned: our
-    signature would vouch for a name the sender does not own."""
-    authors = [addresses.mailbox(a)
-               for a in headers.header_addresses(headers.parse(raw), "From")]
+    signature would vouch for a name the sender does not own. ``msg``:
+    ``raw`` parsed already (headers.parse)."""
+    parsed = msg if msg is not None else headers.parse(raw)
+    authors = [addresses.mailbox(a) for a in headers.header_addresses(parsed, "From")]
     domains = {a.rpartition("@")[2] for a in authors}
     if len(domains) != 1:
         return None
     domain = domains.pop()
-    if not domain_store.owner_may_sign(conn, domain, user_id, authors):
+    row = domain_store.signing_key_of_owner(conn, domain, user_id, authors)
+    if row is None or not row["may_sign"]:
         log.warning("From domain %r is not the sender's owner's: passed on unsigned", domain)
         return None
-    return dkimkeys.load_private_key(conn, cfg, domain)
+    return dkimkeys.signing_key(cfg, row)
 
 
 def reinject_login(cfg: Config, now: float | None = None) -> str:

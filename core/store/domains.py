@@ -107,21 +107,27 @@ def accepts_mail_for(conn: psycopg.Connection, domain: str) -> bool:
         (domain,)).fetchone() is not None
 
 
-def owner_may_sign(conn: psycopg.Connection, domain: str, user_id: str,
-                   authors: list[str]) -> bool:
-    """Whether mail of ``user_id``'s agents with these From addresses (all on
-    ``domain``) may carry ``domain``'s signature: the user's own verified
-    domain, or the shared domain when every author is an agent of theirs
-    (nobody owns the shared domain; each address on it is one agent's)."""
+def signing_key_of_owner(conn: psycopg.Connection, domain: str, user_id: str,
+                         authors: list[str]) -> Row | None:
+    """``domain``'s DKIM key (its row's domain, dkim_selector and
+    dkim_private_key_enc; None when there is no such domain) and
+    ``may_sign``: whether mail of ``user_id``'s agents with these From
+    addresses (all on ``domain``) may carry its signature: the user's own
+    verified domain, or the shared domain when every author is an agent of
+    theirs (nobody owns the shared domain; each address on it is one
+    agent's). One statement for both: the filter asks for every message."""
     return conn.execute(
-        """SELECT 1 FROM domains d
-            WHERE d.domain = %(domain)s AND d.verified
-              AND (d.user_id = %(user)s
-                   OR (d.is_shared AND (SELECT count(*) FROM agents a
-                                         WHERE a.domain_id = d.id AND a.user_id = %(user)s
-                                           AND a.email = ANY(%(authors)s))
-                                       = cardinality(%(authors)s::text[])))""",
-        {"domain": domain, "user": user_id, "authors": authors}).fetchone() is not None
+        """SELECT d.domain, d.dkim_selector, d.dkim_private_key_enc,
+                  d.verified
+                  AND (d.user_id = %(user)s
+                       OR (d.is_shared AND (SELECT count(*) FROM agents a
+                                             WHERE a.domain_id = d.id AND a.user_id = %(user)s
+                                               AND a.email = ANY(%(authors)s))
+                                           = cardinality(%(authors)s::text[])))
+                  IS TRUE AS may_sign
+             FROM domains d
+            WHERE d.domain = %(domain)s""",
+        {"domain": domain, "user": user_id, "authors": authors}).fetchone()
 
 
 def delete_expired_claims(conn: psycopg.Connection, age: timedelta, limit: int, *,

@@ -14,28 +14,47 @@ from psycopg.types.json import Jsonb
 EVENTS_CHANNEL = "e2a_events"
 
 
+# ``insert_event`` for a batch, as part of a caller's statement: the events
+# of %(events)s (a jsonb array of {id, user_id, agent_id, message_id,
+# conversation_id, type, data}), in the order given. The caller's statement
+# notifies the workers (EVENTS_CHANNEL).
+INSERT_EVENTS = """
+    INSERT INTO events (id, user_id, agent_id, message_id, conversation_id, type, data,
+                        created_at)
+    SELECT e.id, e.user_id, e.agent_id, e.message_id, e.conversation_id, e.type, e.data,
+           clock_timestamp() + make_interval(secs => n / 1000000.0)
+      FROM ROWS FROM (jsonb_to_recordset(%(events)s)
+                      AS (id text, user_id text, agent_id text, message_id text,
+                          conversation_id text, type text, data jsonb))
+           WITH ORDINALITY AS e(id, user_id, agent_id, message_id, conversation_id, type,
+                                data, n)"""
+
+
 def insert_event(conn: psycopg.Connection, event_id: str, user_id: str, type_: str,
                  data: dict[str, Any], *, agent_id: str | None = None,
                  message_id: str | None = None, conversation_id: str | None = None) -> None:
+    """One event, and the workers' NOTIFY with it: one statement."""
     conn.execute(
-        """INSERT INTO events (id, user_id, agent_id, message_id, conversation_id, type, data)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        f"""WITH queued AS (
+                INSERT INTO events (id, user_id, agent_id, message_id, conversation_id, type,
+                                    data)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id)
+            SELECT pg_notify('{EVENTS_CHANNEL}', '') FROM queued""",
         (event_id, user_id, agent_id, message_id, conversation_id, type_, Jsonb(data)))
-    notify_workers(conn)
 
 
 def insert_event_once(conn: psycopg.Connection, event_id: str, user_id: str, type_: str,
                       data: dict[str, Any], *, agent_id: str | None = None,
                       message_id: str | None = None) -> bool:
     """``insert_event`` under an id derived from what it reports: a retry of
-    the same trigger writes nothing. Whether it was written."""
-    written = conn.execute(
-        """INSERT INTO events (id, user_id, agent_id, message_id, type, data)
-           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
-        (event_id, user_id, agent_id, message_id, type_, Jsonb(data))).rowcount == 1
-    if written:
-        notify_workers(conn)
-    return written
+    the same trigger writes nothing (and notifies nobody). Whether it was
+    written."""
+    return conn.execute(
+        f"""WITH queued AS (
+                INSERT INTO events (id, user_id, agent_id, message_id, type, data)
+                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id)
+            SELECT pg_notify('{EVENTS_CHANNEL}', '') FROM queued""",
+        (event_id, user_id, agent_id, message_id, type_, Jsonb(data))).fetchone() is not None
 
 
 def notify_workers(conn: psycopg.Connection) -> None:

@@ -6,9 +6,13 @@ core/store/messages.insert_outbound."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
+
+from e2a.core.store.events import EVENTS_CHANNEL, INSERT_EVENTS
 
 Row = dict[str, Any]
 
@@ -77,18 +81,45 @@ def discard_unsubmitted(conn: psycopg.Connection, message_id: str) -> bool:
         (message_id,)).rowcount == 1
 
 
-def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str) -> bool:
-    """Postfix took the message for delivery under ``queue_id``. A report that
-    came back first keeps its mark: the fate only moves forward. False when
-    there is no such outbound message."""
+# Lifecycle steps (core/messages/lifecycle.step dicts, with their
+# recipient) of the message ``{source}.id``, in the order given, written
+# by the statement that made the change they describe; a once-only step
+# recorded before is skipped.
+_STEPS = """
+    INSERT INTO message_lifecycle (id, message_id, direction, stage, outcome, reason_code,
+                                   retryable, recipient, evidence, correlation_ids,
+                                   occurred_at)
+    SELECT v.id, {source}.id, 'outbound', v.stage, v.outcome, v.reason_code, v.retryable,
+           coalesce(v.recipient, ''), v.evidence, v.correlation_ids,
+           clock_timestamp() + make_interval(secs => n / 1000000.0)
+      FROM {source},
+           ROWS FROM (jsonb_to_recordset(%(steps)s)
+                      AS (id text, stage text, outcome text, reason_code text,
+                          retryable boolean, recipient text, evidence jsonb,
+                          correlation_ids jsonb))
+           WITH ORDINALITY AS v(id, stage, outcome, reason_code, retryable, recipient,
+                                evidence, correlation_ids, n)
+    ON CONFLICT DO NOTHING"""
+
+
+def record_passed_on(conn: psycopg.Connection, message_id: str, queue_id: str, *,
+                     steps: Sequence[Row] = ()) -> bool:
+    """Postfix took the message for delivery under ``queue_id``, and its
+    lifecycle ``steps`` with it, in one statement. A report that came back
+    first keeps its mark: the fate only moves forward. False when there is
+    no such outbound message (no step is written then)."""
     return conn.execute(
-        """UPDATE messages
-              SET delivery_status = CASE WHEN delivery_status = ANY(%s)
-                                         THEN delivery_status ELSE 'sent' END,
-                  provider_message_id = %s
-            WHERE id = %s AND direction = 'outbound'
-        RETURNING delivery_status""",
-        (list(REPORTED), queue_id, message_id)).fetchone() is not None
+        f"""WITH passed AS (
+                UPDATE messages
+                   SET delivery_status = CASE WHEN delivery_status = ANY(%(reported)s)
+                                              THEN delivery_status ELSE 'sent' END,
+                       provider_message_id = %(queue_id)s
+                 WHERE id = %(id)s AND direction = 'outbound'
+             RETURNING id),
+                 stepped AS ({_STEPS.format(source="passed")})
+            SELECT id FROM passed""",
+        {"reported": list(REPORTED), "queue_id": queue_id, "id": message_id,
+         "steps": Jsonb(list(steps))}).fetchone() is not None
 
 
 def record_failed(conn: psycopg.Connection, message_id: str, error: str) -> bool:
@@ -102,40 +133,60 @@ def record_failed(conn: psycopg.Connection, message_id: str, error: str) -> bool
         (error, message_id, list(REPORTED))).rowcount == 1
 
 
+_RECIPIENT_COLUMNS = """recipient, status, bounce_type, action, dsn_status, diagnostic,
+                        remote_mta, updated_at"""
+
+
 def record_recipient(conn: psycopg.Connection, message_id: str, recipient: str, *,
                      status: str, bounce_type: str, action: str, dsn_status: str,
-                     diagnostic: str, remote_mta: str) -> bool:
+                     diagnostic: str, remote_mta: str) -> list[Row]:
     """One recipient's fate as a DSN told it. Only forward: a final one
     (delivered, bounced) never changes, a delay repeated changes nothing.
-    True when the row changed (its event and lifecycle step follow)."""
+    Every recipient reported on so far, by address, as they stand after
+    this one (one statement: the DSN's reading of them is not another
+    round trip), each with ``changed``: true for this one when it changed
+    (its event and lifecycle step follow)."""
     return conn.execute(
-        """INSERT INTO delivery_recipients AS r (message_id, recipient, status, bounce_type,
-                                                 action, dsn_status, diagnostic, remote_mta)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (message_id, recipient) DO UPDATE
-              SET status = EXCLUDED.status, bounce_type = EXCLUDED.bounce_type,
-                  action = EXCLUDED.action, dsn_status = EXCLUDED.dsn_status,
-                  diagnostic = EXCLUDED.diagnostic, remote_mta = EXCLUDED.remote_mta,
-                  updated_at = now()
-            WHERE r.status = 'deferred' AND EXCLUDED.status <> 'deferred'""",
-        (message_id, recipient.lower(), status, bounce_type, action, dsn_status, diagnostic,
-         remote_mta)).rowcount == 1
+        f"""WITH told AS (
+                INSERT INTO delivery_recipients AS r (message_id, recipient, status, bounce_type,
+                                                      action, dsn_status, diagnostic, remote_mta)
+                VALUES (%(id)s, %(recipient)s, %(status)s, %(bounce_type)s, %(action)s,
+                        %(dsn_status)s, %(diagnostic)s, %(remote_mta)s)
+                ON CONFLICT (message_id, recipient) DO UPDATE
+                   SET status = EXCLUDED.status, bounce_type = EXCLUDED.bounce_type,
+                       action = EXCLUDED.action, dsn_status = EXCLUDED.dsn_status,
+                       diagnostic = EXCLUDED.diagnostic, remote_mta = EXCLUDED.remote_mta,
+                       updated_at = now()
+                 WHERE r.status = 'deferred' AND EXCLUDED.status <> 'deferred'
+             RETURNING {_RECIPIENT_COLUMNS})
+            SELECT {_RECIPIENT_COLUMNS}, true AS changed FROM told
+            UNION ALL
+            SELECT {_RECIPIENT_COLUMNS}, false AS changed FROM delivery_recipients
+             WHERE message_id = %(id)s AND recipient NOT IN (SELECT recipient FROM told)
+            ORDER BY recipient""",
+        {"id": message_id, "recipient": recipient.lower(), "status": status,
+         "bounce_type": bounce_type, "action": action, "dsn_status": dsn_status,
+         "diagnostic": diagnostic, "remote_mta": remote_mta}).fetchall()
 
 
-def recipients(conn: psycopg.Connection, message_id: str) -> list[Row]:
-    """The recipients DSNs have reported on, by address."""
-    return conn.execute(
-        """SELECT recipient, status, bounce_type, action, dsn_status, diagnostic, remote_mta,
-                  updated_at
-             FROM delivery_recipients WHERE message_id = %s
-            ORDER BY recipient""", (message_id,)).fetchall()
-
-
-def set_reported(conn: psycopg.Connection, message_id: str, status: str, detail: str) -> None:
-    """The message's fate as its recipients' reports add up (core/outbound/delivery.py)."""
+def record_reported(conn: psycopg.Connection, message_id: str, status: str, detail: str, *,
+                    steps: Sequence[Row], events: Sequence[Row]) -> None:
+    """The message's fate as its recipients' reports add up
+    (core/outbound/delivery.py), with the lifecycle ``steps`` and the
+    ``events`` (each: id, user_id, agent_id, message_id, conversation_id,
+    type, data) of the recipients that changed, and the workers' NOTIFY
+    when there are events: one statement."""
     conn.execute(
-        """UPDATE messages SET delivery_status = %s, delivery_error = %s
-            WHERE id = %s AND direction = 'outbound'""", (status, detail, message_id))
+        f"""WITH reported AS (
+                UPDATE messages SET delivery_status = %(status)s, delivery_error = %(detail)s
+                 WHERE id = %(id)s AND direction = 'outbound'
+             RETURNING id),
+                 stepped AS ({_STEPS.format(source="reported")}),
+                 queued AS ({INSERT_EVENTS} RETURNING 1)
+            SELECT CASE WHEN EXISTS (SELECT 1 FROM queued)
+                        THEN pg_notify('{EVENTS_CHANNEL}', '') END AS workers_notified""",
+        {"id": message_id, "status": status, "detail": detail, "steps": Jsonb(list(steps)),
+         "events": Jsonb(list(events))})
 
 
 def stuck_submitting(conn: psycopg.Connection, older_than_seconds: float,

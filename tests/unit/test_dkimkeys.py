@@ -122,3 +122,31 @@ def test_shared_domain_gets_a_key_once(cfg):
     assert first["dkim_public_key"]
     assert again["dkim_public_key"] == first["dkim_public_key"]  # never replaced
     assert loaded is not None and loaded.private_pem.startswith(b"-----BEGIN RSA")
+
+
+def test_a_new_key_on_the_row_is_the_one_loaded_next(cfg):
+    """Decryption is cached by ciphertext: a key replaced on the row (a
+    rotation) is used from the next message on, never the old one."""
+    name = f"r{secrets.token_hex(4)}.example"
+    with single_connection(cfg) as conn:
+        user = accounts.create_user(conn, f"rotate-{secrets.token_hex(4)}@example.net")
+        domains.register(conn, cfg, user["id"], name)
+        first = dkimkeys.load_private_key(conn, cfg, name)
+        assert dkimkeys.load_private_key(conn, cfg, name) == first
+        rotated = dkimkeys.generate("e2a2")
+        conn.execute("UPDATE domains SET dkim_selector = %s, dkim_private_key_enc = %s "
+                     "WHERE domain = %s",
+                     (rotated.selector, dkimkeys.sealed(cfg, name, rotated), name))
+        second = dkimkeys.load_private_key(conn, cfg, name)
+    assert first is not None and second is not None
+    assert (second.selector, second.private_pem) == ("e2a2", rotated.private_pem)
+    assert second.private_pem != first.private_pem
+
+
+def test_a_ciphertext_that_does_not_decrypt_fails_every_time(pair):
+    blob = dkimkeys.encrypt(dkimkeys.encryption_key(fake_cfg()), "keys.example",
+                            pair.private_pem)
+    wrong = dkimkeys.encryption_key(fake_cfg(hmac_secret="w" * 40))
+    for _ in range(2):  # a failure is not remembered as anything else
+        with pytest.raises(dkimkeys.DkimKeyError):
+            dkimkeys.decrypt(wrong, "keys.example", blob)

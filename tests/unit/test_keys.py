@@ -30,3 +30,21 @@ def test_unknown_purposes_and_missing_owners_are_refused() -> None:
         keys.derive(SECRET, keys.MAGIC_LINK)  # a per-owner key needs its owner
     with pytest.raises(ValueError):
         keys.derive(SECRET, keys.VERP, "usr_a")
+
+
+def test_a_key_asked_for_every_message_is_derived_once(monkeypatch) -> None:
+    """The VERP key (milter, filter) and the reinjection login's key
+    (filter) are asked for every message: HKDF runs once per key."""
+    derived: list[bytes] = []
+    real = keys.HKDF
+
+    def counted(**kwargs):
+        derived.append(kwargs["info"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(keys, "HKDF", counted)
+    secret = SECRET + "-once"
+    first = [keys.derive(secret, keys.VERP), keys.derive(secret, keys.REINJECT_LOGIN)]
+    again = [keys.derive(secret, keys.VERP), keys.derive(secret, keys.REINJECT_LOGIN)]
+    assert first == again
+    assert len(derived) == 2
