@@ -1,0 +1,157 @@
+"""What one send costs the database: the statements (each a round trip),
+transactions and pool checkouts of a plain send through either API
+generation, counted on the real connections of the app's pool against the
+real test PostgreSQL. Pinned exactly, so a change that adds a round trip to
+every send is seen; the breakdown on failure says which.
+
+Today, one send (no Idempotency-Key, a new conversation):
+- the key and the request limit: one checkout, one transaction (the key's
+  last_used_at is written at most once a minute, not on every request);
+- the sending agent: one read;
+- its checks (suppressed recipients, the send rate, the brakes): one
+  checkout, one transaction, refusals decided inside and raised after;
+- the row, then Postfix's 250 confirmed: one checkout, two transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+from apisupport import make_tenant
+from falcon import testing
+from psycopg.rows import dict_row
+from sendsupport import SEND
+from submitsupport import sending_config
+from v1support import messages_path
+
+from e2a.api.app import create_app
+from e2a.core.db import Pool
+
+
+@dataclass
+class Tally:
+    """What went to the server: every statement's first words, in order."""
+
+    statements: list[str] = field(default_factory=list)
+    checkouts: int = 0
+
+    @property
+    def transactions(self) -> int:
+        return sum(1 for s in self.statements if s == "BEGIN")
+
+    def reset(self) -> None:
+        self.statements.clear()
+        self.checkouts = 0
+
+
+TALLY = Tally()
+
+
+def _head(query: Any) -> str:
+    text = query.decode() if isinstance(query, bytes) else str(query)
+    return " ".join(text.split()[:4])
+
+
+class CountingCursor(psycopg.Cursor[Any]):
+    # Noted after the call: a BEGIN it sends first is noted inside it.
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute(query, *args, **kwargs)
+        finally:
+            TALLY.statements.append(_head(query))
+
+    def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().executemany(query, *args, **kwargs)
+        finally:
+            TALLY.statements.append(_head(query))
+
+
+class CountingConnection(psycopg.Connection[Any]):
+    """BEGIN, COMMIT, ROLLBACK and SAVEPOINT go through here, not a cursor."""
+
+    def _exec_command(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        TALLY.statements.append(_head(command))
+        return super()._exec_command(command, *args, **kwargs)
+
+
+class CountingPool(Pool):
+    def getconn(self, timeout: float | None = None) -> psycopg.Connection:
+        TALLY.checkouts += 1
+        return super().getconn(timeout)
+
+
+@contextmanager
+def counting_client(cfg: Any) -> Iterator[testing.TestClient]:
+    """The whole app over a pool like the API's (core/db/pool.open_pool),
+    its connections counting."""
+    pool = CountingPool(cfg.database.url, min_size=1, max_size=4,
+                        connection_class=CountingConnection,
+                        kwargs={"row_factory": dict_row, "cursor_factory": CountingCursor,
+                                "autocommit": False, "application_name": "e2a-test-count"},
+                        open=False)
+    pool.open(wait=True)
+    try:
+        yield testing.TestClient(create_app(cfg, pool))
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="module")
+def client(cfg, postfix, tmp_path_factory):
+    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("count") / "e2a.toml",
+                              postfix.address)
+    with counting_client(send_cfg) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def tenant(cfg):
+    return make_tenant(cfg)
+
+
+def _counted(send: Any) -> Tally:
+    send()  # the key's last_used_at is written on its first use
+    TALLY.reset()
+    result = send()
+    assert result.status_code in (200, 202), result.text
+    return Tally(list(TALLY.statements), TALLY.checkouts)
+
+
+# BEGIN … COMMIT per transaction; the statements between, in order.
+EXPECTED = [
+    # The API key, then the request counted (api/middleware.Authentication).
+    "BEGIN", "SELECT k.*, u.email AS", "WITH h0 AS (INSERT", "COMMIT",
+    # The sending agent.
+    "BEGIN", "SELECT a.*, d.domain, d.verified", "COMMIT",
+    # Suppressions, the send rate, the brakes (api/resources/send.Outbox).
+    "BEGIN", "SELECT address, 'account' AS", "WITH h0 AS (INSERT",
+    "WITH h AS (INSERT", "COMMIT",
+    # The row (core/outbound/send), then Postfix's 250 confirmed.
+    "BEGIN", "INSERT INTO messages (", "INSERT INTO message_lifecycle (id,", "COMMIT",
+    "BEGIN", "WITH old AS (SELECT", "INSERT INTO message_lifecycle (id,",
+    "INSERT INTO events (id,", "SELECT pg_notify(%s, '')", "COMMIT",
+]
+
+
+def test_a_legacy_send_costs_five_transactions(client, tenant, postfix):
+    postfix.reset()
+    body = {"from": tenant.agent["email"], "to": ["bob@example.org"], "subject": "Hi",
+            "body": "hello"}
+    tally = _counted(lambda: client.simulate_post(SEND, headers=tenant.auth, json=body))
+    assert tally.statements == EXPECTED
+    assert (tally.transactions, tally.checkouts) == (5, 4)
+
+
+def test_a_v1_send_costs_as_much(client, tenant, postfix):
+    postfix.reset()
+    body = {"to": ["bob@example.org"], "subject": "Hi", "text": "hello"}
+    path = messages_path(tenant.agent["email"])
+    tally = _counted(lambda: client.simulate_post(path, headers=tenant.auth, json=body))
+    assert tally.statements == EXPECTED
+    assert (tally.transactions, tally.checkouts) == (5, 4)
