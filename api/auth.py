@@ -13,6 +13,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import errors
+from e2a.core import db
 from e2a.core.accounts import apikeys
 from e2a.core.store import agents as agent_store
 from e2a.core.store import users as user_store
@@ -49,14 +50,14 @@ def authenticate_key(pool: ConnectionPool, key: str) -> Principal:
     """The caller with this key (a header's, or a WebSocket's ?token=)."""
     if not apikeys.is_well_formed(key):
         raise errors.unauthorized("invalid API key")
-    with pool.connection() as conn:
+    with db.autocommit(pool) as conn:
         return principal_for(conn, key)
 
 
 def principal_for(conn: psycopg.Connection, key: str) -> Principal:
-    """The caller with this well-formed key, in the caller's transaction.
-    Its last use is written only when the one recorded is a minute old: a
-    write on every request would cost each one a round trip."""
+    """The caller with this well-formed key. Its last use is written only
+    when the one recorded is a minute old: a write on every request would
+    cost each one a round trip."""
     row = user_store.api_key_by_hash(conn, apikeys.digest(key))
     if row is None:
         raise errors.unauthorized("invalid API key")

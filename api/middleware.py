@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, pages
 from e2a.api.throttle import RequestLimit
 from e2a.api.wschannel import POLICY_VIOLATION, Channel
+from e2a.core import db
 from e2a.core.config import Config
 from e2a.core.runtime import metrics
 
@@ -52,7 +53,8 @@ class RequestTiming:
 class Authentication:
     """Runs once a route matched (an unknown path is a 404, not a 401); a
     resource opts out with ``public = True``. The caller's request is counted
-    against its key's limit on the same connection, in the same transaction."""
+    against its key's limit in the same checkout, each statement committing
+    alone as when they were apart: no BEGIN and COMMIT round trips."""
 
     def __init__(self, pool: ConnectionPool, limit: RequestLimit) -> None:
         self._pool = pool
@@ -63,7 +65,7 @@ class Authentication:
         if resource is None or getattr(resource, "public", False):
             return
         key = auth.bearer_key(req.auth)
-        with self._pool.connection() as conn:
+        with db.autocommit(self._pool) as conn:
             principal = auth.principal_for(conn, key)
             outcome = self._limit.count(conn, principal.key_id)
         req.context.principal = principal

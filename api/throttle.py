@@ -19,8 +19,8 @@ WINDOW_SECONDS = 60
 class RequestLimit:
     """Counts the requests of authenticated callers (public routes and
     rejected keys are not counted): Authentication asks ``count`` on the
-    connection it checked the key on, one checkout and one transaction for
-    both, and ``enforce`` once that committed (a refused request counts too).
+    connection it checked the key on, and ``enforce`` once the hit committed
+    (a refused request counts too).
     As middleware after Authentication, it writes the /v1 headers."""
 
     def __init__(self, per_minute: int) -> None:

@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 from e2a.api import auth, errors, idempotent, inputs
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
-from e2a.core import ratelimit, timefmt
+from e2a.core import db, ratelimit, timefmt
 from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.messages import conversations
@@ -181,7 +181,7 @@ class Outbox:
         one: another tenant's id would put this message in their thread."""
         if not conversation_id or drafts.minted(conversation_id):
             return
-        with self.pool.connection() as conn:
+        with db.autocommit(self.pool) as conn:
             mine = conversations.open_to(conn, conversation_id, agent["user_id"])
         if not mine:
             raise errors.ApiError(403, "conversation_forbidden",
@@ -214,7 +214,7 @@ class Send:
             if not given:
                 raise ComposeError("from", "required: the address of the agent that sends")
             address = compose.mailbox(given, "from").address.lower()
-        with self._outbox.pool.connection() as conn:
+        with db.autocommit(self._outbox.pool) as conn:
             agent = auth.agent_for(conn, req.context.principal, address)
         req.context["sender_agent"] = agent
         return agent
@@ -247,12 +247,12 @@ class _AboutReceived:
                            authorize=lambda: self._authorize(req, email))
 
     def _authorize(self, req: falcon.Request, email: str) -> None:
-        with self._outbox.pool.connection() as conn:
+        with db.autocommit(self._outbox.pool) as conn:
             auth.agent_for(conn, req.context.principal, email)
 
     def _act(self, req: falcon.Request, keep: Keep, email: str, message_id: str) -> Answer:
         body = inputs.json_object(req)
-        with self._outbox.pool.connection() as conn:
+        with db.autocommit(self._outbox.pool) as conn:
             agent = auth.agent_for(conn, req.context.principal, email)
             inbound = message_store.inbound_for_agent(conn, agent["id"], message_id)
         if inbound is None:
@@ -293,7 +293,7 @@ class AgentTest:
         self._outbox = Outbox(cfg, pool)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
-        with self._outbox.pool.connection() as conn:
+        with db.autocommit(self._outbox.pool) as conn:
             agent = auth.agent_for(conn, req.context.principal, email)
         draft = drafts.test_mail(self._outbox.sender(agent), agent)
         answer = self._outbox.deliver(agent, "test", draft, idempotent.Keep())

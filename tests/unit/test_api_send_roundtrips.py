@@ -1,16 +1,19 @@
-"""What one send costs the database: the statements (each a round trip),
-transactions and pool checkouts of a plain send through either API
-generation, counted on the real connections of the app's pool against the
-real test PostgreSQL. Pinned exactly, so a change that adds a round trip to
-every send is seen; the breakdown on failure says which.
+"""What one send costs the database: the statements (each a round trip,
+BEGIN and COMMIT included), transactions and pool checkouts of a plain send
+through either API generation, counted on the real connections of the app's
+pool against the real test PostgreSQL. Pinned exactly, so a change that adds
+a round trip to every send is seen; the list on failure says which.
 
 Today, one send (no Idempotency-Key, a new conversation):
-- the key and the request limit: one checkout, one transaction (the key's
-  last_used_at is written at most once a minute, not on every request);
-- the sending agent: one read;
+- the key and the request limit: one checkout, two statements each its own
+  transaction (the key's last_used_at is written at most once a minute,
+  not on every request);
+- the sending agent: one read, no BEGIN and COMMIT around it;
 - its checks (suppressed recipients, the send rate, the brakes): one
   checkout, one transaction, refusals decided inside and raised after;
 - the row, then Postfix's 250 confirmed: one checkout, two transactions.
+Before (7dced46): 9 transactions (10 through /v1), 33 statements (36),
+8 checkouts (9).
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import psycopg
 import pytest
 from apisupport import make_tenant
 from falcon import testing
+from psycopg import pq
 from psycopg.rows import dict_row
 from sendsupport import SEND
 from submitsupport import sending_config
 from v1support import messages_path
 
 from e2a.api.app import create_app
-from e2a.core.db import Pool
+from e2a.core import db
+from e2a.core.db import Pool, open_pool
 
 
 @dataclass
@@ -39,14 +44,15 @@ class Tally:
 
     statements: list[str] = field(default_factory=list)
     checkouts: int = 0
+    alone: int = 0  # statements outside BEGIN … COMMIT: each its own transaction
 
     @property
     def transactions(self) -> int:
-        return sum(1 for s in self.statements if s == "BEGIN")
+        return self.alone + sum(1 for s in self.statements if s == "BEGIN")
 
     def reset(self) -> None:
         self.statements.clear()
-        self.checkouts = 0
+        self.checkouts = self.alone = 0
 
 
 TALLY = Tally()
@@ -60,16 +66,23 @@ def _head(query: Any) -> str:
 class CountingCursor(psycopg.Cursor[Any]):
     # Noted after the call: a BEGIN it sends first is noted inside it.
     def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        self._note_alone()
         try:
             return super().execute(query, *args, **kwargs)
         finally:
             TALLY.statements.append(_head(query))
 
     def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        self._note_alone()
         try:
             return super().executemany(query, *args, **kwargs)
         finally:
             TALLY.statements.append(_head(query))
+
+    def _note_alone(self) -> None:
+        conn = self.connection
+        if conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            TALLY.alone += 1
 
 
 class CountingConnection(psycopg.Connection[Any]):
@@ -120,15 +133,15 @@ def _counted(send: Any) -> Tally:
     TALLY.reset()
     result = send()
     assert result.status_code in (200, 202), result.text
-    return Tally(list(TALLY.statements), TALLY.checkouts)
+    return Tally(list(TALLY.statements), TALLY.checkouts, TALLY.alone)
 
 
-# BEGIN … COMMIT per transaction; the statements between, in order.
+# Every statement in order, BEGIN … COMMIT around those that commit together.
 EXPECTED = [
     # The API key, then the request counted (api/middleware.Authentication).
-    "BEGIN", "SELECT k.*, u.email AS", "WITH h0 AS (INSERT", "COMMIT",
+    "SELECT k.*, u.email AS", "WITH h0 AS (INSERT",
     # The sending agent.
-    "BEGIN", "SELECT a.*, d.domain, d.verified", "COMMIT",
+    "SELECT a.*, d.domain, d.verified",
     # Suppressions, the send rate, the brakes (api/resources/send.Outbox).
     "BEGIN", "SELECT address, 'account' AS", "WITH h0 AS (INSERT",
     "WITH h AS (INSERT", "COMMIT",
@@ -145,7 +158,7 @@ def test_a_legacy_send_costs_five_transactions(client, tenant, postfix):
             "body": "hello"}
     tally = _counted(lambda: client.simulate_post(SEND, headers=tenant.auth, json=body))
     assert tally.statements == EXPECTED
-    assert (tally.transactions, tally.checkouts) == (5, 4)
+    assert (len(tally.statements), tally.transactions, tally.checkouts) == (18, 6, 4)
 
 
 def test_a_v1_send_costs_as_much(client, tenant, postfix):
@@ -154,4 +167,22 @@ def test_a_v1_send_costs_as_much(client, tenant, postfix):
     path = messages_path(tenant.agent["email"])
     tally = _counted(lambda: client.simulate_post(path, headers=tenant.auth, json=body))
     assert tally.statements == EXPECTED
-    assert (tally.transactions, tally.checkouts) == (5, 4)
+    assert (len(tally.statements), tally.transactions, tally.checkouts) == (18, 6, 4)
+
+
+def test_an_autocommit_checkout_goes_back_transactional(cfg):
+    """db.autocommit lends the pool's connection in autocommit: the next
+    borrower gets it transactional again, after a failed statement too."""
+    pool = open_pool(cfg, name="test-autocommit", max_size=1, wait=True)
+    try:
+        with db.autocommit(pool) as conn:
+            conn.execute("SELECT 1")
+            assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+        with pytest.raises(psycopg.errors.DivisionByZero), db.autocommit(pool) as conn:
+            conn.execute("SELECT 1 / 0")
+        with pool.connection() as again:
+            assert again is conn and not again.autocommit
+            again.execute("SELECT 1")
+            assert again.info.transaction_status == pq.TransactionStatus.INTRANS
+    finally:
+        pool.close()

@@ -19,7 +19,7 @@ from e2a.api.resources.send import Outbox
 from e2a.api.sendinputs import attachments, mailboxes
 from e2a.api.v1 import access, bodies, params
 from e2a.api.v1.errors import error, invalid, not_found
-from e2a.core import timefmt
+from e2a.core import db, timefmt
 from e2a.core.config import Config
 from e2a.core.outbound import compose, drafts, holds, unsubscribe
 from e2a.core.outbound import send as sending
@@ -103,7 +103,7 @@ class Sender:
     def respond(self, req: falcon.Request, resp: falcon.Response, email: str,
                 work: Any) -> None:
         def authorize() -> None:
-            with self.outbox.pool.connection() as conn:
+            with db.autocommit(self.outbox.pool) as conn:
                 req.context[_SENDER] = access.agent(conn, req, email)
 
         wait = params.choice(req, "wait", ("sent",), "")
@@ -147,7 +147,7 @@ class Sender:
         agent = req.context.get(_SENDER)
         if agent is not None and not message_id:
             return agent, None
-        with self.outbox.pool.connection() as conn:
+        with db.autocommit(self.outbox.pool) as conn:
             agent = agent or access.agent(conn, req, email)
             return agent, (message_store.inbound_for_agent(conn, agent["id"], message_id)
                            if message_id else None)
