@@ -17,11 +17,14 @@ EVENTS_CHANNEL = "e2a_events"
 def insert_event(conn: psycopg.Connection, event_id: str, user_id: str, type_: str,
                  data: dict[str, Any], *, agent_id: str | None = None,
                  message_id: str | None = None, conversation_id: str | None = None) -> None:
+    # The workers' wake-up (notify_workers) in the same statement: one round trip.
     conn.execute(
-        """INSERT INTO events (id, user_id, agent_id, message_id, conversation_id, type, data)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-        (event_id, user_id, agent_id, message_id, conversation_id, type_, Jsonb(data)))
-    notify_workers(conn)
+        """WITH e AS (INSERT INTO events (id, user_id, agent_id, message_id, conversation_id,
+                                          type, data)
+                      VALUES (%s, %s, %s, %s, %s, %s, %s))
+           SELECT pg_notify(%s, '')""",
+        (event_id, user_id, agent_id, message_id, conversation_id, type_, Jsonb(data),
+         EVENTS_CHANNEL))
 
 
 def insert_event_once(conn: psycopg.Connection, event_id: str, user_id: str, type_: str,
