@@ -36,6 +36,48 @@ _NEW_LIMIT = """coalesce((SELECT (overrides->>'new_recipients_per_hour')::int
                          %(new_limit)s)"""
 
 
+def _squeezed(sql: str) -> str:
+    """``sql`` with its layout's whitespace squeezed (it holds no literal
+    with two spaces in a row): psycopg parses a query once and caches it
+    only up to 4096 characters (MAX_CACHED_STATEMENT_LENGTH); indented, the
+    brakes' count was over that and parsed anew on every send."""
+    return " ".join(sql.split())
+
+
+# count_send's statement, built once.
+_RECIPIENTS = f"""
+             fresh AS ({_NEW}),
+             n AS ({_COUNT.format(n=3, condition="WHERE EXISTS (SELECT 1 FROM fresh)")
+                   .replace("%(cost3)s", "(SELECT count(*) FROM fresh)")}),
+             known AS (INSERT INTO agent_recipients (agent_id, address)
+                       SELECT %(agent)s, r FROM fresh
+                        WHERE {_NEW_LIMIT} = 0 OR (SELECT hits FROM n) <= {_NEW_LIMIT}
+                       ON CONFLICT DO NOTHING)"""
+_COUNT_SEND = _squeezed(
+    f"""WITH h AS ({_COUNT.format(n=0, condition="")}),
+             d AS ({_COUNT.format(n=1, condition="")}),
+             t AS ({_COUNT.format(n=2, condition=_BETWEEN_AGENTS)}),{_RECIPIENTS}
+        SELECT (SELECT hits FROM h) AS hour, (SELECT retry_after FROM h) AS hour_retry,
+               (SELECT count(*) FROM fresh) AS new_recipients,
+               (SELECT hits FROM n) AS new_hour, (SELECT retry_after FROM n) AS new_retry,
+               (SELECT hits FROM d) AS day, (SELECT retry_after FROM d) AS day_retry,
+               (SELECT hits FROM t) AS thread_turns,
+               (SELECT retry_after FROM t) AS thread_retry,
+               (%(in_reply_to)s <> '' AND EXISTS (
+                    SELECT 1 FROM messages
+                     WHERE agent_id = %(agent)s AND direction = 'inbound'
+                       AND email_message_id = %(in_reply_to)s
+                       AND %(label)s = ANY(labels))) AS answers_auto,
+               coalesce((SELECT hits FROM rate_limits
+                          WHERE bucket = %(bounces)s
+                            AND window_start = date_bin(%(day)s * interval '1 second',
+                                                        coalesce(%(at)s::timestamptz, now()),
+                                                        timestamptz 'epoch')), 0) AS bounces,
+               b.overrides, b.paused_at, b.paused_reason
+          FROM (SELECT 1) AS one
+          LEFT JOIN agent_brakes b ON b.agent_id = %(agent)s""")
+
+
 def count_send(conn: psycopg.Connection, agent_id: str, *, conversation_id: str,
                recipients: list[str], in_reply_to: str, auto_label: str,
                new_limit: int = 0, at: datetime | None = None) -> Row:
@@ -61,37 +103,7 @@ def count_send(conn: psycopg.Connection, agent_id: str, *, conversation_id: str,
         "bucket2": f"brake-thread:{conversation_id}", "window2": HOUR,
         "bounces": f"brake-bounce:{agent_id}", "day": DAY,
         "bucket3": f"brake-new:{agent_id}", "window3": HOUR, "new_limit": new_limit}
-    recipients_cte = f"""
-                 fresh AS ({_NEW}),
-                 n AS ({_COUNT.format(n=3, condition="WHERE EXISTS (SELECT 1 FROM fresh)")
-                       .replace("%(cost3)s", "(SELECT count(*) FROM fresh)")}),
-                 known AS (INSERT INTO agent_recipients (agent_id, address)
-                           SELECT %(agent)s, r FROM fresh
-                            WHERE {_NEW_LIMIT} = 0 OR (SELECT hits FROM n) <= {_NEW_LIMIT}
-                           ON CONFLICT DO NOTHING)"""
-    return conn.execute(
-        f"""WITH h AS ({_COUNT.format(n=0, condition="")}),
-                 d AS ({_COUNT.format(n=1, condition="")}),
-                 t AS ({_COUNT.format(n=2, condition=_BETWEEN_AGENTS)}),{recipients_cte}
-            SELECT (SELECT hits FROM h) AS hour, (SELECT retry_after FROM h) AS hour_retry,
-                   (SELECT count(*) FROM fresh) AS new_recipients,
-                   (SELECT hits FROM n) AS new_hour, (SELECT retry_after FROM n) AS new_retry,
-                   (SELECT hits FROM d) AS day, (SELECT retry_after FROM d) AS day_retry,
-                   (SELECT hits FROM t) AS thread_turns,
-                   (SELECT retry_after FROM t) AS thread_retry,
-                   (%(in_reply_to)s <> '' AND EXISTS (
-                        SELECT 1 FROM messages
-                         WHERE agent_id = %(agent)s AND direction = 'inbound'
-                           AND email_message_id = %(in_reply_to)s
-                           AND %(label)s = ANY(labels))) AS answers_auto,
-                   coalesce((SELECT hits FROM rate_limits
-                              WHERE bucket = %(bounces)s
-                                AND window_start = date_bin(%(day)s * interval '1 second',
-                                                            coalesce(%(at)s::timestamptz, now()),
-                                                            timestamptz 'epoch')), 0) AS bounces,
-                   b.overrides, b.paused_at, b.paused_reason
-              FROM (SELECT 1) AS one
-              LEFT JOIN agent_brakes b ON b.agent_id = %(agent)s""", params).fetchone()
+    return conn.execute(_COUNT_SEND, params).fetchone()
 
 
 def count_bounce(conn: psycopg.Connection, agent_id: str, *, at: datetime | None = None) -> None:
