@@ -14,6 +14,8 @@ owner's id keeps one owner's links off another owner's messages.
 
 from __future__ import annotations
 
+import functools
+
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -50,6 +52,9 @@ def hkdf(secret: str, info: bytes) -> bytes:
                 info=info).derive(secret.encode())
 
 
+# A key is a function of its inputs alone: derived once per process, not
+# on every message (a send asks for the VERP key, a hold for its owner's).
+@functools.lru_cache(maxsize=4096)
 def derive(secret: str, purpose: str, owner_id: str = "") -> bytes:
     """The key for ``purpose`` (one of PURPOSES), for ``owner_id`` (a user id)
     when the purpose is per owner."""

@@ -30,3 +30,12 @@ def test_unknown_purposes_and_missing_owners_are_refused() -> None:
         keys.derive(SECRET, keys.MAGIC_LINK)  # a per-owner key needs its owner
     with pytest.raises(ValueError):
         keys.derive(SECRET, keys.VERP, "usr_a")
+
+
+def test_a_key_is_derived_once_per_process(monkeypatch) -> None:
+    derivations = []
+    monkeypatch.setattr(keys, "hkdf", lambda *a: derivations.append(a) or b"k" * 32)
+    owner = "usr_once"  # asked for nowhere else: not derived yet
+    first = keys.derive(SECRET, keys.MAGIC_LINK, owner)
+    assert keys.derive(SECRET, keys.MAGIC_LINK, owner) == first
+    assert len(derivations) == 1
