@@ -50,10 +50,10 @@ def create_app(cfg: Config, pool: ConnectionPool, hub: Hub | None = None) -> fal
     shape = middleware.RequestShape(cfg, large=(Send, Reply, Forward, PendingApproval,
                                            *v1_routes.LARGE_BODIES),
                                     pages=(ApproveLink, RejectLink))
+    limit = throttle.RequestLimit(cfg.http.requests_per_minute)
     app = falcon.App(middleware=[middleware.RequestId(), middleware.RequestTiming(),
                                  v1_middleware.Text(), shape, v1_middleware.Body(),
-                                 middleware.Authentication(pool),
-                                 throttle.RequestLimit(pool, cfg.http.requests_per_minute)])
+                                 middleware.Authentication(pool, limit), limit])
     errors.install(app)
     # The current API's envelope for /v1 requests; the legacy one elsewhere.
     v1_errors.install(app)

@@ -13,6 +13,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import errors
+from e2a.core import db
 from e2a.core.accounts import apikeys
 from e2a.core.store import agents as agent_store
 from e2a.core.store import users as user_store
@@ -45,18 +46,22 @@ def bearer_key(header: str | None) -> str:
     return key
 
 
-def authenticate(pool: ConnectionPool, header: str | None) -> Principal:
-    return authenticate_key(pool, bearer_key(header))
-
-
 def authenticate_key(pool: ConnectionPool, key: str) -> Principal:
     """The caller with this key (a header's, or a WebSocket's ?token=)."""
     if not apikeys.is_well_formed(key):
         raise errors.unauthorized("invalid API key")
-    with pool.connection() as conn:
-        row = user_store.api_key_by_hash(conn, apikeys.digest(key))
-        if row is None:
-            raise errors.unauthorized("invalid API key")
+    with db.autocommit(pool) as conn:
+        return principal_for(conn, key)
+
+
+def principal_for(conn: psycopg.Connection, key: str) -> Principal:
+    """The caller with this well-formed key. Its last use is written only
+    when the one recorded is a minute old: a write on every request would
+    cost each one a round trip."""
+    row = user_store.api_key_by_hash(conn, apikeys.digest(key))
+    if row is None:
+        raise errors.unauthorized("invalid API key")
+    if row["use_unrecorded"]:
         user_store.touch_api_key(conn, row["id"])
     return Principal(user_id=row["user_id"], key_id=row["id"], agent_id=row["agent_id"])
 

@@ -13,7 +13,9 @@ import falcon
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, pages
+from e2a.api.throttle import RequestLimit
 from e2a.api.wschannel import POLICY_VIOLATION, Channel
+from e2a.core import db
 from e2a.core.config import Config
 from e2a.core.runtime import metrics
 
@@ -50,16 +52,24 @@ class RequestTiming:
 
 class Authentication:
     """Runs once a route matched (an unknown path is a 404, not a 401); a
-    resource opts out with ``public = True``."""
+    resource opts out with ``public = True``. The caller's request is counted
+    against its key's limit in the same checkout, each statement committing
+    alone as when they were apart: no BEGIN and COMMIT round trips."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, limit: RequestLimit) -> None:
         self._pool = pool
+        self._limit = limit
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response,
                          resource: object, params: dict[str, Any]) -> None:
         if resource is None or getattr(resource, "public", False):
             return
-        req.context.principal = auth.authenticate(self._pool, req.auth)
+        key = auth.bearer_key(req.auth)
+        with db.autocommit(self._pool) as conn:
+            principal = auth.principal_for(conn, key)
+            outcome = self._limit.count(conn, principal.key_id)
+        req.context.principal = principal
+        self._limit.enforce(req, outcome)
 
 
 # The magic links' form: a token and a reason of at most 1000 characters.

@@ -6,10 +6,8 @@ and host enforces the one limit. Over it: 429 with ``Retry-After``; under
 
 from __future__ import annotations
 
-from typing import Any
-
 import falcon
-from psycopg_pool import ConnectionPool
+import psycopg
 
 from e2a.api import errors
 from e2a.api.v1.errors import is_v1
@@ -19,20 +17,25 @@ WINDOW_SECONDS = 60
 
 
 class RequestLimit:
-    """Middleware after Authentication: counts the requests of authenticated
-    callers (public routes and rejected keys are not counted)."""
+    """Counts the requests of authenticated callers (public routes and
+    rejected keys are not counted): Authentication asks ``count`` on the
+    connection it checked the key on, and ``enforce`` once the hit committed
+    (a refused request counts too).
+    As middleware after Authentication, it writes the /v1 headers."""
 
-    def __init__(self, pool: ConnectionPool, per_minute: int) -> None:
-        self._pool = pool
+    def __init__(self, per_minute: int) -> None:
         self._limit = ratelimit.Limit("api-key", per_minute, WINDOW_SECONDS)
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response,
-                         resource: object, params: dict[str, Any]) -> None:
-        principal = getattr(req.context, "principal", None)
-        if principal is None or self._limit.per_window <= 0:
+    def count(self, conn: psycopg.Connection, key_id: str) -> ratelimit.HitOutcome | None:
+        """This request's hit for the key; None when there is no limit."""
+        if self._limit.per_window <= 0:
+            return None
+        return ratelimit.hit(conn, self._limit, key_id)
+
+    @staticmethod
+    def enforce(req: falcon.Request, outcome: ratelimit.HitOutcome | None) -> None:
+        if outcome is None:
             return
-        with self._pool.connection() as conn:
-            outcome = ratelimit.hit(conn, self._limit, principal.key_id)
         req.context.rate_limit = outcome
         if not outcome.allowed:
             raise errors.rate_limited(

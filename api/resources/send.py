@@ -17,12 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from e2a.api import auth, errors, idempotent, inputs
 from e2a.api.idempotent import Answer, Keep
 from e2a.api.sendinputs import attachments, flag, mailboxes, refusals, text
-from e2a.core import ratelimit, timefmt
+from e2a.core import db, ratelimit, timefmt
 from e2a.core.config import Config
 from e2a.core.ids import new_id
 from e2a.core.messages import conversations
@@ -72,33 +73,48 @@ class Outbox:
                                   f"domain {agent['domain']} is not verified")
         return Mailbox(agent["email"], agent["name"])
 
-    def _count(self, agent: dict[str, Any]) -> None:
-        if self.rate.per_window <= 0:
-            return
+    def _checks(self, agent: dict[str, Any], draft: Draft, recipients: list[str],
+                message_id: str) -> tuple[str, str]:
+        """Suppressed recipients (422), the send rate (429), then the loop
+        and abuse brakes (core/outbound/brakes.py), in that order: one
+        checkout, one transaction. What refuses is decided inside and raised
+        once that committed: a refused send's counts stay counted, as the
+        rate limits and the brakes want. Returns the reason to hold the
+        message and the brake's name ("" to send it)."""
         with self.pool.connection() as conn:
+            with conn.transaction():
+                refusal, judged = self._decide(conn, agent, draft, recipients, message_id)
+            if judged is not None:
+                judged.tell_owner(conn, self.cfg, agent)
+        if refusal is not None:
+            raise refusal
+        assert judged is not None  # no refusal: the brakes were asked
+        return self._brake(agent, judged.verdict)
+
+    def _decide(self, conn: psycopg.Connection, agent: dict[str, Any], draft: Draft,
+                recipients: list[str], message_id: str
+                ) -> tuple[errors.ApiError | None, brakes.Judged | None]:
+        """The first refusal, else the brakes' judgement; the counts of
+        each check asked are written, those after a refusal are not."""
+        try:
+            suppressions.check(conn, agent, recipients)
+        except suppressions.Suppressed as exc:
+            return suppressed(exc), None
+        if self.rate.per_window > 0:
             outcome = ratelimit.hit(conn, self.rate, agent["id"])
-        if not outcome.allowed:
-            raise errors.rate_limited(
-                f"agent {agent['email']} may send at most {outcome.limit} messages per "
-                f"{WINDOW_SECONDS} s; retry in {outcome.retry_after_seconds} s",
-                outcome.retry_after_seconds)
+            if not outcome.allowed:
+                return errors.rate_limited(
+                    f"agent {agent['email']} may send at most {outcome.limit} messages per "
+                    f"{WINDOW_SECONDS} s; retry in {outcome.retry_after_seconds} s",
+                    outcome.retry_after_seconds), None
+        return None, brakes.counted(conn, self.cfg, agent, brakes.Send(
+            recipients, conversation_id=draft.conversation_id,
+            in_reply_to=draft.in_reply_to, message_id=message_id))
 
-    def _refuse_suppressed(self, agent: dict[str, Any], recipients: list[str]) -> None:
-        with self.pool.connection() as conn:
-            try:
-                suppressions.check(conn, agent, recipients)
-            except suppressions.Suppressed as exc:
-                raise suppressed(exc) from None
-
-    def _brake(self, agent: dict[str, Any], draft: Draft, recipients: list[str],
-               message_id: str) -> tuple[str, str]:
-        """The loop and abuse brakes' say (core/outbound/brakes.py): a
-        refusal raised, or the reason to hold the message and the brake's
-        name ("" to send it)."""
-        with self.pool.connection() as conn:
-            verdict = brakes.judge(conn, self.cfg, agent, brakes.Send(
-                recipients, conversation_id=draft.conversation_id,
-                in_reply_to=draft.in_reply_to, message_id=message_id))
+    @staticmethod
+    def _brake(agent: dict[str, Any], verdict: brakes.Verdict) -> tuple[str, str]:
+        """The brakes' say: a refusal raised, or the reason to hold the
+        message and the brake's name ("" to send it)."""
         if verdict.action is brakes.Action.THROTTLE:
             raise errors.rate_limited(f"agent {agent['email']}: {verdict.reason}; retry in "
                                       f"{verdict.retry_after_seconds} s",
@@ -134,9 +150,7 @@ class Outbox:
         with refusals():
             composed = compose.compose(draft, message_id=message_id, domain=agent["domain"],
                                        limits=self.limits)
-        self._refuse_suppressed(agent, composed.recipients)
-        self._count(agent)
-        brake_hold, brake = self._brake(agent, draft, composed.recipients, message_id)
+        brake_hold, brake = self._checks(agent, draft, composed.recipients, message_id)
         answer = view or legacy_answer
 
         try:
@@ -165,9 +179,9 @@ class Outbox:
     def _own_conversation(self, agent: dict[str, Any], conversation_id: str) -> None:
         """A caller names only a conversation of its own account, or a new
         one: another tenant's id would put this message in their thread."""
-        if not conversation_id:
+        if not conversation_id or drafts.minted(conversation_id):
             return
-        with self.pool.connection() as conn:
+        with db.autocommit(self.pool) as conn:
             mine = conversations.open_to(conn, conversation_id, agent["user_id"])
         if not mine:
             raise errors.ApiError(403, "conversation_forbidden",
@@ -200,7 +214,7 @@ class Send:
             if not given:
                 raise ComposeError("from", "required: the address of the agent that sends")
             address = compose.mailbox(given, "from").address.lower()
-        with self._outbox.pool.connection() as conn:
+        with db.autocommit(self._outbox.pool) as conn:
             agent = auth.agent_for(conn, req.context.principal, address)
         req.context["sender_agent"] = agent
         return agent
@@ -233,12 +247,12 @@ class _AboutReceived:
                            authorize=lambda: self._authorize(req, email))
 
     def _authorize(self, req: falcon.Request, email: str) -> None:
-        with self._outbox.pool.connection() as conn:
+        with db.autocommit(self._outbox.pool) as conn:
             auth.agent_for(conn, req.context.principal, email)
 
     def _act(self, req: falcon.Request, keep: Keep, email: str, message_id: str) -> Answer:
         body = inputs.json_object(req)
-        with self._outbox.pool.connection() as conn:
+        with db.autocommit(self._outbox.pool) as conn:
             agent = auth.agent_for(conn, req.context.principal, email)
             inbound = message_store.inbound_for_agent(conn, agent["id"], message_id)
         if inbound is None:
@@ -279,7 +293,7 @@ class AgentTest:
         self._outbox = Outbox(cfg, pool)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, email: str) -> None:
-        with self._outbox.pool.connection() as conn:
+        with db.autocommit(self._outbox.pool) as conn:
             agent = auth.agent_for(conn, req.context.principal, email)
         draft = drafts.test_mail(self._outbox.sender(agent), agent)
         answer = self._outbox.deliver(agent, "test", draft, idempotent.Keep())

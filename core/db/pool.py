@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -39,6 +42,25 @@ def _server_spoke(conn: psycopg.Connection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+@contextmanager
+def autocommit(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """A checkout of a transactional pool whose statements are each their
+    own transaction: no BEGIN and COMMIT round trips around a lone read, or
+    around writes each complete alone (a counter). What must commit together
+    still goes in ``conn.transaction()``."""
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            if conn.info.transaction_status == pq.TransactionStatus.IDLE:
+                conn.autocommit = False
+            else:
+                # Broken or stuck mid-statement: never back to the pool as
+                # it is; closed, the pool replaces it.
+                conn.close()
 
 
 def libpq_connect_timeout(cfg: Config) -> int:

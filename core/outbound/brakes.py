@@ -161,22 +161,41 @@ def judge(conn: psycopg.Connection, cfg: Config, agent: Mapping[str, Any], send:
     decision's event (and a pause) in its own short transaction; the
     owner's mail about a pause goes after it."""
     with conn.transaction():
-        row = store.count_send(conn, agent["id"], conversation_id=send.conversation_id,
-                               recipients=list(send.recipients), in_reply_to=send.in_reply_to,
-                               auto_label=AUTO_LABEL,
-                               new_limit=cfg.brakes.new_recipients_per_hour)
-        settings = Settings.defaults(cfg).with_overrides(row["overrides"])
-        verdict = decide(settings, row)
-        paused_now = False
-        if verdict.action is Action.PAUSED and row["paused_at"] is None:
-            paused_now = store.pause(conn, agent["id"], verdict.reason)
-        if verdict.action is not Action.PASS:
-            record(conn, agent, verdict, send.message_id)
-        else:
-            metrics.brake_decisions.labels(brake="none", action="pass").inc()
-    if paused_now:
-        notify_pause(conn, cfg, agent, verdict.reason)
-    return verdict
+        judged = counted(conn, cfg, agent, send)
+    judged.tell_owner(conn, cfg, agent)
+    return judged.verdict
+
+
+@dataclass(frozen=True)
+class Judged:
+    verdict: Verdict
+    paused_now: bool  # this send paused the agent: its owner is mailed once that committed
+
+    def tell_owner(self, conn: psycopg.Connection, cfg: Config,
+                   agent: Mapping[str, Any]) -> None:
+        """After the commit: the mail must not go for a pause rolled back."""
+        if self.paused_now:
+            notify_pause(conn, cfg, agent, self.verdict.reason)
+
+
+def counted(conn: psycopg.Connection, cfg: Config, agent: Mapping[str, Any],
+            send: Send) -> Judged:
+    """``judge`` in the caller's transaction (the API's, with its other
+    checks); the caller commits it, then calls ``tell_owner``."""
+    row = store.count_send(conn, agent["id"], conversation_id=send.conversation_id,
+                           recipients=list(send.recipients), in_reply_to=send.in_reply_to,
+                           auto_label=AUTO_LABEL,
+                           new_limit=cfg.brakes.new_recipients_per_hour)
+    settings = Settings.defaults(cfg).with_overrides(row["overrides"])
+    verdict = decide(settings, row)
+    paused_now = False
+    if verdict.action is Action.PAUSED and row["paused_at"] is None:
+        paused_now = store.pause(conn, agent["id"], verdict.reason)
+    if verdict.action is not Action.PASS:
+        record(conn, agent, verdict, send.message_id)
+    else:
+        metrics.brake_decisions.labels(brake="none", action="pass").inc()
+    return Judged(verdict, paused_now)
 
 
 def decide(settings: Settings, row: Mapping[str, Any]) -> Verdict:

@@ -12,9 +12,21 @@ from e2a.core.outbound import replies
 from e2a.core.outbound.compose import Attachment, Draft, Mailbox
 
 
+class Minted(str):
+    """A conversation id made here for a new message: no account has used
+    it yet, so whose it is needs no look-up (api/resources/send.Outbox)."""
+
+    __slots__ = ()
+
+
 def conversation(given: str, inherited: str | None = None) -> str:
     """The caller's id, else the thread's, else a new one."""
-    return given or inherited or new_id("conv")
+    return given or inherited or Minted(new_id("conv"))
+
+
+def minted(conversation_id: str) -> bool:
+    """Made by ``conversation`` (or ``test_mail``) for this message, not named by anyone."""
+    return isinstance(conversation_id, Minted)
 
 
 def _without(boxes: tuple[Mailbox, ...], taken: set[str]) -> tuple[Mailbox, ...]:
@@ -82,4 +94,4 @@ def test_mail(sender: Mailbox, agent: dict[str, Any]) -> Draft:
     return Draft(sender=sender, to=(Mailbox(agent["email"]),), subject=TEST_SUBJECT,
                  text=f"This is a test email from e2a. {agent['email']} sent it to itself to "
                       "show that its mail goes out and comes back in.\n",
-                 conversation_id=new_id("conv"))
+                 conversation_id=Minted(new_id("conv")))

@@ -110,9 +110,15 @@ def confirm(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
     """Postfix took the API's message ``message_id`` (its 250 to us, or the
     filter meeting it): the in-flight marker goes and its event is written,
     once whichever side comes first."""
-    row = outbound_store.confirm_submitted(conn, message_id, queue_id)
+    _confirmed(conn, outbound_store.confirm_submitted(conn, message_id, queue_id), queue_id)
+
+
+def _confirmed(conn: psycopg.Connection, row: dict[str, Any] | None, queue_id: str) -> None:
+    """The lifecycle step and event of a confirmation, when ``row`` says
+    this side took the marker away."""
     if row is None:
         return
+    message_id = row["id"]
     lifecycle.record(conn, message_id, "outbound", "queue.outbound_submission",
                      correlation_ids={"queue_id": queue_id})
     event_store.insert_event(conn, new_id("evt"), row["user_id"],
@@ -176,8 +182,9 @@ def send(pool: ConnectionPool, cfg: Config, out: AgentMessage, *,
             raise
         queue_id = submit.queue_id(answer)
         with conn.transaction():
-            confirm(conn, out.message_id, queue_id)
-            message_store.set_queue_id(conn, out.message_id, queue_id)
+            # Postfix's queue id as we heard it, even when the filter came first.
+            _confirmed(conn, outbound_store.confirm_heard(conn, out.message_id, queue_id),
+                       queue_id)
             if confirmed is not None:
                 confirmed(conn)
     log.info("submitted", extra={"message_id": out.message_id, "queue_id": queue_id,

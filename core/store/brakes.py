@@ -36,42 +36,46 @@ _NEW_LIMIT = """coalesce((SELECT (overrides->>'new_recipients_per_hour')::int
                          %(new_limit)s)"""
 
 
-# The recipients' counter: new ones only, remembered while under the limit.
-_RECIPIENTS_CTE = f"""
-                 fresh AS ({_NEW}),
-                 n AS ({_COUNT.format(n=3, condition="WHERE EXISTS (SELECT 1 FROM fresh)")
-                       .replace("%(cost3)s", "(SELECT count(*) FROM fresh)")}),
-                 known AS (INSERT INTO agent_recipients (agent_id, address)
-                           SELECT %(agent)s, r FROM fresh
-                            WHERE {_NEW_LIMIT} = 0 OR (SELECT hits FROM n) <= {_NEW_LIMIT}
-                           ON CONFLICT DO NOTHING)"""
+def _squeezed(sql: str) -> str:
+    """``sql`` with its layout's whitespace squeezed (it holds no literal
+    with two spaces in a row): psycopg parses a query once and caches it
+    only up to 4096 characters (MAX_CACHED_STATEMENT_LENGTH); indented, the
+    brakes' count was over that and parsed anew on every send."""
+    return " ".join(sql.split())
 
-# Every brake's counter and reading in one statement (count_send). Built
-# once, its whitespace squeezed: psycopg converts a query over 4096
-# characters afresh on every call instead of caching it (and this one runs
-# for every send).
-_COUNT_SEND = " ".join(f"""WITH h AS ({_COUNT.format(n=0, condition="")}),
-                 d AS ({_COUNT.format(n=1, condition="")}),
-                 t AS ({_COUNT.format(n=2, condition=_BETWEEN_AGENTS)}),{_RECIPIENTS_CTE}
-            SELECT (SELECT hits FROM h) AS hour, (SELECT retry_after FROM h) AS hour_retry,
-                   (SELECT count(*) FROM fresh) AS new_recipients,
-                   (SELECT hits FROM n) AS new_hour, (SELECT retry_after FROM n) AS new_retry,
-                   (SELECT hits FROM d) AS day, (SELECT retry_after FROM d) AS day_retry,
-                   (SELECT hits FROM t) AS thread_turns,
-                   (SELECT retry_after FROM t) AS thread_retry,
-                   (%(in_reply_to)s <> '' AND EXISTS (
-                        SELECT 1 FROM messages
-                         WHERE agent_id = %(agent)s AND direction = 'inbound'
-                           AND email_message_id = %(in_reply_to)s
-                           AND %(label)s = ANY(labels))) AS answers_auto,
-                   coalesce((SELECT hits FROM rate_limits
-                              WHERE bucket = %(bounces)s
-                                AND window_start = date_bin(%(day)s * interval '1 second',
-                                                            coalesce(%(at)s::timestamptz, now()),
-                                                            timestamptz 'epoch')), 0) AS bounces,
-                   b.overrides, b.paused_at, b.paused_reason
-              FROM (SELECT 1) AS one
-              LEFT JOIN agent_brakes b ON b.agent_id = %(agent)s""".split())
+
+# count_send's statement, built once.
+_RECIPIENTS = f"""
+             fresh AS ({_NEW}),
+             n AS ({_COUNT.format(n=3, condition="WHERE EXISTS (SELECT 1 FROM fresh)")
+                   .replace("%(cost3)s", "(SELECT count(*) FROM fresh)")}),
+             known AS (INSERT INTO agent_recipients (agent_id, address)
+                       SELECT %(agent)s, r FROM fresh
+                        WHERE {_NEW_LIMIT} = 0 OR (SELECT hits FROM n) <= {_NEW_LIMIT}
+                       ON CONFLICT DO NOTHING)"""
+_COUNT_SEND = _squeezed(
+    f"""WITH h AS ({_COUNT.format(n=0, condition="")}),
+             d AS ({_COUNT.format(n=1, condition="")}),
+             t AS ({_COUNT.format(n=2, condition=_BETWEEN_AGENTS)}),{_RECIPIENTS}
+        SELECT (SELECT hits FROM h) AS hour, (SELECT retry_after FROM h) AS hour_retry,
+               (SELECT count(*) FROM fresh) AS new_recipients,
+               (SELECT hits FROM n) AS new_hour, (SELECT retry_after FROM n) AS new_retry,
+               (SELECT hits FROM d) AS day, (SELECT retry_after FROM d) AS day_retry,
+               (SELECT hits FROM t) AS thread_turns,
+               (SELECT retry_after FROM t) AS thread_retry,
+               (%(in_reply_to)s <> '' AND EXISTS (
+                    SELECT 1 FROM messages
+                     WHERE agent_id = %(agent)s AND direction = 'inbound'
+                       AND email_message_id = %(in_reply_to)s
+                       AND %(label)s = ANY(labels))) AS answers_auto,
+               coalesce((SELECT hits FROM rate_limits
+                          WHERE bucket = %(bounces)s
+                            AND window_start = date_bin(%(day)s * interval '1 second',
+                                                        coalesce(%(at)s::timestamptz, now()),
+                                                        timestamptz 'epoch')), 0) AS bounces,
+               b.overrides, b.paused_at, b.paused_reason
+          FROM (SELECT 1) AS one
+          LEFT JOIN agent_brakes b ON b.agent_id = %(agent)s""")
 
 
 def count_send(conn: psycopg.Connection, agent_id: str, *, conversation_id: str,

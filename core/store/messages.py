@@ -473,10 +473,6 @@ def insert_outbound(conn: psycopg.Connection, row: dict[str, Any]) -> str | None
     return found["id"] if found else None
 
 
-def set_queue_id(conn: psycopg.Connection, message_id: str, queue_id: str) -> None:
-    conn.execute("UPDATE messages SET queue_id = %s WHERE id = %s", (queue_id, message_id))
-
-
 def held_inbound(conn: psycopg.Connection, message_id: str, user_id: str) -> Row | None:
     """A received message of ``user_id``'s held for review, in full, its
     inbox state left alone (the review pages read it, not the agent)."""

@@ -71,6 +71,28 @@ def confirm_submitted(conn: psycopg.Connection, message_id: str, queue_id: str) 
         (queue_id, message_id)).fetchone()
 
 
+def confirm_heard(conn: psycopg.Connection, message_id: str, queue_id: str) -> Row | None:
+    """The API heard Postfix's 250 for its message: ``queue_id`` is the
+    message's (whichever side came first), and the marker goes as in
+    confirm_submitted, in one statement. The row when this call took the
+    marker away, None when the filter had."""
+    row = conn.execute(
+        """WITH old AS (SELECT id, delivery_status IN ('submitting', 'unconfirmed') AS marked
+                          FROM messages
+                         WHERE id = %s AND direction = 'outbound'
+                           FOR UPDATE)
+           UPDATE messages m
+              SET queue_id = %s,
+                  delivery_status = CASE WHEN old.marked THEN 'queued'
+                                         ELSE m.delivery_status END
+             FROM old
+            WHERE m.id = old.id
+        RETURNING old.marked, m.id, m.user_id, m.agent_id, m.type, m.status, m.sender,
+                  m.to_recipients, m.cc, m.subject, m.conversation_id""",
+        (message_id, queue_id)).fetchone()
+    return row if row is not None and row["marked"] else None
+
+
 def discard_unsubmitted(conn: psycopg.Connection, message_id: str) -> bool:
     """Postfix did not take the message the API marked ``submitting``: the row
     goes, as if never written. False when the filter met the message first

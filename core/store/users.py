@@ -34,10 +34,15 @@ def create_api_key(conn: psycopg.Connection, key_id: str, user_id: str, key_hash
         (key_id, user_id, agent_id, name, key_hash, key_prefix, expires_at)).fetchone()
 
 
+# A key's last use is recorded at most once a minute (docs/contract.md).
+_USE_UNRECORDED = "(k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')"
+
+
 def api_key_by_hash(conn: psycopg.Connection, key_hash: bytes) -> Row | None:
-    """The live key with this digest, with its owner's id and agent scope."""
+    """The live key with this digest, with its owner's id and agent scope;
+    ``use_unrecorded``: its last_used_at is older than touch_api_key's minute."""
     return conn.execute(
-        """SELECT k.*, u.email AS user_email
+        f"""SELECT k.*, u.email AS user_email, {_USE_UNRECORDED} AS use_unrecorded
              FROM api_keys k JOIN users u ON u.id = k.user_id
             WHERE k.key_hash = %s AND k.revoked_at IS NULL
               AND (k.expires_at IS NULL OR k.expires_at > now())""",
@@ -52,11 +57,11 @@ def api_key_is_live(conn: psycopg.Connection, key_id: str) -> bool:
 
 
 def touch_api_key(conn: psycopg.Connection, key_id: str) -> None:
-    # Once a minute is precise enough and spares a write on every request.
+    # Once a minute is precise enough and spares a write on every request;
+    # the condition again here: a concurrent request may have written it.
     conn.execute(
-        """UPDATE api_keys SET last_used_at = now()
-            WHERE id = %s
-              AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')""",
+        f"""UPDATE api_keys k SET last_used_at = now()
+            WHERE id = %s AND {_USE_UNRECORDED}""",
         (key_id,))
 
 

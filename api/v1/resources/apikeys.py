@@ -6,6 +6,9 @@ A key may carry an expiry (``expires_at``): from then on it is refused at
 authentication like a revoked one, and a WebSocket opened with it closes at
 its next key check.
 
+``last_used_at`` is recorded at most once a minute (core/store/users.py):
+a request within a minute of the one recorded writes nothing.
+
 Idempotency-Key is not honoured on create: a replay would have to keep the
 plaintext key in the idempotency table, and no key is stored anywhere but as
 a digest. A retried create mints a second key."""

@@ -19,7 +19,7 @@ from e2a.api.resources.send import Outbox
 from e2a.api.sendinputs import attachments, mailboxes
 from e2a.api.v1 import access, bodies, params
 from e2a.api.v1.errors import error, invalid, not_found
-from e2a.core import timefmt
+from e2a.core import db, timefmt
 from e2a.core.config import Config
 from e2a.core.outbound import compose, drafts, holds, unsubscribe
 from e2a.core.outbound import send as sending
@@ -49,6 +49,8 @@ FORWARD = {**_COMMON, "to": bodies.Field(list, required=True),
 # wait=sent holds an immediate send at most this long (the reference: ≤20 s,
 # ~15 s now), then answers what it saw.
 WAIT_SECONDS = 15.0
+# Where respond's check leaves the sending agent for deliver.
+_SENDER = "v1_sending_agent"
 _NOT_YET = ("reply_to", "send_at", "template_id", "template_alias", "template_data")
 
 
@@ -101,8 +103,8 @@ class Sender:
     def respond(self, req: falcon.Request, resp: falcon.Response, email: str,
                 work: Any) -> None:
         def authorize() -> None:
-            with self.outbox.pool.connection() as conn:
-                access.agent(conn, req, email)
+            with db.autocommit(self.outbox.pool) as conn:
+                req.context[_SENDER] = access.agent(conn, req, email)
 
         wait = params.choice(req, "wait", ("sent",), "")
         idempotent.respond(self.outbox.pool, req, resp, work, authorize=authorize)
@@ -128,10 +130,7 @@ class Sender:
 
     def deliver(self, req: falcon.Request, email: str, kind: str, keep: Keep,
                 build: Any, message_id: str = "", managed_unsubscribe: bool = False) -> Answer:
-        with self.outbox.pool.connection() as conn:
-            agent = access.agent(conn, req, email)
-            inbound = (message_store.inbound_for_agent(conn, agent["id"], message_id)
-                       if message_id else None)
+        agent, inbound = self._read(req, email, message_id)
         if message_id and inbound is None:
             raise not_found(f"message {message_id} not found")
         with refusals():
@@ -140,6 +139,18 @@ class Sender:
             compose.check(draft, self.outbox.limits)
         return self.outbox.deliver(agent, kind, draft, keep, view=_view,
                                    managed_unsubscribe=managed_unsubscribe)
+
+    def _read(self, req: falcon.Request, email: str, message_id: str
+              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The sending agent and the message a reply or forward is about.
+        The agent is read once per request: ``respond``'s check read it."""
+        agent = req.context.get(_SENDER)
+        if agent is not None and not message_id:
+            return agent, None
+        with db.autocommit(self.outbox.pool) as conn:
+            agent = agent or access.agent(conn, req, email)
+            return agent, (message_store.inbound_for_agent(conn, agent["id"], message_id)
+                           if message_id else None)
 
     def content(self, body: dict[str, Any]) -> dict[str, Any]:
         with refusals():
