@@ -150,7 +150,7 @@ EXPECTED = [
     # The row (core/outbound/send), then Postfix's 250 confirmed.
     "BEGIN", "INSERT INTO messages (", "INSERT INTO message_lifecycle (id,", "COMMIT",
     "BEGIN", "WITH old AS (SELECT", "INSERT INTO message_lifecycle (id,",
-    "WITH e AS (INSERT", "COMMIT",
+    "WITH queued AS (", "COMMIT",
 ]
 
 
