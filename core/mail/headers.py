@@ -8,6 +8,7 @@ outgoing mail with it; nothing here knows about agents or the database."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -88,9 +89,23 @@ def header_value(msg: EmailMessage, name: str) -> str:
     return text(" ".join(str(value).split())) if value is not None else ""
 
 
+# Values up to this many characters have their addresses remembered: one
+# inbound message has its From read five times (authentication, sender
+# identities, screening, storing), ~50 us of the email package's parser each.
+_REMEMBERED_VALUES = 2048
+
+
 def header_addresses(msg: EmailMessage, name: str) -> list[str]:
     # The raw values: only the addr-specs are kept, and they need no decoding.
-    return [text(addr) for _, addr in getaddresses(_raw_values(msg, name)) if "@" in addr]
+    values = tuple(_raw_values(msg, name))
+    if sum(map(len, values)) > _REMEMBERED_VALUES:
+        return list(_addr_specs.__wrapped__(values))
+    return list(_addr_specs(values))
+
+
+@functools.lru_cache(maxsize=1024)
+def _addr_specs(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(text(addr) for _, addr in getaddresses(values) if "@" in addr)
 
 
 def from_address(msg: EmailMessage) -> str:

@@ -162,3 +162,25 @@ def test_a_header_over_the_limit_is_refused_for_good(cfg, agent, caplog, at_limi
     assert [r.getMessage() for r in caplog.records if getattr(r, "queue_id", "") == "QHDRMAX"]
     tag = f"at-limit-{len(at_limit)}"
     assert feed(message(at_limit, tag), "alice@good.example", [AGENT]).code == Milter.DISCARD
+
+
+def test_each_address_field_of_a_message_is_parsed_once(cfg, agent, monkeypatch) -> None:
+    """Authentication, sender identities, screening and storing all read the
+    From addresses: the email package's address parser runs once for them."""
+    parsed: list[tuple[str, ...]] = []
+    real = headers.getaddresses
+
+    def counting(values: Any) -> Any:
+        parsed.append(tuple(values))
+        return real(values)
+
+    monkeypatch.setattr(headers, "getaddresses", counting)
+    tag = secrets.token_hex(4)
+    raw = (f"From: Alice <alice-{tag}@good.example>\r\nTo: {AGENT}\r\n"
+           f"Cc: carol-{tag}@good.example\r\nSubject: once\r\n"
+           f"Message-ID: <once-{tag}@good.example>\r\n\r\nhello\r\n").encode()
+    out = feed(raw, f"alice-{tag}@good.example", [AGENT], client_ip=SENDER_NET_IP,
+               queue_id=f"QONCE{tag}")
+    assert out.code == Milter.DISCARD
+    assert any(f"alice-{tag}@good.example" in v for values in parsed for v in values)
+    assert len(parsed) == len(set(parsed)), parsed
