@@ -17,6 +17,7 @@ from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
+from typing import Any
 
 log = logging.getLogger("e2a.inbound")
 
@@ -36,6 +37,11 @@ _TRANSIT_HEADERS = frozenset({"received", "return-path", "authentication-results
 MAX_HEADER_FIELDS = 1000
 MAX_HEADER_BYTES = 131072  # one field, name and folds included
 
+# Field values up to this many characters are parsed once and remembered
+# (header_addresses, _TextFields): one inbound message has its From read
+# five times (authentication, sender identities, screening, storing).
+_REMEMBERED_VALUES = 2048
+
 
 # Every field read as unstructured text (RFC 2047 words decoded): what we read
 # is addresses (from the raw values), ids and the subject, never the MIME
@@ -44,7 +50,24 @@ MAX_HEADER_BYTES = 131072  # one field, name and folds included
 # (100 KB of RFC 2231 parameters); the parser asks for Content-Type itself.
 # policy.default records defects instead of raising, so malformed input
 # still yields the fields we can read.
-_FIELDS_AS_TEXT = policy.default.clone(header_factory=HeaderRegistry(
+class _TextFields(policy.EmailPolicy):
+    """Each (name, value) read once: the inbound path asks for its Subject and
+    Content-Type twice or more (autoreply's classification, storing), each
+    ~40 us in the email package. Header objects are immutable strings, so
+    one serves every reader."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if type(value) is str and len(value) <= _REMEMBERED_VALUES:
+            return _fetched(self, name, value)
+        return super().header_fetch_parse(name, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fetched(fields: _TextFields, name: str, value: str) -> Any:
+    return policy.EmailPolicy.header_fetch_parse(fields, name, value)
+
+
+_FIELDS_AS_TEXT = _TextFields(header_factory=HeaderRegistry(
     default_class=UnstructuredHeader, use_default_map=False))
 
 
@@ -87,12 +110,6 @@ def header_value(msg: EmailMessage, name: str) -> str:
         raw = _raw_values(msg, name)
         value = raw[0] if raw else None
     return text(" ".join(str(value).split())) if value is not None else ""
-
-
-# Values up to this many characters have their addresses remembered: one
-# inbound message has its From read five times (authentication, sender
-# identities, screening, storing), ~50 us of the email package's parser each.
-_REMEMBERED_VALUES = 2048
 
 
 def header_addresses(msg: EmailMessage, name: str) -> list[str]:
