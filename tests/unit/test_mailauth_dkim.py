@@ -7,6 +7,7 @@ import hashlib
 import time
 from typing import Any
 
+import dkim as dkimpy
 import dns.exception
 import dns.resolver
 import pytest
@@ -198,3 +199,21 @@ def test_openssl_answers_as_dkimpy_for_every_kind_of_signature(small_key, algori
     even = {"modulus": numbers.n, "publicExponent": 4}
     assert dkim._rsa_verify(digest, good, even) \
         == dkimpy_crypto.RSASSA_PKCS1_v1_5_verify(digest, good, even)
+
+
+def test_a_key_record_is_parsed_once_for_every_message_it_verifies(monkeypatch) -> None:
+    parsed: list[bytes] = []
+    real = dkimpy.parse_public_key
+
+    def counting(data: bytes) -> Any:
+        parsed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(dkimpy, "parse_public_key", counting)
+    zone = {"sel1._domainkey.good.example": GOOD_KEY}
+    assert results(eml("dkim_pass"), zone) == ["pass"]
+    assert results(eml("dkim_two_good"), {**zone, "sel2._domainkey.other.example":
+                                          dkim_record("dkim2")}) == ["pass", "pass"]
+    assert results(eml("dkim_pass"), {"sel1._domainkey.good.example": "v=DKIM1; p="}) \
+        == ["permerror"]
+    assert len(parsed) == len(set(parsed)), parsed  # each key at most once
