@@ -172,6 +172,8 @@ def signature_count(raw: bytes) -> int:
 
 def check(raw: bytes, lookups: Lookups) -> list[DkimResult]:
     count = signature_count(raw)
+    if not count:
+        return []  # unsigned mail: nothing of it to split and canonicalize
     verifier = dkim.DKIM()
     try:
         verifier.headers, verifier.body = _split(raw)

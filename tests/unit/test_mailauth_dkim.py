@@ -217,3 +217,11 @@ def test_a_key_record_is_parsed_once_for_every_message_it_verifies(monkeypatch) 
     assert results(eml("dkim_pass"), {"sel1._domainkey.good.example": "v=DKIM1; p="}) \
         == ["permerror"]
     assert len(parsed) == len(set(parsed)), parsed  # each key at most once
+
+
+def test_an_unsigned_message_is_not_split_for_dkim(monkeypatch) -> None:
+    def split(raw: bytes) -> Any:
+        raise AssertionError("split for no signature")
+
+    monkeypatch.setattr(dkim, "_split", split)
+    assert dkim.check(eml("spf_pass"), KeyZone({})) == []
