@@ -8,6 +8,7 @@ outgoing mail with it; nothing here knows about agents or the database."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -16,6 +17,7 @@ from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
+from typing import Any
 
 log = logging.getLogger("e2a.inbound")
 
@@ -35,6 +37,12 @@ _TRANSIT_HEADERS = frozenset({"received", "return-path", "authentication-results
 MAX_HEADER_FIELDS = 1000
 MAX_HEADER_BYTES = 131072  # one field, name and folds included
 
+# Field values up to this many characters are parsed once and remembered
+# (header_addresses, _TextFields): one inbound message has its From read
+# five times (authentication, sender identities, screening, storing), each
+# ~10 us in the email package's address parser (measured).
+_REMEMBERED_VALUES = 2048
+
 
 # Every field read as unstructured text (RFC 2047 words decoded): what we read
 # is addresses (from the raw values), ids and the subject, never the MIME
@@ -43,7 +51,24 @@ MAX_HEADER_BYTES = 131072  # one field, name and folds included
 # (100 KB of RFC 2231 parameters); the parser asks for Content-Type itself.
 # policy.default records defects instead of raising, so malformed input
 # still yields the fields we can read.
-_FIELDS_AS_TEXT = policy.default.clone(header_factory=HeaderRegistry(
+class _TextFields(policy.EmailPolicy):
+    """Each (name, value) read once: the inbound path asks for its Subject and
+    Content-Type twice or more (autoreply's classification, storing), each
+    ~15 us in the email package (measured). Header objects are immutable strings, so
+    one serves every reader."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if type(value) is str and len(value) <= _REMEMBERED_VALUES:
+            return _fetched(self, name, value)
+        return super().header_fetch_parse(name, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fetched(fields: _TextFields, name: str, value: str) -> Any:
+    return policy.EmailPolicy.header_fetch_parse(fields, name, value)
+
+
+_FIELDS_AS_TEXT = _TextFields(header_factory=HeaderRegistry(
     default_class=UnstructuredHeader, use_default_map=False))
 
 
@@ -90,7 +115,15 @@ def header_value(msg: EmailMessage, name: str) -> str:
 
 def header_addresses(msg: EmailMessage, name: str) -> list[str]:
     # The raw values: only the addr-specs are kept, and they need no decoding.
-    return [text(addr) for _, addr in getaddresses(_raw_values(msg, name)) if "@" in addr]
+    values = tuple(_raw_values(msg, name))
+    if sum(map(len, values)) > _REMEMBERED_VALUES:
+        return list(_addr_specs.__wrapped__(values))
+    return list(_addr_specs(values))
+
+
+@functools.lru_cache(maxsize=1024)
+def _addr_specs(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(text(addr) for _, addr in getaddresses(values) if "@" in addr)
 
 
 def from_address(msg: EmailMessage) -> str:

@@ -3,10 +3,15 @@ each with its own result."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import dkim
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from e2a.core.mailauth.lookups import DnsTempFail, Lookups
 
@@ -78,6 +83,64 @@ def _select_headers(headers: list, include_headers: list) -> list:
 dkim.select_headers = _select_headers  # the one dkimpy's hash_headers calls
 
 
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+_PURE_PYTHON_VERIFY = dkim.RSASSA_PKCS1_v1_5_verify
+
+
+@functools.lru_cache(maxsize=1024)
+def _openssl_key(modulus: int, exponent: int) -> rsa.RSAPublicKey | None:
+    """The key OpenSSL builds once per published key; None for one it
+    refuses (an even exponent, say), which dkimpy's own arithmetic judges."""
+    try:
+        return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    except (ValueError, TypeError):
+        return None
+
+
+def _rsa_verify(hash: Any, signature: bytes, public_key: dict[str, int]) -> bool:
+    """dkimpy's RSASSA_PKCS1_v1_5_verify, its modular exponentiation in C:
+    0.02 ms per 2048-bit signature instead of 0.19 ms (measured; pure Python,
+    with its byte-by-byte integer conversions). Same answer: both compare the whole
+    EMSA-PKCS1-v1_5 block. What OpenSSL would judge differently, a
+    signature not exactly as long as the modulus (dkimpy reads it as an
+    integer, leading zeros or not) or a key it will not load, goes to
+    dkimpy's own code."""
+    algorithm = _HASHES.get(str(hash.name).lower())
+    modulus, exponent = public_key["modulus"], public_key["publicExponent"]
+    key = _openssl_key(modulus, exponent) if algorithm is not None else None
+    if key is None or len(signature) != (modulus.bit_length() + 7) // 8 \
+            or int.from_bytes(signature, "big") >= modulus:
+        return bool(_PURE_PYTHON_VERIFY(hash, signature, public_key))
+    try:
+        key.verify(signature, hash.digest(), padding.PKCS1v15(), utils.Prehashed(algorithm()))
+    except InvalidSignature:
+        return False
+    except ValueError:  # a key too small for the digest: dkimpy says why
+        return bool(_PURE_PYTHON_VERIFY(hash, signature, public_key))
+    return True
+
+
+# dkimpy's verify_sig_process calls the module-level name.
+dkim.RSASSA_PKCS1_v1_5_verify = _rsa_verify
+
+
+_PARSE_KEY_RECORD = dkim.evaluate_pk
+_parsed_key_record = functools.lru_cache(maxsize=1024)(_PARSE_KEY_RECORD)
+
+
+def _evaluate_pk(name: Any, record: Any) -> Any:
+    """dkimpy's evaluate_pk, a key record parsed once (tag list, base64,
+    ASN.1: ~30 us a message) and its result shared: nothing of dkimpy
+    changes the key it returns. What fails to parse is parsed again, and
+    fails again, each time."""
+    if type(name) in (bytes, str) and type(record) in (bytes, str) and len(record) <= 4096:
+        return _parsed_key_record(name, record)
+    return _PARSE_KEY_RECORD(name, record)
+
+
+dkim.evaluate_pk = _evaluate_pk  # what dkimpy's load_pk_from_dns calls
+
+
 def _verify(verifier: dkim.DKIM, idx: int, lookups: Lookups) -> tuple[str, dict[bytes, bytes]]:
     # One verifier serves every signature: forget what the last one left.
     verifier.pk = None
@@ -109,6 +172,8 @@ def signature_count(raw: bytes) -> int:
 
 def check(raw: bytes, lookups: Lookups) -> list[DkimResult]:
     count = signature_count(raw)
+    if not count:
+        return []  # unsigned mail: nothing of it to split and canonicalize
     verifier = dkim.DKIM()
     try:
         verifier.headers, verifier.body = _split(raw)

@@ -3,11 +3,17 @@ cannot be used as written, and the per-message lookup memory."""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from typing import Any
 
+import dkim as dkimpy
 import dns.exception
 import dns.resolver
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from dkim import crypto as dkimpy_crypto
 from mailworld import dkim_record, eml
 
 from e2a.core.mailauth import dkim
@@ -140,3 +146,82 @@ def test_the_linear_header_selection_is_dkimpys() -> None:
         [b"from", b"baz"], [b"Subject", b"x"], [b"From", b"biz"]]
     assert dkim._split(b"A: 1\r\n 2\r\n\t3\r\nB:x\r\n\r\nbody\nline\r\n") == (
         [[b"A", b" 1\r\n 2\r\n\t3\r\n"], [b"B", b"x\r\n"]], b"body\r\nline\r\n")
+
+
+def test_rsa_is_verified_by_openssl_not_dkimpys_arithmetic(monkeypatch) -> None:
+    def pure_python(*args: object) -> bytes:
+        raise AssertionError("dkimpy's pure-Python RSA was used")
+
+    monkeypatch.setattr(dkimpy_crypto, "rsa_encrypt", pure_python)
+    assert results(eml("dkim_pass"), {"sel1._domainkey.good.example": GOOD_KEY}) == ["pass"]
+    assert results(eml("dkim_body_tampered"),
+                   {"sel1._domainkey.good.example": GOOD_KEY}) == ["fail"]
+
+
+@pytest.fixture(scope="module")
+def small_key() -> rsa.RSAPrivateKey:
+    # Small for speed: a test key, and the smallest dkimpy accepts.
+    return rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+
+
+def _signed(key: rsa.RSAPrivateKey, algorithm: str, text: bytes) -> tuple[Any, bytes]:
+    digest = hashlib.new(algorithm, text)
+    # rsa-sha1 is still a DKIM algorithm verifiers must judge (RFC 8301).
+    chosen = hashes.SHA256() if algorithm == "sha256" else hashes.SHA1()  # noqa: S303
+    return digest, key.sign(digest.digest(), padding.PKCS1v15(), utils.Prehashed(chosen))
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha1"])
+def test_openssl_answers_as_dkimpy_for_every_kind_of_signature(small_key, algorithm) -> None:
+    numbers = small_key.public_key().public_numbers()
+    public = {"modulus": numbers.n, "publicExponent": numbers.e}
+    size = (numbers.n.bit_length() + 7) // 8
+    digest, good = _signed(small_key, algorithm, b"the message")
+    serial = 0
+    while True:  # one whose first byte is 0: dkimpy reads it without the byte too
+        serial += 1
+        short_digest, short = _signed(small_key, algorithm, b"message %d" % serial)
+        if short[0] == 0:
+            break
+    wrapped = (int.from_bytes(good, "big") + numbers.n).to_bytes(size + 1, "big").lstrip(b"\0")
+    cases = [
+        (digest, good), (hashlib.new(algorithm, b"another"), good),
+        (digest, good[:-1] + bytes([good[-1] ^ 1])), (short_digest, short),
+        (short_digest, short[1:]), (digest, b"\0" + good), (digest, wrapped), (digest, b""),
+    ]
+    for hashed, signature in cases:
+        assert dkim._rsa_verify(hashed, signature, public) \
+            == dkimpy_crypto.RSASSA_PKCS1_v1_5_verify(hashed, signature, public)
+    assert dkim._rsa_verify(digest, good, public)
+    assert dkim._rsa_verify(short_digest, short[1:], public)
+    assert not dkim._rsa_verify(hashlib.new(algorithm, b"another"), good, public)
+    # A key OpenSSL will not load (even exponent): dkimpy's arithmetic decides.
+    even = {"modulus": numbers.n, "publicExponent": 4}
+    assert dkim._rsa_verify(digest, good, even) \
+        == dkimpy_crypto.RSASSA_PKCS1_v1_5_verify(digest, good, even)
+
+
+def test_a_key_record_is_parsed_once_for_every_message_it_verifies(monkeypatch) -> None:
+    parsed: list[bytes] = []
+    real = dkimpy.parse_public_key
+
+    def counting(data: bytes) -> Any:
+        parsed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(dkimpy, "parse_public_key", counting)
+    zone = {"sel1._domainkey.good.example": GOOD_KEY}
+    assert results(eml("dkim_pass"), zone) == ["pass"]
+    assert results(eml("dkim_two_good"), {**zone, "sel2._domainkey.other.example":
+                                          dkim_record("dkim2")}) == ["pass", "pass"]
+    assert results(eml("dkim_pass"), {"sel1._domainkey.good.example": "v=DKIM1; p="}) \
+        == ["permerror"]
+    assert len(parsed) == len(set(parsed)), parsed  # each key at most once
+
+
+def test_an_unsigned_message_is_not_split_for_dkim(monkeypatch) -> None:
+    def split(raw: bytes) -> Any:
+        raise AssertionError("split for no signature")
+
+    monkeypatch.setattr(dkim, "_split", split)
+    assert dkim.check(eml("spf_pass"), KeyZone({})) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import resource
 import secrets
 from collections.abc import Callable
+from email import policy
 from typing import Any
 
 import Milter
@@ -162,3 +163,47 @@ def test_a_header_over_the_limit_is_refused_for_good(cfg, agent, caplog, at_limi
     assert [r.getMessage() for r in caplog.records if getattr(r, "queue_id", "") == "QHDRMAX"]
     tag = f"at-limit-{len(at_limit)}"
     assert feed(message(at_limit, tag), "alice@good.example", [AGENT]).code == Milter.DISCARD
+
+
+def test_each_address_field_of_a_message_is_parsed_once(cfg, agent, monkeypatch) -> None:
+    """Authentication, sender identities, screening and storing all read the
+    From addresses: the email package's address parser runs once for them."""
+    parsed: list[tuple[str, ...]] = []
+    real = headers.getaddresses
+
+    def counting(values: Any) -> Any:
+        parsed.append(tuple(values))
+        return real(values)
+
+    monkeypatch.setattr(headers, "getaddresses", counting)
+    tag = secrets.token_hex(4)
+    raw = (f"From: Alice <alice-{tag}@good.example>\r\nTo: {AGENT}\r\n"
+           f"Cc: carol-{tag}@good.example\r\nSubject: once\r\n"
+           f"Message-ID: <once-{tag}@good.example>\r\n\r\nhello\r\n").encode()
+    out = feed(raw, f"alice-{tag}@good.example", [AGENT], client_ip=SENDER_NET_IP,
+               queue_id=f"QONCE{tag}")
+    assert out.code == Milter.DISCARD
+    assert any(f"alice-{tag}@good.example" in v for values in parsed for v in values)
+    assert len(parsed) == len(set(parsed)), parsed
+
+
+def test_each_header_field_of_a_message_is_parsed_once(cfg, agent, monkeypatch) -> None:
+    """Its Subject and Content-Type are read by the auto-reply classification
+    and by storing: the email package's header parser runs once for each."""
+    parsed: list[tuple[str, str]] = []
+    real = policy.EmailPolicy.header_fetch_parse
+
+    def counting(self: Any, name: str, value: str) -> Any:
+        parsed.append((name, value))
+        return real(self, name, value)
+
+    monkeypatch.setattr(policy.EmailPolicy, "header_fetch_parse", counting)
+    tag = secrets.token_hex(4)
+    raw = (f"From: alice-{tag}@good.example\r\nTo: {AGENT}\r\nSubject: once {tag}\r\n"
+           f"Content-Type: text/plain; charset=utf-8; x-tag={tag}\r\n"
+           f"Message-ID: <fields-{tag}@good.example>\r\n\r\nhello\r\n").encode()
+    out = feed(raw, f"alice-{tag}@good.example", [AGENT], client_ip=SENDER_NET_IP,
+               queue_id=f"QFIELDS{tag}")
+    assert out.code == Milter.DISCARD
+    assert ("Subject", f"once {tag}") in parsed
+    assert len(parsed) == len(set(parsed)), parsed
