@@ -9,6 +9,7 @@ port 53 of ``ADDRESS`` by relaying every UDP query upstream, and where
 these namespaces (``nsenter --target PID --net --mount``) resolves through
 the same sandbox DNS, and the machine's resolv.conf and port 53 are untouched.
 It prints ``ready`` once the namespaces are set up, and stops on SIGTERM.
+UDP only: every answer of the sandbox's fits (a 2048-bit DKIM key too).
 
 Usage (as root): ``python -P bench/dnsrelay.py UPSTREAM_PORT RESOLV_CONF``.
 The resolv.conf is the caller's: it names ``ADDRESS``.

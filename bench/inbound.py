@@ -73,7 +73,7 @@ class Result:
     path: str
     messages: int
     seconds: float
-    done: int  # stored rows (a) or messages at the sink (b)
+    done: int  # stored rows (a) or messages at the sink (b, c)
     done_what: str
     cpu_ms: dict[str, float] = field(default_factory=dict)  # per message, per group
     passed: Counter[str] = field(default_factory=Counter)  # verify stack: spf/dkim/dmarc=pass
@@ -304,7 +304,7 @@ def run_bare(bare: Instance, dump: Path, workload: Workload, messages: int,
 def run_verify(stack: verifystack.Stack, dump: Path, workload: Workload, messages: int,
                meter: cpu.Meter | None = None) -> Result:
     return run_relayed(stack.postfix, dump, workload, messages, meter,
-                       f"{workload.name} verify: SPF+DKIM+DMARC milters", verdicts=True)
+                       f"{workload.name} verify: SPF+DKIM+DMARC", verdicts=True)
 
 
 def run_relayed(instance: Instance, dump: Path, workload: Workload, messages: int,
