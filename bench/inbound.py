@@ -6,10 +6,16 @@ One run drives Postfix's ``smtp-source`` at
       every message stored for an agent in PostgreSQL (then discarded), and
   (b) a second Postfix instance, same binaries and same generated main.cf,
       with no milter and no policy service, relaying to ``smtp-sink``,
+  (c) a third one like (b) with the verify-only stack Debian operators run
+      today as its milters: pyspf-milter, opendkim and opendmarc, resolving
+      through the sandbox DNS (see verifystack.py; ``--no-verify-stack``
+      leaves it out; the packages are installed with apt-get if missing),
 
-and prints messages per second for both and their ratio. It checks the work
-was done: (a) must have stored one row per message, (b) must have delivered
-every message to the sink. It brings up a sandbox in a temporary directory
+and prints messages per second for each and their ratios. It checks the work
+was done: (a) must have stored one row per message, (b) and (c) must have
+delivered every message to their sink, and (c) must have found SPF, DKIM and
+DMARC pass on every signed message (its Authentication-Results headers at
+the sink). It brings up a sandbox in a temporary directory
 (or reuses the one under ``--root``), and stops everything it started. The
 sandbox DNS it starts answers with a 300 s TTL, as real zones do, so the
 milter's resolver cache works as in production (a reused sandbox keeps the
@@ -29,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ from types import FrameType
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # -P: bench/ is not on the path
 import cpu
 import smtpload
+import verifystack
 
 from e2a.core.accounts import dkimkeys
 from e2a.core.accounts.dkimkeys import SigningKey
@@ -52,10 +60,12 @@ SMTP_SINK = "/usr/sbin/smtp-sink"
 SENDER = "bench@sandbox.test"  # SPF passes for loopback in the sandbox DNS
 SINK_RECIPIENT = "sink@bench.example"
 WARMUP_MESSAGES = 300
-SIGNED_DOMAIN = "signed-sender.test"  # SPF, DKIM and DMARC p=reject in the sandbox DNS
+# SPF, DKIM and DMARC p=reject in the sandbox DNS. Not under .test: the verify
+# stack's opendkim (libunbound) answers .test names NXDOMAIN itself.
+SIGNED_DOMAIN = "signed-sender.example"
 SIGNED_SELECTOR = "bench"
 DNS_TTL = 300  # seconds; a common TTL for SPF and DMARC records
-SINK_PIDS: list[int] = []
+SINK_PIDS: dict[str, int] = {}  # sink directory name -> smtp-sink's PID
 
 
 @dataclass(frozen=True)
@@ -63,9 +73,10 @@ class Result:
     path: str
     messages: int
     seconds: float
-    done: int  # stored rows (a) or messages at the sink (b)
+    done: int  # stored rows (a) or messages at the sink (b, c)
     done_what: str
     cpu_ms: dict[str, float] = field(default_factory=dict)  # per message, per group
+    passed: Counter[str] = field(default_factory=Counter)  # verify stack: spf/dkim/dmarc=pass
 
     @property
     def rate(self) -> float:
@@ -126,21 +137,21 @@ def sandbox_at(root: Path | None, *, durable: bool = True,
 
 
 @contextmanager
-def sink(workdir: Path, port: int) -> Iterator[Path]:
+def sink(workdir: Path, port: int, name: str = "sink") -> Iterator[Path]:
     """smtp-sink writing one file per message into a directory (to count them);
     its PID in ``SINK_PIDS`` (for the CPU table)."""
-    dump = workdir / "sink"
+    dump = workdir / name
     dump.mkdir()
     dump.chmod(0o777)  # smtp-sink drops to nobody
     proc = subprocess.Popen([SMTP_SINK, "-u", "nobody", "-d", f"{dump}/%H%M%S.",
                              f"127.0.0.1:{port}", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    SINK_PIDS.append(proc.pid)
+    SINK_PIDS[name] = proc.pid
     try:
         wait_for(lambda: supervisor.accepts(f"127.0.0.1:{port}"), 10, "smtp-sink listening")
         yield dump
     finally:
-        SINK_PIDS.remove(proc.pid)
+        del SINK_PIDS[name]
         proc.terminate()
         try:
             proc.wait(5)
@@ -180,8 +191,19 @@ def sandbox_meter(box: Sandbox) -> cpu.Meter:
     })
 
 
-def bare_meter(bare: Instance) -> cpu.Meter:
-    return cpu.Meter({"Postfix": [bare.master_pid()], "others": [os.getpid(), *SINK_PIDS]})
+def bare_meter(bare: Instance, dump: Path) -> cpu.Meter:
+    return cpu.Meter({"Postfix": [bare.master_pid()],
+                      "others": [os.getpid(), SINK_PIDS[dump.name]]})
+
+
+def verify_meter(stack: verifystack.Stack, dump: Path, box: Sandbox) -> cpu.Meter:
+    """A group per milter; the DNS relay, like the sandbox DNS, under others."""
+    return cpu.Meter({
+        "Postfix": [stack.postfix.master_pid()],
+        **{m.name: [m.process.pid] for m in stack.milters},
+        "others": [os.getpid(), SINK_PIDS[dump.name], stack.relay_pid,
+                   cpu.pidfile(box.dns.pidfile)],
+    })
 
 
 def stored_rows(box: Sandbox, agent: str) -> int:
@@ -275,20 +297,168 @@ def run_full(box: Sandbox, agent: str, workload: Workload, messages: int,
 
 def run_bare(bare: Instance, dump: Path, workload: Workload, messages: int,
              meter: cpu.Meter | None = None) -> Result:
+    return run_relayed(bare, dump, workload, messages, meter,
+                       f"{workload.name} bare: Postfix -> smtp-sink")
+
+
+def run_verify(stack: verifystack.Stack, dump: Path, workload: Workload, messages: int,
+               meter: cpu.Meter | None = None) -> Result:
+    return run_relayed(stack.postfix, dump, workload, messages, meter,
+                       f"{workload.name} verify: SPF+DKIM+DMARC", verdicts=True)
+
+
+def run_relayed(instance: Instance, dump: Path, workload: Workload, messages: int,
+                meter: cpu.Meter | None, path: str, verdicts: bool = False) -> Result:
+    """Through a Postfix relaying to its sink; ``verdicts``: count the
+    verify stack's passes in the delivered copies."""
     copies = workload.prepare(messages)
-    before = len(os.listdir(dump))
+    before = set(os.listdir(dump))
     cpu_before = meter.snapshot() if meter else {}
-    seconds = workload.send(bare.smtp_port, SINK_RECIPIENT, messages, copies)
+    try:
+        seconds = workload.send(instance.smtp_port, SINK_RECIPIENT, messages, copies)
+    except Exception as exc:
+        # A refusal's cause (a milter's error, say) is in that Postfix's log only.
+        raise RuntimeError(f"{path}: {exc}\n--- {instance.maillog} (tail) ---\n"
+                           f"{instance.maillog_tail(40)}") from exc
     # Accepted is not yet delivered: wait until the sink has them all.
-    wait_for(lambda: len(os.listdir(dump)) - before >= messages and bare.queue_empty(),
-             workload.args.timeout, "bare Postfix delivering to smtp-sink")
+    wait_for(lambda: len(os.listdir(dump)) - len(before) >= messages and instance.queue_empty(),
+             workload.args.timeout, f"{path}: delivering to smtp-sink")
     cpu_after = meter.snapshot() if meter else {}
-    return Result(f"{workload.name} bare: Postfix -> smtp-sink", messages, seconds,
-                  len(os.listdir(dump)) - before, "at the sink",
-                  cpu.per_message_ms(cpu_before, cpu_after, messages) if meter else {})
+    new = set(os.listdir(dump)) - before
+    passed = verifystack.verdicts(dump, new) if verdicts else Counter()
+    what = "at the sink" + (" (" + ", ".join(f"{c}=pass: {passed[c]}"
+                                             for c in verifystack.CHECKS) + ")"
+                            if verdicts else "")
+    return Result(path, messages, seconds, len(new), what,
+                  cpu.per_message_ms(cpu_before, cpu_after, messages) if meter else {}, passed)
 
 
 def main() -> int:
+    args = parse_args()
+    if os.geteuid() != 0:
+        print("bench/inbound: run as root (the sandbox runs a private Postfix)",
+              file=sys.stderr)
+        return 2
+    for tool in (SMTP_SOURCE, SMTP_SINK):
+        if not Path(tool).exists():
+            print(f"bench/inbound: {tool} missing (apt-get install postfix)", file=sys.stderr)
+            return 2
+    if args.verify_stack:
+        why = verifystack.ensure_packages()
+        if why is not None:
+            print(f"bench/inbound: the verify-only stack cannot run: {why}; "
+                  "--no-verify-stack leaves it out", file=sys.stderr)
+            return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    key, public = signing_key()
+
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="e2a-bench-work-"))
+        workdir.chmod(0o755)
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        box, agent = stack.enter_context(
+            sandbox_at(args.root, prepare=lambda b: prepare_sandbox(b, public, args)))
+        ports = Ports.free()
+        dump = stack.enter_context(sink(workdir, ports.capture))
+        bare = stack.enter_context(bare_postfix(workdir, ports))
+        paths: list[tuple[str, Callable[..., Result], cpu.Meter]] = [
+            ("bare", lambda w, n, m=None: run_bare(bare, dump, w, n, m), bare_meter(bare, dump))]
+        if args.verify_stack:
+            vports = Ports.free()
+            vdump = stack.enter_context(sink(workdir, vports.capture, "verify-sink"))
+            vstack = stack.enter_context(verifystack.verify_stack(
+                workdir, dns_port=box.dns.port, smtp_port=vports.smtp,
+                reinject_port=vports.reinject, submit_port=vports.submit,
+                filter_port=vports.filter, sink_port=vports.capture))
+            paths.append(("verify", lambda w, n, m=None: run_verify(vstack, vdump, w, n, m),
+                          verify_meter(vstack, vdump, box)))
+        paths.append(("full", lambda w, n, m=None: run_full(box, agent, w, n, m),
+                      sandbox_meter(box)))
+        groups = [*cpu.GROUPS[:-1], *(verifystack.GROUPS if args.verify_stack else ()),
+                  cpu.GROUPS[-1]]
+        workloads = {"signed": Workload("signed", args, f"news@{SIGNED_DOMAIN}", key, agent),
+                     "unsigned": Workload("unsigned", args, SENDER)}
+        chosen = [workloads[n] for n in names]
+        print(f"load: {load()}; milter processes: {box.config().milter.processes}; "
+              f"PostgreSQL fsync={pg_setting(box, 'fsync')} "
+              f"synchronous_commit={pg_setting(box, 'synchronous_commit')}", flush=True)
+        for workload in chosen:
+            print(f"warming up {', '.join(p[0] for p in paths)} ({args.warmup} "
+                  f"{workload.name} messages each)", flush=True)
+            for _, run, _ in paths:
+                run(workload, args.warmup)
+
+        rounds: dict[str, list[dict[str, Result]]] = {w.name: [] for w in chosen}
+        for n in range(args.rounds):
+            for workload in chosen:
+                # Bare first, the others right after: the machine's other load
+                # is as alike as it gets for the parts of one ratio.
+                results = {name: run(workload, args.messages, meter)
+                           for name, run, meter in paths}
+                rounds[workload.name].append(results)
+                for result in results.values():
+                    print(f"round {n + 1}: {result.path}: {result.messages} messages in "
+                          f"{result.seconds:.2f} s = {result.rate:.1f} msg/s; "
+                          f"{result.done} {result.done_what}", flush=True)
+                print(f"round {n + 1}: {workload.name}: " + "; ".join(
+                    f"{label} {value:.2f}" for label, value in ratios(results).items())
+                    + f"; load {load()}", flush=True)
+                print(cpu.table_header(groups))
+                for result in results.values():
+                    print(cpu.table_line(result.path, result.cpu_ms, groups))
+                print(flush=True)
+
+    return summary(args, rounds)
+
+
+def ratios(results: dict[str, Result]) -> dict[str, float]:
+    """full / bare, and with the verify stack: verify / bare and verify / full."""
+    out = {"full / bare": results["full"].rate / results["bare"].rate}
+    if "verify" in results:
+        out["verify / bare"] = results["verify"].rate / results["bare"].rate
+        out["verify / full"] = results["verify"].rate / results["full"].rate
+    return out
+
+
+def unverified(workload: str, result: Result) -> bool:
+    """The verify stack must have passed SPF, DKIM and DMARC on every signed
+    message; the unsigned ones (no signature) are only reported."""
+    return workload == "signed" and any(result.passed[c] != result.messages
+                                        for c in verifystack.CHECKS)
+
+
+def summary(args: argparse.Namespace, rounds: dict[str, list[dict[str, Result]]]) -> int:
+    print()
+    print(f"-s {args.sessions} -m {args.messages} (unsigned -l {args.length}), "
+          f"{args.rounds} round(s), {os.cpu_count()} CPUs, load {load()}")
+    print(f"{'path':44} {'msg/s':>8}  work done")
+    failed = unchecked = False
+    for name, per_round in rounds.items():
+        for side in per_round[0]:
+            results = [r[side] for r in per_round]
+            print(f"{results[0].path:44} {statistics.median(r.rate for r in results):8.1f}  "
+                  + ", ".join(f"{r.done}/{r.messages}" for r in results)
+                  + ("; pass " + ", ".join("/".join(str(r.passed[c]) for r in results) + f" {c}"
+                                           for c in verifystack.CHECKS)
+                     if side == "verify" else ""))
+            unchecked |= side == "verify" and any(unverified(name, r) for r in results)
+        for label in ratios(per_round[0]):
+            values = [ratios(r)[label] for r in per_round]
+            print(f"{name}: ratio {label}: {statistics.median(values):.2f}"
+                  + (f" (median of {', '.join(f'{v:.2f}' for v in values)})"
+                     if len(values) > 1 else ""))
+        failed |= not all(r.done == r.messages for results in per_round
+                          for r in results.values())
+    if failed:
+        print("FAILED: a path did not store or deliver every message", file=sys.stderr)
+    if unchecked:
+        print("FAILED: the verify stack did not pass SPF, DKIM and DMARC on every signed "
+              "message", file=sys.stderr)
+    return 1 if failed or unchecked else 0
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/inbound", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path,
                         help="reuse (or start and keep) the sandbox here; default: a "
@@ -306,83 +476,14 @@ def main() -> int:
                         help="milter.processes of a sandbox this run starts (default: "
                              "one per CPU)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="measure both paths this many times, bare then full; the "
-                             "median of the rounds' ratios counts")
+                        help="measure every path this many times, bare, verify, then "
+                             "full; the median of the rounds' ratios counts")
+    parser.add_argument("--no-verify-stack", dest="verify_stack", action="store_false",
+                        help="leave out the verify-only stack (pyspf-milter, opendkim, "
+                             "opendmarc), and do not install it")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds any one step may take")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench/inbound: run as root (the sandbox runs a private Postfix)",
-              file=sys.stderr)
-        return 2
-    for tool in (SMTP_SOURCE, SMTP_SINK):
-        if not Path(tool).exists():
-            print(f"bench/inbound: {tool} missing (apt-get install postfix)", file=sys.stderr)
-            return 2
-    signal.signal(signal.SIGTERM, _interrupt)
-    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    key, public = signing_key()
-
-    with ExitStack() as stack:
-        workdir = Path(tempfile.mkdtemp(prefix="e2a-bench-work-"))
-        workdir.chmod(0o755)
-        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        box, agent = stack.enter_context(
-            sandbox_at(args.root, prepare=lambda b: prepare_sandbox(b, public, args)))
-        ports = Ports.free()
-        dump = stack.enter_context(sink(workdir, ports.capture))
-        bare = stack.enter_context(bare_postfix(workdir, ports))
-        workloads = {"signed": Workload("signed", args, f"news@{SIGNED_DOMAIN}", key, agent),
-                     "unsigned": Workload("unsigned", args, SENDER)}
-        chosen = [workloads[n] for n in names]
-        full_meter, bare_meter_ = sandbox_meter(box), bare_meter(bare)
-        print(f"load: {load()}; milter processes: {box.config().milter.processes}; "
-              f"PostgreSQL fsync={pg_setting(box, 'fsync')} "
-              f"synchronous_commit={pg_setting(box, 'synchronous_commit')}", flush=True)
-        for workload in chosen:
-            print(f"warming up both paths ({args.warmup} {workload.name} messages each)",
-                  flush=True)
-            run_full(box, agent, workload, args.warmup)
-            run_bare(bare, dump, workload, args.warmup)
-
-        rounds: dict[str, list[tuple[Result, Result]]] = {w.name: [] for w in chosen}
-        for n in range(args.rounds):
-            for workload in chosen:
-                # Bare first, full right after: the machine's other load is as
-                # alike as it gets for the two halves of one ratio.
-                bare_result = run_bare(bare, dump, workload, args.messages, bare_meter_)
-                full_result = run_full(box, agent, workload, args.messages, full_meter)
-                rounds[workload.name].append((bare_result, full_result))
-                for result in (bare_result, full_result):
-                    print(f"round {n + 1}: {result.path}: {result.messages} messages in "
-                          f"{result.seconds:.2f} s = {result.rate:.1f} msg/s; "
-                          f"{result.done} {result.done_what}", flush=True)
-                print(f"round {n + 1}: {workload.name}: ratio "
-                      f"{full_result.rate / bare_result.rate:.2f}; load {load()}", flush=True)
-                print(cpu.table_header())
-                for result in (bare_result, full_result):
-                    print(cpu.table_line(result.path, result.cpu_ms))
-                print(flush=True)
-
-    print()
-    print(f"-s {args.sessions} -m {args.messages} (unsigned -l {args.length}), "
-          f"{args.rounds} round(s), {os.cpu_count()} CPUs, load {load()}")
-    print(f"{'path':44} {'msg/s':>8}  work done")
-    failed = False
-    for name, pairs in rounds.items():
-        for side in (0, 1):
-            results = [pair[side] for pair in pairs]
-            print(f"{results[0].path:44} {statistics.median(r.rate for r in results):8.1f}  "
-                  + ", ".join(f"{r.done}/{r.messages}" for r in results))
-        ratios = [full.rate / bare.rate for bare, full in pairs]
-        print(f"{name}: ratio full / bare: {statistics.median(ratios):.2f}"
-              + (f" (median of {', '.join(f'{r:.2f}' for r in ratios)})"
-                 if len(ratios) > 1 else ""))
-        failed |= not all(r.done == r.messages for pair in pairs for r in pair)
-    if failed:
-        print("FAILED: a path did not store or deliver every message", file=sys.stderr)
-        return 1
-    return 0
+    return parser.parse_args()
 
 
 def load() -> str:
