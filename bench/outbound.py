@@ -265,7 +265,7 @@ def bare_relay(workdir: Path, messages: int, concurrency: int, timeout: float,
     from the same number of SMTP clients; CPU ms per message."""
     ports = Ports.free()
     with sink(workdir, ports.capture) as dump, bare_postfix(workdir, ports) as bare:
-        meter = bare_meter(bare)
+        meter = bare_meter(bare, dump)
 
         def one(count: int) -> tuple[float, dict[str, float]]:
             run = Run(secrets.token_hex(4))
