@@ -97,13 +97,13 @@ def _webhook(row: Row) -> Row:
 
 
 def suppression(row: Row) -> Row:
-    """A suppression as both generations export it (SuppressionView)."""
+    """A suppression as both generations show it (SuppressionView), in an
+    export and in /v1's listings; the optional fields when the row has them."""
     found = {"address": row["address"], "source": row["source"],
              "created_at": rfc3339(row["created_at"])}
-    if row["agent_email"]:
-        found["agent_email"] = row["agent_email"]
-    if row["reason"]:
-        found["reason"] = row["reason"]
+    for optional in ("agent_email", "reason", "source_message_id"):
+        if row.get(optional):
+            found[optional] = row[optional]
     return found
 
 

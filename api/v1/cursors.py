@@ -49,3 +49,17 @@ def page(rows: list[dict[str, Any]], limit: int, secret: str, bound: Mapping[str
     if len(rows) > limit:
         next_cursor = pagination.encode(secret, bound, key(shown[-1]))
     return {"items": [view(r) for r in shown], "next_cursor": next_cursor}
+
+
+def page_whole(rows: list[dict[str, Any]], limit: int, after: Position | None, secret: str,
+               bound: Mapping[str, Any],
+               view: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """A listing short enough to read whole (an account's keys, its
+    domains), paged here: newest first by (created_at, id)."""
+    def key(row: dict[str, Any]) -> tuple[datetime, str]:
+        return (row["created_at"], row["id"])
+
+    ordered = sorted(rows, key=key, reverse=True)
+    if after:
+        ordered = [r for r in ordered if key(r) < after]
+    return page(ordered[:limit + 1], limit, secret, bound, view, key)

@@ -52,25 +52,25 @@ def delete_agent(conn: psycopg.Connection, agent_id: str, address: str) -> bool:
 def list_account(conn: psycopg.Connection, user_id: str, *, limit: int,
                  before: tuple[datetime, str] | None = None) -> list[Row]:
     """Newest first, ``limit`` rows after the position ``before`` (created_at, address)."""
-    return conn.execute(
-        """SELECT * FROM account_suppressions
-            WHERE user_id = %(user)s
-              AND (%(at)s::timestamptz IS NULL OR (created_at, address) < (%(at)s, %(addr)s))
-            ORDER BY created_at DESC, address DESC
-            LIMIT %(limit)s""",
-        {"user": user_id, "at": before[0] if before else None,
-         "addr": before[1] if before else None, "limit": limit}).fetchall()
+    return _page(conn, "account_suppressions", "user_id", user_id, limit, before)
 
 
 def list_agent(conn: psycopg.Connection, agent_id: str, *, limit: int,
                before: tuple[datetime, str] | None = None) -> list[Row]:
+    """As ``list_account``, for one agent's own list."""
+    return _page(conn, "agent_suppressions", "agent_id", agent_id, limit, before)
+
+
+def _page(conn: psycopg.Connection, table: str, owner_column: str, owner: str, limit: int,
+          before: tuple[datetime, str] | None) -> list[Row]:
+    # ``table`` and ``owner_column`` are the two literals above, never input.
     return conn.execute(
-        """SELECT * FROM agent_suppressions
-            WHERE agent_id = %(agent)s
+        f"""SELECT * FROM {table}
+            WHERE {owner_column} = %(owner)s
               AND (%(at)s::timestamptz IS NULL OR (created_at, address) < (%(at)s, %(addr)s))
             ORDER BY created_at DESC, address DESC
             LIMIT %(limit)s""",
-        {"agent": agent_id, "at": before[0] if before else None,
+        {"owner": owner, "at": before[0] if before else None,
          "addr": before[1] if before else None, "limit": limit}).fetchall()
 
 

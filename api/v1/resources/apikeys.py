@@ -74,13 +74,9 @@ class ApiKeys:
         after = cursors.position(req, self._secret, bound)
         with self._pool.connection() as conn:
             rows = key_store.keys_for_user(conn, caller.user_id)
-        # Live keys, newest first; an account has few, so they are paged here.
-        rows = sorted((r for r in rows if r["revoked_at"] is None),
-                      key=lambda r: (r["created_at"], r["id"]), reverse=True)
-        if after:
-            rows = [r for r in rows if (r["created_at"], r["id"]) < after]
-        resp.media = cursors.page(rows[:limit + 1], limit, self._secret, bound, view,
-                                  lambda r: (r["created_at"], r["id"]))
+        # Live keys; an account has few.
+        resp.media = cursors.page_whole([r for r in rows if r["revoked_at"] is None], limit,
+                                        after, self._secret, bound, view)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         caller = access.account_key(req)

@@ -105,13 +105,9 @@ class Domains:
         after = cursors.position(req, self._secret, bound)
         with self._pool.connection() as conn:
             rows = domain_store.domains_for_user(conn, caller.user_id)
-        # Newest first; an account has at most max_domains, so they are paged here.
-        rows = sorted(rows, key=lambda r: (r["created_at"], r["id"]), reverse=True)
-        if after:
-            rows = [r for r in rows if (r["created_at"], r["id"]) < after]
-        resp.media = cursors.page(rows[:limit + 1], limit, self._secret, bound,
-                                  lambda r: domain_view(self._cfg, r, r["agent_count"]),
-                                  lambda r: (r["created_at"], r["id"]))
+        # An account has at most max_domains.
+        resp.media = cursors.page_whole(rows, limit, after, self._secret, bound,
+                                        lambda r: domain_view(self._cfg, r, r["agent_count"]))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         caller = access.account_key(req)

@@ -12,6 +12,7 @@ from typing import Any
 import falcon
 from psycopg_pool import ConnectionPool
 
+from e2a.api import export
 from e2a.api.v1 import access, bodies, cursors, params
 from e2a.api.v1.errors import invalid, not_found
 from e2a.api.v1.resources.account import confirmed
@@ -19,29 +20,14 @@ from e2a.core.accounts.registration import valid_email
 from e2a.core.config import Config
 from e2a.core.outbound import suppressions
 from e2a.core.store import suppressions as store
-from e2a.core.timefmt import rfc3339
 
 _CREATE = {"address": bodies.Field(str, required=True, max_length=suppressions.MAX_ADDRESS),
            "reason": bodies.Field(str, max_length=suppressions.MAX_REASON)}
 
 
-def account_view(row: dict[str, Any]) -> dict[str, Any]:
-    found = {"address": row["address"], "source": row["source"],
-             "created_at": rfc3339(row["created_at"])}
-    if row["reason"]:
-        found["reason"] = row["reason"]
-    if row["source_message_id"]:
-        found["source_message_id"] = row["source_message_id"]
-    return found
-
-
 def agent_view(agent_email: str) -> Any:
     def view(row: dict[str, Any]) -> dict[str, Any]:
-        found = {"agent_email": agent_email, "address": row["address"], "source": row["source"],
-                 "created_at": rfc3339(row["created_at"])}
-        if row["reason"]:
-            found["reason"] = row["reason"]
-        return found
+        return export.suppression({**row, "agent_email": agent_email})
     return view
 
 
@@ -68,7 +54,7 @@ class AccountSuppressions:
         after = cursors.position(req, self._secret, bound)
         with self._pool.connection() as conn:
             rows = store.list_account(conn, caller.user_id, limit=limit + 1, before=after)
-        resp.media = cursors.page(rows, limit, self._secret, bound, account_view, _key)
+        resp.media = cursors.page(rows, limit, self._secret, bound, export.suppression, _key)
 
 
 class AccountSuppression:
