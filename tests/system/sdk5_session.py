@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +46,17 @@ class Sdk5(Sdk):
 
     def __call__(self, call: str, *args: Any, **kwargs: Any) -> Any:
         return self._ask({"call": call, "args": list(args), "kwargs": kwargs})
+
+
+@contextmanager
+def session(base_url: str, api_key: str) -> Iterator[Sdk5]:
+    """A client of SDK 5.x (installed first if missing), closed afterwards:
+    what each module's ``sdk`` fixture yields."""
+    version = install()
+    if version != SDK5_VERSION:
+        raise RuntimeError(f"SDK {SDK5_VERSION} wanted, {version} installed")
+    client = Sdk5(base_url, api_key)
+    try:
+        yield client
+    finally:
+        client.close()

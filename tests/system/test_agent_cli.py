@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 from hitlowner import status_of
 from sandbox_harness import RunningSandbox, compose, new_agent, smtp_send, wait_until
-from sdk5_session import Sdk5, install
-from sdk_session import SDK5_VERSION
+from sdk5_session import Sdk5, session
 from webhooksupport import Receiver
 
 from sandbox.stack import SHARED_DOMAIN
@@ -169,12 +168,8 @@ def test_listen_json_once_prints_a_mail_sent_over_smtp(logged_in, sandbox):
 
 @pytest.fixture(scope="module")
 def sdk(sandbox: RunningSandbox) -> Iterator[Sdk5]:
-    assert install() == SDK5_VERSION
-    client = Sdk5(sandbox.api_url, sandbox.api_key)
-    try:
+    with session(sandbox.api_url, sandbox.api_key) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -33,8 +33,7 @@ import pytest
 import requests
 from filtersupport import signature_tags
 from sandbox_harness import RunningSandbox, new_agent, sandbox_resolver, smtp_send, wait_until
-from sdk5_session import Sdk5, Sdk5Error, install
-from sdk_session import SDK5_VERSION
+from sdk5_session import Sdk5, Sdk5Error, session
 
 from e2a.core.db import single_connection
 from e2a.core.outbound import suppressions
@@ -267,12 +266,8 @@ def test_an_auto_reply_loop_between_an_agent_and_an_autoresponder_ends(sandbox, 
 
 @pytest.fixture(scope="module")
 def sdk(sandbox: RunningSandbox, account) -> Iterator[Sdk5]:
-    assert install() == SDK5_VERSION
-    client = Sdk5(sandbox.api_url, account.api_key)
-    try:
+    with session(sandbox.api_url, account.api_key) as client:
         yield client
-    finally:
-        client.close()
 
 
 def test_the_sdk_lists_creates_and_deletes_suppressions(sdk, account):

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
-from sdk5_session import Sdk5, install
-from sdk_session import SDK5_VERSION
+from sdk5_session import Sdk5, session
 
 from sandbox.stack import SHARED_DOMAIN
 
@@ -29,12 +28,8 @@ def account(sandbox: RunningSandbox):
 
 @pytest.fixture(scope="module")
 def sdk(sandbox: RunningSandbox, account) -> Iterator[Sdk5]:
-    assert install() == SDK5_VERSION
-    client = Sdk5(sandbox.api_url, account.api_key)
-    try:
+    with session(sandbox.api_url, account.api_key) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")

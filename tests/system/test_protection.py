@@ -15,8 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from sandbox_harness import RunningSandbox, compose, new_agent, smtp_send, wait_until
-from sdk5_session import Sdk5, install
-from sdk_session import SDK5_VERSION
+from sdk5_session import Sdk5, session
 
 from e2a.core.db import single_connection
 
@@ -136,12 +135,8 @@ def test_an_injection_under_review_is_listed_only_once_approved(sandbox):
 
 @pytest.fixture(scope="module")
 def sdk(sandbox: RunningSandbox) -> Iterator[Sdk5]:
-    assert install() == SDK5_VERSION
-    client = Sdk5(sandbox.api_url, sandbox.api_key)
-    try:
+    with session(sandbox.api_url, sandbox.api_key) as client:
         yield client
-    finally:
-        client.close()
 
 
 def test_the_sdk_reads_and_writes_protection_and_sees_hold_reasons(sandbox, sdk):

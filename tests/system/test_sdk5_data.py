@@ -21,8 +21,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
-from sdk5_session import INSTALL_DIR, Sdk5, Sdk5Error, install
-from sdk_session import SDK5_VERSION
+from sdk5_session import INSTALL_DIR, Sdk5, Sdk5Error, session
 
 from sandbox.stack import SHARED_DOMAIN
 
@@ -36,12 +35,8 @@ def account(sandbox: RunningSandbox):
 
 @pytest.fixture(scope="module")
 def sdk(sandbox: RunningSandbox, account) -> Iterator[Sdk5]:
-    assert install() == SDK5_VERSION
-    client = Sdk5(sandbox.api_url, account.api_key)
-    try:
+    with session(sandbox.api_url, account.api_key) as client:
         yield client
-    finally:
-        client.close()
 
 
 def raw(sandbox: RunningSandbox, account, method: str, path: str, **kwargs) -> requests.Response:

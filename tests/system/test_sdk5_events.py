@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import pytest
 from hitlowner import FRIEND, new_owner, send_held, status_of, wait_held
 from sandbox_harness import RunningSandbox, compose, smtp_send, wait_until
-from sdk5_session import Sdk5, install
-from sdk_session import SDK5_VERSION
+from sdk5_session import Sdk5, session
 from test_webhooks import own_workers, receiver  # noqa: F401 (fixtures)
 
 from sandbox.stack import SHARED_DOMAIN
@@ -30,12 +29,8 @@ def owner(sandbox: RunningSandbox):
 
 @pytest.fixture(scope="module")
 def sdk(sandbox: RunningSandbox, owner) -> Iterator[Sdk5]:
-    assert install() == SDK5_VERSION
-    client = Sdk5(sandbox.api_url, owner.api_key)
-    try:
+    with session(sandbox.api_url, owner.api_key) as client:
         yield client
-    finally:
-        client.close()
 
 
 def held(sandbox, owner, what: str) -> tuple[str, str]:
