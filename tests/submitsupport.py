@@ -17,6 +17,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from apisupport import api_client
+from falcon import testing
 from servicesupport import write_config
 
 from e2a.core import config
@@ -127,3 +129,11 @@ def sending_config(cfg: Config, path: Path, submit_address: str, **send: Any) ->
     write_config(cfg, path, f'[submit]\naddress = "{submit_address}"\ntimeout = 5\n'
                             f"[send]\n{lines}")
     return config.load(path, env={})
+
+
+@contextmanager
+def sending_client(cfg: Config, postfix: Any, directory: Path) -> Iterator[testing.TestClient]:
+    """The whole app, handing mail to ``postfix`` (a test submit server);
+    its configuration written into ``directory``."""
+    with api_client(sending_config(cfg, directory / "e2a.toml", postfix.address)) as client:
+        yield client

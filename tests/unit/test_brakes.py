@@ -11,9 +11,9 @@ import email.policy
 import secrets
 
 import pytest
-from apisupport import add_agent, agent_key, api_client, make_tenant
+from apisupport import add_agent, agent_key, make_tenant
 from sendsupport import received
-from submitsupport import sending_config
+from submitsupport import sending_client
 from v1support import agent_path, assert_envelope, messages_path
 
 from e2a.api.dashboard import pending
@@ -35,9 +35,7 @@ def clean(postfix):
 
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("brakes") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("brakes")) as test_client:
         yield test_client
 
 

@@ -14,10 +14,10 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from apisupport import api_client, make_tenant
+from apisupport import make_tenant
 from filtersupport import send
 from sendsupport import SEND, events_for, named_agent, received, reply_path, selftest_path
-from submitsupport import sending_config
+from submitsupport import sending_client
 
 from e2a.core.accounts import registration as accounts
 from e2a.core.db import single_connection
@@ -334,9 +334,7 @@ def test_mail_from_elsewhere_naming_an_agent_is_refused(
 
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("send") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("send")) as test_client:
         yield test_client
 
 

@@ -10,9 +10,9 @@ import secrets
 from urllib.parse import quote
 
 import pytest
-from apisupport import agent_key, api_client, make_tenant
+from apisupport import agent_key, make_tenant
 from hitlsupport import FRIEND, message_row, released, reset
-from submitsupport import sending_config
+from submitsupport import sending_client
 from v1support import agent_path, assert_envelope, messages_path
 
 from e2a.core.db import single_connection
@@ -29,9 +29,7 @@ def clean(postfix):
 
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("supp") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("supp")) as test_client:
         yield test_client
 
 

@@ -14,8 +14,8 @@ import re
 
 import dkim
 import pytest
-from apisupport import api_client, make_tenant
-from submitsupport import sending_config
+from apisupport import make_tenant
+from submitsupport import sending_client
 from v1support import assert_envelope, messages_path
 
 from e2a.core.accounts import dkimkeys
@@ -36,9 +36,7 @@ def clean(postfix):
 
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("unsub") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("unsub")) as test_client:
         yield test_client
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from apisupport import add_agent, api_client, insert_message, make_tenant
-from submitsupport import sending_config
+from apisupport import add_agent, insert_message, make_tenant
+from submitsupport import sending_client
 from v1support import agent_path, assert_envelope, messages_path
 
 from e2a.core.db import single_connection
@@ -26,9 +26,7 @@ def clean(postfix):
 
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("protect") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("protect")) as test_client:
         yield test_client
 
 

@@ -5,8 +5,8 @@ service; a HITL agent's mail is held (pending_review)."""
 from __future__ import annotations
 
 import pytest
-from apisupport import api_client, insert_message, make_tenant
-from submitsupport import sending_config
+from apisupport import insert_message, make_tenant
+from submitsupport import sending_client
 from v1support import agent_path, assert_envelope, messages_path
 
 from e2a.core.ids import new_id
@@ -20,9 +20,7 @@ def clean(postfix):
 
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("send5") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("send5")) as test_client:
         yield test_client
 
 

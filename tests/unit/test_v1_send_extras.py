@@ -9,8 +9,8 @@ import base64
 from email.message import EmailMessage
 
 import pytest
-from apisupport import api_client, insert_message, make_tenant
-from submitsupport import sending_config
+from apisupport import insert_message, make_tenant
+from submitsupport import sending_client
 from v1support import assert_envelope, messages_path
 
 PDF = b"%PDF-1.4 quarterly numbers"
@@ -23,9 +23,7 @@ def clean(postfix):
 
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("send5x") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("send5x")) as test_client:
         yield test_client
 
 

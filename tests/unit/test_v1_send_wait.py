@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
-from apisupport import api_client, make_tenant
-from submitsupport import sending_config
+from apisupport import make_tenant
+from submitsupport import sending_client
 from v1support import assert_envelope, messages_path
 
 from e2a.api.v1.resources import sending as v1_sending
@@ -25,9 +25,7 @@ def clean(postfix):
 
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("sendwait") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("sendwait")) as test_client:
         yield test_client
 
 

@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from apisupport import Tenant, add_agent, agent_key, api_client, insert_message, make_tenant
-from submitsupport import sending_config
+from apisupport import Tenant, add_agent, agent_key, insert_message, make_tenant
+from submitsupport import sending_client
 from test_api_tenant_isolation import snapshot
 
 from e2a.api.v1.routes import ACCOUNT, AGENT, PUBLIC, ROUTES
@@ -101,9 +101,7 @@ def code(result: Any) -> str | None:
 @pytest.fixture(scope="module")
 def client(cfg, postfix, tmp_path_factory):
     """Sends go to a fake of Postfix's submit service."""
-    send_cfg = sending_config(cfg, tmp_path_factory.mktemp("iso5") / "e2a.toml",
-                              postfix.address)
-    with api_client(send_cfg) as test_client:
+    with sending_client(cfg, postfix, tmp_path_factory.mktemp("iso5")) as test_client:
         yield test_client
 
 
